@@ -1,0 +1,98 @@
+"""Capture the activations of many layers in one forward pass.
+
+Layers are addressed by their dotted ``named_modules()`` names. ``capture`` hooks
+exactly the requested modules (never every submodule), clones what they output
+(torchvision's ResNet reuses one in-place ReLU several times per block, so an
+uncloned tensor would be overwritten), and stops the forward pass as soon as the
+last requested layer has produced its output: layers past it are never computed.
+Hooks are registered in ``try`` and removed in ``finally``, whatever happens.
+
+A module called more than once in a forward pass is captured at its first call.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from atlas.errors import AtlasError
+
+
+class _EnoughLayers(Exception):
+    """Raised from a hook to end the forward pass early; never escapes `capture`."""
+
+
+def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
+    """The modules named by ``layers``; an unknown name is an error with suggestions."""
+    modules = dict(model.named_modules())
+    found = {}
+    for name in layers:
+        if name not in modules or name == "":
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise AtlasError(f"layer {name!r} is not a module of this model{hint}; "
+                             f"`atlas layers ARCH` lists them")
+        found[name] = modules[name]
+    return found
+
+
+def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
+            detach: bool = True, stop_early: bool = True) -> dict[str, torch.Tensor]:
+    """Run ``model(x)`` and return ``{layer: output}`` for each requested layer.
+
+    With ``detach=False`` the outputs stay in the autograd graph (for feature
+    visualization); with ``stop_early`` the pass ends after the last layer needed.
+    """
+    wanted = find_modules(model, layers)
+    outputs: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs, output) -> None:
+            if name in outputs:
+                return
+            tensor = output.detach() if detach else output
+            outputs[name] = tensor.clone()
+            if stop_early and len(outputs) == len(wanted):
+                raise _EnoughLayers
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in wanted.items()]
+    try:
+        model(x)
+    except _EnoughLayers:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in layers if name not in outputs]
+    if missing:
+        raise AtlasError(f"layers {missing} were never called in the forward pass "
+                         f"(a module defined but not used by forward()?)")
+    return {name: outputs[name] for name in layers}
+
+
+def describe_layers(model: nn.Module, x: torch.Tensor) -> list[dict]:
+    """Every named module with its type, output shape and call count (for `atlas layers`)."""
+    records: dict[str, dict] = {}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs, output) -> None:
+            record = records.setdefault(name, {"name": name, "type": type(module).__name__,
+                                               "shape": None, "calls": 0})
+            record["calls"] += 1
+            if record["shape"] is None and isinstance(output, torch.Tensor):
+                record["shape"] = tuple(output.shape[1:])
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    return sorted(records.values(), key=lambda r: order[r["name"]])

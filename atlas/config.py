@@ -1,0 +1,281 @@
+"""Read ``atlas.toml`` into typed, frozen config objects.
+
+The dataclasses below *are* the schema: each field's type hint says what the TOML
+value must be, its default says whether the key is optional, and its comment says
+why it exists. ``load_config`` walks the TOML tables against these dataclasses, so
+an unknown key, a wrong type or a missing key is reported with its full key path
+and the file it came from::
+
+    atlas.toml: models[0].layer: unknown key (did you mean 'layers'?)
+
+``--set key.path=value`` overrides are applied to the raw TOML before it is
+checked, so they are validated exactly like the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.errors import ConfigError
+from atlas.names import slug
+
+STAGES = ("featurevis", "weights", "examples")
+"""Every analysis `atlas sweep` knows, in the order it runs them."""
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    title: str = "Atlas"  # shown in every page header
+    out: Path = Path("site")  # output folder (relative to the config file)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    images: str  # a folder of images (flat, or one subfolder per class)
+    limit: int = 2000  # use the first N images in sorted order: a fixed, reproducible set
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    device: str = "auto"  # auto picks cuda when available; cpu and cuda force one
+    seed: int = 0  # global seed; each unit's seed derives from it and the unit's id
+    cache: Path = Path(".atlas-cache")  # the artifact store (relative to the config file)
+    stages: tuple[str, ...] = STAGES  # which analyses run
+    batch_size: int = 32  # images per forward pass when streaming a dataset
+
+
+@dataclass(frozen=True)
+class FeaturevisConfig:
+    steps: int = 512  # optimisation steps per image (Lucid's default threshold)
+    size: int = 128  # side of the optimised image, in pixels
+    lr: float = 0.05  # Adam learning rate on the Fourier parameterisation
+    batch: int = 16  # units optimised together, one per batch element
+    thumbnail: int = 64  # side of the thumbnails shown in grids
+
+
+@dataclass(frozen=True)
+class ExamplesConfig:
+    top: int = 9  # dataset examples kept per unit, strongest first
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str  # id used in URLs and on the pages
+    arch: str  # torchvision:<name> | lucent:inceptionv1 | package.module:factory
+    layers: tuple[str, ...]  # dotted names from named_modules()
+    weights: str = "none"  # none | a named weight set | a path to a state dict
+    units: int | None = None  # only the first N units of each layer (all when unset)
+    mean: tuple[float, ...] | None = None  # input normalisation, for import-path models
+    std: tuple[float, ...] | None = None
+    input_size: int | None = None  # side of the model's input image
+
+    @property
+    def slug(self) -> str:
+        return slug(self.name)
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[ModelConfig, ...]
+    site: SiteConfig = SiteConfig()
+    data: DataConfig | None = None  # no [data]: no dataset examples
+    sweep: SweepConfig = SweepConfig()
+    featurevis: FeaturevisConfig = FeaturevisConfig()
+    examples: ExamplesConfig = ExamplesConfig()
+    # Not TOML keys: where the config came from, to resolve relative paths.
+    root: Path = field(default=Path("."), metadata={"internal": True})
+    source: str = field(default="atlas.toml", metadata={"internal": True})
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, taken relative to the config file's folder."""
+        return (self.root / Path(path).expanduser()).resolve()
+
+    def sweep_digest(self) -> str:
+        """A digest of everything that decides sweep results (not the site's looks)."""
+        sweep_part = {k: v for k, v in _plain(self).items() if k not in ("site", "root", "source")}
+        sweep_part["sweep"].pop("device")
+        sweep_part["sweep"].pop("cache")
+        return _digest(sweep_part)
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, override and check a config file. Raises ConfigError naming the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (create one, or pass --config)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    source = path.name
+    config = _parse(raw, source)
+    for override in overrides:
+        _apply_override(raw, override)
+        config = _parse(raw, f"--set {override}")
+    return dataclasses.replace(config, root=path.resolve().parent, source=source)
+
+
+def _parse(raw: dict, source: str) -> Config:
+    try:
+        config = _build(Config, raw, "")
+        _check(config)
+    except _KeyProblem as e:
+        raise ConfigError(f"{source}: {e.key}: {e.problem}") from None
+    return config
+
+
+class _KeyProblem(Exception):
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
+def _check(config: Config) -> None:
+    """Value checks that types alone cannot express."""
+    def require(ok: bool, key: str, problem: str) -> None:
+        if not ok:
+            raise _KeyProblem(key, problem)
+
+    require(config.sweep.device in DEVICES or config.sweep.device.startswith("cuda:"),
+            "sweep.device", f"must be one of {', '.join(DEVICES)} (got {config.sweep.device!r})")
+    for i, stage in enumerate(config.sweep.stages):
+        require(stage in STAGES, f"sweep.stages[{i}]", f"unknown stage {stage!r}{_suggest(stage, STAGES)}"
+                f"; stages are {', '.join(STAGES)}")
+    require(config.sweep.batch_size >= 1, "sweep.batch_size", "must be at least 1")
+    require(config.featurevis.steps >= 1, "featurevis.steps", "must be at least 1")
+    require(config.featurevis.size >= 16, "featurevis.size", "must be at least 16")
+    require(config.featurevis.batch >= 1, "featurevis.batch", "must be at least 1")
+    require(config.featurevis.lr > 0, "featurevis.lr", "must be positive")
+    require(config.examples.top >= 1, "examples.top", "must be at least 1")
+    if config.data is not None:
+        require(config.data.limit >= 1, "data.limit", "must be at least 1")
+    require(len(config.models) > 0, "models", "at least one [[models]] table is required")
+    seen: dict[str, str] = {}
+    for i, model in enumerate(config.models):
+        key = f"models[{i}]"
+        require(model.name.strip() != "", f"{key}.name", "must not be empty")
+        require(model.slug not in seen, f"{key}.name",
+                f"{model.name!r} clashes with {seen.get(model.slug)!r} (same URL '{model.slug}')")
+        seen[model.slug] = model.name
+        require(len(model.layers) > 0, f"{key}.layers", "list at least one layer")
+        require(len(set(model.layers)) == len(model.layers), f"{key}.layers", "a layer is listed twice")
+        require(model.units is None or model.units >= 1, f"{key}.units", "must be at least 1")
+        require(model.input_size is None or model.input_size >= 8, f"{key}.input_size", "must be at least 8")
+        for name in ("mean", "std"):
+            value = getattr(model, name)
+            require(value is None or len(value) == 3, f"{key}.{name}", "give three values (R, G, B)")
+        require(model.std is None or all(s > 0 for s in model.std), f"{key}.std", "must be positive")
+
+
+# -- generic TOML -> dataclass conversion -------------------------------------------
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise _KeyProblem(where or "(top level)", f"expected a table, got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise _KeyProblem(path, f"unknown key{_suggest(key, fields)}")
+        kwargs[key] = _convert(value, hints[key], path)
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in kwargs:
+            raise _KeyProblem(f"{where}.{name}" if where else name, "missing required key")
+    return cls(**kwargs)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):  # `X | None`: TOML has no null, so it is X
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, inner, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        item_type = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            raise _KeyProblem(where, f"expected a list, got {_describe(value)}")
+        return tuple(_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        Path: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise _KeyProblem(where, f"expected {_TYPE_NAMES[tp]}, got {_describe(value)}")
+    return tp(value)
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return f"{kind} ({json.dumps(value, default=str)[:40]})" if not isinstance(value, dict) else kind
+
+
+def _suggest(key: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    """Set ``a.b[0].c=value`` in the raw TOML dict; the value is parsed as TOML."""
+    keypath, sep, text = override.partition("=")
+    if not sep or not keypath.strip():
+        raise ConfigError(f"--set {override}: expected KEY=VALUE (e.g. featurevis.steps=64)")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word: take it as a string
+    node: Any = raw
+    parts = keypath.strip().split(".")
+    for depth, part in enumerate(parts):
+        name, _, index = part.partition("[")
+        last = depth == len(parts) - 1
+        if index:
+            items = node.get(name)
+            i = int(index.rstrip("]"))
+            if not isinstance(items, list) or not 0 <= i < len(items):
+                raise ConfigError(f"--set {override}: {'.'.join(parts[:depth + 1])}: no such list item")
+            if last:
+                items[i] = value
+            node = items[i]
+        elif last:
+            node[name] = value
+        else:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {override}: {'.'.join(parts[:depth + 1])}: is not a table")
+
+
+def _plain(obj: Any) -> Any:
+    """A config as JSON-able plain data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

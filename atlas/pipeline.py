@@ -1,0 +1,109 @@
+"""The sweep: models x layers x stages -> the artifact store.
+
+``sweep`` loads each model in turn, checks its layers, and runs every configured
+stage over them. Stages skip artifacts the store already has, so a second sweep
+does no work and an interrupted one resumes. At the end of each model the sweep
+plan is written: which artifacts belong to which model, layer and stage. The plan
+is the only thing ``render`` needs besides the artifacts; it is stored under the
+config's sweep digest, so ``atlas render`` after ``atlas sweep`` finds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import torch
+
+import atlas
+from atlas.capture import capture, find_modules
+from atlas.config import Config
+from atlas.data import open_dataset
+from atlas.errors import AtlasError
+from atlas.models import LoadedModel, load_model
+from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, featurevis, weights
+from atlas.store import Store
+
+log = logging.getLogger(__name__)
+
+STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run}
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def no_progress(total: int, description: str) -> Iterator[_Silent]:
+    yield _Silent()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AtlasError("sweep.device: cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    """Fill the store with every artifact the config asks for; return the sweep plan."""
+    stages = config.sweep.stages
+    dataset = None
+    if config.data is not None and "examples" in stages:
+        dataset = open_dataset(config.data.images, config.data.limit, config.root)
+    ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
+                       device=pick_device(config.sweep.device), progress=progress,
+                       force=force, dataset=dataset)
+    plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [], "data": None}
+    for i, spec in enumerate(config.models):
+        key = f"models[{i}]"
+        model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
+        layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
+        log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
+        artifacts = {layer.name: {} for layer in layers}
+        for stage in stages:
+            for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
+                artifacts[layer_name][stage] = keys
+        plan["models"].append(_model_entry(model, spec.weights, layers, artifacts))
+        if dataset is not None:
+            plan["data"] = {"images": str(dataset.root), "count": len(dataset.records),
+                            "skipped": dict(dataset.skipped)}
+        ctx.store.write_plan(config.sweep_digest(), plan)
+        del model
+    if dataset is not None and dataset.skipped:
+        log.warning("skipped %d unreadable images (listed in the plan)", len(dataset.skipped))
+    return plan
+
+
+def inspect_layers(model: LoadedModel, names: tuple[str, ...], units: int | None,
+                   device: torch.device, key: str) -> list[LayerInfo]:
+    """Check the layers exist and learn their output shapes from one forward pass."""
+    try:
+        find_modules(model.module, names)
+    except AtlasError as e:
+        raise AtlasError(f"{key}.layers: {e}") from None
+    probe = torch.zeros(1, 3, model.input_size, model.input_size, device=device)
+    with torch.no_grad():
+        outputs = capture(model.module, model.normalize(probe), names)
+    layers = []
+    for name in names:
+        shape = tuple(outputs[name].shape[1:])
+        if len(shape) not in (1, 3):
+            raise AtlasError(f"{key}.layers: {name!r} outputs shape {shape}; "
+                             "Atlas needs (channels, height, width) or (units,)")
+        count = shape[0] if units is None else min(units, shape[0])
+        layers.append(LayerInfo(name, shape, tuple(range(count))))
+    return layers
+
+
+def _model_entry(model: LoadedModel, weights_name: str, layers: list[LayerInfo],
+                 artifacts: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    return {
+        "name": model.name, "arch": model.arch, "weights": weights_name, "digest": model.digest,
+        "input_size": model.input_size, "mean": list(model.mean), "std": list(model.std),
+        "layers": [{"name": layer.name, "shape": list(layer.shape), "units": list(layer.units),
+                    "artifacts": artifacts[layer.name]} for layer in layers],
+    }

@@ -1,0 +1,130 @@
+"""Render the static site from the store: never imports torch, never runs a model.
+
+``render_site`` gathers every page model first (``pages.build_site``), renders
+every page to a string, and only then writes: into a fresh folder beside the
+output that replaces the old site in one rename, so a failed render leaves the
+previous site untouched. Jinja runs with autoescape on and StrictUndefined, since
+model, layer, class and file names are untrusted text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from atlas.config import Config
+from atlas.errors import AtlasError
+from atlas.render import charts
+from atlas.render.pages import SiteModel, build_site, catalog
+from atlas.render.urls import relative_url
+from atlas.store import Store
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SITE_MARKER = ".atlas-site"  # marks a folder Atlas made, so it may be replaced
+
+
+@dataclass
+class RenderReport:
+    out: Path
+    pages: int
+    files: int
+    seconds: float
+
+
+def render_site(config: Config, out: Path | None = None) -> RenderReport:
+    """Render the atlas of ``config`` from its last sweep into ``out`` (default: site.out)."""
+    start = time.perf_counter()
+    store = Store(config.resolve(config.sweep.cache))
+    plan = store.read_plan(config.sweep_digest())
+    if plan is None:
+        raise AtlasError(f"{config.source}: no sweep of this config in {store.root} yet; "
+                         "run `atlas sweep` (or `atlas build`) first")
+    site = build_site(plan, store)
+    pages = render_pages(site, config.site.title)
+    out = Path(out) if out is not None else config.resolve(config.site.out)
+    _write_site(out, pages, site, json.dumps(catalog(site), indent=1))
+    report = RenderReport(out, len(pages), len(pages) + len(site.copies), time.perf_counter() - start)
+    log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
+    return report
+
+
+def render_pages(site: SiteModel, title: str) -> dict[str, str]:
+    """Every page of the site: {site path: html}."""
+    env = _environment()
+    pages: dict[str, str] = {}
+
+    def page(template: str, path: str, crumbs: list[tuple[str, str]], **context: Any) -> None:
+        pages[path] = env.get_template(template).render(
+            page=path, site_title=title, crumbs=crumbs, **context)
+
+    home = ("Atlas", "index.html")
+    page("index.html", "index.html", [], site=site)
+    for model in site.models:
+        model_crumbs = [home, (model.name, model.url)]
+        page("model.html", model.url, model_crumbs, model=model)
+        for layer in model.layers:
+            layer_crumbs = model_crumbs + [(layer.name, layer.url)]
+            page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
+                 chart=charts.layer_activations(layer))
+            for unit in layer.units:
+                page("unit.html", unit.url, layer_crumbs + [(f"unit {unit.index}", unit.url)],
+                     model=model, layer=layer, unit=unit, chart=charts.example_values(unit))
+    return pages
+
+
+def _environment() -> jinja2.Environment:
+    if not TEMPLATES.is_dir():
+        raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
+    return env
+
+
+def _write_site(out: Path, pages: dict[str, str], site: SiteModel, catalog_json: str) -> None:
+    """Write the whole site beside ``out``, then swap it in."""
+    if out.exists() and any(out.iterdir()) and not (out / SITE_MARKER).exists():
+        raise AtlasError(f"site.out: {out} exists and was not made by Atlas; "
+                         "refusing to replace it (choose another folder)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        shutil.copytree(TEMPLATES / "static", building / "static")
+        for path, html in pages.items():
+            target = building / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(html, encoding="utf-8")
+        for path, source in site.copies.items():
+            target = building / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        (building / "catalog.json").write_text(catalog_json, encoding="utf-8")
+        (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
+        (building / SITE_MARKER).touch()
+        _swap(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _swap(new: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)

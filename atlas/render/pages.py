@@ -1,0 +1,143 @@
+"""Page models: the sweep plan and its artifacts as plain data for templates.
+
+``build_site`` reads the plan and each artifact's ``data.json`` once and returns a
+``SiteModel``: every model, layer and unit with the site-relative paths of its
+images, plus the list of files to copy from the store into the site. Templates
+and ``catalog.json`` are both made from it, so they always agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.names import slug
+from atlas.store import Store
+
+
+@dataclass
+class Example:
+    src: str  # site-relative image path
+    value: float
+    name: str  # the image's name in the dataset
+    label: str
+    x: float  # where the unit fired, as a fraction of the image width
+    y: float
+
+
+@dataclass
+class Unit:
+    index: int
+    url: str
+    featurevis: str | None = None
+    featurevis_thumb: str | None = None
+    featurevis_activation: float | None = None
+    weights: str | None = None
+    examples: list[Example] = field(default_factory=list)
+    prev_url: str | None = None
+    next_url: str | None = None
+
+
+@dataclass
+class Layer:
+    name: str
+    url: str
+    shape: list[int]
+    units: list[Unit]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+@dataclass
+class Model:
+    name: str
+    slug: str
+    url: str
+    arch: str
+    weights: str
+    digest: str
+    input_size: int
+    layers: list[Layer]
+
+
+@dataclass
+class SiteModel:
+    models: list[Model]
+    data: dict[str, Any] | None
+    copies: dict[str, Path] = field(default_factory=dict)  # site path -> store file
+
+
+def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
+    site = SiteModel(models=[], data=plan.get("data"))
+    for entry in plan["models"]:
+        base = f"models/{slug(entry['name'])}"
+        layers = [_layer(layer, f"{base}/{slug(layer['name'])}", store, site.copies)
+                  for layer in entry["layers"]]
+        site.models.append(Model(
+            name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
+            arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
+            input_size=entry["input_size"], layers=layers,
+        ))
+    return site
+
+
+def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Path]) -> Layer:
+    units = {i: Unit(index=i, url=f"{base}/{i}.html") for i in entry["units"]}
+    artifacts = entry["artifacts"]
+    for key in artifacts.get("featurevis", []):
+        folder = store.path("featurevis", key)
+        data = _read(folder)
+        for unit, activation in zip(data["units"], data["activation"]):
+            u = units[unit]
+            u.featurevis = _copy(copies, f"{base}/img/fv-{unit}.webp", folder / f"{unit}.webp")
+            u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp", folder / f"{unit}-thumb.webp")
+            u.featurevis_activation = activation
+    for key in artifacts.get("weights", []):
+        folder = store.path("weights", key)
+        for unit in _read(folder)["units"]:
+            units[unit].weights = _copy(copies, f"{base}/img/w-{unit}.webp", folder / f"{unit}.webp")
+    for key in artifacts.get("examples", []):
+        folder = store.path("examples", key)
+        data = _read(folder)
+        height, width = data["grid"]
+        for unit, examples in data["units"].items():
+            units[int(unit)].examples = [Example(
+                src=_copy(copies, f"{base}/img/ex-{ex['image']}.webp", folder / f"img-{ex['image']}.webp"),
+                value=ex["value"], name=data["images"][str(ex["image"])]["name"],
+                label=data["images"][str(ex["image"])]["label"],
+                x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height,
+            ) for ex in examples]
+    ordered = list(units.values())
+    for before, after in zip(ordered, ordered[1:]):
+        before.next_url, after.prev_url = after.url, before.url
+    return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered)
+
+
+def _read(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "data.json").read_text())
+
+
+def _copy(copies: dict[str, Path], site_path: str, source: Path) -> str:
+    copies[site_path] = source
+    return site_path
+
+
+def catalog(site: SiteModel) -> dict[str, Any]:
+    """The machine-readable index of the atlas (``site/catalog.json``)."""
+    return {"models": [{
+        "name": m.name, "arch": m.arch, "weights": m.weights, "digest": m.digest, "url": m.url,
+        "layers": [{
+            "name": layer.name, "url": layer.url, "shape": layer.shape,
+            "units": [{
+                "index": u.index, "url": u.url,
+                "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
+                "weights": u.weights,
+                "examples": [e.src for e in u.examples],
+                "example_values": [e.value for e in u.examples],
+            } for u in layer.units],
+        } for layer in m.layers],
+    } for m in site.models]}

@@ -1,0 +1,70 @@
+"""Analyses of a model, one module per stage.
+
+Every stage has the same shape: ``run(ctx, model, layers)`` reads and writes the
+store around pure functions (tensors in, arrays out) that tests call with no disk.
+``run`` returns, per layer, the keys of the artifacts it made or found, which the
+pipeline records in the sweep plan that ``render`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Protocol, Sequence
+
+import torch
+
+from atlas.config import Config
+from atlas.models import LoadedModel
+from atlas.store import Store, artifact_key
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    shape: tuple[int, ...]  # output shape without the batch: (C, H, W) or (C,)
+    units: tuple[int, ...]  # the units (channels) swept
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> object: ...
+
+
+ProgressFactory = Callable[[int, str], ContextManager[Progress]]
+
+
+@dataclass
+class StageContext:
+    config: Config
+    store: Store
+    device: torch.device
+    progress: ProgressFactory
+    force: bool = False  # recompute artifacts that exist
+    dataset: Any = None  # an atlas.data dataset, when [data] is given
+    notes: dict[str, Any] = field(default_factory=dict)  # facts for the plan (e.g. skipped images)
+
+    def needs(self, stage: str, key: str) -> bool:
+        return self.force or not self.store.has(stage, key)
+
+
+def model_identity(model: LoadedModel) -> dict[str, Any]:
+    """What identifies a model's behaviour in artifact keys: weights and preprocessing."""
+    return {"digest": model.digest, "mean": model.mean, "std": model.std}
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A seed for one piece of work, derived from the global seed and the work's id."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:
+    return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+__all__ = ["LayerInfo", "StageContext", "ProgressFactory", "artifact_key", "chunks",
+           "derive_seed", "model_identity"]
