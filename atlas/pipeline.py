@@ -11,6 +11,7 @@ config's sweep digest, so ``atlas render`` after ``atlas sweep`` finds it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
 from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, featurevis, weights
-from atlas.store import Store
+from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
                        device=pick_device(config.sweep.device), progress=progress,
                        force=force, dataset=dataset)
-    plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [], "data": None}
+    plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [],
+                            "data": _dataset_summary(ctx) if dataset is not None else None}
     for i, spec in enumerate(config.models):
         key = f"models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
@@ -68,14 +70,24 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
             for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
                 artifacts[layer_name][stage] = keys
         plan["models"].append(_model_entry(model, spec.weights, layers, artifacts))
-        if dataset is not None:
-            plan["data"] = {"images": str(dataset.root), "count": len(dataset.records),
-                            "skipped": dict(dataset.skipped)}
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
-    if dataset is not None and dataset.skipped:
-        log.warning("skipped %d unreadable images (listed in the plan)", len(dataset.skipped))
     return plan
+
+
+def _dataset_summary(ctx: StageContext) -> dict[str, Any]:
+    """How many images the dataset has and which are unreadable (scanned once, cached)."""
+    dataset = ctx.dataset
+    key = artifact_key(stage="dataset", data=dataset.digest())
+    if ctx.needs("dataset", key):
+        with ctx.store.writing("dataset", key) as folder:
+            write_json(folder / "data.json", {"skipped": dataset.scan()})
+    skipped = json.loads((ctx.store.path("dataset", key) / "data.json").read_text())["skipped"]
+    dataset.skipped.update(skipped)  # known bad files are skipped silently from now on
+    if skipped:
+        log.warning("%s: %d unreadable images skipped: %s", dataset.root, len(skipped),
+                    ", ".join(sorted(skipped)[:5]) + (" ..." if len(skipped) > 5 else ""))
+    return {"images": str(dataset.root), "count": len(dataset.records) - len(skipped), "skipped": skipped}
 
 
 def inspect_layers(model: LoadedModel, names: tuple[str, ...], units: int | None,

@@ -75,9 +75,12 @@ class Store:
             yield tmp
             final = self.path(stage, key)
             final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # --force: move the old one aside first (a folder
+                os.replace(final, tmp.with_name(tmp.name + "-old"))  # can't be replaced when full)
             os.replace(tmp, final)  # atomic: a folder appears complete or not at all
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp.with_name(tmp.name + "-old"), ignore_errors=True)
 
     def record(self, stage: str, key: str, meta: dict[str, Any]) -> None:
         """Note a finished artifact in the stage's manifest (idempotent)."""

@@ -70,8 +70,14 @@ class ImageFolder:
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             if record.name not in self.skipped:
                 self.skipped[record.name] = str(e) or type(e).__name__
-                log.warning("skipping unreadable image %s: %s", record.path, e)
+                log.debug("skipping unreadable image %s: %s", record.path, e)
             return None
+
+    def scan(self) -> dict[str, str]:
+        """Try to read every image once; return {name: why} for the unreadable ones."""
+        for i in range(len(self.records)):
+            self.load(i, 8)
+        return dict(self.skipped)
 
     def batches(self, size: int, batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
         """Yield (indices, uint8 images (B, size, size, 3)), skipping unreadable files."""

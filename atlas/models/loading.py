@@ -57,10 +57,12 @@ class _Built:
 
 def load_model(spec: ModelConfig, *, root: Path = Path("."), seed: int = 0,
                key: str = "models[0]") -> LoadedModel:
-    """Build the model of a config entry. ``key`` names the entry in error messages."""
+    """Build the model of a config entry. ``key`` names the entry in error messages
+    (``models[0]``); an empty key names the fields alone (for `atlas layers`)."""
+    key = f"{key}." if key else ""  # from here on, key is the prefix of a field name
     scheme, _, name = spec.arch.partition(":")
     if not name:
-        raise AtlasError(f"{key}.arch: {spec.arch!r} is not SOURCE:NAME "
+        raise AtlasError(f"{key}arch: {spec.arch!r} is not SOURCE:NAME "
                          "(torchvision:resnet18, lucent:inceptionv1 or package.module:factory)")
     torch.manual_seed(seed)  # weights = "none" means a seeded, reproducible init
     build: Callable[..., _Built] = _SOURCES.get(scheme, _from_import_path)
@@ -90,13 +92,13 @@ def _torchvision(spec: ModelConfig, name: str, root: Path, key: str) -> _Built:
 
     available = tvm.list_models(module=tvm)
     if name not in available:
-        raise AtlasError(f"{key}.arch: torchvision has no classification model {name!r}"
+        raise AtlasError(f"{key}arch: torchvision has no classification model {name!r}"
                          f"{_close(name, available)}")
     weight_enum = tvm.get_model_weights(name)
     preset = weight_enum.DEFAULT  # its preprocessing applies whatever the weights
     if spec.weights in weight_enum.__members__:  # IMAGENET1K_V1, DEFAULT, ...
         preset = weight_enum[spec.weights]
-        _ensure_in_hub_cache(preset.url, f"{key}.weights", f"{name} {spec.weights}")
+        _ensure_in_hub_cache(preset.url, f"{key}weights", f"{name} {spec.weights}")
         module = tvm.get_model(name, weights=preset)
     elif spec.weights == "none":
         module = tvm.get_model(name, weights=None)
@@ -125,13 +127,13 @@ def _ensure_in_hub_cache(url: str, key: str, what: str) -> None:
 
 def _lucent(spec: ModelConfig, name: str, root: Path, key: str) -> _Built:
     if name != "inceptionv1":
-        raise AtlasError(f"{key}.arch: lucent has no model {name!r} (lucent:inceptionv1 is the one)")
+        raise AtlasError(f"{key}arch: lucent has no model {name!r} (lucent:inceptionv1 is the one)")
     from lucent.modelzoo.inceptionv1 import InceptionV1, model_urls
 
     module = InceptionV1(pretrained=False)
     if spec.weights == "pretrained":
         url = model_urls["inceptionv1"]
-        _ensure_in_hub_cache(url, f"{key}.weights", "lucent inceptionv1")
+        _ensure_in_hub_cache(url, f"{key}weights", "lucent inceptionv1")
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
         _load_state_dict(module, cached, key)
     elif spec.weights != "none":
@@ -146,15 +148,15 @@ def _from_import_path(spec: ModelConfig, path: str, root: Path, key: str) -> _Bu
     try:
         target = importlib.import_module(module_name)
     except ImportError as e:
-        raise AtlasError(f"{key}.arch: cannot import {module_name!r} ({e}); known sources are "
+        raise AtlasError(f"{key}arch: cannot import {module_name!r} ({e}); known sources are "
                          "torchvision:NAME, lucent:inceptionv1, or an importable package.module:factory") from None
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise AtlasError(f"{key}.arch: {module_name!r} has no attribute {attr!r}")
+            raise AtlasError(f"{key}arch: {module_name!r} has no attribute {attr!r}")
         target = getattr(target, part)
     model = target()
     if not isinstance(model, nn.Module):
-        raise AtlasError(f"{key}.arch: {path} returned {type(model).__name__}, not a torch.nn.Module")
+        raise AtlasError(f"{key}arch: {path} returned {type(model).__name__}, not a torch.nn.Module")
     if spec.weights != "none":
         _load_state_dict(model, _weights_path(spec, root, key, []), key)
     return _Built(model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 224)
@@ -169,7 +171,7 @@ def _weights_path(spec: ModelConfig, root: Path, key: str, names: list[str]) -> 
     path = (root / Path(spec.weights).expanduser()).resolve()
     if not path.is_file():
         named = f"; or one of: none, {', '.join(names)}" if names else "; or none"
-        raise AtlasError(f"{key}.weights: {spec.weights!r} is not a file{named}")
+        raise AtlasError(f"{key}weights: {spec.weights!r} is not a file{named}")
     return path
 
 
@@ -177,19 +179,23 @@ def _load_state_dict(module: nn.Module, path: Path, key: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a bad file
-        raise AtlasError(f"{key}.weights: {path} is not a readable state dict ({e})") from None
+        raise AtlasError(f"{key}weights: {path} is not a readable state dict ({e})") from None
     if isinstance(state, dict):
         for wrapper in ("state_dict", "model"):  # common checkpoint layouts
             if isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
     if not isinstance(state, dict):
-        raise AtlasError(f"{key}.weights: {path} holds a {type(state).__name__}, not a state dict")
-    result = module.load_state_dict(state, strict=False)
+        raise AtlasError(f"{key}weights: {path} holds a {type(state).__name__}, not a state dict")
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches raise even when not strict
+        detail = str(e).strip().splitlines()[-1].strip()
+        raise AtlasError(f"{key}weights: {path} does not fit the architecture: {detail}") from None
     # Auxiliary classifiers (GoogLeNet, Inception v3) are unused at eval time.
     missing = [k for k in result.missing_keys if not k.startswith("aux")]
     unexpected = [k for k in result.unexpected_keys if not k.startswith("aux")]
     if missing or unexpected:
-        raise AtlasError(f"{key}.weights: {path} does not fit the architecture: "
+        raise AtlasError(f"{key}weights: {path} does not fit the architecture: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ def visualize_channels(model: LoadedModel, layer: str, units: Sequence[int], *, 
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Optimise one image per unit. Returns uint8 images (N, size, size, 3) and the
     unit's mean activation on its final image (N,)."""
-    from lucent.optvis import param, transform
+    param, transform = _lucent()
 
     torch.manual_seed(seed)
     np.random.seed(seed)  # lucent's jitter and scale draw from numpy's global RNG
@@ -64,11 +65,19 @@ def visualize_channels(model: LoadedModel, layer: str, units: Sequence[int], *, 
     return pixels, final.float().cpu().numpy()
 
 
+def _lucent():
+    with warnings.catch_warnings():  # kornia 0.4 uses torch.jit.script, now deprecated
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.script")
+        from lucent.optvis import param, transform
+    return param, transform
+
+
 @contextlib.contextmanager
 def _lucent_on(device: torch.device):
     """lucent keeps its device in module globals; point them at ours for a while."""
-    from lucent.optvis import transform
     from lucent.optvis.param import spatial
+
+    _, transform = _lucent()
 
     saved = spatial.device, transform.device
     spatial.device = transform.device = device

@@ -1,0 +1,194 @@
+"""The ``atlas`` command: a thin layer over config, pipeline and render.
+
+Every command reads ``--config`` (default ``./atlas.toml``), applies ``--set``
+overrides, and reports bad input as one line naming the key or file, exit code 2.
+Torch is imported only by the commands that run a model, so ``atlas --help`` and
+``atlas render`` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import http.server
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from atlas.config import Config, load_config
+from atlas.errors import AtlasError
+
+log = logging.getLogger("atlas")
+
+
+def _config_options(func: Callable) -> Callable:
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                  default=Path("atlas.toml"), show_default=True, help="The atlas config file.")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a config value, e.g. --set featurevis.steps=64 (repeatable).")
+    @click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
+    @functools.wraps(func)
+    def wrapper(config_path: Path, overrides: tuple[str, ...], verbose: bool, **kwargs):
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="atlas: %(message)s")
+        try:
+            return func(config_path=config_path, overrides=overrides, **kwargs)
+        except AtlasError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is kept; run the command again to resume", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def _load(config_path: Path, overrides: tuple[str, ...], *, out: Path | None = None,
+          device: str | None = None) -> Config:
+    extra = []
+    if device is not None:
+        extra.append(f"sweep.device={json.dumps(device)}")
+    if out is not None:  # relative to where the command runs, not to the config file
+        extra.append(f"site.out={json.dumps(str(out.resolve()))}")
+    return load_config(config_path, [*overrides, *extra])
+
+
+def _progress(total: int, description: str):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=description, unit="unit", leave=False,
+                disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+_out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                           help="Output folder for the site (default: site.out).")
+_device_option = click.option("--device", help="auto, cpu or cuda (default: sweep.device).")
+_force_option = click.option("--force", is_flag=True, help="Recompute artifacts that exist.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="atlas")
+def main() -> None:
+    """Atlas: sweep a vision model's layers and render a browsable atlas of its features."""
+
+
+@main.command()
+@_config_options
+@_out_option
+@_device_option
+@_force_option
+def build(config_path: Path, overrides: tuple[str, ...], out: Path | None, device: str | None,
+          force: bool) -> None:
+    """Sweep (what is not cached yet) and render the site."""
+    from atlas.pipeline import sweep
+    from atlas.render import render_site
+
+    config = _load(config_path, overrides, out=out, device=device)
+    sweep(config, force=force, progress=_progress)
+    report = render_site(config)
+    click.echo(f"built {report.pages} pages in {report.out}")
+
+
+@main.command("sweep")
+@_config_options
+@_device_option
+@_force_option
+def sweep_command(config_path: Path, overrides: tuple[str, ...], device: str | None, force: bool) -> None:
+    """Run the analyses and fill the artifact store (no site)."""
+    from atlas.pipeline import sweep
+
+    config = _load(config_path, overrides, device=device)
+    plan = sweep(config, force=force, progress=_progress)
+    units = sum(len(layer["units"]) for model in plan["models"] for layer in model["layers"])
+    click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
+
+
+@main.command()
+@_config_options
+@_out_option
+def render(config_path: Path, overrides: tuple[str, ...], out: Path | None) -> None:
+    """Render the site from the store (no model is run)."""
+    from atlas.render import render_site
+
+    report = render_site(_load(config_path, overrides, out=out))
+    click.echo(f"rendered {report.pages} pages in {report.out} ({report.pages / report.seconds:.0f} pages/s)")
+
+
+@main.command()
+@_config_options
+@_out_option
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--base", default="/", show_default=True,
+              help="Serve the site under this path, as GitHub Pages serves a project (e.g. /atlas/).")
+def serve(config_path: Path, overrides: tuple[str, ...], out: Path | None, port: int, base: str) -> None:
+    """Serve the built site on http://127.0.0.1:PORT (a local static server)."""
+    config = _load(config_path, overrides, out=out)
+    root = config.resolve(config.site.out)
+    if not (root / "index.html").exists():
+        raise AtlasError(f"site.out: no site in {root}; run `atlas build` first")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(root, base))
+    click.echo(f"serving {root} at http://127.0.0.1:{server.server_port}{_normalize_base(base)} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+def _normalize_base(base: str) -> str:
+    return "/" + base.strip("/") + "/" if base.strip("/") else "/"
+
+
+def _handler(root: Path, base: str) -> type[http.server.SimpleHTTPRequestHandler]:
+    prefix = _normalize_base(base)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def translate_path(self, path: str) -> str:
+            if not path.startswith(prefix):
+                return str(root / "__outside_base__")  # answered with 404
+            return super().translate_path("/" + path[len(prefix):])
+
+        def log_message(self, format: str, *args) -> None:
+            log.info("serve: " + format, *args)
+
+    return Handler
+
+
+@main.command()
+@click.argument("arch")
+@click.option("--weights", default="none", show_default=True, help="none, a weights name, or a state dict path.")
+@click.option("--input-size", type=int, help="Side of the probe image (default: the model's).")
+@click.option("--all", "show_all", is_flag=True, help="Also list modules that output no tensor or repeat.")
+def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> None:
+    """List the layers of ARCH (e.g. torchvision:resnet18) with channels and output sizes."""
+    import torch
+
+    from atlas.capture import describe_layers
+    from atlas.config import ModelConfig
+    from atlas.models import load_model
+
+    try:
+        spec = ModelConfig(name=arch, arch=arch, layers=(), weights=weights, input_size=input_size)
+        model = load_model(spec, root=Path.cwd(), key="")
+        probe = torch.zeros(1, 3, model.input_size, model.input_size)
+        records = describe_layers(model.module, model.normalize(probe))
+    except AtlasError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"{arch}: input 3×{model.input_size}×{model.input_size}")
+    click.echo(f"{'layer':<40} {'type':<20} {'channels':>8}  output")
+    for record in records:
+        shape = record["shape"]
+        if shape is None and not show_all:
+            continue
+        channels = str(shape[0]) if shape else "-"
+        size = "×".join(str(s) for s in shape) if shape else "-"
+        calls = f"  (called {record['calls']}×, first call is captured)" if record["calls"] > 1 else ""
+        click.echo(f"{record['name']:<40} {record['type']:<20} {channels:>8}  {size}{calls}")
+
+
+if __name__ == "__main__":
+    main()

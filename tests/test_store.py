@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from atlas.store import Store, artifact_key, write_atomic
+
+
+def test_keys_are_stable_and_change_with_any_part():
+    key = artifact_key(stage="featurevis", layer="conv1", steps=8)
+    assert key == artifact_key(steps=8, layer="conv1", stage="featurevis")
+    assert key != artifact_key(stage="featurevis", layer="conv1", steps=9)
+
+
+def test_an_artifact_appears_only_when_its_block_succeeds(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(RuntimeError):
+        with store.writing("stage", "k1") as folder:
+            (folder / "data.json").write_text("{}")
+            raise RuntimeError("crash while writing")
+    assert not store.has("stage", "k1")
+    assert not any((tmp_path / "tmp").iterdir())
+    with store.writing("stage", "k1") as folder:
+        (folder / "data.json").write_text('{"a": 1}')
+    assert store.has("stage", "k1")
+    assert (store.path("stage", "k1") / "data.json").read_text() == '{"a": 1}'
+
+
+def test_rewriting_an_artifact_replaces_it(tmp_path):
+    store = Store(tmp_path)
+    for value in ("old", "new"):
+        with store.writing("stage", "k") as folder:
+            (folder / value).write_text(value)
+    assert sorted(p.name for p in store.path("stage", "k").iterdir()) == ["new"]
+
+
+def test_temp_folders_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "tmp" / f"{dead}-stage-abc").mkdir(parents=True)
+    (tmp_path / "tmp" / f"{os.getpid()}-stage-mine").mkdir()
+    Store(tmp_path)
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [f"{os.getpid()}-stage-mine"]
+
+
+def test_manifest_and_plan(tmp_path):
+    store = Store(tmp_path)
+    store.record("featurevis", "k", {"layer": "conv1"})
+    store.record("featurevis", "k", {"layer": "conv1"})
+    assert store.manifest("featurevis") == {"k": {"layer": "conv1"}}
+    assert store.read_plan("d") is None
+    store.write_plan("d", {"models": []})
+    assert store.read_plan("d") == {"models": []}
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path):
+    write_atomic(tmp_path / "a" / "f.txt", "one")
+    write_atomic(tmp_path / "a" / "f.txt", b"two")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.txt"]
+    assert (tmp_path / "a" / "f.txt").read_text() == "two"

@@ -1,0 +1,47 @@
+"""Tiny models with hand-set weights, so tests know the right answer exactly.
+
+Importable as ``tests.tiny_models:make_color_net`` by the import-path model source.
+"""
+
+import torch
+from torch import nn
+
+
+class Boom(nn.Module):
+    """A layer that must never run (it proves the forward pass stopped early)."""
+
+    def forward(self, x):
+        raise AssertionError("the forward pass went past the last captured layer")
+
+
+class ColorNet(nn.Module):
+    """conv1 reads RGB with 1x1 kernels: unit 0 = R - G, 1 = G - R, 2 = B, 3 = mean(RGB).
+
+    Its input is RGB in [0, 1] (no normalisation), so a pure red image gives unit 0
+    an activation of exactly 1.
+    """
+
+    def __init__(self, boom: bool = False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, kernel_size=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 2, kernel_size=3, padding=1)
+        self.head = Boom() if boom else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+        with torch.no_grad():
+            self.conv1.weight.copy_(torch.tensor([
+                [1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1 / 3, 1 / 3, 1 / 3],
+            ]).view(4, 3, 1, 1))
+            self.conv1.bias.zero_()
+            self.conv2.weight.copy_(torch.linspace(-1, 1, 2 * 4 * 9).view(2, 4, 3, 3))
+            self.conv2.bias.zero_()
+
+    def forward(self, x):
+        return self.head(self.conv2(self.relu(self.conv1(x))))
+
+
+def make_color_net() -> ColorNet:
+    return ColorNet()
+
+
+def make_not_a_model() -> str:
+    return "not a module"
