@@ -1,0 +1,146 @@
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from atlas.config import load_config
+from atlas.errors import AtlasError
+from atlas.render import render_site
+from atlas.render.urls import relative_url
+from tests.conftest import REPO
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append(value)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def _pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+def test_every_page_type_exists_at_its_permalink(built_site):
+    model = "color-script-alert-1-script-net"
+    for path in ["index.html", f"models/{model}/index.html", f"models/{model}/conv1/index.html",
+                 f"models/{model}/conv1/0.html", f"models/{model}/conv2/1.html", "catalog.json"]:
+        assert (built_site / path).is_file(), path
+    assert len(_pages(built_site)) == 1 + 1 + 2 + 6
+
+
+def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):
+    checked = 0
+    for page in _pages(built_site):
+        for link in _parse(page).links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc, f"{page}: external link {link}"
+            assert not link.startswith("/"), f"{page}: root-absolute link {link}"
+            target = (page.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{page}: broken link {link}"
+            assert built_site.resolve() in target.parents, f"{page}: link leaves the site {link}"
+            checked += 1
+    assert checked > 100
+    css_and_js = "".join(p.read_text() for p in (built_site / "static").glob("*.*"))
+    assert not re.search(r"https?://|url\(\s*['\"]?/", css_and_js)
+
+
+def test_names_with_html_are_shown_as_text(built_site):
+    index = built_site / "index.html"
+    html = index.read_text()
+    assert "<script>alert(1)</script>" not in html and "<b>atlas</b>" not in html
+    assert "color &lt;script&gt;alert(1)&lt;/script&gt; net" in html
+    assert "color <script>alert(1)</script> net" in "".join(_parse(index).text)
+    unit = next(built_site.glob("models/*/conv1/2.html")).read_text()
+    assert "<b>grey</b>" not in unit  # a dataset file name is untrusted too
+    for page in _pages(built_site):
+        assert "<script>alert" not in page.read_text()
+
+
+def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    (model,) = catalog["models"]
+    assert model["name"] == "color <script>alert(1)</script> net"
+    assert model["arch"] == "tests.tiny_models:make_color_net"
+    conv1, conv2 = model["layers"]
+    assert (conv1["name"], [u["index"] for u in conv1["units"]]) == ("conv1", [0, 1, 2, 3])
+    unit = conv1["units"][0]
+    for field in ("url", "featurevis", "weights"):
+        assert (built_site / unit[field]).is_file()
+    assert isinstance(unit["featurevis_activation"], float)
+    assert len(unit["examples"]) == 3 and all((built_site / e).is_file() for e in unit["examples"])
+    assert unit["example_values"][0] == pytest.approx(1.0)  # the red image, for R - G
+    assert conv2["units"][0]["weights"] is None  # not an RGB layer
+
+
+def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):
+    layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
+    spec = re.search(r'<script type="application/json" class="vega-spec">(.*?)</script>', layer, re.S)
+    assert spec and json.loads(spec.group(1))["$schema"].startswith("https://vega.github.io/schema/vega-lite/v6")
+    assert "static/vendor/vega-bundle.min.js" in layer
+    assert (built_site / "static" / "vendor" / "vega-bundle.min.js").stat().st_size > 500_000
+
+
+def test_render_never_imports_torch(built_site, tmp_path):
+    code = ("import sys; from atlas.render import render_site; from atlas.config import load_config; "
+            f"render_site(load_config({str(built_site.parent / 'atlas.toml')!r}), out={str(tmp_path / 's')!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lucent', 'torchvision')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "s" / "index.html").is_file()
+
+
+def test_render_refuses_to_replace_a_folder_it_did_not_make(built_site, tmp_path):
+    config = load_config(built_site.parent / "atlas.toml")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(AtlasError, match=r"site.out: .*mine exists and was not made by Atlas"):
+        render_site(config, out=tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    first = render_site(config, out=tmp_path / "site").out
+    (first / "stale.html").write_text("old")
+    render_site(config, out=first)  # re-rendering replaces the whole site
+    assert not (first / "stale.html").exists() and (first / "index.html").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_render_without_a_sweep_says_what_to_do(tmp_path):
+    (tmp_path / "atlas.toml").write_text('[[models]]\nname = "m"\narch = "torchvision:resnet18"\nlayers = ["layer1"]\n')
+    with pytest.raises(AtlasError, match=r"atlas.toml: no sweep of this config .* run `atlas sweep`"):
+        render_site(load_config(tmp_path / "atlas.toml"))
+
+
+@pytest.mark.parametrize("target, page, expected", [
+    ("index.html", "index.html", "index.html"),
+    ("index.html", "models/m/conv1/3.html", "../../../index.html"),
+    ("models/m/conv1/4.html", "models/m/conv1/3.html", "4.html"),
+    ("models/m/conv1/img/fv-3.webp", "models/m/index.html", "conv1/img/fv-3.webp"),
+    ("models/m/index.html#layers", "index.html", "models/m/index.html#layers"),
+])
+def test_relative_url(target, page, expected):
+    assert relative_url(target, page) == expected
+
+
+def test_relative_url_rejects_absolute_targets():
+    for target in ("/index.html", "https://example.org/x.js", "//cdn/x.js"):
+        with pytest.raises(ValueError):
+            relative_url(target, "index.html")

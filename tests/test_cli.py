@@ -1,0 +1,88 @@
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+
+from atlas.cli import _handler, main
+
+
+def run(*args, cwd=None):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_build_end_to_end_then_rebuild_without_sweep_work(tiny_project, monkeypatch):
+    monkeypatch.chdir(tiny_project)
+    result = run("build", "--set", "featurevis.steps=4")
+    assert result.exit_code == 0, result.output
+    assert "built 10 pages in" in result.output
+    catalog = json.loads((tiny_project / "site" / "catalog.json").read_text())
+    units = [u for layer in catalog["models"][0]["layers"] for u in layer["units"]]
+    assert len(units) == 6 and all((tiny_project / "site" / u["featurevis"]).is_file() for u in units)
+
+    from atlas.stages import featurevis
+    monkeypatch.setattr(featurevis, "visualize_channels", lambda *a, **k: pytest.fail("swept again"))
+    assert run("build", "--set", "featurevis.steps=4").exit_code == 0
+
+
+def test_sweep_then_render_and_out_is_relative_to_the_working_directory(tiny_project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = str(tiny_project / "atlas.toml")
+    assert run("sweep", "--config", config, "--set", "sweep.stages=['weights']").exit_code == 0
+    result = run("render", "--config", config, "--set", "sweep.stages=['weights']", "--out", "here")
+    assert result.exit_code == 0 and (tmp_path / "here" / "index.html").is_file()
+
+
+def test_bad_config_exits_2_naming_the_key_and_writes_nothing(tiny_project, monkeypatch):
+    monkeypatch.chdir(tiny_project)
+    text = (tiny_project / "atlas.toml").read_text().replace("layers =", "layer =")
+    (tiny_project / "atlas.toml").write_text(text)
+    result = CliRunner().invoke(main, ["build"])
+    assert result.exit_code == 2
+    assert "error: atlas.toml: models[0].layer: unknown key (did you mean 'layers'?)" in result.output
+    assert not (tiny_project / "site").exists() and not (tiny_project / "cache").exists()
+
+
+def test_bad_layer_exits_2_and_leaves_no_site(tiny_project, monkeypatch):
+    monkeypatch.chdir(tiny_project)
+    result = CliRunner().invoke(main, ["build", "--set", "models[0].layers=['conv9']"])
+    assert result.exit_code == 2 and "models[0].layers: layer 'conv9'" in result.output
+    assert not (tiny_project / "site").exists()
+
+
+def test_layers_lists_channels_and_output_sizes():
+    result = run("layers", "tests.tiny_models:make_color_net", "--input-size", "16")
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[2:]}
+    assert rows["conv1"][1:] == ["Conv2d", "4", "4×16×16"]
+    assert rows["conv2"][1:] == ["Conv2d", "2", "2×16×16"]
+    bad = CliRunner().invoke(main, ["layers", "torchvision:resnet81"])
+    assert bad.exit_code == 2 and "did you mean resnet18" in bad.output
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys; from atlas.cli import main; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_serve_answers_under_a_sub_path_like_github_pages(built_site):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(built_site, "/atlas"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/atlas/index.html", timeout=5) as response:
+            assert response.status == 200 and b"Tiny &lt;b&gt;atlas&lt;/b&gt;" in response.read()
+        with urllib.request.urlopen(f"{base}/atlas/catalog.json", timeout=5) as response:
+            assert json.loads(response.read())["models"]
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{base}/index.html", timeout=5)
+        assert error.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
