@@ -20,24 +20,23 @@ def layer_activations(layer: Layer) -> dict[str, Any] | None:
     """Bar chart: the activation each unit's feature visualization reached."""
     rows = [{"unit": u.index, "activation": u.featurevis_activation}
             for u in layer.units if u.featurevis_activation is not None]
-    if not rows:
-        return None
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        x=alt.X("unit:O", title="unit"),
-        y=alt.Y("activation:Q", title="activation reached by feature vis"),
-        tooltip=["unit:O", alt.Tooltip("activation:Q", format=".3f")],
-    ).properties(width=_WIDTH, height=160)
-    return chart.to_dict(validate=False)
+    return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160)
 
 
 def example_values(unit: Unit) -> dict[str, Any] | None:
     """Bar chart: the unit's activation on each of its top dataset examples."""
-    if not unit.examples:
-        return None
     rows = [{"rank": i + 1, "activation": e.value, "image": e.name} for i, e in enumerate(unit.examples)]
+    return _bars(rows, "rank:O", "example rank", "max activation over space", "image:N", height=140)
+
+
+def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int
+          ) -> dict[str, Any] | None:
+    """Bars of ``activation`` over ``x``, with a tooltip naming each bar by ``label``."""
+    if not rows:
+        return None
     chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        x=alt.X("rank:O", title="example rank"),
-        y=alt.Y("activation:Q", title="max activation over space"),
-        tooltip=["image:N", alt.Tooltip("activation:Q", format=".3f")],
-    ).properties(width=_WIDTH, height=140)
+        x=alt.X(x, title=x_title),
+        y=alt.Y("activation:Q", title=y_title),
+        tooltip=[label, alt.Tooltip("activation:Q", format=".3f")],
+    ).properties(width=_WIDTH, height=height)
     return chart.to_dict(validate=False)
