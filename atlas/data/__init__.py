@@ -1,17 +1,21 @@
 """Datasets: the images a sweep shows the model.
 
-An ``ImageFolder`` is a flat folder of images, or one subfolder per class (the
-subfolder name is the label). Files are taken in sorted order and the first
-``limit`` are used, so the same folder gives the same dataset on every machine.
-Unreadable or corrupt files are skipped and counted, never fatal: the sweep reports
-how many it skipped and which.
+Two kinds share one interface (``records``, ``load``, ``batches``, ``scan``,
+``digest``):
+
+- ``ImageFolder``: a flat folder of images, or one subfolder per class (the
+  subfolder name is the label). Files are taken in sorted order and the first
+  ``limit`` are used, so the same folder gives the same dataset on every machine.
+  Unreadable or corrupt files are skipped and counted, never fatal.
+- ``WorldDataset``: the embedded procedural world (``[data] images = "world"``),
+  scenes of its ``atlas`` split, which no zoo model saw in training.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,55 +27,28 @@ from atlas.errors import AtlasError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+EMBEDDED = ("world",)
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    path: Path
-    name: str  # path relative to the dataset root, with "/" separators
-    label: str  # class subfolder, or "" in a flat folder
+    name: str  # unique within the dataset (a relative path, or a scene id)
+    label: str  # class, or "" when unknown
 
 
-@dataclass
-class ImageFolder:
-    root: Path
-    limit: int
-    records: list[ImageRecord] = field(init=False)
-    skipped: dict[str, str] = field(init=False, default_factory=dict)  # name -> why
+class Dataset:
+    """A fixed, ordered list of images that can be loaded one at a time."""
 
-    def __post_init__(self) -> None:
-        if not self.root.is_dir():
-            raise AtlasError(f"data.images: {self.root} is not a folder of images")
-        paths = sorted(p for p in self.root.rglob("*")
-                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not paths:
-            raise AtlasError(f"data.images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.root}")
-        self.records = [self._record(p) for p in paths[: self.limit]]
-
-    def _record(self, path: Path) -> ImageRecord:
-        rel = path.relative_to(self.root)
-        return ImageRecord(path, rel.as_posix(), rel.parts[0] if len(rel.parts) > 1 else "")
+    root: str  # where it comes from, for people
+    records: list[ImageRecord]
+    skipped: dict[str, str]  # name -> why it could not be read
 
     def digest(self) -> str:
-        """Identifies the dataset's content cheaply: names, sizes, modification times."""
-        h = hashlib.sha256()
-        for r in self.records:
-            stat = r.path.stat()
-            h.update(f"{r.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        raise NotImplementedError
 
     def load(self, index: int, size: int) -> np.ndarray | None:
-        """Image ``index`` as uint8 (size, size, 3), centre-cropped; None if unreadable."""
-        record = self.records[index]
-        try:
-            with Image.open(record.path) as img:
-                img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            if record.name not in self.skipped:
-                self.skipped[record.name] = str(e) or type(e).__name__
-                log.debug("skipping unreadable image %s: %s", record.path, e)
-            return None
+        """Image ``index`` as uint8 (size, size, 3); None if it cannot be read."""
+        raise NotImplementedError
 
     def scan(self) -> dict[str, str]:
         """Try to read every image once; return {name: why} for the unreadable ones."""
@@ -96,6 +73,70 @@ class ImageFolder:
             yield indices, np.stack(images)
 
 
-def open_dataset(images: str, limit: int, root: Path) -> ImageFolder:
-    """The dataset that ``[data] images`` names (a folder, relative to the config)."""
+class ImageFolder(Dataset):
+    def __init__(self, root: Path, limit: int):
+        if not root.is_dir():
+            raise AtlasError(f"data.images: {root} is not a folder of images (nor one of: {', '.join(EMBEDDED)})")
+        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not paths:
+            raise AtlasError(f"data.images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
+        self.root, self._folder, self.skipped = str(root), root, {}
+        self._paths = paths[:limit]
+        self.records = [self._record(p) for p in self._paths]
+
+    def _record(self, path: Path) -> ImageRecord:
+        rel = path.relative_to(self._folder)
+        return ImageRecord(rel.as_posix(), rel.parts[0] if len(rel.parts) > 1 else "")
+
+    def digest(self) -> str:
+        """Identifies the dataset's content cheaply: names, sizes, modification times."""
+        h = hashlib.sha256()
+        for record, path in zip(self.records, self._paths):
+            stat = path.stat()
+            h.update(f"{record.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def load(self, index: int, size: int) -> np.ndarray | None:
+        record = self.records[index]
+        try:
+            with Image.open(self._paths[index]) as img:
+                img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+                return np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            self.skipped.setdefault(record.name, str(e) or type(e).__name__)
+            log.debug("skipping unreadable image %s: %s", self._paths[index], e)
+            return None
+
+
+class WorldDataset(Dataset):
+    """Scenes 0 .. limit-1 of the world's ``atlas`` split, labelled by class."""
+
+    SEED = 0
+
+    def __init__(self, limit: int):
+        from atlas.data import world
+
+        self._world = world
+        self.root, self.skipped = "world (the embedded procedural dataset)", {}
+        self.records = [ImageRecord(f"scene-{i:05d}", world.CLASSES[world.scene_label(self.SEED, i, "atlas")])
+                        for i in range(limit)]
+
+    def digest(self) -> str:
+        # Scenes are a pure function of (seed, index) and the generator's code version.
+        return hashlib.sha256(f"world/{self._world.VERSION}/{self.SEED}/{len(self.records)}".encode()).hexdigest()[:16]
+
+    def load(self, index: int, size: int) -> np.ndarray:
+        image = self._world.make_scene(self.SEED, index, "atlas").image
+        if size != image.shape[0]:
+            image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+        return image
+
+    def scan(self) -> dict[str, str]:
+        return {}  # generated scenes are always readable
+
+
+def open_dataset(images: str, limit: int, root: Path) -> Dataset:
+    """The dataset that ``[data] images`` names: an embedded one, or a folder."""
+    if images == "world":
+        return WorldDataset(limit)
     return ImageFolder((root / Path(images).expanduser()).resolve(), limit)

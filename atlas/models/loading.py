@@ -162,7 +162,27 @@ def _from_import_path(spec: ModelConfig, path: str, root: Path, key: str) -> _Bu
     return _Built(model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 224)
 
 
-_SOURCES = {"torchvision": _torchvision, "lucent": _lucent}
+# -- the embedded zoo --------------------------------------------------------------
+
+def _zoo(spec: ModelConfig, name: str, root: Path, key: str) -> _Built:
+    from atlas.models import zoo
+
+    if name not in zoo.ARCHITECTURES:
+        raise AtlasError(f"{key}arch: the zoo has no model {name!r}{_close(name, list(zoo.ARCHITECTURES))}; "
+                         f"it has {', '.join(zoo.ARCHITECTURES)}")
+    module = zoo.ARCHITECTURES[name]()
+    if spec.weights == "trained":
+        path = zoo.weights_path(name)
+        if not path.is_file():
+            raise AtlasError(f"{key}weights: no trained weights for zoo:{name} at {path}; "
+                             f"`atlas train {name}` makes them")
+        _load_state_dict(module, path, key)
+    elif spec.weights != "none":
+        _load_state_dict(module, _weights_path(spec, root, key, ["trained"]), key)
+    return _Built(module, zoo.WORLD_MEAN, zoo.WORLD_STD, zoo.INPUT_SIZE)
+
+
+_SOURCES = {"torchvision": _torchvision, "lucent": _lucent, "zoo": _zoo}
 
 
 # -- state dicts --------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""Is the zoo good enough to study? Measures what the embedded-demo issue asks for.
+
+For each zoo model:
+  1. held-out accuracy on the world's test split;
+  2. first layer: the fraction of units whose kernel fits a Gabor function well
+     (oriented edges), and the fraction that are mostly chromatic (color contrast);
+  3. a middle layer: curve detectors, units that respond more to curves than to
+     straight lines, and whether their preferred orientations tile the circle;
+and finally whether the same kinds of units appear in all three models.
+
+Run:  python benchmarks/zoo_quality.py [--test-images 2000] [--png docs/zoo-first-layers.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atlas.capture import capture  # noqa: E402
+from atlas.config import ModelConfig  # noqa: E402
+from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
+from atlas.models import load_model  # noqa: E402
+from atlas.models.zoo import ARCHITECTURES  # noqa: E402
+from atlas.stages.weights import input_conv  # noqa: E402
+from atlas.train import evaluate, generate  # noqa: E402
+
+FIRST_LAYER = {"inception": "conv2d0", "resnet": "conv1", "alexnet": "conv1"}
+MIDDLE_LAYERS = {"inception": ["conv2d2", "mixed3a", "mixed3b"], "resnet": ["layer1", "layer2"],
+                 "alexnet": ["conv2", "conv3"]}
+
+GABOR_R2 = 0.7  # a kernel "fits a Gabor well" above this R^2 ...
+GABOR_MIN_FREQ = 0.06  # ... with at least this spatial frequency (cycles/pixel): oriented, not a blob
+COLOR_FRACTION = 0.5  # a unit is color contrast when most of its kernel's energy is chromatic
+CURVE_PREFERENCE = 1.5  # a curve detector answers curves this much more than any straight line
+CURVE_SELECTIVITY = 0.25  # ... and prefers an orientation (resultant length of its tuning)
+
+
+# -- first layer -------------------------------------------------------------------------
+
+def fit_gabors(maps: torch.Tensor, steps: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares Gabor fit of each (k, k) map; returns (R^2, frequency) per map.
+
+    Gradient descent from a grid of starting orientations, frequencies and phases,
+    all maps and starts in one batch; the best start per map wins."""
+    n, k, _ = maps.shape
+    coords = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    thetas, freqs, phases = torch.meshgrid(torch.arange(8) * math.pi / 8, torch.tensor([0.02, 0.1, 0.2, 0.3]),
+                                           torch.arange(4) * math.pi / 2, indexing="ij")
+    starts = thetas.numel()
+    params = {
+        "theta": thetas.flatten().repeat(n, 1), "log_f": freqs.flatten().log().repeat(n, 1),
+        "phase": phases.flatten().repeat(n, 1), "x0": torch.zeros(n, starts), "y0": torch.zeros(n, starts),
+        "log_sx": torch.full((n, starts), math.log(k / 4)), "log_sy": torch.full((n, starts), math.log(k / 4)),
+        "amp": maps.abs().amax((1, 2)).view(n, 1).repeat(1, starts),
+    }
+    for p in params.values():
+        p.requires_grad_(True)
+    target = maps.view(n, 1, k, k)
+    optimizer = torch.optim.Adam(params.values(), lr=0.05)
+
+    def model():
+        p = {name: v.view(n, starts, 1, 1) for name, v in params.items()}
+        xr = (xx - p["x0"]) * torch.cos(p["theta"]) + (yy - p["y0"]) * torch.sin(p["theta"])
+        yr = -(xx - p["x0"]) * torch.sin(p["theta"]) + (yy - p["y0"]) * torch.cos(p["theta"])
+        envelope = torch.exp(-0.5 * (xr / p["log_sx"].exp()) ** 2 - 0.5 * (yr / p["log_sy"].exp()) ** 2)
+        return p["amp"] * envelope * torch.cos(2 * math.pi * p["log_f"].exp() * xr + p["phase"])
+
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = ((model() - target) ** 2).sum()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        sse = ((model() - target) ** 2).sum((2, 3))
+        sst = ((target - target.mean((2, 3), keepdim=True)) ** 2).sum((2, 3)).clamp_min(1e-12)
+        r2 = 1 - sse / sst
+        best = r2.argmax(1)
+        rows = torch.arange(n)
+        return r2[rows, best], params["log_f"].detach().exp()[rows, best]
+
+
+def first_layer_kinds(weight: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per unit: Gabor fit of the kernel's dominant color component, and chromatic energy."""
+    w = weight.detach().float()
+    c, _, k, _ = w.shape
+    luminance = torch.ones(3) / math.sqrt(3)
+    lum = torch.einsum("cihw,i->chw", w, luminance)
+    chroma = w - lum[:, None] * luminance.view(1, 3, 1, 1)
+    color_fraction = (chroma ** 2).sum((1, 2, 3)) / (w ** 2).sum((1, 2, 3)).clamp_min(1e-12)
+    # The dominant color component of each kernel: its best rank-1 (color x space) factor.
+    u, s, vh = torch.linalg.svd(w.view(c, 3, k * k), full_matrices=False)
+    spatial = (s[:, :1, None] * vh[:, :1]).view(c, k, k)
+    r2, freq = fit_gabors(spatial)
+    gabor = (r2 >= GABOR_R2) & (freq >= GABOR_MIN_FREQ)
+    return {"r2": r2.numpy(), "freq": freq.numpy(), "gabor": gabor.numpy(),
+            "color": (color_fraction >= COLOR_FRACTION).numpy()}
+
+
+# -- curve detectors -------------------------------------------------------------------
+
+def curve_detectors(model, layer: str, size: int) -> dict[str, np.ndarray]:
+    """Responses of each unit at the centre of ``layer`` to curves and lines."""
+    curve_orients = np.arange(0, 360, 15.0)
+    line_orients = np.arange(0, 180, 15.0)
+    curves = curve_bank(size, curve_orients, radii=(6.0, 10.0, 16.0), width=2.0)  # (3, 24, S, S)
+    lines = line_bank(size, line_orients, lengths=(12.0, 20.0, 28.0), width=2.0)  # (3, 12, S, S)
+
+    def respond(coverage: np.ndarray) -> np.ndarray:
+        out = []
+        for ink, paper in ((1.0, 0.0), (0.0, 1.0)):  # both polarities
+            x = torch.from_numpy(to_rgb(coverage.reshape(-1, size, size), ink=ink, paper=paper))
+            with torch.no_grad():
+                acts = capture(model.module, model.normalize(x), [layer])[layer]
+            h, w = acts.shape[-2:]
+            out.append(acts[:, :, h // 2, w // 2].numpy())  # (stimuli, units)
+        return np.stack(out)  # (polarity, stimuli, units)
+
+    rc = respond(curves).reshape(2, 3, len(curve_orients), -1)
+    rl = respond(lines).reshape(2, 3, len(line_orients), -1)
+    best_curve, best_line = rc.max((0, 1, 2)), rl.max((0, 1, 2))
+    # Orientation tuning at the unit's best polarity and radius.
+    flat = rc.reshape(6, len(curve_orients), -1)
+    best = flat.max(1).argmax(0)
+    tuning = np.clip(flat[best, :, np.arange(flat.shape[2])], 0, None)  # (units, orientations)
+    angles = np.radians(curve_orients)
+    vector = (tuning * np.exp(1j * angles)).sum(1) / np.clip(tuning.sum(1), 1e-9, None)
+    is_curve = (best_curve > 0) & (best_curve >= CURVE_PREFERENCE * np.clip(best_line, 1e-6, None)) \
+        & (np.abs(vector) >= CURVE_SELECTIVITY)
+    return {"curve": is_curve, "orientation": np.degrees(np.angle(vector)) % 360,
+            "preference": best_curve / np.clip(best_line, 1e-6, None)}
+
+
+def first_layer_png(kernels: dict[str, torch.Tensor], kinds: dict[str, dict], path: Path) -> None:
+    """All first-layer kernels, one row per model; Gabor fits framed white, color units framed red."""
+    from PIL import Image
+
+    from atlas.stages.weights import kernel_images
+
+    scale, rows = 6, []
+    width = max(w.shape[0] for w in kernels.values())
+    for name, weight in kernels.items():
+        images = kernel_images(weight)
+        k = images.shape[1]
+        row = np.full((k * scale + 4, width * (k * scale + 4), 3), 40, np.uint8)
+        for i, image in enumerate(images):
+            tile = np.kron(image, np.ones((scale, scale, 1), np.uint8))
+            frame = (255, 255, 255) if kinds[name]["gabor"][i] else (220, 40, 40) if kinds[name]["color"][i] else (40, 40, 40)
+            x = i * (k * scale + 4)
+            row[:, x:x + k * scale + 4] = frame
+            row[2:-2, x + 2:x + 2 + k * scale] = tile
+        rows.append(row)
+    Image.fromarray(np.concatenate(rows)).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test-images", type=int, default=2000)
+    parser.add_argument("--png", type=Path, help="write the first-layer kernels of all models here")
+    args = parser.parse_args()
+
+    test_x, test_y = generate(0, "test", args.test_images, workers=2)
+    kinds, kernels, found = {}, {}, {}
+    print(f"{'model':<10} {'accuracy':>8}  {'gabor':>7} {'color':>7}  curve detectors (layer: count, orientation bins of 8 covered)")
+    for name in ARCHITECTURES:
+        start = time.perf_counter()
+        model = load_model(ModelConfig(name=name, arch=f"zoo:{name}", layers=(), weights="trained"))
+        accuracy = evaluate(model.module, test_x, test_y)
+        conv = input_conv(dict(model.module.named_modules())[FIRST_LAYER[name]])
+        kernels[name] = conv.weight.detach()
+        kinds[name] = first_layer_kinds(conv.weight)
+        curves = []
+        for layer in MIDDLE_LAYERS[name]:
+            result = curve_detectors(model, layer, model.input_size)
+            bins = len({int(o // 45) for o in result["orientation"][result["curve"]]})
+            curves.append((layer, int(result["curve"].sum()), bins, result["curve"].size))
+        found[name] = {"gabor": kinds[name]["gabor"].mean(), "color": kinds[name]["color"].mean(),
+                       "curve": max(c[1] for c in curves)}
+        print(f"{name:<10} {accuracy:>8.3f}  {kinds[name]['gabor'].mean():>7.0%} {kinds[name]['color'].mean():>7.0%}  "
+              + ", ".join(f"{layer}: {n}/{total} ({bins}/8)" for layer, n, bins, total in curves)
+              + f"   [{time.perf_counter() - start:.0f}s]")
+    everywhere = [kind for kind in ("gabor", "color", "curve") if all(f[kind] > 0 for f in found.values())]
+    print(f"kinds found in all {len(found)} models: {', '.join(everywhere) or 'none'}")
+    print(f"criteria: Gabor R^2 >= {GABOR_R2} and frequency >= {GABOR_MIN_FREQ} cycles/px; color: chromatic energy >= "
+          f"{COLOR_FRACTION:.0%}; curve: best curve >= {CURVE_PREFERENCE}x best line and resultant >= {CURVE_SELECTIVITY}")
+    if args.png:
+        first_layer_png(kernels, kinds, args.png)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

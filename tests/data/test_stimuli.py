@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from atlas.data.stimuli import curve, curve_bank, line, to_rgb
+
+
+def _centroid(image):
+    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    c = (image.shape[0] - 1) / 2
+    return (xs * image).sum() / image.sum() - c, c - (ys * image).sum() / image.sum()
+
+
+@pytest.mark.parametrize("orientation, direction", [(0, (1, 0)), (90, (0, 1)), (180, (-1, 0)), (270, (0, -1))])
+def test_curve_passes_through_the_centre_and_bulges_towards_its_orientation(orientation, direction):
+    image = curve(41, orientation, radius=10)
+    assert image[20, 20] == pytest.approx(1.0)
+    x, y = _centroid(image)  # the arc's mass lies behind its apex, towards the centre of curvature
+    assert np.sign(-x) == np.sign(direction[0]) or direction[0] == 0
+    assert np.sign(-y) == np.sign(direction[1]) or direction[1] == 0
+
+
+def test_curve_is_a_rotation_of_itself():
+    assert np.allclose(np.rot90(curve(31, 0, 8)), curve(31, 90, 8), atol=1e-6)
+
+
+def test_line_orientation_and_length():
+    vertical = line(21, 0, length=10, width=1)
+    assert vertical[:, 10].sum() == pytest.approx(11, abs=1) and vertical[10, :].sum() == pytest.approx(1, abs=0.1)
+    assert np.allclose(line(21, 90, 10).T, line(21, 0, 10), atol=1e-6)
+    assert np.allclose(line(21, 30, 10), line(21, 210, 10), atol=1e-6)  # lines repeat every 180
+
+
+def test_banks_and_rgb():
+    bank = curve_bank(16, np.array([0.0, 90.0]), radii=(4.0, 8.0))
+    assert bank.shape == (2, 2, 16, 16)
+    rgb = to_rgb(bank, ink=0.0, paper=1.0)
+    assert rgb.shape == (2, 2, 3, 16, 16) and rgb.min() >= 0 and rgb.max() == 1.0
