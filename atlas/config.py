@@ -32,6 +32,7 @@ STAGES = ("featurevis", "weights", "examples")
 """Every analysis `atlas sweep` knows, in the order it runs them."""
 
 DEVICES = ("auto", "cpu", "cuda")
+OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualization objectives
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ class FeaturevisConfig:
     steps: int = 512  # optimisation steps per image (Lucid's default threshold)
     size: int = 128  # side of the optimised image, in pixels
     lr: float = 0.05  # Adam learning rate on the Fourier parameterisation
-    batch: int = 16  # units optimised together, one per batch element
+    objectives: tuple[str, ...] = OBJECTIVES  # which images each unit gets
+    diversity: int = 4  # images per unit for the diversity objective
+    diversity_weight: float = 0.5  # strength of the diversity penalty, relative to the activation
+    batch: int | None = None  # units optimised together; unset: as many as fit the device
     thumbnail: int = 64  # side of the thumbnails shown in grids
 
 
@@ -155,7 +159,13 @@ def _check(config: Config) -> None:
     require(config.sweep.batch_size >= 1, "sweep.batch_size", "must be at least 1")
     require(config.featurevis.steps >= 1, "featurevis.steps", "must be at least 1")
     require(config.featurevis.size >= 16, "featurevis.size", "must be at least 16")
-    require(config.featurevis.batch >= 1, "featurevis.batch", "must be at least 1")
+    require(config.featurevis.batch is None or config.featurevis.batch >= 1, "featurevis.batch", "must be at least 1")
+    require(config.featurevis.diversity >= 2, "featurevis.diversity", "must be at least 2")
+    require(config.featurevis.diversity_weight >= 0, "featurevis.diversity_weight", "must not be negative")
+    require(len(config.featurevis.objectives) > 0, "featurevis.objectives", "list at least one objective")
+    for i, kind in enumerate(config.featurevis.objectives):
+        require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",
+                f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.lr > 0, "featurevis.lr", "must be positive")
     require(config.examples.top >= 1, "examples.top", "must be at least 1")
     if config.data is not None:

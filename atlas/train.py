@@ -134,7 +134,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] = lambda record: None
             optimizer.step()
             schedule.step()
             step += 1
-            running_loss += float(loss) * len(y)
+            running_loss += loss.item() * len(y)
             running_correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             if step % 100 == 0:

@@ -24,7 +24,7 @@ def test_build_end_to_end_then_rebuild_without_sweep_work(tiny_project, monkeypa
     assert len(units) == 6 and all((tiny_project / "site" / u["featurevis"]).is_file() for u in units)
 
     from atlas.stages import featurevis
-    monkeypatch.setattr(featurevis, "visualize_channels", lambda *a, **k: pytest.fail("swept again"))
+    monkeypatch.setattr(featurevis, "render_units", lambda *a, **k: pytest.fail("swept again"))
     assert run("build", "--set", "featurevis.steps=4").exit_code == 0
 
 

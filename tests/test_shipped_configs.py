@@ -8,6 +8,7 @@ import torchvision.models as tvm
 
 from atlas.capture import find_modules
 from atlas.config import load_config
+from atlas.models import zoo
 from tests.conftest import REPO
 
 CONFIGS = [REPO / "atlas.toml", *sorted((REPO / "configs").glob("*.toml"))]
@@ -19,6 +20,8 @@ def _skeleton(arch: str) -> torch.nn.Module:
     with torch.device("meta"):
         if source == "torchvision":
             return tvm.get_model(name)
+        if source == "zoo":
+            return zoo.ARCHITECTURES[name]()
         from lucent.modelzoo.inceptionv1 import InceptionV1
         return InceptionV1()
 

@@ -28,12 +28,22 @@ class Example:
 
 
 @dataclass
+class Variant:
+    """A feature visualization other than the channel one (neuron, negative, diversity)."""
+
+    kind: str  # neuron | negative | diversity-0 ...
+    src: str
+    activation: float
+
+
+@dataclass
 class Unit:
     index: int
     url: str
     featurevis: str | None = None
     featurevis_thumb: str | None = None
     featurevis_activation: float | None = None
+    variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
     examples: list[Example] = field(default_factory=list)
     prev_url: str | None = None
@@ -90,12 +100,16 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     artifacts = entry["artifacts"]
     for key in artifacts.get("featurevis", []):
         folder = store.path("featurevis", key)
-        data = _read(folder)
-        for unit, activation in zip(data["units"], data["activation"]):
-            u = units[unit]
-            u.featurevis = _copy(copies, f"{base}/img/fv-{unit}.webp", folder / f"{unit}.webp")
-            u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp", folder / f"{unit}-thumb.webp")
-            u.featurevis_activation = activation
+        for unit, values in _read(folder)["activation"].items():
+            u = units[int(unit)]
+            for kind, value in values.items():
+                if kind == "channel":
+                    u.featurevis = _copy(copies, f"{base}/img/fv-{unit}.webp", folder / f"{unit}.webp")
+                    u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp", folder / f"{unit}-thumb.webp")
+                    u.featurevis_activation = value
+                else:
+                    src = _copy(copies, f"{base}/img/fv-{unit}-{kind}.webp", folder / f"{unit}-{kind}.webp")
+                    u.variants.append(Variant(kind, src, value))
     for key in artifacts.get("weights", []):
         folder = store.path("weights", key)
         for unit in _read(folder)["units"]:
@@ -135,6 +149,7 @@ def catalog(site: SiteModel) -> dict[str, Any]:
             "units": [{
                 "index": u.index, "url": u.url,
                 "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
+                "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation} for v in u.variants},
                 "weights": u.weights,
                 "examples": [e.src for e in u.examples],
                 "example_values": [e.value for e in u.examples],

@@ -1,26 +1,27 @@
-"""Feature visualization: the image that most excites each unit.
+"""Feature visualization of every swept unit: channel, neuron, negative, diversity.
 
-Following Lucid and lucent, the image is parameterised in a decorrelated Fourier
-basis (lucent's ``param.image``) and optimised through lucent's standard
-transformation robustness (pad, jitter, scale, rotate), with the channel
-objective: the mean activation of the unit over space.
+``render_units`` optimises one image per (unit, objective) element, all in one batch
+(see ``atlas.optvis``). The forward pass stops at the target layer, the model's
+weights are frozen (autograd computes gradients for the images only), and on CUDA
+the model runs under bf16 autocast with channels-last memory.
 
-Many units of a layer are optimised at once, one unit per batch element, so a
-batch of ``featurevis.batch`` units costs about one optimisation, and the forward
-pass stops at the target layer (``capture`` ends it there). Model weights are
-frozen, so autograd computes gradients for the image only.
+Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
+units run in one optimisation is separate: ``featurevis.batch`` if set, else as
+many as fit in the device's memory (a fixed number on the CPU), halved and retried
+when the device runs out of memory. Because every element has its own seed and its
+own transform draws, a unit's images are the same whatever its batch-mates.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from atlas import optvis
 from atlas.capture import capture
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
@@ -29,96 +30,154 @@ from atlas.store import write_json
 
 log = logging.getLogger(__name__)
 STAGE = "featurevis"
+CHUNK = 16  # units per stored artifact: the unit of resumption
+CPU_ELEMENTS = 32  # images optimised together on a CPU when featurevis.batch is unset
 
 
-def visualize_channels(model: LoadedModel, layer: str, units: Sequence[int], *, steps: int,
-                       size: int, lr: float, seed: int, device: torch.device
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Optimise one image per unit. Returns uint8 images (N, size, size, 3) and the
-    unit's mean activation on its final image (N,)."""
-    param, transform = _lucent()
+@dataclass
+class Rendered:
+    """One optimisation's results, one entry per batch element."""
 
-    torch.manual_seed(seed)
-    np.random.seed(seed)  # lucent's jitter and scale draw from numpy's global RNG
-    with _lucent_on(device):
-        params, image_f = param.image(size, batch=len(units))
-        robustness = transform.compose(transform.standard_transforms)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    rows = torch.arange(len(units), device=device)
-    channels = torch.tensor(list(units), device=device)
-
-    def unit_activations(images: torch.Tensor) -> torch.Tensor:
-        acts = capture(model.module, model.normalize(images), [layer], detach=False)[layer]
-        acts = acts[rows, channels]
-        return acts.flatten(1).mean(1) if acts.dim() > 1 else acts
-
-    with _lucent_on(device):
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss = -unit_activations(robustness(image_f())).sum()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            images = image_f()
-            final = unit_activations(images)
-    pixels = to_uint8(images.permute(0, 2, 3, 1).float().cpu().numpy())
-    return pixels, final.float().cpu().numpy()
+    units: list[int]
+    kinds: list[str]
+    images: np.ndarray  # uint8 (N, size, size, 3)
+    activations: np.ndarray  # (N,) each element's objective value on its final image
 
 
-def _lucent():
-    with warnings.catch_warnings():  # kornia 0.4 uses torch.jit.script, now deprecated
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.script")
-        from lucent.optvis import param, transform
-    return param, transform
+def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, objectives: Sequence[str],
+                 diversity: int, diversity_weight: float, steps: int, size: int, lr: float, seed: int,
+                 device: torch.device) -> Rendered:
+    """Optimise the images of ``units`` for every objective in one batch."""
+    element_units, kinds, groups = optvis.objective_batch(units, objectives, diversity)
+    # Seeded by (unit, objective, which image of it), never by position in the batch.
+    seen: dict[tuple[int, str], int] = {}
+    seeds = []
+    for unit, kind in zip(element_units, kinds):
+        k = seen[(unit, kind)] = seen.get((unit, kind), -1) + 1
+        seeds.append(derive_seed(seed, unit, kind, k))
+    images = optvis.FourierImages(seeds, size, device)
+    robustness = optvis.Robustness()
+    draws = robustness.draw(seeds, steps).to(device)
+    unit_index = torch.tensor(element_units, device=device)
+    optimizer = torch.optim.Adam(images.parameters(), lr=lr)
+    on_cuda = device.type == "cuda"
+
+    def layer_output(x: torch.Tensor) -> torch.Tensor:
+        x = model.normalize(x)
+        if on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+            return capture(model.module, x, [layer], detach=False)[layer].float()
+
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        acts = layer_output(robustness(images(), draws[step]))
+        values = optvis.objective_values(acts, unit_index, kinds)
+        loss = -values.sum()
+        if groups and diversity_weight > 0:
+            loss = loss + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = images()
+        values = optvis.objective_values(layer_output(final), unit_index, kinds)
+    # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
+    activations = torch.where(torch.tensor([k == "negative" for k in kinds], device=device), -values, values)
+    return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
+                    activations.float().cpu().numpy())
 
 
-@contextlib.contextmanager
-def _lucent_on(device: torch.device):
-    """lucent keeps its device in module globals; point them at ours for a while."""
-    from lucent.optvis.param import spatial
-
-    _, transform = _lucent()
-
-    saved = spatial.device, transform.device
-    spatial.device = transform.device = device
-    try:
-        yield
-    finally:
-        spatial.device, transform.device = saved
+def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
+    return sum(diversity if kind == "diversity" else 1 for kind in objectives)
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     cfg = ctx.config.featurevis
-    seed = ctx.config.sweep.seed
-    params = {"steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": seed}
+    params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
+              "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed}
+    if ctx.device.type == "cuda":
+        model.module.to(memory_format=torch.channels_last)
     keys: dict[str, list[str]] = {}
     total = sum(len(layer.units) for layer in layers)
     with ctx.progress(total, f"{model.name}: feature vis") as bar:
         for layer in layers:
+            pending = []
             keys[layer.name] = []
-            for units in chunks(layer.units, cfg.batch):
-                key = artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name,
-                                   units=units, **params)
+            for units in chunks(layer.units, CHUNK):
+                key = artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units, **params)
                 keys[layer.name].append(key)
                 if ctx.needs(STAGE, key):
-                    _compute(ctx, model, layer.name, units, key, seed)
+                    pending.append((units, key))
+                else:
+                    bar.update(len(units))
+            _render_pending(ctx, model, layer.name, pending, bar)
+            for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name]):
                 ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name, "units": list(units)})
-                bar.update(len(units))
     return keys
 
 
-def _compute(ctx: StageContext, model: LoadedModel, layer: str, units: tuple[int, ...],
-             key: str, seed: int) -> None:
+def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
+                    pending: list[tuple[tuple[int, ...], str]], bar) -> None:
+    """Render pending chunks, several per optimisation, shrinking the batch on OOM."""
     cfg = ctx.config.featurevis
-    images, activations = visualize_channels(
-        model, layer, units, steps=cfg.steps, size=cfg.size, lr=cfg.lr, device=ctx.device,
-        seed=derive_seed(seed, model.digest, layer, units[0]),
-    )
+    per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
+    batch_units = cfg.batch or _auto_batch(ctx.device, per_unit)
+    while pending:
+        group, used = [], 0
+        while pending and (not group or used + len(pending[0][0]) <= batch_units):
+            group.append(pending.pop(0))
+            used += len(group[-1][0])
+        units = [u for chunk_units, _ in group for u in chunk_units]
+        try:
+            rendered = _render_in_batches(ctx, model, layer, units, batch_units)
+        except torch.cuda.OutOfMemoryError:
+            if batch_units == 1:
+                raise
+            batch_units = max(1, batch_units // 2)
+            log.warning("out of device memory: retrying %s with %d units per batch", layer, batch_units)
+            torch.cuda.empty_cache()
+            pending[:0] = group
+            continue
+        for chunk_units, key in group:
+            _write_chunk(ctx, key, chunk_units, rendered)
+            bar.update(len(chunk_units))
+
+
+def _render_in_batches(ctx: StageContext, model: LoadedModel, layer: str, units: list[int],
+                       batch_units: int) -> Rendered:
+    cfg = ctx.config.featurevis
+    parts = [render_units(model, layer, part, objectives=cfg.objectives, diversity=cfg.diversity,
+                          diversity_weight=cfg.diversity_weight, steps=cfg.steps, size=cfg.size, lr=cfg.lr,
+                          seed=derive_seed(ctx.config.sweep.seed, model.digest, layer), device=ctx.device)
+             for part in chunks(units, batch_units)]
+    return Rendered(sum((p.units for p in parts), []), sum((p.kinds for p in parts), []),
+                    np.concatenate([p.images for p in parts]), np.concatenate([p.activations for p in parts]))
+
+
+def _auto_batch(device: torch.device, per_unit: int) -> int:
+    """Units per optimisation: a fixed budget of images on a CPU; on CUDA, what fits."""
+    if device.type != "cuda":
+        return max(1, CPU_ELEMENTS // per_unit)
+    free, _ = torch.cuda.mem_get_info(device)
+    # About 40 MB per 128 px image through a mid-sized network, with margin; the
+    # out-of-memory retry corrects an overestimate.
+    return max(1, int(free * 0.5 / 40e6) // per_unit)
+
+
+def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: Rendered) -> None:
+    cfg = ctx.config.featurevis
+    activation: dict[str, dict[str, float]] = {}
     with ctx.store.writing(STAGE, key) as folder:
-        for unit, pixels in zip(units, images):
-            save_webp(pixels, folder / f"{unit}.webp")
-            save_webp(pixels, folder / f"{unit}-thumb.webp", size=cfg.thumbnail)
-        write_json(folder / "data.json", {
-            "units": list(units), "activation": [float(a) for a in activations],
-            "size": cfg.size, "thumbnail": cfg.thumbnail,
-        })
+        counts: dict[tuple[int, str], int] = {}
+        for unit, kind, pixels, value in zip(rendered.units, rendered.kinds, rendered.images, rendered.activations):
+            if unit not in units:
+                continue
+            k = counts[(unit, kind)] = counts.get((unit, kind), -1) + 1
+            name = f"{unit}" if kind == "channel" else f"{unit}-{kind}" + (f"-{k}" if kind == "diversity" else "")
+            save_webp(pixels, folder / f"{name}.webp")
+            if kind == "channel":
+                save_webp(pixels, folder / f"{unit}-thumb.webp", size=cfg.thumbnail)
+            activation.setdefault(str(unit), {})[name.split("-", 1)[1] if "-" in name else "channel"] = float(value)
+        write_json(folder / "data.json", {"units": list(units), "activation": activation,
+                                          "objectives": list(cfg.objectives), "diversity": cfg.diversity,
+                                          "size": cfg.size, "thumbnail": cfg.thumbnail})

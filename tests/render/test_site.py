@@ -46,6 +46,8 @@ def test_every_page_type_exists_at_its_permalink(built_site):
                  f"models/{model}/conv1/0.html", f"models/{model}/conv2/1.html", "catalog.json"]:
         assert (built_site / path).is_file(), path
     assert len(_pages(built_site)) == 1 + 1 + 2 + 6
+    unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
+    assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
 
 
 def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):
@@ -87,6 +89,9 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     for field in ("url", "featurevis", "weights"):
         assert (built_site / unit[field]).is_file()
     assert isinstance(unit["featurevis_activation"], float)
+    variants = unit["featurevis_variants"]
+    assert sorted(variants) == ["diversity-0", "diversity-1", "diversity-2", "diversity-3", "negative", "neuron"]
+    assert all((built_site / v["src"]).is_file() for v in variants.values())
     assert len(unit["examples"]) == 3 and all((built_site / e).is_file() for e in unit["examples"])
     assert unit["example_values"][0] == pytest.approx(1.0)  # the red image, for R - G
     assert conv2["units"][0]["weights"] is None  # not an RGB layer

@@ -1,9 +1,13 @@
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from atlas.config import ModelConfig
 from atlas.models import load_model
-from atlas.stages.featurevis import visualize_channels
+from atlas.stages import featurevis
+from atlas.stages.featurevis import render_units
 
 
 def color_net():
@@ -11,33 +15,80 @@ def color_net():
     return load_model(spec)
 
 
-def render(units, seed=0, steps=64):
-    return visualize_channels(color_net(), "conv1", units, steps=steps, size=32, lr=0.05,
-                              seed=seed, device=torch.device("cpu"))
+def render(units, objectives=("channel",), seed=0, steps=64, diversity=3, diversity_weight=0.5):
+    return render_units(color_net(), "conv1", units, objectives=objectives, diversity=diversity,
+                        diversity_weight=diversity_weight, steps=steps, size=32, lr=0.05, seed=seed,
+                        device=torch.device("cpu"))
+
+
+def mean_rgb(image):
+    return image.reshape(-1, 3).mean(0)
 
 
 def test_each_unit_gets_the_color_it_detects_in_one_batch():
-    images, activations = render([0, 1, 2])  # R - G, G - R, B
-    mean_rgb = images.reshape(3, -1, 3).mean(axis=1)
-    assert mean_rgb[0, 0] > mean_rgb[0, 1] + 30  # unit 0: red over green
-    assert mean_rgb[1, 1] > mean_rgb[1, 0] + 30  # unit 1: green over red
-    assert mean_rgb[2, 2] > mean_rgb[2, :2].max() + 15  # unit 2: blue
-    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    result = render([0, 1, 2])  # R - G, G - R, B
+    red, green, blue = (mean_rgb(image) for image in result.images)
+    assert red[0] > red[1] + 30 and green[1] > green[0] + 30 and blue[2] > blue[:2].max() + 15
+    assert result.images.shape == (3, 32, 32, 3) and result.images.dtype == np.uint8
 
 
-def test_optimisation_raises_the_activation():
-    _, before = render([0, 3], steps=1)
-    _, after = render([0, 3])
-    assert (after > before + 0.1).all()
-    # The reported activation is the unit's mean response to its final image.
-    images, activations = render([0])
-    pixels = torch.from_numpy(images).float().div(255)
-    expected = (pixels[..., 0] - pixels[..., 1]).mean().item()
-    assert abs(activations[0] - expected) < 0.01  # up to uint8 rounding
+def test_optimisation_raises_the_activation_it_reports():
+    before = render([0, 3], steps=1).activations
+    after = render([0, 3])
+    assert (after.activations > before + 0.1).all()
+    pixels = torch.from_numpy(after.images[0]).float().div(255)
+    assert after.activations[0] == pytest.approx((pixels[..., 0] - pixels[..., 1]).mean().item(), abs=0.01)
 
 
-def test_same_seed_same_images():
-    a, _ = render([0, 2], seed=7)
-    b, _ = render([0, 2], seed=7)
-    c, _ = render([0, 2], seed=8)
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
+def test_negative_and_neuron_objectives():
+    result = render([0], objectives=("negative", "neuron"))
+    negative, neuron = result.images
+    assert mean_rgb(negative)[1] > mean_rgb(negative)[0] + 30  # unit 0 = R - G: minimised by green
+    assert result.activations[0] < 0  # the reported value is the unit's own (negative) mean
+    centre = neuron[12:20, 12:20].reshape(-1, 3).mean(0)
+    border = np.concatenate([neuron[:4].reshape(-1, 3), neuron[-4:].reshape(-1, 3)]).mean(0)
+    assert centre[0] - centre[1] > border[0] - border[1] + 20  # only the centre position is optimised
+
+
+def test_images_are_deterministic_and_independent_of_batch_mates():
+    a, b = render([0, 2], seed=7), render([0, 2], seed=7)
+    assert np.array_equal(a.images, b.images)
+    alone = render([2], seed=7)
+    assert np.abs(alone.images[0].astype(int) - a.images[1].astype(int)).max() <= 1
+    assert not np.array_equal(render([0, 2], seed=8).images, a.images)
+
+
+def test_diversity_images_differ():
+    result = render([3], objectives=("diversity",), diversity=3, steps=32)
+    assert result.kinds == ["diversity"] * 3 and result.units == [3, 3, 3]
+    assert not np.array_equal(result.images[0], result.images[1])
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_result(tiny_project, monkeypatch):
+    from atlas.config import load_config
+    from atlas.pipeline import sweep
+    from tests.test_pipeline import _artifacts
+
+    overrides = ["sweep.stages=['featurevis']", "featurevis.batch=4", "featurevis.objectives=['channel']"]
+    sweep(load_config(tiny_project / "atlas.toml", overrides))
+    expected = _artifacts(tiny_project / "cache")
+    original, tried, done = featurevis.render_units, [], []
+
+    def small_device(model, layer, units, **kwargs):
+        tried.append(len(units))
+        if len(units) > 1:
+            raise torch.cuda.OutOfMemoryError("pretend the device is full")
+        done.append(len(units))
+        return original(model, layer, units, **kwargs)
+
+    monkeypatch.setattr(featurevis, "render_units", small_device)
+    sweep(load_config(tiny_project / "atlas.toml", overrides), force=True)
+    assert tried[:3] == [4, 2, 1] and set(done) == {1} and len(done) == 6  # every unit, one at a time
+    again = _artifacts(tiny_project / "cache")
+    assert again.keys() == expected.keys()
+    for path, content in expected.items():
+        if path.endswith("data.json"):  # activations: batched and single convolutions round differently
+            a, b = json.loads(content)["activation"], json.loads(again[path])["activation"]
+            assert a.keys() == b.keys() and all(a[u]["channel"] == pytest.approx(b[u]["channel"], rel=1e-4) for u in a)
+        else:
+            assert again[path] == content, path

@@ -1,0 +1,153 @@
+"""Feature visualization, batched: one optimisation renders many images at once.
+
+The pieces follow Lucid and lucent, rearranged so a whole batch of units runs as
+one optimisation with no per-step Python work the device would wait on:
+
+- **Parameterisation** (lucent's): each image is a spectrum in a decorrelated
+  Fourier basis (``rfft2d_freqs``, 1/f scaling), mapped to RGB through lucent's
+  color-correlation matrix and a sigmoid. Each batch element is initialised from
+  its own seed, so a unit's image does not depend on which units share its batch.
+- **Transformation robustness** (lucent's ``standard_transforms``: pad 12, jitter 8,
+  scale 0.9-1.1, rotate -10..10 degrees, jitter 4), drawn independently for every
+  batch element from a CPU generator and applied as *one* affine resampling per
+  step (lucent applies four ops, three of them warps, with one draw for the batch).
+- **Objectives** per batch element: ``channel`` (mean over space), ``neuron`` (the
+  spatial centre), ``negative`` (minimise the channel), and ``diversity`` (a group
+  of images of one unit, penalised for similar Gram matrices, as lucent's
+  ``diversity`` objective).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from atlas.config import OBJECTIVES  # noqa: F401  (re-exported: the objectives defined here)
+
+
+def _lucent_constants() -> tuple[np.ndarray, np.ndarray]:
+    """lucent's frequency grid function and color-correlation matrix."""
+    import warnings
+
+    with warnings.catch_warnings():  # kornia 0.4 (imported by lucent) uses deprecated torch.jit.script
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        from lucent.optvis.param.color import color_correlation_normalized
+        from lucent.optvis.param.spatial import rfft2d_freqs
+    return rfft2d_freqs, color_correlation_normalized
+
+
+class FourierImages(torch.nn.Module):
+    """A batch of images parameterised as decorrelated Fourier spectra (lucent's ``param.image``)."""
+
+    def __init__(self, seeds: Sequence[int], size: int, device: torch.device, sd: float = 0.01,
+                 decay_power: float = 1.0):
+        super().__init__()
+        rfft2d_freqs, color_matrix = _lucent_constants()
+        freqs = rfft2d_freqs(size, size)
+        spectra = [torch.randn((3, *freqs.shape, 2), generator=torch.Generator().manual_seed(int(s))) * sd
+                   for s in seeds]
+        self.spectrum = torch.nn.Parameter(torch.stack(spectra).to(device))
+        scale = 1.0 / np.maximum(freqs, 1.0 / size) ** decay_power
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32, device=device)[None, None, ..., None])
+        self.register_buffer("colors", torch.tensor(color_matrix.T, dtype=torch.float32, device=device))
+        self.size = size
+
+    def forward(self) -> torch.Tensor:
+        """RGB images in [0, 1], (N, 3, size, size)."""
+        spectrum = torch.view_as_complex(self.scale * self.spectrum)
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size]
+        image = image / 4.0  # lucent's (and Lucid's) "magic" constant against saturation
+        image = torch.einsum("nchw,cd->ndhw", image, self.colors)
+        return torch.sigmoid(image)
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """lucent's standard transforms, drawn per batch element, applied as one warp."""
+
+    pad: int = 12
+    jitter: int = 8
+    scales: tuple[float, ...] = tuple(1 + (i - 5) / 50.0 for i in range(11))
+    angles: tuple[float, ...] = tuple(range(-10, 11)) + (0,) * 5
+    jitter_after: int = 4
+
+    def draw(self, seeds: Sequence[int], steps: int) -> torch.Tensor:
+        """Every step's transform for every element: (steps, N, 4) = shift x, shift y,
+        scale, angle. Drawn up front from each element's own seed, so no random numbers
+        are made during optimisation and an element's draws do not depend on its batch."""
+        draws = []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(int(seed) + 1)
+            shift = (torch.randint(self.jitter, (steps, 2), generator=g)
+                     + torch.randint(self.jitter_after, (steps, 2), generator=g)).float()
+            scale = torch.tensor(self.scales)[torch.randint(len(self.scales), (steps,), generator=g)]
+            angle = torch.tensor(self.angles, dtype=torch.float32)[torch.randint(len(self.angles), (steps,), generator=g)]
+            draws.append(torch.cat([shift, scale[:, None], torch.deg2rad(angle)[:, None]], 1))
+        return torch.stack(draws, 1)
+
+    def __call__(self, images: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+        """Apply one step's draws (N, 4) to images (N, 3, H, W): pad, then one affine warp."""
+        n, _, h, _ = images.shape
+        padded = F.pad(images, [self.pad] * 4, value=0.5)
+        size = h + 2 * self.pad
+        shift, scale, angle = draw[:, :2], draw[:, 2], draw[:, 3]
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        # affine_grid maps output to input coordinates in [-1, 1]: rotation and scale
+        # undone about the centre, then the shift (pixels -> normalised units).
+        theta = torch.stack([torch.stack([cos, -sin, -shift[:, 0] * 2 / size], 1),
+                             torch.stack([sin, cos, -shift[:, 1] * 2 / size], 1)], 1)
+        grid = F.affine_grid(theta.to(images.dtype), [n, 3, size, size], align_corners=False)
+        return F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def objective_values(acts: torch.Tensor, units: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+    """Each batch element's objective value (to maximise), from layer activations.
+
+    acts: (N, C, H, W) or (N, C); units: (N,) the channel of each element; kinds: the
+    objective of each element. Diversity elements use the channel objective here; the
+    group penalty is ``diversity_penalty``."""
+    rows = torch.arange(acts.shape[0], device=acts.device)
+    maps = acts[rows, units]  # (N, H, W) or (N,)
+    if maps.dim() == 1:
+        channel = neuron = maps
+    else:
+        channel = maps.flatten(1).mean(1)
+        h, w = maps.shape[1:]
+        neuron = maps[:, h // 2, w // 2]
+    choose = {"channel": channel, "diversity": channel, "neuron": neuron, "negative": -channel}
+    return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(set(kinds)) > 1 \
+        else choose[kinds[0]]
+
+
+def diversity_penalty(acts: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Summed cosine similarity of Gram matrices within each group (lucent's diversity)."""
+    if acts.dim() != 4 or not groups:
+        return acts.new_zeros(())
+    flat = acts.flatten(2)
+    grams = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).flatten(1), dim=1)
+    total = acts.new_zeros(())
+    for group in groups:
+        g = grams[list(group)]
+        similarity = g @ g.T
+        total = total + (similarity.sum() - similarity.diagonal().sum())
+    return total
+
+
+def objective_batch(units: Sequence[int], objectives: Sequence[str], diversity: int
+                    ) -> tuple[list[int], list[str], list[list[int]]]:
+    """Lay out a batch: for each unit, one element per objective (``diversity`` for
+    the diversity objective). Returns per-element units, kinds and the diversity groups."""
+    element_units, kinds, groups = [], [], []
+    for unit in units:
+        for kind in objectives:
+            count = diversity if kind == "diversity" else 1
+            if kind == "diversity":
+                groups.append(list(range(len(kinds), len(kinds) + count)))
+            element_units += [unit] * count
+            kinds += [kind] * count
+    return element_units, kinds, groups
+

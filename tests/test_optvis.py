@@ -1,0 +1,62 @@
+import torch
+
+from atlas import optvis
+
+
+def test_fourier_images_are_seeded_per_element_and_valid_rgb():
+    a = optvis.FourierImages([1, 2], 24, torch.device("cpu"))()
+    b = optvis.FourierImages([2], 24, torch.device("cpu"))()
+    assert a.shape == (2, 3, 24, 24) and 0 < a.min() and a.max() < 1
+    assert torch.equal(a[1], b[0])
+
+
+def test_identity_transform_only_pads():
+    images = torch.rand(1, 3, 10, 10)
+    robustness = optvis.Robustness(pad=2)
+    identity = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    out = robustness(images, identity)
+    assert out.shape == (1, 3, 14, 14)
+    assert torch.allclose(out[:, :, 2:12, 2:12], images, atol=1e-5)
+    assert torch.allclose(out[:, :, :2], torch.full((1, 3, 2, 14), 0.5), atol=1e-5)
+
+
+def test_shift_moves_content_by_whole_pixels():
+    images = torch.zeros(1, 3, 10, 10)
+    images[:, :, 4, 4] = 1.0
+    out = optvis.Robustness(pad=0)(images, torch.tensor([[2.0, 1.0, 1.0, 0.0]]))
+    assert out[0, 0].argmax().item() == (4 + 1) * 10 + (4 + 2)
+
+
+def test_draws_are_per_element_and_reproducible():
+    robustness = optvis.Robustness()
+    both = robustness.draw([5, 6], steps=7)
+    assert both.shape == (7, 2, 4)
+    assert torch.equal(both[:, 1], robustness.draw([6], steps=7)[:, 0])
+    shifts, scales, angles = both[..., :2], both[..., 2], both[..., 3]
+    assert shifts.min() >= 0 and shifts.max() <= 7 + 3
+    assert scales.min() >= 0.9 - 1e-6 and scales.max() <= 1.1 + 1e-6 and angles.abs().max() <= 0.175
+
+
+def test_objective_values():
+    acts = torch.zeros(3, 2, 3, 3)
+    acts[:, 1] = 1.0
+    acts[:, 1, 1, 1] = 10.0
+    units = torch.tensor([1, 1, 1])
+    values = optvis.objective_values(acts, units, ["channel", "neuron", "negative"])
+    assert values.tolist() == [2.0, 10.0, -2.0]
+
+
+def test_diversity_penalty_is_high_for_alike_images_and_zero_for_disjoint_ones():
+    alike = torch.ones(2, 2, 3, 3)
+    disjoint = torch.zeros(2, 2, 3, 3)
+    disjoint[0, 0] = 1.0
+    disjoint[1, 1] = 1.0
+    assert optvis.diversity_penalty(alike, [[0, 1]]).item() == 2.0  # two ordered pairs, cosine 1
+    assert optvis.diversity_penalty(disjoint, [[0, 1]]).item() == 0.0
+
+
+def test_objective_batch_layout():
+    units, kinds, groups = optvis.objective_batch([4, 7], ["channel", "diversity"], diversity=2)
+    assert units == [4, 4, 4, 7, 7, 7]
+    assert kinds == ["channel", "diversity", "diversity"] * 2
+    assert groups == [[1, 2], [4, 5]]
