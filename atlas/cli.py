@@ -9,7 +9,6 @@ Torch is imported only by the commands that run a model, so ``atlas --help`` and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import http.server
 import json

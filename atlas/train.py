@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] = lambda record: None
     report({"event": "data", "train": len(train_x), "test": len(test_x), "seconds": round(time.perf_counter() - start, 1)})
 
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim == 1 else decay).append(p)  # no decay on biases and norms
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],

@@ -139,26 +139,27 @@ def curve_detectors(model, layer: str, size: int) -> dict[str, np.ndarray]:
             "preference": best_curve / np.clip(best_line, 1e-6, None)}
 
 
-def first_layer_png(kernels: dict[str, torch.Tensor], kinds: dict[str, dict], path: Path) -> None:
-    """All first-layer kernels, one row per model; Gabor fits framed white, color units framed red."""
+def first_layer_png(kernels: dict[str, torch.Tensor], kinds: dict[str, dict], path: Path, per_row: int = 16) -> None:
+    """First-layer kernels, a block of rows per model (grey gaps between models);
+    Gabor fits framed white, color-contrast units framed red."""
     from PIL import Image
 
     from atlas.stages.weights import kernel_images
 
-    scale, rows = 6, []
-    width = max(w.shape[0] for w in kernels.values())
+    scale, blocks = 8, []
     for name, weight in kernels.items():
         images = kernel_images(weight)
         k = images.shape[1]
-        row = np.full((k * scale + 4, width * (k * scale + 4), 3), 40, np.uint8)
+        cell = k * scale + 4
+        rows = -(-len(images) // per_row)
+        block = np.full((rows * cell, per_row * cell, 3), 40, np.uint8)
         for i, image in enumerate(images):
-            tile = np.kron(image, np.ones((scale, scale, 1), np.uint8))
+            y, x = (i // per_row) * cell, (i % per_row) * cell
             frame = (255, 255, 255) if kinds[name]["gabor"][i] else (220, 40, 40) if kinds[name]["color"][i] else (40, 40, 40)
-            x = i * (k * scale + 4)
-            row[:, x:x + k * scale + 4] = frame
-            row[2:-2, x + 2:x + 2 + k * scale] = tile
-        rows.append(row)
-    Image.fromarray(np.concatenate(rows)).save(path)
+            block[y:y + cell, x:x + cell] = frame
+            block[y + 2:y + cell - 2, x + 2:x + cell - 2] = np.kron(image, np.ones((scale, scale, 1), np.uint8))
+        blocks += [block, np.full((12, per_row * cell, 3), 128, np.uint8)]
+    Image.fromarray(np.concatenate(blocks[:-1])).save(path)
 
 
 def main() -> None:

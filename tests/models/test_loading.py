@@ -1,6 +1,5 @@
 import os
 import urllib.error
-from pathlib import Path
 
 import pytest
 import torch
