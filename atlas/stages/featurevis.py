@@ -2,8 +2,8 @@
 
 ``render_units`` optimises one image per (unit, objective) element, all in one batch
 (see ``atlas.optvis``). The forward pass stops at the target layer, the model's
-weights are frozen (autograd computes gradients for the images only), and on CUDA
-the model runs under bf16 autocast with channels-last memory.
+weights are frozen (autograd computes gradients for the images only), convolutions
+run channels-last, and on CUDA the model runs under bf16 autocast.
 
 Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
 units run in one optimisation is separate: ``featurevis.batch`` if set, else as
@@ -61,11 +61,12 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     unit_index = torch.tensor(element_units, device=device)
     optimizer = torch.optim.Adam(images.parameters(), lr=lr)
     on_cuda = device.type == "cuda"
+    # Channels-last convolutions: 1.25-1.34x faster on a 2-core AVX2 CPU at every
+    # GoogLeNet depth we measured, and the layout tensor cores want on CUDA.
+    model.module.to(memory_format=torch.channels_last)
 
     def layer_output(x: torch.Tensor) -> torch.Tensor:
-        x = model.normalize(x)
-        if on_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = model.normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
             return capture(model.module, x, [layer], detach=False)[layer].float()
 
@@ -95,8 +96,6 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     cfg = ctx.config.featurevis
     params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
               "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed}
-    if ctx.device.type == "cuda":
-        model.module.to(memory_format=torch.channels_last)
     keys: dict[str, list[str]] = {}
     total = sum(len(layer.units) for layer in layers)
     with ctx.progress(total, f"{model.name}: feature vis") as bar:
