@@ -58,6 +58,7 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
                        device=pick_device(config.sweep.device), progress=progress,
                        force=force, dataset=dataset)
+    _preflight(config)
     plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [],
                             "data": _dataset_summary(ctx) if dataset is not None else None}
     for i, spec in enumerate(config.models):
@@ -73,6 +74,16 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
     return plan
+
+
+def _preflight(config: Config) -> None:
+    """Load every model and check its layers before any work, one at a time (so memory
+    holds one model), so that a mistake in the last model is reported before the first
+    is swept."""
+    for i, spec in enumerate(config.models):
+        model = load_model(spec, root=config.root, seed=config.sweep.seed, key=f"models[{i}]")
+        inspect_layers(model, spec.layers, spec.units, torch.device("cpu"), f"models[{i}]")
+        del model
 
 
 def _dataset_summary(ctx: StageContext) -> dict[str, Any]:

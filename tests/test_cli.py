@@ -1,7 +1,6 @@
+import http.client
 import json
 import threading
-import urllib.error
-import urllib.request
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -74,15 +73,22 @@ def test_serve_answers_under_a_sub_path_like_github_pages(built_site):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(built_site, "/atlas"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
+
+    def get(path: str) -> tuple[int, bytes]:  # to our own server on the loopback address
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
     try:
-        with urllib.request.urlopen(f"{base}/atlas/index.html", timeout=5) as response:
-            assert response.status == 200 and b"Tiny &lt;b&gt;atlas&lt;/b&gt;" in response.read()
-        with urllib.request.urlopen(f"{base}/atlas/catalog.json", timeout=5) as response:
-            assert json.loads(response.read())["models"]
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(f"{base}/index.html", timeout=5)
-        assert error.value.code == 404
+        status, body = get("/atlas/index.html")
+        assert status == 200 and b"Tiny &lt;b&gt;atlas&lt;/b&gt;" in body
+        status, body = get("/atlas/catalog.json")
+        assert status == 200 and json.loads(body)["models"]
+        assert get("/index.html")[0] == 404
     finally:
         server.shutdown()
         server.server_close()

@@ -77,6 +77,15 @@ def test_bad_layer_names_the_model_entry(tiny_project):
         sweep(config)
 
 
+def test_a_mistake_in_the_last_model_is_reported_before_any_work(tiny_project):
+    text = (tiny_project / "atlas.toml").read_text()
+    text += '\n[[models]]\nname = "second"\narch = "tests.tiny_models:make_color_net"\nlayers = ["conv7"]\n'
+    (tiny_project / "atlas.toml").write_text(text)
+    with pytest.raises(AtlasError, match=r"models\[1\].layers: layer 'conv7'"):
+        sweep(load_config(tiny_project / "atlas.toml"))
+    assert not (tiny_project / "cache" / "objects").exists()
+
+
 def test_killed_sweep_resumes_to_the_same_result(tmp_path):
     """kill -9 in the middle of a sweep, rerun: the store equals an uninterrupted run's."""
     # Five layers, so five feature-vis chunks: enough to be killed between them.

@@ -164,19 +164,22 @@ def _auto_batch(device: torch.device, per_unit: int) -> int:
 
 
 def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: Rendered) -> None:
+    """Files per unit: ``U.webp`` and ``U-thumb.webp`` (channel), ``U-neuron.webp``,
+    ``U-negative.webp``, ``U-diversity-K.webp``; ``data.json`` has each one's activation."""
     cfg = ctx.config.featurevis
     activation: dict[str, dict[str, float]] = {}
     with ctx.store.writing(STAGE, key) as folder:
-        counts: dict[tuple[int, str], int] = {}
         for unit, kind, pixels, value in zip(rendered.units, rendered.kinds, rendered.images, rendered.activations):
             if unit not in units:
                 continue
-            k = counts[(unit, kind)] = counts.get((unit, kind), -1) + 1
-            name = f"{unit}" if kind == "channel" else f"{unit}-{kind}" + (f"-{k}" if kind == "diversity" else "")
-            save_webp(pixels, folder / f"{name}.webp")
-            if kind == "channel":
+            variants = activation.setdefault(str(unit), {})
+            variant = kind if kind != "diversity" else f"diversity-{sum(v.startswith('diversity') for v in variants)}"
+            variants[variant] = float(value)
+            if variant == "channel":
+                save_webp(pixels, folder / f"{unit}.webp")
                 save_webp(pixels, folder / f"{unit}-thumb.webp", size=cfg.thumbnail)
-            activation.setdefault(str(unit), {})[name.split("-", 1)[1] if "-" in name else "channel"] = float(value)
+            else:
+                save_webp(pixels, folder / f"{unit}-{variant}.webp")
         write_json(folder / "data.json", {"units": list(units), "activation": activation,
                                           "objectives": list(cfg.objectives), "diversity": cfg.diversity,
                                           "size": cfg.size, "thumbnail": cfg.thumbnail})
