@@ -98,7 +98,8 @@ def _dataset_summary(ctx: StageContext) -> dict[str, Any]:
     if skipped:
         log.warning("%s: %d unreadable images skipped: %s", dataset.root, len(skipped),
                     ", ".join(sorted(skipped)[:5]) + (" ..." if len(skipped) > 5 else ""))
-    return {"images": str(dataset.root), "count": len(dataset.records) - len(skipped), "skipped": skipped}
+    return {"images": str(dataset.root), "count": len(dataset.records) - len(skipped), "skipped": skipped,
+            "thumbnails": examples.thumbnails(ctx)}
 
 
 def inspect_layers(model: LoadedModel, names: tuple[str, ...], units: int | None,

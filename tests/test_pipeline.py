@@ -32,12 +32,23 @@ def test_sweep_finds_exact_dataset_examples_and_skips_corrupt_files(tiny_project
     store = Store(tiny_project / "cache")
     data = json.loads((store.path("examples", conv1["artifacts"]["examples"][0]) / "data.json").read_text())
     names = {int(i): image["name"] for i, image in data["images"].items()}
-    red = data["units"]["0"][0]  # unit 0 = R - G: the red image, at its brightest pixel
+    unit0 = data["units"]["0"]
+    red = unit0["top"][0]  # unit 0 = R - G: the red image, at its brightest pixel
     assert names[red["image"]] == "warm/red.png"
     assert red["value"] == pytest.approx(1.0) and (red["y"], red["x"]) == (3, 12)
-    assert [names[e["image"]] for e in data["units"]["2"]][:1] == ["cool/blue.png"]  # unit 2 = B
-    assert data["units"]["1"][0]["value"] == pytest.approx(200 / 255)  # G - R of green
-    assert len(data["units"]["0"]) == 3  # examples.top
+    assert red["box"] == [3, 12, 4, 13]  # conv1 is 1x1: its receptive field is that one pixel
+    assert (store.path("examples", conv1["artifacts"]["examples"][0]) / red["crop"]).is_file()
+    assert [names[e["image"]] for e in data["units"]["2"]["top"]][:1] == ["cool/blue.png"]  # unit 2 = B
+    assert data["units"]["1"]["top"][0]["value"] == pytest.approx(200 / 255)  # G - R of green
+    assert len(unit0["top"]) == 3  # examples.top
+    # R - G > 0 only in the red and orange images, everywhere in them: 2 of 5 images' positions.
+    assert unit0["fraction_active"] == pytest.approx(0.4)
+    quantiles = unit0["activation_quantiles"]
+    assert quantiles[0] == pytest.approx((20 - 220) / 255, abs=1e-5) and quantiles[-1] == pytest.approx(1.0, abs=1e-5)
+    assert sum(len(group) for group in unit0["quantiles"]) == 5  # each of the 5 images, once
+    assert unit0["quantiles"][0][0]["value"] == pytest.approx(1.0)  # strongest tenth first
+    conv2 = json.loads((store.path("examples", model["layers"][1]["artifacts"]["examples"][0]) / "data.json").read_text())
+    assert conv2["receptive_field"] == {"size": [3, 3], "stride": [1.0, 1.0]}  # 1x1 then 3x3
     # Weights exist for the RGB layer only.
     assert len(conv1["artifacts"]["weights"]) == 1 and "weights" not in model["layers"][1]["artifacts"]
 

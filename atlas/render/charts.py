@@ -23,10 +23,20 @@ def layer_activations(layer: Layer) -> dict[str, Any] | None:
     return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160)
 
 
-def example_values(unit: Unit) -> dict[str, Any] | None:
-    """Bar chart: the unit's activation on each of its top dataset examples."""
-    rows = [{"rank": i + 1, "activation": e.value, "image": e.name} for i, e in enumerate(unit.examples)]
-    return _bars(rows, "rank:O", "example rank", "max activation over space", "image:N", height=140)
+def activation_histogram(unit: Unit) -> dict[str, Any] | None:
+    """Bar chart: how often the unit's per-image maximum falls in each range."""
+    if not unit.histogram or not unit.histogram["counts"]:
+        return None
+    edges = unit.histogram["edges"]
+    rows = [{"from": round(lo, 3), "to": round(hi, 3), "activation": count}
+            for lo, hi, count in zip(edges, edges[1:], unit.histogram["counts"])]
+    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
+        x=alt.X("from:Q", bin="binned", title="max activation over space"),
+        x2="to:Q",
+        y=alt.Y("activation:Q", title="images"),
+        tooltip=["from:Q", "to:Q", alt.Tooltip("activation:Q", title="images")],
+    ).properties(width=_WIDTH, height=140)
+    return chart.to_dict(validate=False)
 
 
 def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int

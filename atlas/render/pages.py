@@ -19,12 +19,13 @@ from atlas.store import Store
 
 @dataclass
 class Example:
-    src: str  # site-relative image path
+    src: str  # site-relative path of the whole image's thumbnail
     value: float
     name: str  # the image's name in the dataset
     label: str
     x: float  # where the unit fired, as a fraction of the image width
     y: float
+    crop: str | None = None  # site-relative path of the receptive-field crop (top examples)
 
 
 @dataclass
@@ -45,7 +46,11 @@ class Unit:
     featurevis_activation: float | None = None
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
-    examples: list[Example] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)  # strongest first
+    quantiles: list[list[Example]] = field(default_factory=list)  # tenths of the range, top first
+    activation_quantiles: list[float] = field(default_factory=list)  # 0%, 10%, ..., 100%
+    histogram: dict[str, list[float]] | None = None
+    fraction_active: float | None = None
     prev_url: str | None = None
     next_url: str | None = None
 
@@ -85,7 +90,7 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
     site = SiteModel(models=[], data=plan.get("data"))
     for entry in plan["models"]:
         base = f"models/{slug(entry['name'])}"
-        layers = [_layer(layer, f"{base}/{slug(layer['name'])}", store, site.copies)
+        layers = [_layer(layer, f"{base}/{slug(layer['name'])}", store, site.copies, site.data)
                   for layer in entry["layers"]]
         site.models.append(Model(
             name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
@@ -95,7 +100,8 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
     return site
 
 
-def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Path]) -> Layer:
+def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Path],
+           data: dict[str, Any] | None) -> Layer:
     units = {i: Unit(index=i, url=f"{base}/{i}.html") for i in entry["units"]}
     artifacts = entry["artifacts"]
     for key in artifacts.get("featurevis", []):
@@ -114,17 +120,26 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
         folder = store.path("weights", key)
         for unit in _read(folder)["units"]:
             units[unit].weights = _copy(copies, f"{base}/img/w-{unit}.webp", folder / f"{unit}.webp")
+    thumbnails = store.path("thumbnails", data["thumbnails"]) if data and data.get("thumbnails") else None
     for key in artifacts.get("examples", []):
         folder = store.path("examples", key)
-        data = _read(folder)
-        height, width = data["grid"]
-        for unit, examples in data["units"].items():
-            units[int(unit)].examples = [Example(
-                src=_copy(copies, f"{base}/img/ex-{ex['image']}.webp", folder / f"img-{ex['image']}.webp"),
-                value=ex["value"], name=data["images"][str(ex["image"])]["name"],
-                label=data["images"][str(ex["image"])]["label"],
-                x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height,
-            ) for ex in examples]
+        found = _read(folder)
+        height, width = found["grid"]
+
+        def example(ex: dict[str, Any]) -> Example:
+            image = found["images"][str(ex["image"])]
+            src = _copy(copies, f"data/img-{ex['image']}.webp", thumbnails / f"{ex['image']}.webp")
+            crop = _copy(copies, f"{base}/img/{ex['crop']}", folder / ex["crop"]) if "crop" in ex else None
+            return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
+                           x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
+
+        for unit, summary in found["units"].items():
+            u = units[int(unit)]
+            u.examples = [example(ex) for ex in summary["top"]]
+            u.quantiles = [[example(ex) for ex in group] for group in summary["quantiles"]]
+            u.activation_quantiles = summary["activation_quantiles"]
+            u.histogram = summary["histogram"]
+            u.fraction_active = summary["fraction_active"]
     ordered = list(units.values())
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url
@@ -151,8 +166,10 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                 "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
                 "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation} for v in u.variants},
                 "weights": u.weights,
-                "examples": [e.src for e in u.examples],
+                "examples": [e.crop or e.src for e in u.examples],
                 "example_values": [e.value for e in u.examples],
+                "activation_quantiles": u.activation_quantiles,
+                "fraction_active": u.fraction_active,
             } for u in layer.units],
         } for layer in m.layers],
     } for m in site.models]}

@@ -1,26 +1,41 @@
-"""Dataset examples: the images that excite each unit most.
+"""Dataset examples: which images excite each unit, where, and how strongly.
 
-One pass over the dataset captures every requested layer at once. Each unit's
-response to an image is its maximum over space (where in the image it fired is
-kept too), and a streaming top-k keeps the best ``examples.top`` images per unit,
-so memory stays bounded whatever the dataset size.
+One pass over the dataset captures every requested layer at once. A unit's response
+to an image is its maximum over space (and where that maximum is). Three summaries
+are streamed, so memory stays bounded whatever the dataset size:
+
+- ``StreamingTopK``: the ``examples.top`` strongest images per unit; each is stored
+  as a crop of the unit's receptive field around where it fired (``receptive_field``).
+- ``ImageReservoir``: a uniform sample of at most ``SAMPLE`` images (the same images
+  for every unit), with every unit's response to them: the unit's activation
+  quantiles, its histogram, and examples drawn from each tenth of its range (as
+  dashboards for language-model features do), all estimated from the sample.
+- the fraction of all positions (image x place) where the unit is active (> 0), exact.
+
+Images are shown from one set of thumbnails per dataset (``thumbnails`` artifact).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
+from atlas.receptive_field import receptive_field
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
 from atlas.store import write_json
 
 STAGE = "examples"
-THUMBNAIL = 96  # pixels on a side of an example image on the pages
+FORMAT = 2  # part of the key: bump when the artifact's files change
+THUMBNAIL = 96  # pixels on a side of a dataset image on the pages
+CROP = 64  # pixels on a side of a receptive-field crop
+SAMPLE = 1024  # images in the reservoir that quantiles and histograms are estimated from
+BINS, PER_BIN = 10, 5  # quantile examples: tenths of the range, examples per tenth
 
 
 @dataclass
@@ -46,6 +61,32 @@ class StreamingTopK:
         self.positions = positions.gather(1, order)
 
 
+class ImageReservoir:
+    """A uniform random sample of the stream's images (Algorithm R), with every
+    unit's response to each: memory is ``size x units``, whatever the stream's length."""
+
+    def __init__(self, units: int, size: int = SAMPLE, seed: int = 0):
+        self.size, self.seen = size, 0
+        self.values = np.zeros((size, units), np.float32)
+        self.positions = np.zeros((size, units), np.int64)
+        self.images = np.full(size, -1, np.int64)
+        self._rng = np.random.default_rng(seed)
+
+    def update(self, values: torch.Tensor, image_ids: torch.Tensor, positions: torch.Tensor) -> None:
+        values, positions = values.float().cpu().numpy(), positions.cpu().numpy()
+        for row, image in enumerate(image_ids.tolist()):
+            slot = self.seen if self.seen < self.size else int(self._rng.integers(0, self.seen + 1))
+            self.seen += 1
+            if slot < self.size:
+                self.values[slot], self.positions[slot], self.images[slot] = values[row], positions[row], image
+
+    def sample(self, unit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, images, positions) of the sampled images for one unit, by value."""
+        filled = self.images >= 0
+        order = np.argsort(self.values[filled, unit], kind="stable")
+        return (self.values[filled, unit][order], self.images[filled][order], self.positions[filled, unit][order])
+
+
 def spatial_max(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, H, W) -> max over space and its flat index, each (B, C); (B, C) passes through."""
     if acts.dim() == 2:
@@ -53,26 +94,70 @@ def spatial_max(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return acts.flatten(2).max(dim=2)
 
 
+def quantile_examples(values: np.ndarray, bins: int = BINS, per_bin: int = PER_BIN) -> list[list[int]]:
+    """For values sorted ascending: indices of ``per_bin`` evenly spread members of
+    each of ``bins`` equal-count bins, strongest bin first."""
+    n = len(values)
+    groups = []
+    for b in range(bins):
+        lo, hi = b * n // bins, (b + 1) * n // bins
+        if hi > lo:
+            picks = np.linspace(lo, hi - 1, min(per_bin, hi - lo)).round().astype(int)
+            groups.append(sorted(set(picks.tolist()), reverse=True))
+        else:
+            groups.append([])
+    return groups[::-1]
+
+
+@dataclass
+class _LayerSummary:
+    top: StreamingTopK
+    reservoir: ImageReservoir
+    active: torch.Tensor  # (units,) positions with activation > 0
+    positions: int = 0  # positions seen per unit
+
+
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     if ctx.dataset is None:
         return {}
     dataset, cfg = ctx.dataset, ctx.config
     keys = {layer.name: artifact_key(
-        stage=STAGE, model=model_identity(model), input_size=model.input_size, layer=layer.name,
-        units=layer.units, data=dataset.digest(), top=cfg.examples.top, thumbnail=THUMBNAIL,
+        stage=STAGE, format=FORMAT, model=model_identity(model), input_size=model.input_size, layer=layer.name,
+        units=layer.units, data=dataset.digest(), top=cfg.examples.top, crop=CROP, sample=SAMPLE,
     ) for layer in layers}
     todo = [layer for layer in layers if ctx.needs(STAGE, keys[layer.name])]
     if todo:
-        tops = _sweep_dataset(ctx, model, todo)
+        summaries = _sweep_dataset(ctx, model, todo)
         for layer in todo:
-            _write(ctx, keys[layer.name], layer, tops[layer.name])
+            _write(ctx, model, keys[layer.name], layer, summaries[layer.name])
     for layer in layers:
         ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
     return {name: [key] for name, key in keys.items()}
 
 
-def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, StreamingTopK]:
-    tops = {layer.name: StreamingTopK(len(layer.units), ctx.config.examples.top) for layer in layers}
+def thumbnails(ctx: StageContext) -> str:
+    """The dataset's thumbnails, once per dataset: ``<index>.webp`` for every readable image."""
+    key = artifact_key(stage="thumbnails", data=ctx.dataset.digest(), size=THUMBNAIL)
+    if ctx.needs("thumbnails", key):
+        with ctx.store.writing("thumbnails", key) as folder:
+            for index, pixels in _images(ctx.dataset, THUMBNAIL):
+                save_webp(pixels, folder / f"{index}.webp")
+    return key
+
+
+def _images(dataset, size: int):
+    for index in range(len(dataset.records)):
+        pixels = dataset.load(index, size)
+        if pixels is not None:
+            yield index, pixels
+
+
+def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, _LayerSummary]:
+    seed = ctx.config.sweep.seed
+    summaries = {layer.name: _LayerSummary(StreamingTopK(len(layer.units), ctx.config.examples.top),
+                                           ImageReservoir(len(layer.units), seed=seed),
+                                           torch.zeros(len(layer.units), dtype=torch.long))
+                 for layer in layers}
     selected = {layer.name: torch.tensor(layer.units, device=ctx.device) for layer in layers}
     names = [layer.name for layer in layers]
     with ctx.progress(len(ctx.dataset.records), f"{model.name}: dataset examples") as bar, torch.no_grad():
@@ -81,29 +166,64 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
             acts = capture(model.module, model.normalize(x), names)
             ids = torch.tensor(indices)
             for name in names:
-                values, positions = spatial_max(acts[name].index_select(1, selected[name]))
-                tops[name].update(values, ids, positions)
+                layer_acts = acts[name].index_select(1, selected[name])
+                values, positions = spatial_max(layer_acts)
+                summary = summaries[name]
+                summary.top.update(values, ids, positions)
+                summary.reservoir.update(values, ids, positions)
+                summary.active += (layer_acts > 0).transpose(0, 1).flatten(1).sum(1).cpu()
+                summary.positions += layer_acts[:, 0].numel()
             bar.update(len(indices))
-    return tops
+    return summaries
 
 
-def _write(ctx: StageContext, key: str, layer: LayerInfo, top: StreamingTopK) -> None:
-    height, width = layer.shape[1:] if len(layer.shape) == 3 else (1, 1)
-    units = {}
-    for row, unit in enumerate(layer.units):
-        units[str(unit)] = [
-            {"image": int(i), "value": float(v), "y": int(p) // width, "x": int(p) % width}
-            for v, i, p in zip(top.values[row], top.images[row], top.positions[row])
-            if v > float("-inf")
-        ]
-    used = sorted({example["image"] for examples in units.values() for example in examples})
+def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, summary: _LayerSummary) -> None:
+    spatial = len(layer.shape) == 3
+    height, width = layer.shape[1:] if spatial else (1, 1)
+    field = receptive_field(model, layer.name) if spatial else None
+    loaded: dict[int, np.ndarray | None] = {}
+    units: dict[str, Any] = {}
+    used: set[int] = set()
+
+    def example(value: float, image: int, position: int) -> dict[str, Any]:
+        used.add(int(image))
+        return {"image": int(image), "value": float(value), "y": int(position) // width, "x": int(position) % width}
+
     with ctx.store.writing(STAGE, key) as folder:
-        for index in used:
-            pixels = ctx.dataset.load(index, THUMBNAIL)
-            if pixels is not None:
-                save_webp(pixels, folder / f"img-{index}.webp")
+        for row, unit in enumerate(layer.units):
+            top = [example(v, i, p) for v, i, p in zip(summary.top.values[row].tolist(), summary.top.images[row].tolist(),
+                                                      summary.top.positions[row].tolist()) if v > float("-inf")]
+            for rank, ex in enumerate(top):
+                if ex["image"] not in loaded:
+                    loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
+                pixels = loaded[ex["image"]]
+                if pixels is not None:
+                    box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
+                    ex["box"] = list(box)
+                    ex["crop"] = f"crop-{unit}-{rank}.webp"
+                    save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
+            values, images, positions = summary.reservoir.sample(row)
+            units[str(unit)] = {
+                "top": top,
+                "quantiles": [[example(values[i], images[i], positions[i]) for i in group]
+                              for group in quantile_examples(values)],
+                "activation_quantiles": np.quantile(values, np.linspace(0, 1, BINS + 1)).round(5).tolist()
+                if len(values) else [],
+                "histogram": _histogram(values),
+                "fraction_active": float(summary.active[row]) / max(summary.positions, 1),
+            }
         write_json(folder / "data.json", {
-            "units": units, "grid": [height, width],
-            "images": {str(i): {"name": ctx.dataset.records[i].name,
-                                "label": ctx.dataset.records[i].label} for i in used},
+            "units": units, "grid": [height, width], "input_size": model.input_size,
+            "receptive_field": None if field is None else {"size": [field.size_y, field.size_x],
+                                                           "stride": [field.stride_y, field.stride_x]},
+            "images": {str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
+                       for i in sorted(used)},
+            "sample": int(min(summary.reservoir.seen, summary.reservoir.size)),
         })
+
+
+def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:
+    if len(values) == 0:
+        return {"counts": [], "edges": []}
+    counts, edges = np.histogram(values, bins=bins)
+    return {"counts": counts.tolist(), "edges": edges.round(5).tolist()}

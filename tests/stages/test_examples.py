@@ -28,3 +28,43 @@ def test_spatial_max_gives_value_and_flat_position():
     acts[0, 1, 0, 3] = 7.0
     values, positions = spatial_max(acts)
     assert values.tolist() == [[5.0, 7.0]] and positions.tolist() == [[2 * 4 + 1, 3]]
+
+
+def test_reservoir_keeps_everything_when_the_stream_fits():
+    import numpy as np
+
+    from atlas.stages.examples import ImageReservoir
+
+    reservoir = ImageReservoir(units=2, size=10)
+    values = torch.tensor([[3.0, 0.0], [1.0, 5.0], [2.0, 4.0]])
+    reservoir.update(values, torch.tensor([7, 8, 9]), torch.tensor([[0, 1], [2, 3], [4, 5]]))
+    sorted_values, images, positions = reservoir.sample(0)
+    assert sorted_values.tolist() == [1.0, 2.0, 3.0] and images.tolist() == [8, 9, 7]
+    assert positions.tolist() == [2, 4, 0]
+    assert np.array_equal(reservoir.sample(1)[1], [7, 9, 8])
+
+
+def test_reservoir_is_a_uniform_sample_with_bounded_memory():
+    import numpy as np
+
+    from atlas.stages.examples import ImageReservoir
+
+    counts = np.zeros(100)
+    for seed in range(300):
+        reservoir = ImageReservoir(units=1, size=10, seed=seed)
+        for start in range(0, 100, 7):
+            ids = torch.arange(start, min(start + 7, 100))
+            reservoir.update(ids[:, None].float(), ids, torch.zeros(len(ids), 1, dtype=torch.long))
+        assert reservoir.values.shape == (10, 1)
+        counts[reservoir.images] += 1
+    # Each of the 100 images is kept with probability 10/100: 30 times in 300 runs.
+    assert counts.sum() == 3000 and counts.min() > 12 and counts.max() < 50
+    assert abs(counts[:50].sum() - counts[50:].sum()) < 300  # early and late images alike
+
+
+def test_quantile_examples_pick_evenly_within_tenths_strongest_first():
+    from atlas.stages.examples import quantile_examples
+
+    groups = quantile_examples(list(range(100)), bins=10, per_bin=3)
+    assert groups[0] == [99, 94, 90] and groups[-1] == [9, 4, 0]  # linspace, rounded half to even
+    assert quantile_examples(list(range(3)), bins=10, per_bin=5).count([]) == 7

@@ -1,0 +1,86 @@
+"""Receptive fields of any architecture, measured rather than derived.
+
+The receptive field of a unit at (y, x) of a layer is the input region that can
+change its value. Rather than composing kernel sizes, strides and paddings (which
+breaks on branches, skips and odd modules), we backpropagate from one position to
+the input over a few random images and take the bounding box of the pixels whose
+gradient is ever nonzero. Two neighbouring positions give the stride, so the box of
+any position follows by translation (clipped to the image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from atlas.capture import capture
+from atlas.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Position (y, x) of a layer sees input rows ``y * stride_y + offset_y`` onwards,
+    ``size_y`` of them (likewise columns), before clipping to the image."""
+
+    size_y: int
+    size_x: int
+    stride_y: float
+    stride_x: float
+    offset_y: float
+    offset_x: float
+    input_size: int
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), exclusive, of position (y, x), clipped to the image."""
+        top, left = round(y * self.stride_y + self.offset_y), round(x * self.stride_x + self.offset_x)
+        clip = lambda v: min(max(v, 0), self.input_size)  # noqa: E731
+        return clip(top), clip(left), clip(top + self.size_y), clip(left + self.size_x)
+
+
+def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tensor) -> tuple[int, int, int, int]:
+    """Bounding box (top, left, bottom, right) of input pixels that reach position (y, x).
+
+    Max pooling sends the gradient to one input of each window and a ReLU to its
+    active inputs only, so one probe can miss part of the field: the union over
+    many random probes (two at a time, to bound memory) finds all of it."""
+    reached = torch.zeros(probes.shape[2:], dtype=torch.bool)
+    for start in range(0, len(probes), 2):
+        images = probes[start:start + 2].clone().requires_grad_(True)
+        acts = capture(model.module, model.normalize(images), [layer], detach=False)[layer]
+        acts[:, :, y, x].sum().backward()
+        reached |= (images.grad.abs().sum((0, 1)) > 0).cpu()
+    where = reached.nonzero()
+    if len(where) == 0:
+        return 0, 0, probes.shape[2], probes.shape[3]
+    (top, left), (bottom, right) = where.min(0).values.tolist(), where.max(0).values.tolist()
+    return top, left, bottom + 1, right + 1
+
+
+def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: int = 0) -> ReceptiveField:
+    """Measure the receptive field of a spatial ``layer`` on random images.
+
+    The probe images are three times the model's input size, so that a field larger
+    than the input is measured whole; models that accept only their own size are
+    probed at that size (fields then clip at the border)."""
+    size = model.input_size
+    device = next(iter(model.module.parameters()), torch.zeros(())).device
+    generator = torch.Generator().manual_seed(seed)
+    for side in (3 * size, size):
+        images = torch.rand(probes, 3, side, side, generator=generator).to(device)
+        try:
+            with torch.no_grad():
+                height, width = capture(model.module, model.normalize(images[:1]), [layer])[layer].shape[-2:]
+            break
+        except RuntimeError:
+            continue
+    cy, cx = height // 2, width // 2
+    top, left, bottom, right = _support(model, layer, cy, cx, images)
+    stride_y, stride_x = side / height, side / width  # fallback for 1x1 maps
+    if height > 1 and width > 1:
+        t2, l2, _, _ = _support(model, layer, cy + 1 if cy + 1 < height else cy - 1,
+                                cx + 1 if cx + 1 < width else cx - 1, images)
+        step_y, step_x = (1 if cy + 1 < height else -1), (1 if cx + 1 < width else -1)
+        stride_y, stride_x = (t2 - top) / step_y or stride_y, (l2 - left) / step_x or stride_x
+    return ReceptiveField(bottom - top, right - left, stride_y, stride_x,
+                          top - cy * stride_y, left - cx * stride_x, size)
