@@ -13,7 +13,7 @@ A module called more than once in a forward pass is captured at its first call.
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -40,21 +40,25 @@ def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module
 
 
 def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
-            detach: bool = True, stop_early: bool = True) -> dict[str, torch.Tensor]:
+            detach: bool = True, stop_early: bool = True,
+            reduce: Callable[[str, torch.Tensor], Any] | None = None) -> dict[str, Any]:
     """Run ``model(x)`` and return ``{layer: output}`` for each requested layer.
 
     With ``detach=False`` the outputs stay in the autograd graph (for feature
     visualization); with ``stop_early`` the pass ends after the last layer needed.
+    With ``reduce``, each output is replaced by ``reduce(layer, output)``, computed
+    in the hook: a summary of a large map costs no copy of the map (and needs none,
+    as nothing can overwrite the output before the hook returns).
     """
     wanted = find_modules(model, layers)
-    outputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, Any] = {}
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs, output) -> None:
             if name in outputs:
                 return
             tensor = output.detach() if detach else output
-            outputs[name] = tensor.clone()
+            outputs[name] = reduce(name, tensor) if reduce is not None else tensor.clone()
             if stop_early and len(outputs) == len(wanted):
                 raise _EnoughLayers
         return hook

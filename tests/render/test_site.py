@@ -48,6 +48,9 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert len(_pages(built_site)) == 1 + 1 + 2 + 6
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
+    assert unit.count("<tr>") == 10  # examples across the range: one row per tenth
+    layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
+    assert 'data-grid-show="examples"' in layer and layer.count('class="alt"') == 4
 
 
 def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):
@@ -94,6 +97,8 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     assert all((built_site / v["src"]).is_file() for v in variants.values())
     assert len(unit["examples"]) == 3 and all((built_site / e).is_file() for e in unit["examples"])
     assert unit["example_values"][0] == pytest.approx(1.0)  # the red image, for R - G
+    assert all("/img/crop-0-" in e for e in unit["examples"])
+    assert len(unit["activation_quantiles"]) == 11 and unit["fraction_active"] == pytest.approx(0.4)
     assert conv2["units"][0]["weights"] is None  # not an RGB layer
 
 

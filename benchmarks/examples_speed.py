@@ -1,0 +1,89 @@
+"""Dataset examples: extraction versus a bare forward pass, and memory versus N.
+
+For each model and dataset size N, in a fresh process (so peak memory is its own):
+  - bare: a plain full forward pass over the N images (loading included);
+  - atlas: the examples stage's pass over the same images (loading, capture of every
+    requested layer, streaming top-k, image reservoir, fraction active).
+Prints wall times, their ratio (must be <= 1.25) and peak resident memory; memory must
+not grow with N.
+
+Models: zoo:inception (conv2d0 .. mixed4a, 64 px) and torchvision GoogLeNet with
+random weights (conv1 .. inception5b, 224 px). Images: the embedded world.
+
+Run:  python benchmarks/examples_speed.py [--sizes 500 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODELS = {
+    "zoo:inception": ["conv2d0", "conv2d2", "mixed3a", "mixed3b", "mixed4a"],
+    "torchvision:googlenet": ["conv1", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
+                              "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"],
+}
+
+
+def measure(arch: str, count: int, mode: str) -> dict:
+    from atlas.config import Config, ModelConfig, SweepConfig
+    from atlas.data import WorldDataset
+    from atlas.models import load_model
+    from atlas.pipeline import inspect_layers, no_progress
+    from atlas.stages import StageContext, examples
+    from atlas.store import Store
+
+    weights = "trained" if arch.startswith("zoo") else "none"
+    spec = ModelConfig(name="m", arch=arch, layers=tuple(MODELS[arch]), weights=weights)
+    model = load_model(spec)
+    device = torch.device("cpu")
+    layers = inspect_layers(model, spec.layers, None, device, "models[0]")
+    dataset = WorldDataset(count)
+    config = Config(models=(spec,), sweep=SweepConfig(batch_size=32))
+    start = time.perf_counter()
+    if mode == "bare":
+        with torch.no_grad():
+            for _, pixels in dataset.batches(model.input_size, 32):
+                x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+                model.module(model.normalize(x))
+    else:
+        ctx = StageContext(config=config, store=Store(Path("/tmp/atlas-bench-store")), device=device,
+                           progress=no_progress, dataset=dataset)
+        examples._sweep_dataset(ctx, model, layers)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--one", nargs=3, metavar=("ARCH", "N", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        arch, count, mode = args.one
+        print(json.dumps(measure(arch, int(count), mode)))
+        return
+    print(f"{'model':<22} {'N':>5}  {'bare s':>7} {'atlas s':>8} {'ratio':>6}  {'bare MB':>8} {'atlas MB':>9}")
+    for arch in MODELS:
+        for count in args.sizes:
+            result = {}
+            for mode in ("bare", "atlas"):
+                out = subprocess.run([sys.executable, __file__, "--one", arch, str(count), mode],
+                                     capture_output=True, text=True, check=True).stdout
+                result[mode] = json.loads(out.strip().splitlines()[-1])
+            ratio = result["atlas"]["seconds"] / result["bare"]["seconds"]
+            print(f"{arch:<22} {count:>5}  {result['bare']['seconds']:>7.1f} {result['atlas']['seconds']:>8.1f} "
+                  f"{ratio:>6.2f}  {result['bare']['peak_mb']:>8.0f} {result['atlas']['peak_mb']:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
