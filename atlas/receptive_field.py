@@ -47,7 +47,7 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
     reached = torch.zeros(probes.shape[2:], dtype=torch.bool)
     for start in range(0, len(probes), 2):
         images = probes[start:start + 2].clone().requires_grad_(True)
-        acts = capture(model.module, model.normalize(images), [layer], detach=False)[layer]
+        acts = capture(model.module, images, [layer], detach=False)[layer]
         acts[:, :, y, x].sum().backward()
         reached |= (images.grad.abs().sum((0, 1)) > 0).cpu()
     where = reached.nonzero()
@@ -67,10 +67,12 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
     device = next(iter(model.module.parameters()), torch.zeros(())).device
     generator = torch.Generator().manual_seed(seed)
     for side in (3 * size, size):
-        images = torch.rand(probes, 3, side, side, generator=generator).to(device)
+        # Zero-mean noise fed to the network directly (past the normalisation): every
+        # ReLU is active for about half the probes, so no path is missed for long.
+        images = torch.randn(probes, 3, side, side, generator=generator).to(device)
         try:
             with torch.no_grad():
-                height, width = capture(model.module, model.normalize(images[:1]), [layer])[layer].shape[-2:]
+                height, width = capture(model.module, images[:1], [layer])[layer].shape[-2:]
             break
         except RuntimeError:
             continue
@@ -78,9 +80,12 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
     top, left, bottom, right = _support(model, layer, cy, cx, images)
     stride_y, stride_x = side / height, side / width  # fallback for 1x1 maps
     if height > 1 and width > 1:
-        t2, l2, _, _ = _support(model, layer, cy + 1 if cy + 1 < height else cy - 1,
-                                cx + 1 if cx + 1 < width else cx - 1, images)
-        step_y, step_x = (1 if cy + 1 < height else -1), (1 if cx + 1 < width else -1)
-        stride_y, stride_x = (t2 - top) / step_y or stride_y, (l2 - left) / step_x or stride_x
+        ny, nx = (cy + 1, cx + 1) if cy + 1 < height and cx + 1 < width else (cy - 1, cx - 1)
+        t2, l2, b2, r2 = _support(model, layer, ny, nx, images)
+        # Centres move by one stride per position; they are robust to a clipped edge.
+        measured_y = ((t2 + b2) - (top + bottom)) / 2 / (ny - cy)
+        measured_x = ((l2 + r2) - (left + right)) / 2 / (nx - cx)
+        stride_y = measured_y if measured_y > 0 else stride_y
+        stride_x = measured_x if measured_x > 0 else stride_x
     return ReceptiveField(bottom - top, right - left, stride_y, stride_x,
                           top - cy * stride_y, left - cx * stride_x, size)

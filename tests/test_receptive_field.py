@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -11,6 +12,7 @@ def wrap(module: nn.Module, size: int = 32) -> LoadedModel:
 
 
 def test_stacked_convolutions_compose_size_stride_and_offset():
+    torch.manual_seed(0)
     # 3x3 (stride 1, pad 1) then 3x3 (stride 2, pad 1): output y reads conv1 rows 2y-1..2y+1,
     # which read input rows 2y-2..2y+2: five rows, starting at 2y - 2.
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1))
@@ -20,7 +22,9 @@ def test_stacked_convolutions_compose_size_stride_and_offset():
     assert field.box(0, 0) == (0, 0, 3, 3)  # clipped at the image border
 
 
-def test_parallel_branches_take_the_widest_field():
+@pytest.mark.parametrize("seed", range(6))
+def test_parallel_branches_take_the_widest_field(seed):
+    torch.manual_seed(seed)  # any random weights: each branch is only two channels wide
     net = nn.Sequential(nn.Conv2d(3, 8, 1), Mixed(8, 2, 2, 2, 2, 2, 2))
     field = receptive_field(wrap(net), "1")
     assert (field.size_y, field.stride_y, field.offset_y) == (5, 1.0, -2.0)  # the 5x5 branch
