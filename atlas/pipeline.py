@@ -23,12 +23,13 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
-from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, featurevis, weights
+from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, featurevis, tuning, weights
 from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
-STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run}
+STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
+                 "tuning": tuning.run}
 
 
 class _Silent:

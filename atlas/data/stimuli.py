@@ -69,3 +69,64 @@ def curve_bank(size: int, orientations: np.ndarray, radii: tuple[float, ...], **
 def line_bank(size: int, orientations: np.ndarray, lengths: tuple[float, ...], **kwargs) -> np.ndarray:
     """Lines for every (length, orientation): coverage (len(lengths), len(orientations), size, size)."""
     return np.stack([np.stack([line(size, o, n, **kwargs) for o in orientations]) for n in lengths])
+
+
+# -- the rest of the bank: edges, gratings, high-low frequency, color -------------------
+
+HUES = {  # saturated colors for color-contrast stimuli, RGB in [0, 1]
+    "red": (1.0, 0.1, 0.1), "yellow": (0.95, 0.9, 0.1), "green": (0.1, 0.8, 0.1),
+    "cyan": (0.1, 0.85, 0.9), "blue": (0.15, 0.2, 1.0), "magenta": (0.9, 0.1, 0.9),
+}
+GREY = 0.5
+
+
+def _along(size: int, orientation: float) -> np.ndarray:
+    """Signed distance from the centre along the direction ``orientation`` points to."""
+    x, y = _grid(size)
+    theta = np.radians(orientation)
+    return x * np.cos(theta) + y * np.sin(theta)
+
+
+def aperture(size: int, extent: float) -> np.ndarray:
+    """A soft disc of diameter ``extent`` at the centre: where a stimulus is drawn."""
+    x, y = _grid(size)
+    return np.clip(extent / 2 + 0.5 - np.hypot(x, y), 0.0, 1.0)
+
+
+def edge(size: int, orientation: float) -> np.ndarray:
+    """A luminance edge through the centre: 1 on the side ``orientation`` points to, 0 opposite."""
+    return np.clip(0.5 + _along(size, orientation), 0.0, 1.0)
+
+
+def grating(size: int, orientation: float, frequency: float, phase: float) -> np.ndarray:
+    """A sinusoidal grating in [0, 1] varying along ``orientation``; ``frequency`` in cycles/pixel."""
+    return 0.5 + 0.5 * np.cos(2 * np.pi * frequency * _along(size, orientation) + np.radians(phase))
+
+
+def high_low(size: int, orientation: float, seed: int = 0) -> np.ndarray:
+    """Fine texture on the side ``orientation`` points to, its blurred (flat) version opposite."""
+    texture = np.random.default_rng(seed).random((size, size)) > 0.5
+    sharp = edge(size, orientation)
+    return sharp * texture + (1 - sharp) * GREY
+
+
+def color_edge(size: int, orientation: float, near: tuple[float, float, float],
+               far: tuple[float, float, float]) -> np.ndarray:
+    """An edge between two colors: ``near`` on the side ``orientation`` points to. (3, H, W)."""
+    side = edge(size, orientation)[None]
+    return side * np.array(near)[:, None, None] + (1 - side) * np.array(far)[:, None, None]
+
+
+def blob(size: int, radius: float, inside: tuple[float, float, float],
+         outside: tuple[float, float, float]) -> np.ndarray:
+    """A disc of one color on another: centre-surround stimuli. (3, H, W)."""
+    disc = aperture(size, 2 * radius)[None]
+    return disc * np.array(inside)[:, None, None] + (1 - disc) * np.array(outside)[:, None, None]
+
+
+def windowed(image: np.ndarray, extent: float) -> np.ndarray:
+    """Show a stimulus (H, W) or (3, H, W) through a centred aperture on grey: (3, H, W)."""
+    if image.ndim == 2:
+        image = np.repeat(image[None], 3, axis=0)
+    window = aperture(image.shape[-1], extent)[None]
+    return (window * image + (1 - window) * GREY).astype(np.float32)

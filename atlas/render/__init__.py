@@ -79,7 +79,8 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
                  chart=charts.layer_activations(layer))
             for unit in layer.units:
                 page("unit.html", unit.url, layer_crumbs + [(f"unit {unit.index}", unit.url)],
-                     model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit))
+                     model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
+                     tuning_chart=charts.orientation_tuning(unit))
     return pages
 
 

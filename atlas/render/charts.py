@@ -7,6 +7,7 @@ spec inline; ``static/atlas.js`` draws it with the one vendored vega bundle.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import altair as alt
@@ -21,6 +22,28 @@ def layer_activations(layer: Layer) -> dict[str, Any] | None:
     rows = [{"unit": u.index, "activation": u.featurevis_activation}
             for u in layer.units if u.featurevis_activation is not None]
     return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160)
+
+
+def orientation_tuning(unit: Unit) -> dict[str, Any] | None:
+    """Radial plot: the unit's response to its strongest oriented stimulus kind at each angle
+    (as "Curve Detectors" draws them), on a 360-degree circle."""
+    if not unit.tuning:
+        return None
+    kind = unit.tuning["orientation_kind"]
+    curve = unit.tuning["curves"][kind]
+    angles, response = list(curve["angles"]), [max(r, 0.0) for r in curve["response"]]
+    if kind in ("line", "grating"):  # these repeat every 180 degrees: draw the full circle
+        angles, response = angles + [a + 180 for a in angles], response + response
+    angles, response = angles + angles[:1], response + response[:1]  # close the loop
+    rows = [{"order": i, "angle": a % 360, "response": r, "x": r * math.cos(math.radians(a)),
+             "y": r * math.sin(math.radians(a))} for i, (a, r) in enumerate(zip(angles, response))]
+    extent = max(response) or 1.0
+    scale = alt.Scale(domain=[-extent, extent])
+    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
+        x=alt.X("x:Q", scale=scale, title=None, axis=None), y=alt.Y("y:Q", scale=scale, title=None, axis=None),
+        order="order:Q", tooltip=["angle:Q", alt.Tooltip("response:Q", format=".3f")],
+    ).properties(width=200, height=200, title=f"response to {kind.replace('_', '-')}s by orientation")
+    return chart.to_dict(validate=False)
 
 
 def activation_histogram(unit: Unit) -> dict[str, Any] | None:

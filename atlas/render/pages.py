@@ -51,6 +51,7 @@ class Unit:
     activation_quantiles: list[float] = field(default_factory=list)  # 0%, 10%, ..., 100%
     histogram: dict[str, list[float]] | None = None
     fraction_active: float | None = None
+    tuning: dict[str, Any] | None = None  # summary numbers, preferred stimuli, orientation curves
     prev_url: str | None = None
     next_url: str | None = None
 
@@ -140,6 +141,13 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
+    for key in artifacts.get("tuning", []):
+        folder = store.path("tuning", key)
+        for unit, summary in _read(folder)["units"].items():
+            for preferred in summary["preferred"].values():
+                index = preferred["index"]
+                preferred["src"] = _copy(copies, f"{base}/img/stimulus-{index}.webp", folder / f"s-{index}.webp")
+            units[int(unit)].tuning = summary
     ordered = list(units.values())
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url
@@ -153,6 +161,10 @@ def _read(folder: Path) -> dict[str, Any]:
 def _copy(copies: dict[str, Path], site_path: str, source: Path) -> str:
     copies[site_path] = source
     return site_path
+
+
+TUNING_NUMBERS = ("best_kind", "orientation_kind", "orientation_deg", "orientation_selectivity", "curve_vs_line",
+                  "frequency_preference", "color_opponency", "center_surround")
 
 
 def catalog(site: SiteModel) -> dict[str, Any]:
@@ -170,6 +182,7 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                 "example_values": [e.value for e in u.examples],
                 "activation_quantiles": u.activation_quantiles,
                 "fraction_active": u.fraction_active,
+                "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
             } for u in layer.units],
         } for layer in m.layers],
     } for m in site.models]}

@@ -48,7 +48,9 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert len(_pages(built_site)) == 1 + 1 + 2 + 6
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
-    assert unit.count("<tr>") == 10  # examples across the range: one row per tenth
+    quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
+    assert quantiles.count("<tr>") == 10  # examples across the range: one row per tenth
+    assert "Synthetic stimuli" in unit and unit.count('alt="Preferred ') == 8  # one per stimulus kind
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
     assert 'data-grid-show="examples"' in layer and layer.count('class="alt"') == 4
 
@@ -100,6 +102,9 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     assert all("/img/crop-0-" in e for e in unit["examples"])
     assert len(unit["activation_quantiles"]) == 11 and unit["fraction_active"] == pytest.approx(0.4)
     assert conv2["units"][0]["weights"] is None  # not an RGB layer
+    tuning = {u["index"]: u["tuning"] for u in conv1["units"]}
+    assert tuning[0]["color_opponency"] > 0.5  # unit 0 = R - G: color edges, not luminance edges
+    assert tuning[3]["color_opponency"] < 0  # unit 3 = mean(R, G, B): luminance
 
 
 def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):

@@ -1,0 +1,190 @@
+"""Synthetic-stimulus tuning: how each unit responds to controlled stimuli.
+
+A bank of stimuli (``atlas.data.stimuli``), drawn in a disc the size of the layer's
+receptive field at the centre of the image, is shown to the model; the unit at the
+centre of the feature map responds. From those responses each unit gets:
+
+- its tuning over each stimulus kind's parameters (orientation curves for curves,
+  lines, edges, gratings and high-low frequency boundaries; frequency for gratings;
+  hue pairs for color edges; colors for spots and fields), and its preferred
+  stimulus of each kind;
+- summary numbers: preferred orientation and orientation selectivity (for its
+  strongest oriented kind), curve-vs-line preference, preferred spatial frequency,
+  color opponency (color edges against luminance edges) and centre-surround
+  preference (a spot against the same color over the whole field).
+
+Pure functions (``stimulus_bank``, ``summarize``) do the science; ``run`` stores one
+artifact per layer: the responses, the summaries and the bank's images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from atlas.capture import capture
+from atlas.data import stimuli
+from atlas.images import save_webp, to_uint8
+from atlas.models import LoadedModel
+from atlas.receptive_field import receptive_field
+from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
+from atlas.store import write_json
+
+STAGE = "tuning"
+FORMAT = 1
+ORIENTATIONS = tuple(range(0, 360, 15))  # 24 directions for stimuli that differ at 180 degrees
+AXES = tuple(range(0, 180, 15))  # 12 axes for stimuli that repeat every 180 degrees
+PERIODIC_180 = {"line", "grating"}  # kinds whose orientation repeats every 180 degrees
+
+
+@dataclass
+class Bank:
+    images: list[np.ndarray] = field(default_factory=list)  # (3, S, S) float32 in [0, 1]
+    params: list[dict[str, Any]] = field(default_factory=list)  # {"kind": ..., parameters}
+
+    def add(self, image: np.ndarray, extent: float, **params: Any) -> None:
+        self.images.append(stimuli.windowed(image, extent))
+        self.params.append(params)
+
+    def kind(self, name: str) -> np.ndarray:
+        return np.array([i for i, p in enumerate(self.params) if p["kind"] == name])
+
+
+def stimulus_bank(size: int, extent: float) -> Bank:
+    """Every stimulus, drawn within a centred disc of diameter ``extent`` on grey."""
+    bank = Bank()
+    extent = float(min(max(extent, 6.0), size))
+    for orientation in ORIENTATIONS:
+        for radius in (0.25 * extent, 0.5 * extent, extent):
+            for ink, paper in ((1.0, 0.0), (0.0, 1.0)):
+                arc = stimuli.curve(size, orientation, radius, span=100.0, width=max(1.0, extent / 16))
+                bank.add(paper + (ink - paper) * arc, extent, kind="curve", orientation=orientation,
+                         radius=round(radius, 2), polarity="light" if ink else "dark")
+        bank.add(stimuli.edge(size, orientation), extent, kind="edge", orientation=orientation)
+        bank.add(stimuli.high_low(size, orientation), extent, kind="high_low", orientation=orientation)
+    for orientation in AXES:
+        for ink, paper in ((1.0, 0.0), (0.0, 1.0)):
+            bar = stimuli.line(size, orientation, 0.8 * extent, width=max(1.0, extent / 16))
+            bank.add(paper + (ink - paper) * bar, extent, kind="line", orientation=orientation,
+                     polarity="light" if ink else "dark")
+        for period in (2.5, 4.0, 7.0, 12.0):
+            for phase in (0, 90, 180, 270):
+                bank.add(stimuli.grating(size, orientation, 1 / period, phase), extent, kind="grating",
+                         orientation=orientation, frequency=round(1 / period, 3), phase=phase)
+    for orientation in range(0, 360, 45):
+        for near, far in ((a, b) for a in stimuli.HUES for b in stimuli.HUES if a != b):
+            bank.add(stimuli.color_edge(size, orientation, stimuli.HUES[near], stimuli.HUES[far]), extent,
+                     kind="color_edge", orientation=orientation, near=near, far=far)
+    colors = {**stimuli.HUES, "white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+    grey = (stimuli.GREY,) * 3
+    for name, rgb in colors.items():
+        for radius in (0.15 * extent, 0.3 * extent):
+            bank.add(stimuli.blob(size, radius, rgb, grey), extent, kind="blob", color=name, radius=round(radius, 2))
+        # The same color over the whole receptive field: a centre-surround unit's
+        # surround cancels its centre, so it prefers the spot.
+        bank.add(stimuli.blob(size, extent, rgb, grey), extent, kind="field", color=name)
+    return bank
+
+
+def respond(model: LoadedModel, layer: str, bank: Bank, units: Sequence[int], device: torch.device,
+            batch: int = 64) -> np.ndarray:
+    """The centre unit's responses: (stimuli, units)."""
+    index = torch.tensor(list(units), device=device)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(bank.images), batch):
+            x = torch.from_numpy(np.stack(bank.images[start:start + batch])).to(device)
+            acts = capture(model.module, model.normalize(x), [layer])[layer].index_select(1, index)
+            if acts.dim() == 4:
+                acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
+            out.append(acts.float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _orientation_curve(responses: np.ndarray, params: list[dict], rows: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Max response per orientation (over the kind's other parameters): (angles, (angles, units))."""
+    angles = sorted({params[i]["orientation"] for i in rows})
+    curve = np.stack([responses[[i for i in rows if params[i]["orientation"] == a]].max(0) for a in angles])
+    return angles, curve
+
+
+def _resultant(curve: np.ndarray, angles: Sequence[int], period: int) -> tuple[np.ndarray, np.ndarray]:
+    """Preferred orientation (degrees) and selectivity (resultant length, 0..1) per unit."""
+    weights = np.clip(curve, 0, None)
+    phase = np.exp(1j * np.radians(np.asarray(angles)) * (360 / period))[:, None]
+    vector = (weights * phase).sum(0) / np.clip(weights.sum(0), 1e-12, None)
+    preferred = (np.degrees(np.angle(vector)) * period / 360) % period
+    return preferred, np.abs(vector)
+
+
+def _contrast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (|a| + |b|): +1 when only a drives the unit, -1 when only b does."""
+    return (a - b) / np.clip(np.abs(a) + np.abs(b), 1e-12, None)
+
+
+def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
+    """Per unit: preferred stimulus of each kind, tuning curves and summary numbers."""
+    params = bank.params
+    kinds = sorted({p["kind"] for p in params})
+    best = {kind: responses[bank.kind(kind)].max(0) for kind in kinds}
+    best_index = {kind: bank.kind(kind)[responses[bank.kind(kind)].argmax(0)] for kind in kinds}
+    oriented = ["curve", "edge", "high_low", "line", "grating"]
+    curves = {kind: _orientation_curve(responses, params, bank.kind(kind)) for kind in oriented}
+    grating_rows = bank.kind("grating")
+    frequencies = sorted({params[i]["frequency"] for i in grating_rows})
+    frequency_curve = np.stack([responses[[i for i in grating_rows if params[i]["frequency"] == f]].max(0)
+                                for f in frequencies])
+    summaries = []
+    for u in range(responses.shape[1]):
+        strongest = max(oriented, key=lambda kind: best[kind][u])
+        angles, curve = curves[strongest]
+        preferred, selectivity = _resultant(curve[:, u:u + 1], angles, 180 if strongest in PERIODIC_180 else 360)
+        summaries.append({
+            "best_kind": max(kinds, key=lambda kind: best[kind][u]),
+            "preferred": {kind: {**params[int(best_index[kind][u])], "index": int(best_index[kind][u]),
+                                 "response": round(float(best[kind][u]), 5)} for kind in kinds},
+            "orientation_kind": strongest,
+            "orientation_deg": round(float(preferred[0]), 1),
+            "orientation_selectivity": round(float(selectivity[0]), 4),
+            "curve_vs_line": round(float(_contrast(best["curve"][u], best["line"][u])), 4),
+            "frequency_preference": frequencies[int(frequency_curve[:, u].argmax())],
+            "color_opponency": round(float(_contrast(best["color_edge"][u], best["edge"][u])), 4),
+            "center_surround": round(float(_contrast(best["blob"][u], best["field"][u])), 4),
+            "curves": {kind: {"angles": curves[kind][0], "response": curves[kind][1][:, u].round(5).tolist()}
+                       for kind in oriented},
+        })
+    return summaries
+
+
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    with ctx.progress(len(layers), f"{model.name}: tuning") as bar:
+        for layer in layers:
+            if len(layer.shape) != 3:
+                bar.update(1)
+                continue  # stimuli need a spatial layer
+            key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
+                               units=layer.units, input_size=model.input_size)
+            keys[layer.name] = [key]
+            if ctx.needs(STAGE, key):
+                _compute(ctx, model, layer, key)
+            ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
+            bar.update(1)
+    return keys
+
+
+def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str) -> None:
+    field_ = receptive_field(model, layer.name)
+    bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x))
+    responses = respond(model, layer.name, bank, layer.units, ctx.device)
+    summaries = summarize(responses, bank)
+    preferred = sorted({p["index"] for s in summaries for p in s["preferred"].values()})
+    with ctx.store.writing(STAGE, key) as folder:
+        for index in preferred:  # only the stimuli some unit prefers: the pages show those
+            save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / f"s-{index}.webp", size=64)
+        np.save(folder / "responses.npy", responses.astype(np.float32))
+        write_json(folder / "data.json", {"units": {str(u): s for u, s in zip(layer.units, summaries)},
+                                          "stimuli": bank.params, "extent": max(field_.size_y, field_.size_x)})

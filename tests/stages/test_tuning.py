@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from atlas.models import LoadedModel
+from atlas.stages.tuning import respond, stimulus_bank, summarize
+
+
+def hand_set(kernels: list[np.ndarray]) -> LoadedModel:
+    """One 9x9 convolution whose output channels have the given (3, 9, 9) kernels."""
+    conv = nn.Conv2d(3, len(kernels), 9, padding=4, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(np.stack(kernels)).float())
+    return LoadedModel("hand", "test", nn.Sequential(conv).eval(), (0.0,) * 3, (1.0,) * 3, 32, "d")
+
+
+def grey(kernel: np.ndarray) -> np.ndarray:
+    return np.repeat(kernel[None], 3, axis=0) / 3
+
+
+def tune(kernels):
+    model = hand_set(kernels)
+    bank = stimulus_bank(32, 9)
+    return summarize(respond(model, "0", bank, range(len(kernels)), torch.device("cpu")), bank)
+
+
+def angle_between(a: float, b: float) -> float:
+    return abs((a - b + 180) % 360 - 180)
+
+
+def test_an_edge_detector_prefers_its_orientation():
+    ramp = np.tile(np.linspace(-1, 1, 9), (9, 1))  # dark on the left, bright on the right
+    right, up = tune([grey(ramp), grey(np.rot90(ramp))])  # rot90 turns "right" into "up"
+    assert right["best_kind"] == "edge" and up["best_kind"] == "edge"
+    assert angle_between(right["orientation_deg"], 0) <= 10
+    assert angle_between(up["orientation_deg"], 90) <= 10
+    assert right["preferred"]["edge"]["orientation"] == 0 and up["preferred"]["edge"]["orientation"] == 90
+    assert right["orientation_selectivity"] > 0.3
+
+
+def test_centre_surround_units_prefer_spots_and_a_plain_unit_prefers_the_whole_field():
+    y, x = np.mgrid[-4:5, -4:5]
+    dog = np.where(np.hypot(x, y) <= 1.5, 1.0, -9 / 72)  # excitatory centre, inhibitory surround
+    on_centre, off_centre, plain = tune([grey(dog), grey(-dog), grey(np.ones((9, 9)))])
+    # The field is a disc inscribed in the 9x9 kernel, so the kernel's corners still see grey:
+    # a spot beats it by ~0.48 for both centre-surround units, and loses for the plain unit.
+    assert on_centre["center_surround"] > 0.4 and on_centre["preferred"]["blob"]["color"] == "white"
+    assert off_centre["center_surround"] > 0.4 and off_centre["preferred"]["blob"]["color"] == "black"
+    assert plain["center_surround"] < -0.1
+
+
+def test_a_red_minus_green_unit_is_color_opponent():
+    kernel = np.zeros((3, 9, 9))
+    kernel[0, :, 5:], kernel[1, :, 5:] = 1.0, -1.0  # R - G on the right half
+    (unit,) = tune([kernel])
+    assert unit["color_opponency"] > 0.5
+    preferred = unit["preferred"]["color_edge"]
+    assert preferred["near"] in ("red", "magenta") and angle_between(preferred["orientation"], 0) <= 45
+
+
+def test_bank_covers_every_kind_within_the_aperture():
+    bank = stimulus_bank(32, 10)
+    kinds = {p["kind"] for p in bank.params}
+    assert kinds == {"curve", "edge", "high_low", "line", "grating", "color_edge", "blob", "field"}
+    corners = np.stack(bank.images)[:, :, :3, :3]
+    assert np.allclose(corners, 0.5)  # outside the receptive field: grey
