@@ -80,7 +80,7 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
             for unit in layer.units:
                 page("unit.html", unit.url, layer_crumbs + [(f"unit {unit.index}", unit.url)],
                      model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
-                     tuning_chart=charts.orientation_tuning(unit))
+                     tuning_chart=charts.orientation_tuning(unit), joint_chart=charts.joint_tuning(unit))
     return pages
 
 

@@ -46,6 +46,25 @@ def orientation_tuning(unit: Unit) -> dict[str, Any] | None:
     return chart.to_dict(validate=False)
 
 
+def joint_tuning(unit: Unit) -> dict[str, Any] | None:
+    """Lines: this unit's response as its top examples turn, and the strongest unit of the
+    layer at each angle (each unit scaled by its own largest response)."""
+    joint = (unit.tuning or {}).get("joint")
+    if not joint:
+        return None
+    rows = [{"angle": a, "response": r, "series": f"unit {unit.index}", "unit": unit.index}
+            for a, r in zip(joint["angles"], joint["self"])]
+    rows += [{"angle": a, "response": r, "series": "strongest unit", "unit": owner}
+             for a, r, owner in zip(joint["angles"], joint["takeover_response"], joint["takeover"])]
+    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
+        x=alt.X("angle:Q", title="rotation of the examples (degrees)", scale=alt.Scale(domain=[0, 345])),
+        y=alt.Y("response:Q", title="response (of its maximum)"),
+        color=alt.Color("series:N", title=None),
+        tooltip=["angle:Q", "unit:O", alt.Tooltip("response:Q", format=".2f")],
+    ).properties(width=_WIDTH, height=160)
+    return chart.to_dict(validate=False)
+
+
 def activation_histogram(unit: Unit) -> dict[str, Any] | None:
     """Bar chart: how often the unit's per-image maximum falls in each range."""
     if not unit.histogram or not unit.histogram["counts"]:

@@ -52,6 +52,7 @@ class Unit:
     histogram: dict[str, list[float]] | None = None
     fraction_active: float | None = None
     tuning: dict[str, Any] | None = None  # summary numbers, preferred stimuli, orientation curves
+    takeover: list[dict[str, Any]] = field(default_factory=list)  # joint tuning: units owning each angle
     prev_url: str | None = None
     next_url: str | None = None
 
@@ -148,6 +149,14 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
                 index = preferred["index"]
                 preferred["src"] = _copy(copies, f"{base}/img/stimulus-{index}.webp", folder / f"s-{index}.webp")
             units[int(unit)].tuning = summary
+    for u in units.values():  # joint tuning: which units take over as the examples turn
+        joint = (u.tuning or {}).get("joint")
+        if joint:
+            owners: dict[int, list[int]] = {}
+            for angle, owner in zip(joint["angles"], joint["takeover"]):
+                owners.setdefault(owner, []).append(angle)
+            u.takeover = [{"index": owner, "url": units[owner].url, "thumb": units[owner].featurevis_thumb,
+                           "angles": angles} for owner, angles in owners.items() if owner in units]
     ordered = list(units.values())
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url

@@ -13,12 +13,18 @@ centre of the feature map responds. From those responses each unit gets:
   color opponency (color edges against luminance edges) and centre-surround
   preference (a spot against the same color over the whole field).
 
-Pure functions (``stimulus_bank``, ``summarize``) do the science; ``run`` stores one
-artifact per layer: the responses, the summaries and the bank's images.
+**Joint tuning** (when dataset examples were swept): each unit's top examples are
+rotated through 360 degrees about the point where it fired, and every unit of the
+layer responds at that point. Where a family tiles orientation, the response hands
+over from unit to unit as the image turns ("Curve Detectors", Cammarata et al.).
+
+Pure functions (``stimulus_bank``, ``summarize``, ``rotations``, ``joint_tuning``) do
+the science; ``run`` stores one artifact per layer.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -159,6 +165,48 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
     return summaries
 
 
+JOINT_ANGLES = tuple(range(0, 360, 15))
+JOINT_EXAMPLES = 3  # top examples rotated per unit
+
+
+def rotations(image: torch.Tensor, centre: tuple[float, float], angles: Sequence[float]) -> torch.Tensor:
+    """An image (3, H, W) rotated counter-clockwise by each angle about ``centre`` (y, x),
+    in pixels; corners revealed by the turn repeat the border. (len(angles), 3, H, W)."""
+    _, h, w = image.shape
+    radians = -torch.deg2rad(torch.tensor(list(angles), dtype=torch.float32))  # y points down in images
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    # Output -> input coordinates in [-1, 1] (align_corners=False): rotate about the centre.
+    cy, cx = (2 * (centre[0] + 0.5) / h - 1), (2 * (centre[1] + 0.5) / w - 1)
+    aspect = w / h
+    theta = torch.zeros(len(angles), 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, sin / aspect
+    theta[:, 1, 0], theta[:, 1, 1] = -sin * aspect, cos
+    theta[:, 0, 2] = cx - cos * cx - sin / aspect * cy
+    theta[:, 1, 2] = cy + sin * aspect * cx - cos * cy
+    grid = torch.nn.functional.affine_grid(theta, [len(angles), 3, h, w], align_corners=False)
+    return torch.nn.functional.grid_sample(image.expand(len(angles), -1, -1, -1), grid.to(image.device),
+                                           padding_mode="border", align_corners=False)
+
+
+def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
+                 device: torch.device) -> dict[int, np.ndarray]:
+    """For each unit, the responses of every unit of ``units`` at the point where it fired,
+    as its top examples turn: {unit: (angles, units)}, the mean over its examples."""
+    index = torch.tensor(list(units), device=device)
+    out = {}
+    with torch.no_grad():
+        for unit, found in examples.items():
+            curves = []
+            for pixels, (y, x), (fy, fx) in found:
+                image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
+                turned = rotations(image, (fy, fx), JOINT_ANGLES)
+                acts = capture(model.module, model.normalize(turned), [layer])[layer].index_select(1, index)
+                curves.append(acts[:, :, y, x].float().cpu().numpy())
+            if curves:
+                out[unit] = np.mean(curves, axis=0)
+    return out
+
+
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     with ctx.progress(len(layers), f"{model.name}: tuning") as bar:
@@ -166,21 +214,54 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             if len(layer.shape) != 3:
                 bar.update(1)
                 continue  # stimuli need a spatial layer
+            examples_key = ctx.notes.get("examples", {}).get(model.name, {}).get(layer.name)
             key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
-                               units=layer.units, input_size=model.input_size)
+                               units=layer.units, input_size=model.input_size, examples=examples_key,
+                               joint=[JOINT_ANGLES, JOINT_EXAMPLES])
             keys[layer.name] = [key]
             if ctx.needs(STAGE, key):
-                _compute(ctx, model, layer, key)
+                _compute(ctx, model, layer, key, examples_key)
             ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
             bar.update(1)
     return keys
 
 
-def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str) -> None:
+def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examples_key: str | None,
+                  field_) -> dict[int, list[tuple]]:
+    """Each unit's top examples as (pixels, feature-map position, input-pixel centre)."""
+    if examples_key is None or ctx.dataset is None:
+        return {}
+    data = json.loads((ctx.store.path("examples", examples_key) / "data.json").read_text())
+    found: dict[int, list[tuple]] = {}
+    for unit, summary in data["units"].items():
+        for ex in summary["top"][:JOINT_EXAMPLES]:
+            pixels = ctx.dataset.load(ex["image"], model.input_size)
+            if pixels is not None:
+                top, left, bottom, right = field_.box(ex["y"], ex["x"])
+                found.setdefault(int(unit), []).append(
+                    (pixels, (ex["y"], ex["x"]), ((top + bottom - 1) / 2, (left + right - 1) / 2)))
+    return found
+
+
+def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, examples_key: str | None) -> None:
     field_ = receptive_field(model, layer.name)
     bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x))
     responses = respond(model, layer.name, bank, layer.units, ctx.device)
     summaries = summarize(responses, bank)
+    joint = joint_tuning(model, layer.name, layer.units,
+                         _top_examples(ctx, model, layer, examples_key, field_), ctx.device)
+    if joint:
+        # Units answer on different scales: compare each to its own largest rotated response.
+        scale = np.clip(np.max([curves.max(0) for curves in joint.values()], axis=0), 1e-6, None)
+        for row, unit in enumerate(layer.units):
+            if unit in joint:
+                normalised = joint[unit] / scale
+                summaries[row]["joint"] = {
+                    "angles": list(JOINT_ANGLES),
+                    "self": normalised[:, row].round(4).tolist(),
+                    "takeover": [int(layer.units[i]) for i in normalised.argmax(1)],
+                    "takeover_response": normalised.max(1).round(4).tolist(),
+                }
     preferred = sorted({p["index"] for s in summaries for p in s["preferred"].values()})
     with ctx.store.writing(STAGE, key) as folder:
         for index in preferred:  # only the stimuli some unit prefers: the pages show those

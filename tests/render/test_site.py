@@ -51,6 +51,7 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
     assert quantiles.count("<tr>") == 10  # examples across the range: one row per tenth
     assert "Synthetic stimuli" in unit and unit.count('alt="Preferred ') == 8  # one per stimulus kind
+    assert "Joint tuning" in unit and unit.count('class="vega-spec"') == 3  # histogram, orientation, joint
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
     assert 'data-grid-show="examples"' in layer and layer.count('class="alt"') == 4
 

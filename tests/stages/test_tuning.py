@@ -65,3 +65,29 @@ def test_bank_covers_every_kind_within_the_aperture():
     assert kinds == {"curve", "edge", "high_low", "line", "grating", "color_edge", "blob", "field"}
     corners = np.stack(bank.images)[:, :, :3, :3]
     assert np.allclose(corners, 0.5)  # outside the receptive field: grey
+
+
+def test_rotations_turn_counter_clockwise_about_the_given_point():
+    from atlas.stages.tuning import rotations
+
+    image = torch.zeros(3, 9, 9)
+    image[:, 4, 8] = 1.0  # a dot right of the centre
+    turned = rotations(image, (4, 4), [0, 90, 180, 270])
+    spots = [(t[0] > 0.5).nonzero().tolist() for t in turned]
+    assert spots == [[[4, 8]], [[0, 4]], [[4, 0]], [[8, 4]]]  # right, up, left, down
+    off_centre = rotations(image, (4, 6), [180])[0, 0]
+    assert off_centre[4, 4] > 0.5  # about (4, 6): the dot at x=8 lands at x=4
+
+
+def test_joint_tuning_hands_over_between_rotated_copies_of_a_detector():
+    from atlas.stages.tuning import JOINT_ANGLES, joint_tuning
+
+    ramp = np.tile(np.linspace(-1, 1, 9), (9, 1))
+    kernels = [grey(np.rot90(ramp, k)) for k in range(4)]  # edges facing right, up, left, down
+    model = hand_set(kernels)
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = 255  # bright on the right: unit 0's favourite
+    curves = joint_tuning(model, "0", range(4), {0: [(image, (16, 16), (15.5, 15.5))]}, torch.device("cpu"))
+    takeover = curves[0].argmax(1)
+    for unit, angle in enumerate((0, 90, 180, 270)):  # turning the image hands over to each unit in turn
+        assert takeover[JOINT_ANGLES.index(angle)] == unit
