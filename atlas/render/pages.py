@@ -126,19 +126,11 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     for key in artifacts.get("examples", []):
         folder = store.path("examples", key)
         found = _read(folder)
-        height, width = found["grid"]
-
-        def example(ex: dict[str, Any]) -> Example:
-            image = found["images"][str(ex["image"])]
-            src = _copy(copies, f"data/img-{ex['image']}.webp", thumbnails / f"{ex['image']}.webp")
-            crop = _copy(copies, f"{base}/img/{ex['crop']}", folder / ex["crop"]) if "crop" in ex else None
-            return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
-                           x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
-
         for unit, summary in found["units"].items():
             u = units[int(unit)]
-            u.examples = [example(ex) for ex in summary["top"]]
-            u.quantiles = [[example(ex) for ex in group] for group in summary["quantiles"]]
+            u.examples = [_example(ex, found, folder, base, thumbnails, copies) for ex in summary["top"]]
+            u.quantiles = [[_example(ex, found, folder, base, thumbnails, copies) for ex in group]
+                           for group in summary["quantiles"]]
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
@@ -161,6 +153,17 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url
     return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered)
+
+
+def _example(ex: dict[str, Any], found: dict[str, Any], folder: Path, base: str, thumbnails: Path,
+             copies: dict[str, Path]) -> Example:
+    """One example of an examples artifact (``found``), its images queued for copying."""
+    image = found["images"][str(ex["image"])]
+    height, width = found["grid"]
+    src = _copy(copies, f"data/img-{ex['image']}.webp", thumbnails / f"{ex['image']}.webp")
+    crop = _copy(copies, f"{base}/img/{ex['crop']}", folder / ex["crop"]) if "crop" in ex else None
+    return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
+                   x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
 
 
 def _read(folder: Path) -> dict[str, Any]:
