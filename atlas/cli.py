@@ -128,7 +128,10 @@ def serve(config_path: Path, overrides: tuple[str, ...], out: Path | None, port:
     root = config.resolve(config.site.out)
     if not (root / "index.html").exists():
         raise AtlasError(f"site.out: no site in {root}; run `atlas build` first")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(root, base))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(root, base))
+    except OSError as e:
+        raise AtlasError(f"--port: cannot listen on 127.0.0.1:{port} ({e.strerror}); choose another port") from None
     click.echo(f"serving {root} at http://127.0.0.1:{server.server_port}{_normalize_base(base)} (Ctrl-C stops)")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

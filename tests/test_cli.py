@@ -92,3 +92,17 @@ def test_serve_answers_under_a_sub_path_like_github_pages(built_site):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_serve_on_a_busy_port_is_a_clear_error(built_site):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        result = CliRunner().invoke(main, ["serve", "--config", str(built_site.parent / "atlas.toml"),
+                                           "--port", str(busy.getsockname()[1])])
+    finally:
+        busy.close()
+    assert result.exit_code == 2 and "--port: cannot listen on 127.0.0.1:" in result.output

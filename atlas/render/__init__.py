@@ -50,7 +50,11 @@ def render_site(config: Config, out: Path | None = None) -> RenderReport:
     if plan is None:
         raise AtlasError(f"{config.source}: no sweep of this config in {store.root} yet; "
                          "run `atlas sweep` (or `atlas build`) first")
-    site = build_site(plan, store)
+    try:
+        site = build_site(plan, store)
+    except FileNotFoundError as e:  # the plan names an artifact someone deleted
+        raise AtlasError(f"{config.source}: the store {store.root} lacks {e.filename}; "
+                         "run `atlas sweep` (or `atlas build`) to recompute it") from None
     pages = render_pages(site, config.site.title)
     out = Path(out) if out is not None else config.resolve(config.site.out)
     _write_site(out, pages, site, json.dumps(catalog(site), indent=1))

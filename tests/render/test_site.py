@@ -160,3 +160,18 @@ def test_relative_url_rejects_absolute_targets():
     for target in ("/index.html", "https://example.org/x.js", "//cdn/x.js"):
         with pytest.raises(ValueError):
             relative_url(target, "index.html")
+
+
+def test_a_deleted_artifact_is_reported_and_rebuilt(tiny_project):
+    import shutil
+
+    from atlas.pipeline import sweep
+
+    config = load_config(tiny_project / "atlas.toml", ["sweep.stages=['weights']"])
+    sweep(config)
+    (artifact,) = (tiny_project / "cache" / "objects" / "weights").iterdir()
+    shutil.rmtree(artifact)
+    with pytest.raises(AtlasError, match=r"lacks .*data.json; run `atlas sweep`"):
+        render_site(config)
+    sweep(config)
+    assert render_site(config).pages == 10
