@@ -43,10 +43,11 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
 
     Max pooling sends the gradient to one input of each window and a ReLU to its
     active inputs only, so one probe can miss part of the field: the union over
-    many random probes (two at a time, to bound memory) finds all of it."""
+    many random probes (a few at a time, to bound memory) finds all of it."""
     reached = torch.zeros(probes.shape[2:], dtype=torch.bool)
-    for start in range(0, len(probes), 2):
-        images = probes[start:start + 2].clone().requires_grad_(True)
+    step = max(1, (4 * 224 * 224) // (probes.shape[2] * probes.shape[3]))  # about four 224 px images at once
+    for start in range(0, len(probes), step):
+        images = probes[start:start + step].clone().requires_grad_(True)
         acts = capture(model.module, images, [layer], detach=False)[layer]
         acts[:, :, y, x].sum().backward()
         reached |= (images.grad.abs().sum((0, 1)) > 0).cpu()
@@ -57,25 +58,11 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
     return top, left, bottom + 1, right + 1
 
 
-def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: int = 0) -> ReceptiveField:
-    """Measure the receptive field of a spatial ``layer`` on random images.
-
-    The probe images are three times the model's input size, so that a field larger
-    than the input is measured whole; models that accept only their own size are
-    probed at that size (fields then clip at the border)."""
-    size = model.input_size
-    device = next(iter(model.module.parameters()), torch.zeros(())).device
-    generator = torch.Generator().manual_seed(seed)
-    for side in (3 * size, size):
-        # Zero-mean noise fed to the network directly (past the normalisation): every
-        # ReLU is active for about half the probes, so no path is missed for long.
-        images = torch.randn(probes, 3, side, side, generator=generator).to(device)
-        try:
-            with torch.no_grad():
-                height, width = capture(model.module, images[:1], [layer])[layer].shape[-2:]
-            break
-        except RuntimeError:
-            continue
+def _measure(model: LoadedModel, layer: str, images: torch.Tensor) -> tuple[ReceptiveField, bool]:
+    """The field measured on probe images; and whether it touched their border (clipped)."""
+    side = images.shape[-1]
+    with torch.no_grad():
+        height, width = capture(model.module, images[:1], [layer])[layer].shape[-2:]
     cy, cx = height // 2, width // 2
     top, left, bottom, right = _support(model, layer, cy, cx, images)
     stride_y, stride_x = side / height, side / width  # fallback for 1x1 maps
@@ -87,5 +74,28 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
         measured_x = ((l2 + r2) - (left + right)) / 2 / (nx - cx)
         stride_y = measured_y if measured_y > 0 else stride_y
         stride_x = measured_x if measured_x > 0 else stride_x
-    return ReceptiveField(bottom - top, right - left, stride_y, stride_x,
-                          top - cy * stride_y, left - cx * stride_x, size)
+    clipped = top == 0 or left == 0 or bottom == side or right == side
+    field = ReceptiveField(bottom - top, right - left, stride_y, stride_x,
+                           top - cy * stride_y, left - cx * stride_x, model.input_size)
+    return field, clipped
+
+
+def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: int = 0) -> ReceptiveField:
+    """Measure the receptive field of a spatial ``layer`` on random images.
+
+    Probes are zero-mean noise fed to the network directly (past the normalisation),
+    so every ReLU is active for about half of them. They start at the model's input
+    size; a field that reaches their border is measured again on probes three times
+    larger, so fields wider than the input are measured whole (models that accept
+    only their own size keep the clipped measurement)."""
+    device = next(iter(model.module.parameters()), torch.zeros(())).device
+    generator = torch.Generator().manual_seed(seed)
+    field, clipped = _measure(model, layer, torch.randn(probes, 3, model.input_size, model.input_size,
+                                                         generator=generator).to(device))
+    if clipped:
+        side = 3 * model.input_size
+        try:
+            field, _ = _measure(model, layer, torch.randn(probes, 3, side, side, generator=generator).to(device))
+        except RuntimeError:  # the model accepts only its own input size
+            pass
+    return field

@@ -51,6 +51,17 @@ class StageContext:
         return self.force or not self.store.has(stage, key)
 
 
+def layer_receptive_field(ctx: StageContext, model: LoadedModel, layer: str):
+    """The layer's receptive field, measured once per sweep and shared by the stages."""
+    from atlas.receptive_field import receptive_field
+
+    fields = ctx.notes.setdefault("receptive_fields", {})
+    key = (model.digest, layer, model.input_size)
+    if key not in fields:
+        fields[key] = receptive_field(model, layer)
+    return fields[key]
+
+
 def model_identity(model: LoadedModel) -> dict[str, Any]:
     """What identifies a model's behaviour in artifact keys: weights and preprocessing."""
     return {"digest": model.digest, "mean": model.mean, "std": model.std}
@@ -67,4 +78,4 @@ def chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:
 
 
 __all__ = ["LayerInfo", "StageContext", "ProgressFactory", "artifact_key", "chunks",
-           "derive_seed", "model_identity"]
+           "derive_seed", "layer_receptive_field", "model_identity"]

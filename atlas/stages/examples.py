@@ -26,8 +26,7 @@ import torch
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.receptive_field import receptive_field
-from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
+from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.store import write_json
 
 STAGE = "examples"
@@ -191,7 +190,7 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
 def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, summary: _LayerSummary) -> None:
     spatial = len(layer.shape) == 3
     height, width = layer.shape[1:] if spatial else (1, 1)
-    field = receptive_field(model, layer.name) if spatial else None
+    field = layer_receptive_field(ctx, model, layer.name) if spatial else None
     loaded: dict[int, np.ndarray | None] = {}
     units: dict[str, Any] = {}
     used: set[int] = set()

@@ -35,8 +35,7 @@ from atlas.capture import capture
 from atlas.data import stimuli
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
-from atlas.receptive_field import receptive_field
-from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
+from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.store import write_json
 
 STAGE = "tuning"
@@ -244,7 +243,7 @@ def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examp
 
 
 def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, examples_key: str | None) -> None:
-    field_ = receptive_field(model, layer.name)
+    field_ = layer_receptive_field(ctx, model, layer.name)
     bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x))
     responses = respond(model, layer.name, bank, layer.units, ctx.device)
     summaries = summarize(responses, bank)
