@@ -29,6 +29,7 @@ from atlas.config import ModelConfig  # noqa: E402
 from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
 from atlas.models import load_model  # noqa: E402
 from atlas.models.zoo import ARCHITECTURES  # noqa: E402
+from atlas.stages.tuning import _resultant  # noqa: E402
 from atlas.stages.weights import input_conv  # noqa: E402
 from atlas.train import evaluate, generate  # noqa: E402
 
@@ -131,11 +132,10 @@ def curve_detectors(model, layer: str, size: int) -> dict[str, np.ndarray]:
     flat = rc.reshape(6, len(curve_orients), -1)
     best = flat.max(1).argmax(0)
     tuning = np.clip(flat[best, :, np.arange(flat.shape[2])], 0, None)  # (units, orientations)
-    angles = np.radians(curve_orients)
-    vector = (tuning * np.exp(1j * angles)).sum(1) / np.clip(tuning.sum(1), 1e-9, None)
+    orientation, selectivity = _resultant(tuning.T, curve_orients, 360)  # as the site's tuning stage does
     is_curve = (best_curve > 0) & (best_curve >= CURVE_PREFERENCE * np.clip(best_line, 1e-6, None)) \
-        & (np.abs(vector) >= CURVE_SELECTIVITY)
-    return {"curve": is_curve, "orientation": np.degrees(np.angle(vector)) % 360,
+        & (selectivity >= CURVE_SELECTIVITY)
+    return {"curve": is_curve, "orientation": orientation,
             "preference": best_curve / np.clip(best_line, 1e-6, None)}
 
 
