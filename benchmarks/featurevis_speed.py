@@ -10,6 +10,13 @@ Quality: every final image, Atlas's and lucent's, is scored by the same function
 (the unit's mean activation on the untransformed image); the ratio of medians must
 be at least 0.9.
 
+Roofline: the FLOPs of Atlas's optimisation (forward to the layer and backward to the
+image, counted by torch's FlopCounterMode) divided by the device's measured matmul
+peak (fp32 on a CPU, bf16 on CUDA, as Atlas computes there) is the least time any
+implementation of the same optimisation can take. The table prints the fraction of
+that peak Atlas reaches and the speed-up over lucent that the peak would give: the
+ceiling of the ratio on this machine.
+
 Model: torchvision GoogLeNet with random weights (nothing to download), its batch
 norms calibrated on noise so deep activations do not vanish; plus a zoo model.
 
@@ -36,7 +43,7 @@ from atlas.capture import capture  # noqa: E402
 from atlas.config import ModelConfig  # noqa: E402
 from atlas.models import LoadedModel, load_model  # noqa: E402
 from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from atlas.stages.featurevis import render_units  # noqa: E402
+from atlas.stages.featurevis import prepare, render_units  # noqa: E402
 
 
 def calibrated_googlenet(device: torch.device) -> LoadedModel:
@@ -67,9 +74,35 @@ def score(model: LoadedModel, layer: str, units: list[int], images: np.ndarray, 
     return acts[torch.arange(len(units)), torch.tensor(units)].flatten(1).mean(1).cpu().numpy()
 
 
+def matmul_peak(device: torch.device) -> float:
+    """Measured FLOP/s of a large matmul in the dtype Atlas computes in on ``device``."""
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def step_flops(model: LoadedModel, layer: str, side: int, device: torch.device) -> float:
+    """FLOPs of one optimisation step for one image: forward to ``layer``, backward to the pixels."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, side, side, device=device, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        capture(model.module, model.normalize(x), [layer], detach=False)[layer].sum().backward()
+    return counter.get_total_flops()
+
+
 def run_atlas(model, layer, units, steps, size, device) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
-    rendered = render_units(model, layer, units, objectives=("channel",), diversity=2, diversity_weight=0.0,
+    rendered = render_units(prepare(model, [layer]), layer, units, objectives=("channel",), diversity=2, diversity_weight=0.0,
                             steps=steps, size=size, lr=0.05, seed=0, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -119,12 +152,15 @@ def main() -> None:
         zoo_model = load_model(ModelConfig(name=name, arch=f"zoo:{name}", layers=(), weights="trained")).to(device)
         jobs.append((zoo_model, layer, 64))
     units = list(range(args.units))
-    print(f"device {device}, {args.units} units per layer, {args.steps} steps; lucent: one render_vis per unit")
+    peak = matmul_peak(device)
+    print(f"device {device}, {args.units} units per layer, {args.steps} steps; lucent: one render_vis per unit; "
+          f"matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'model':<10} {'layer':<12} {'size':>4}  {'atlas u/s':>9} {'lucent u/s':>10} {'speed-up':>8}  "
-          f"{'quality (median act. atlas / lucent)':>36}")
+          f"{'of peak':>7} {'ceiling':>7}  {'quality (median act. atlas / lucent)':>36}")
     speedups, qualities = [], []
     for model, layer, size in jobs:
         atlas_s, atlas_images = run_atlas(model, layer, units, args.steps, size, device)
+        ideal_s = step_flops(prepare(model, [layer]), layer, size + 24, device) * len(units) * args.steps / peak
         lucent_s, lucent_images = run_lucent(model, layer, units, args.steps, size, device)
         a = statistics.median(score(model, layer, units, atlas_images, device))
         b = statistics.median(score(model, layer, units, lucent_images, device))
@@ -133,7 +169,8 @@ def main() -> None:
             speedups.append(speedup)
             qualities.append(quality)
         print(f"{model.name:<10} {layer:<12} {size:>4}  {len(units) / atlas_s:>9.2f} {len(units) / lucent_s:>10.2f} "
-              f"{speedup:>7.1f}x  {a:>12.3f} / {b:<8.3f} = {quality:.2f}")
+              f"{speedup:>7.1f}x  {ideal_s / atlas_s:>7.0%} {lucent_s / ideal_s:>6.1f}x  "
+              f"{a:>12.3f} / {b:<8.3f} = {quality:.2f}")
     print(f"googlenet average speed-up over {len(speedups)} depths: {statistics.mean(speedups):.1f}x; "
           f"quality ratio min {min(qualities):.2f}")
 

@@ -3,7 +3,8 @@
 ``render_units`` optimises one image per (unit, objective) element, all in one batch
 (see ``atlas.optvis``). The forward pass stops at the target layer, the model's
 weights are frozen (autograd computes gradients for the images only), convolutions
-run channels-last, and on CUDA the model runs under bf16 autocast.
+run channels-last, and on CUDA the model runs under bf16 autocast. ``prepare`` folds
+the model's batch norms into its convolutions first (``atlas.models.fold``).
 
 Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
 units run in one optimisation is separate: ``featurevis.batch`` if set, else as
@@ -14,6 +15,7 @@ own transform draws, a unit's images are the same whatever its batch-mates.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,6 +27,7 @@ from atlas import optvis
 from atlas.capture import capture
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
+from atlas.models.fold import fold_batchnorms
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 from atlas.store import write_json
 
@@ -45,6 +48,15 @@ class Rendered:
     kinds: list[str]
     images: np.ndarray  # uint8 (N, size, size, 3)
     activations: np.ndarray  # (N,) each element's objective value on its final image
+
+
+def prepare(model: LoadedModel, layers: Sequence[str]) -> LoadedModel:
+    """The model as feature visualization runs it: batch norms folded into the
+    convolutions (except into a requested layer), channels-last. A copy when anything
+    was folded; the weights digest stays, as the function computed is the same."""
+    module, folded = fold_batchnorms(model.module, keep=layers)
+    log.debug("%s: folded %d batch norms", model.name, folded)
+    return dataclasses.replace(model, module=module.to(memory_format=torch.channels_last))
 
 
 def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, objectives: Sequence[str],
@@ -99,20 +111,17 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     cfg = ctx.config.featurevis
     params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
               "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed}
-    keys: dict[str, list[str]] = {}
+    keys = {layer.name: [artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units,
+                                      **params) for units in chunks(layer.units, CHUNK)] for layer in layers}
+    pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
+                            if ctx.needs(STAGE, key)] for layer in layers}
+    if any(pending.values()):
+        model = prepare(model, [layer.name for layer in layers])
     total = sum(len(layer.units) for layer in layers)
     with ctx.progress(total, f"{model.name}: feature vis") as bar:
+        bar.update(total - sum(len(units) for todo in pending.values() for units, _ in todo))
         for layer in layers:
-            pending = []
-            keys[layer.name] = []
-            for units in chunks(layer.units, CHUNK):
-                key = artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units, **params)
-                keys[layer.name].append(key)
-                if ctx.needs(STAGE, key):
-                    pending.append((units, key))
-                else:
-                    bar.update(len(units))
-            _render_pending(ctx, model, layer.name, pending, bar)
+            _render_pending(ctx, model, layer.name, pending[layer.name], bar)
             for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name]):
                 ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name, "units": list(units)})
     return keys
