@@ -67,11 +67,11 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
-        artifacts = {layer.name: {} for layer in layers}
+        ctx.artifacts = {layer.name: {} for layer in layers}
         for stage in stages:
             for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
-                artifacts[layer_name][stage] = keys
-        plan["models"].append(_model_entry(model, spec.weights, layers, artifacts))
+                ctx.artifacts[layer_name][stage] = keys
+        plan["models"].append(_model_entry(model, spec.weights, layers, ctx.artifacts))
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
     return plan

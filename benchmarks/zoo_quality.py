@@ -14,7 +14,6 @@ Run:  python benchmarks/zoo_quality.py [--test-images 2000] [--png docs/zoo-firs
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atlas.capture import capture  # noqa: E402
 from atlas.config import ModelConfig  # noqa: E402
 from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
+from atlas.kernels import kernel_stats  # noqa: E402
 from atlas.models import load_model  # noqa: E402
 from atlas.models.zoo import ARCHITECTURES  # noqa: E402
 from atlas.stages.tuning import _resultant  # noqa: E402
@@ -44,66 +44,12 @@ CURVE_PREFERENCE = 1.5  # a curve detector answers curves this much more than an
 CURVE_SELECTIVITY = 0.25  # ... and prefers an orientation (resultant length of its tuning)
 
 
-# -- first layer -------------------------------------------------------------------------
-
-def fit_gabors(maps: torch.Tensor, steps: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares Gabor fit of each (k, k) map; returns (R^2, frequency) per map.
-
-    Gradient descent from a grid of starting orientations, frequencies and phases,
-    all maps and starts in one batch; the best start per map wins."""
-    n, k, _ = maps.shape
-    coords = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    thetas, freqs, phases = torch.meshgrid(torch.arange(8) * math.pi / 8, torch.tensor([0.02, 0.1, 0.2, 0.3]),
-                                           torch.arange(4) * math.pi / 2, indexing="ij")
-    starts = thetas.numel()
-    params = {
-        "theta": thetas.flatten().repeat(n, 1), "log_f": freqs.flatten().log().repeat(n, 1),
-        "phase": phases.flatten().repeat(n, 1), "x0": torch.zeros(n, starts), "y0": torch.zeros(n, starts),
-        "log_sx": torch.full((n, starts), math.log(k / 4)), "log_sy": torch.full((n, starts), math.log(k / 4)),
-        "amp": maps.abs().amax((1, 2)).view(n, 1).repeat(1, starts),
-    }
-    for p in params.values():
-        p.requires_grad_(True)
-    target = maps.view(n, 1, k, k)
-    optimizer = torch.optim.Adam(params.values(), lr=0.05)
-
-    def model():
-        p = {name: v.view(n, starts, 1, 1) for name, v in params.items()}
-        xr = (xx - p["x0"]) * torch.cos(p["theta"]) + (yy - p["y0"]) * torch.sin(p["theta"])
-        yr = -(xx - p["x0"]) * torch.sin(p["theta"]) + (yy - p["y0"]) * torch.cos(p["theta"])
-        envelope = torch.exp(-0.5 * (xr / p["log_sx"].exp()) ** 2 - 0.5 * (yr / p["log_sy"].exp()) ** 2)
-        return p["amp"] * envelope * torch.cos(2 * math.pi * p["log_f"].exp() * xr + p["phase"])
-
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = ((model() - target) ** 2).sum()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        sse = ((model() - target) ** 2).sum((2, 3))
-        sst = ((target - target.mean((2, 3), keepdim=True)) ** 2).sum((2, 3)).clamp_min(1e-12)
-        r2 = 1 - sse / sst
-        best = r2.argmax(1)
-        rows = torch.arange(n)
-        return r2[rows, best], params["log_f"].detach().exp()[rows, best]
-
-
 def first_layer_kinds(weight: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per unit: Gabor fit of the kernel's dominant color component, and chromatic energy."""
-    w = weight.detach().float()
-    c, _, k, _ = w.shape
-    luminance = torch.ones(3) / math.sqrt(3)
-    lum = torch.einsum("cihw,i->chw", w, luminance)
-    chroma = w - lum[:, None] * luminance.view(1, 3, 1, 1)
-    color_fraction = (chroma ** 2).sum((1, 2, 3)) / (w ** 2).sum((1, 2, 3)).clamp_min(1e-12)
-    # The dominant color component of each kernel: its best rank-1 (color x space) factor.
-    u, s, vh = torch.linalg.svd(w.view(c, 3, k * k), full_matrices=False)
-    spatial = (s[:, :1, None] * vh[:, :1]).view(c, k, k)
-    r2, freq = fit_gabors(spatial)
-    gabor = (r2 >= GABOR_R2) & (freq >= GABOR_MIN_FREQ)
-    return {"r2": r2.numpy(), "freq": freq.numpy(), "gabor": gabor.numpy(),
-            "color": (color_fraction >= COLOR_FRACTION).numpy()}
+    """Per unit: the kernel's Gabor fit and chromatic energy, with this benchmark's verdicts."""
+    stats = kernel_stats(weight)
+    gabor = (stats["gabor_r2"] >= GABOR_R2) & (stats["gabor_frequency"] >= GABOR_MIN_FREQ)
+    return {"r2": stats["gabor_r2"], "freq": stats["gabor_frequency"], "gabor": gabor,
+            "color": stats["color_fraction"] >= COLOR_FRACTION}
 
 
 # -- curve detectors -------------------------------------------------------------------

@@ -45,7 +45,10 @@ class StageContext:
     progress: ProgressFactory
     force: bool = False  # recompute artifacts that exist
     dataset: Any = None  # an atlas.data dataset, when [data] is given
-    notes: dict[str, Any] = field(default_factory=dict)  # facts for the plan (e.g. skipped images)
+    notes: dict[str, Any] = field(default_factory=dict)  # memos shared by stages (receptive fields)
+    # The current model's artifacts so far, {layer: {stage: [keys]}}: a stage reads
+    # what earlier stages made (tuning rotates the examples; families reads them all).
+    artifacts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def needs(self, stage: str, key: str) -> bool:
         return self.force or not self.store.has(stage, key)

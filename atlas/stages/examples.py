@@ -131,7 +131,6 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             _write(ctx, model, keys[layer.name], layer, summaries[layer.name])
     for layer in layers:
         ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
-    ctx.notes.setdefault(STAGE, {})[model.name] = keys  # joint tuning rotates these examples
     return {name: [key] for name, key in keys.items()}
 
 

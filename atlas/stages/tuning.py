@@ -213,7 +213,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             if len(layer.shape) != 3:
                 bar.update(1)
                 continue  # stimuli need a spatial layer
-            examples_key = ctx.notes.get("examples", {}).get(model.name, {}).get(layer.name)
+            examples_key = (ctx.artifacts.get(layer.name, {}).get("examples") or [None])[0]
             key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
                                units=layer.units, input_size=model.input_size, examples=examples_key,
                                joint=[JOINT_ANGLES, JOINT_EXAMPLES])

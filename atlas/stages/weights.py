@@ -6,6 +6,9 @@ scaled by its own largest magnitude, so that grey is zero and full color is the
 strongest weight, then enlarged with nearest-neighbour so each weight stays one
 visible square (as the Circuits articles show them).
 
+Each kernel is also measured (``atlas.kernels``): how well it fits a Gabor and how
+much of its energy is chromatic; the families stage uses both as evidence.
+
 A layer gets weight images when its module is, or contains, a convolution over 3
 input channels; deeper weights (between hidden units) belong to the circuits stage.
 """
@@ -20,11 +23,13 @@ from torch import nn
 
 from atlas.capture import find_modules
 from atlas.images import save_webp, to_uint8
+from atlas.kernels import kernel_stats
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
 from atlas.store import write_json
 
 STAGE = "weights"
+FORMAT = 2  # part of the key: bump when the artifact's files change
 IMAGE_SIZE = 64  # pixels on a side of a kernel image
 
 
@@ -50,15 +55,18 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         conv = input_conv(modules[layer.name])
         if conv is None or conv.out_channels != layer.channels:
             continue
-        key = artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name,
+        key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
                            units=layer.units, size=IMAGE_SIZE)
         keys[layer.name] = [key]
         if ctx.needs(STAGE, key):
             images = kernel_images(conv.weight)
+            stats = kernel_stats(conv.weight.detach().cpu())
             with ctx.store.writing(STAGE, key) as folder:
                 for unit in layer.units:
                     save_webp(images[unit], folder / f"{unit}.webp", size=IMAGE_SIZE, lossless=True)
-                write_json(folder / "data.json", {"units": list(layer.units),
-                                                  "kernel": list(conv.kernel_size)})
+                write_json(folder / "data.json", {
+                    "units": list(layer.units), "kernel": list(conv.kernel_size),
+                    "stats": {str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in layer.units},
+                })
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
     return keys
