@@ -23,13 +23,13 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
-from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, featurevis, tuning, weights
+from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, families, featurevis, tuning, weights
 from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
 STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
-                 "tuning": tuning.run}
+                 "tuning": tuning.run, "families": families.run}
 
 
 class _Silent:
@@ -52,7 +52,7 @@ def pick_device(name: str) -> torch.device:
 
 def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Fill the store with every artifact the config asks for; return the sweep plan."""
-    stages = config.sweep.stages
+    stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
     if config.data is not None and "examples" in stages:
         dataset = open_dataset(config.data.images, config.data.limit, config.root)

@@ -74,12 +74,12 @@ def test_force_recomputes(tiny_project, monkeypatch):
     assert len(calls) == 3  # conv1: 4 units in 2 batches of 2 (featurevis.batch); conv2: its 2 units in 1
 
 
-def test_changing_a_stage_parameter_makes_new_artifacts_only_for_that_stage(tiny_project):
+def test_changing_a_stage_parameter_makes_new_artifacts_only_for_that_stage_and_its_readers(tiny_project):
     sweep(load_config(tiny_project / "atlas.toml"))
     first = set(_artifacts(tiny_project / "cache"))
     sweep(load_config(tiny_project / "atlas.toml", ["featurevis.steps=7"]))
     added = {path.split("/")[0] for path in set(_artifacts(tiny_project / "cache")) - first}
-    assert added == {"featurevis"}
+    assert added == {"featurevis", "families"}  # families weigh the visualizations' activations as evidence
 
 
 def test_bad_layer_names_the_model_entry(tiny_project):

@@ -77,8 +77,13 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]
         page("model.html", model.url, model_crumbs, model=model)
+        if model.criteria:
+            page("families.html", model.families_url, model_crumbs + [("families", model.families_url)], model=model)
         for layer in model.layers:
             layer_crumbs = model_crumbs + [(layer.name, layer.url)]
+            for family in layer.families:
+                page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
+                     model=model, layer=layer, family=family)
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
                  chart=charts.layer_activations(layer))
             for unit in layer.units:

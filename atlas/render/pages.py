@@ -55,6 +55,24 @@ class Unit:
     takeover: list[dict[str, Any]] = field(default_factory=list)  # joint tuning: units owning each angle
     prev_url: str | None = None
     next_url: str | None = None
+    family: "Family | None" = None
+    family_confidence: float | None = None
+
+
+@dataclass
+class Family:
+    """A family in one layer: a cell of the periodic table, with its own page."""
+
+    symbol: str
+    name: str
+    kind: str  # named | discovered
+    description: str
+    url: str
+    members: list[Unit]  # in the family's order (orientation, hue or confidence)
+    share: float  # of the layer's swept units
+    representative: Unit
+    order_by: str
+    evidence: list[dict[str, Any]]  # the seven arguments in order: {argument, verdict, value, rule}
 
 
 @dataclass
@@ -63,6 +81,14 @@ class Layer:
     url: str
     shape: list[int]
     units: list[Unit]
+    families: list[Family] = field(default_factory=list)
+
+    def family(self, symbol: str) -> Family | None:
+        return next((f for f in self.families if f.symbol == symbol), None)
+
+    @property
+    def discovered(self) -> list[Family]:
+        return [f for f in self.families if f.kind == "discovered"]
 
     @property
     def channels(self) -> int:
@@ -79,6 +105,17 @@ class Model:
     digest: str
     input_size: int
     layers: list[Layer]
+    criteria: list[dict[str, Any]] = field(default_factory=list)  # the named families, as the sweep defined them
+
+    @property
+    def families_url(self) -> str:
+        return f"models/{self.slug}/families.html"
+
+    @property
+    def columns(self) -> list[dict[str, Any]]:
+        """The periodic table's named-family columns: those found in some layer, in definition order."""
+        found = {f.symbol for layer in self.layers for f in layer.families}
+        return [c for c in self.criteria if c["symbol"] in found]
 
 
 @dataclass
@@ -87,6 +124,11 @@ class SiteModel:
     data: dict[str, Any] | None
     copies: dict[str, Path] = field(default_factory=dict)  # site path -> store file
 
+    @property
+    def symbols(self) -> list[str]:
+        """Named families found in any model, in definition order: the combined table's columns."""
+        return list(dict.fromkeys(c["symbol"] for m in self.models for c in m.columns))
+
 
 def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
     site = SiteModel(models=[], data=plan.get("data"))
@@ -94,10 +136,12 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
         base = f"models/{slug(entry['name'])}"
         layers = [_layer(layer, f"{base}/{slug(layer['name'])}", store, site.copies, site.data)
                   for layer in entry["layers"]]
+        criteria = next((_read(store.path("families", layer["artifacts"]["families"][0]))["criteria"]
+                         for layer in entry["layers"] if layer["artifacts"].get("families")), [])
         site.models.append(Model(
             name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
             arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
-            input_size=entry["input_size"], layers=layers,
+            input_size=entry["input_size"], layers=layers, criteria=criteria,
         ))
     return site
 
@@ -152,7 +196,24 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     ordered = list(units.values())
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url
-    return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered)
+    return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered,
+                 families=[f for key in artifacts.get("families", []) for f in _families(_read(
+                     store.path("families", key)), units, base)])
+
+
+def _families(found: dict[str, Any], units: dict[int, Unit], base: str) -> list[Family]:
+    """A families artifact's families, each unit pointed at its own."""
+    families = []
+    for f in found["families"]:
+        family = Family(
+            symbol=f["symbol"], name=f["name"], kind=f["kind"], description=f["description"],
+            url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
+            share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
+            evidence=f["evidence"])
+        for u in family.members:
+            u.family, u.family_confidence = family, found["units"][str(u.index)]["confidence"]
+        families.append(family)
+    return families
 
 
 def _example(ex: dict[str, Any], found: dict[str, Any], folder: Path, base: str, thumbnails: Path,
@@ -195,6 +256,15 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                 "activation_quantiles": u.activation_quantiles,
                 "fraction_active": u.fraction_active,
                 "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+                "family": u.family.name if u.family else None,
+                "family_symbol": u.family.symbol if u.family else None,
+                "family_confidence": u.family_confidence,
+                "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
+                "preferred": None if u.tuning is None else {
+                    kind: {k: v for k, v in p.items() if k not in ("index", "src")}
+                    for kind, p in u.tuning["preferred"].items()},
             } for u in layer.units],
+            "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
+                          "share": f.share, "url": f.url} for f in layer.families],
         } for layer in m.layers],
     } for m in site.models]}

@@ -45,7 +45,9 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     for path in ["index.html", f"models/{model}/index.html", f"models/{model}/conv1/index.html",
                  f"models/{model}/conv1/0.html", f"models/{model}/conv2/1.html", "catalog.json"]:
         assert (built_site / path).is_file(), path
-    assert len(_pages(built_site)) == 1 + 1 + 2 + 6
+    families = sorted(built_site.glob(f"models/{model}/*/families/*.html"))
+    assert families and (built_site / f"models/{model}/families.html").is_file()
+    assert len(_pages(built_site)) == 1 + 1 + 1 + 2 + 6 + len(families)
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)

@@ -1,0 +1,111 @@
+"""The seven arguments of "Zoom In" as a scorecard for one family in one layer.
+
+Each argument gets a verdict, ``strong``, ``weak`` or ``missing``, from a number
+the other stages measured, with the rule written next to it (the site shows both):
+
+1. feature visualization: the share of members whose channel image, averaged over
+   the whole image, drives them at least as hard as a typical dataset image does
+   at its strongest position (the median of the per-image maxima);
+2. dataset examples: the share of members that fire on data and do so selectively
+   (active at no more than half of all positions);
+3. synthetic examples: the members' median confidence (for a discovered family:
+   how well they fit the cluster);
+4. joint tuning: for oriented families, where a member's response falls as its top
+   examples rotate, how often another member of the family takes over;
+5. feature implementation and 6. feature use: upstream and downstream weights,
+   which the circuits stage will provide; until then, missing;
+7. handwritten circuit: the median rank correlation between each member and a
+   detector with hand-set weights (``atlas.handwritten``) built for it, over the
+   stimulus bank and over the member's dataset examples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", "joint tuning",
+             "feature implementation", "feature use", "handwritten circuit")
+STRONG_SHARE = 0.75  # arguments 1 and 2: the share of members for "strong"
+STRONG_CONFIDENCE = 0.75  # argument 3
+STRONG_TAKEOVER = 0.5  # argument 4
+STRONG_CORRELATION, WEAK_CORRELATION = 0.6, 0.3  # argument 7
+
+
+def _verdict(value: float | None, strong: float, weak: float, rule: str) -> dict[str, Any]:
+    if value is None:
+        return {"verdict": "missing", "value": None, "rule": rule}
+    verdict = "strong" if value >= strong else "weak" if value >= weak else "missing"
+    return {"verdict": verdict, "value": round(float(value), 3), "rule": rule}
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rho; None when either side is constant or there are fewer than 3 pairs."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, float],
+              featurevis: dict[int, float], examples: dict[int, dict[str, Any]], joint: dict[int, dict[str, Any]],
+              handwritten: dict[int, tuple[float | None, float | None]] | None) -> list[dict[str, Any]]:
+    """Every argument's verdict for a family with ``members``, in the paper's order."""
+    card: dict[str, dict[str, Any]] = {}
+
+    def share(test: Callable[[int], bool], have: dict) -> float | None:
+        known = [u for u in members if u in have]
+        return sum(map(test, known)) / len(known) if known else None
+
+    def top(u: int) -> float:
+        return examples[u]["top"][0]["value"] if examples.get(u, {}).get("top") else 0.0
+
+    def typical(u: int) -> float:
+        quantiles = examples.get(u, {}).get("activation_quantiles") or [float("inf")]
+        return quantiles[len(quantiles) // 2]
+
+    card["feature visualization"] = _verdict(
+        share(lambda u: featurevis[u] >= typical(u), featurevis), STRONG_SHARE, 0.0,
+        f"strong when at least {STRONG_SHARE:.0%} of members' visualizations, averaged over the image, drive them "
+        "as hard as a typical dataset image does at its strongest position")
+    card["dataset examples"] = _verdict(
+        share(lambda u: top(u) > 0 and examples[u]["fraction_active"] <= 0.5, examples), STRONG_SHARE, 0.0,
+        f"strong when at least {STRONG_SHARE:.0%} of members fire on data, at no more than half of all positions")
+    card["synthetic examples"] = _verdict(
+        float(np.median([confidence[u] for u in members])) if members else None, STRONG_CONFIDENCE, 0.5,
+        f"the members' median confidence: strong from {STRONG_CONFIDENCE}, weak from 0.5")
+    takeovers = [_takeover(joint[u], u, set(members)) for u in members if oriented and u in joint]
+    takeovers = [t for t in takeovers if t is not None]
+    card["joint tuning"] = _verdict(
+        float(np.median(takeovers)) if takeovers and len(members) > 1 else None, STRONG_TAKEOVER, 0.0,
+        "for oriented families: as a member's top examples rotate and its response falls, the share of angles "
+        f"at which another member takes over; strong from {STRONG_TAKEOVER}")
+    for name, direction in (("feature implementation", "upstream"), ("feature use", "downstream")):
+        card[name] = {"verdict": "missing", "value": None,
+                      "rule": f"{direction} weights come from the circuits stage, not yet swept"}
+    card["handwritten circuit"] = _handwritten_verdict(handwritten, members)
+    return [{"argument": argument, **card[argument]} for argument in ARGUMENTS]
+
+
+def _takeover(joint: dict[str, Any], unit: int, members: set[int]) -> float | None:
+    fallen = [i for i, value in enumerate(joint["self"]) if value < 0.5]
+    if not fallen:
+        return None
+    return sum(joint["takeover"][i] in members - {unit} for i in fallen) / len(fallen)
+
+
+def _handwritten_verdict(handwritten: dict[int, tuple[float | None, float | None]] | None,
+                         members: Sequence[int]) -> dict[str, Any]:
+    rule = (f"median rank correlation with a hand-set detector, on stimuli and on data (the lower of the two): "
+            f"strong from {STRONG_CORRELATION}, weak from {WEAK_CORRELATION}")
+    if not handwritten:
+        return {"verdict": "missing", "value": None, "rule": "no handwritten circuit for this family yet"}
+    stimuli = [handwritten[u][0] for u in members if u in handwritten and handwritten[u][0] is not None]
+    data = [handwritten[u][1] for u in members if u in handwritten and handwritten[u][1] is not None]
+    medians = [float(np.median(values)) for values in (stimuli, data) if values]
+    result = _verdict(min(medians) if medians else None, STRONG_CORRELATION, WEAK_CORRELATION, rule)
+    result["stimuli"] = round(float(np.median(stimuli)), 3) if stimuli else None
+    result["data"] = round(float(np.median(data)), 3) if data else None
+    return result

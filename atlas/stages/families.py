@@ -1,0 +1,425 @@
+"""Feature families: every swept unit gets one, named or discovered.
+
+"An Overview of Early Vision in InceptionV1" sorted units into families by hand.
+Here each **named family** is a symbol, a definition and a list of conditions on
+numbers the other stages measured (``metrics``): tuning summaries, the first
+layer's kernel statistics. A condition is a threshold with a soft margin: it
+scores 0.5 exactly at the threshold and 1 at ``width`` beyond it, so a family's
+score (the least of its conditions' scores) reads as a confidence. A unit joins the
+family with the highest score if that is at least 0.5, else "other". A condition
+on a metric the unit lacks (no kernel statistics beyond the first layer) is
+skipped. ``FAMILIES`` is the one place the criteria live; the site prints them.
+
+**Discovered families**: the layer's units are clustered by their response
+signatures over the stimulus bank (average-linkage clustering on correlation,
+cut at ``CLUSTER_CORRELATION``). A cluster of at least ``MIN_MEMBERS`` units, most of
+them "other", is a family nobody named: ``X1``, ``X2``, ... per layer, described
+by the stimuli that drive its members most and the labels of their top dataset
+examples.
+
+Members are ordered by what varies within a family: orientation for oriented
+families (as the Distill articles lay out curve detectors), hue for color
+families, confidence otherwise.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from atlas import handwritten
+from atlas.data import stimuli
+from atlas.models import LoadedModel
+from atlas.stages import LayerInfo, StageContext, artifact_key, evidence
+from atlas.stages import tuning as tuning_stage
+from atlas.store import write_json
+
+CONFIDENT = 0.5  # a family's score from which a unit joins it
+CLUSTER_CORRELATION = 0.6  # discovered families: members' signatures correlate at least this much on average
+MIN_MEMBERS = 3
+
+
+@dataclass(frozen=True)
+class Condition:
+    metric: str
+    low: float | None = None  # the metric must be at least this ...
+    high: float | None = None  # ... or at most this
+    width: float = 0.15  # the soft margin
+
+    def score(self, metrics: dict[str, float]) -> float | None:
+        value = metrics.get(self.metric)
+        if value is None:
+            return None
+        margin = value - self.low if self.low is not None else self.high - value
+        return float(np.clip(0.5 + 0.5 * margin / self.width, 0.0, 1.0))
+
+    def text(self) -> str:
+        return f"{self.metric} ≥ {self.low:g}" if self.low is not None else f"{self.metric} ≤ {self.high:g}"
+
+
+@dataclass(frozen=True)
+class Family:
+    symbol: str
+    name: str
+    definition: str
+    conditions: tuple[Condition, ...]
+    order_by: str = "confidence"  # "orientation", "hue" or "confidence"
+    handwritten: str | None = None  # the detector atlas.handwritten builds for it
+
+    def score(self, metrics: dict[str, float]) -> float:
+        scores = [s for s in (c.score(metrics) for c in self.conditions) if s is not None]
+        return min(scores) if scores else 0.0
+
+
+ORIENTED = Condition("orientation_selectivity", low=0.3)
+FAMILIES = (
+    Family("Ga", "Gabor", "Oriented edge or grating detectors: an edge or a grating drives them most, at one "
+           "orientation, and luminance more than color. In the first layer the kernel must also fit a Gabor.",
+           (Condition("share_edge_or_grating", low=0.9, width=0.05), ORIENTED, Condition("color_opponency", high=0.1),
+            Condition("gabor_r2", low=0.5)), "orientation", "template"),
+    Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge.",
+           (Condition("color_opponency", low=0.15), Condition("center_surround", high=0.3),
+            Condition("color_fraction", low=0.3)), "hue", "template"),
+    Family("Cs", "Color center-surround", "A colored spot drives them, the same color over the whole field "
+           "much less, and a hue more than white or black.",
+           (Condition("share_blob", low=0.9, width=0.05), Condition("center_surround", low=0.3),
+            Condition("achromatic", high=-0.1)), "hue", "template"),
+    Family("Bw", "Black and white", "Untuned to orientation, they prefer achromatic spots and fields to colored "
+           "ones and luminance edges to color edges.",
+           (Condition("achromatic", low=0.3), Condition("color_opponency", high=-0.2),
+            Condition("orientation_selectivity", high=0.3))),
+    Family("Ln", "Line", "A straight line drives them most, more than any curve, at one orientation.",
+           (Condition("share_line", low=0.9, width=0.05), Condition("curve_vs_line", high=-0.05), ORIENTED),
+           "orientation", "line"),
+    Family("Cv", "Curve", "A curve drives them most, clearly more than any straight line, bulging towards one "
+           "orientation.",
+           (Condition("share_curve", low=0.9, width=0.05), Condition("curve_vs_line", low=0.2), ORIENTED),
+           "orientation", "curve"),
+    Family("Hl", "High-low frequency", "A boundary between fine texture and a flat region drives them most, more "
+           "than a plain edge, at one orientation.",
+           (Condition("share_high_low", low=0.9, width=0.05), Condition("high_low_vs_edge", low=0.15),
+            Condition("orientation_selectivity", low=0.2)), "orientation"),
+    Family("Tx", "Texture / hatch", "A repeating grating drives them most, clearly more than a single edge or line.",
+           (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.2)), "orientation"),
+)
+OTHER = Family("Ot", "Other", "No named family's criteria hold, and no discovered family claims them.", ())
+BY_SYMBOL = {f.symbol: f for f in (*FAMILIES, OTHER)}
+
+
+def _contrast(a: float, b: float) -> float:
+    return float((a - b) / max(abs(a) + abs(b), 1e-12))
+
+
+def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
+            kernel: dict[str, float] | None = None) -> dict[str, float]:
+    """The numbers the criteria read, for one unit: its tuning summary, its
+    responses to the stimulus bank (one per stimulus) and, in the first layer, its
+    kernel statistics."""
+    best = {kind: p["response"] for kind, p in summary["preferred"].items()}
+    peak = max(max(best.values()), 1e-12)
+    spots = [(i, p["color"]) for i, p in enumerate(params) if p["kind"] in ("blob", "field")]
+    achromatic = [i for i, color in spots if color in ("white", "black")]
+    hued = [i for i, color in spots if color in stimuli.HUES]
+    out = {f"share_{kind}": max(value, 0.0) / peak for kind, value in best.items()}
+    out.update({
+        "peak": float(max(best.values())),
+        "share_edge_or_grating": max(out["share_edge"], out["share_grating"]),
+        "orientation_selectivity": summary["orientation_selectivity"],
+        "curve_vs_line": summary["curve_vs_line"],
+        "color_opponency": summary["color_opponency"],
+        "center_surround": summary["center_surround"],
+        "achromatic": _contrast(float(responses[achromatic].max()), float(responses[hued].max())),
+        "high_low_vs_edge": _contrast(best["high_low"], best["edge"]),
+        "grating_vs_edge": _contrast(best["grating"], max(best["edge"], best["line"])),
+    })
+    if kernel:
+        out.update({"gabor_r2": kernel["gabor_r2"], "color_fraction": kernel["color_fraction"]})
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def classify(unit_metrics: dict[str, float]) -> tuple[str, float, dict[str, float]]:
+    """(family symbol, confidence, every named family's score) for one unit."""
+    scores = {f.symbol: round(f.score(unit_metrics), 4) for f in FAMILIES}
+    if unit_metrics["peak"] <= 0:  # nothing in the bank drives it
+        return OTHER.symbol, 1.0, scores
+    symbol = max(scores, key=scores.get)
+    if scores[symbol] >= CONFIDENT:
+        return symbol, scores[symbol], scores
+    return OTHER.symbol, round(1 - scores[symbol], 4), scores
+
+
+def signatures(responses: np.ndarray) -> np.ndarray:
+    """Each unit's responses (stimuli, units), centred and scaled to unit length:
+    dot products of signatures are correlations."""
+    centred = responses - responses.mean(0, keepdims=True)
+    return (centred / np.clip(np.linalg.norm(centred, axis=0, keepdims=True), 1e-12, None)).T
+
+
+def cluster(signature: np.ndarray, threshold: float = CLUSTER_CORRELATION) -> list[list[int]]:
+    """Average-linkage clustering of unit signatures, merging while the two closest
+    clusters' mean correlation is at least ``threshold``. Clusters as row lists."""
+    n = len(signature)
+    similarity = signature @ signature.T
+    sums = similarity.copy()  # sums[a, b]: total correlation between clusters a and b
+    sizes = np.ones(n)
+    members = [[i] for i in range(n)]
+    alive = np.ones(n, dtype=bool)
+    while alive.sum() > 1:
+        mean = sums / np.outer(sizes, sizes)
+        mean[~alive, :] = -np.inf
+        mean[:, ~alive] = -np.inf
+        np.fill_diagonal(mean, -np.inf)
+        a, b = np.unravel_index(np.argmax(mean), mean.shape)
+        if mean[a, b] < threshold:
+            break
+        sums[a, :] += sums[b, :]
+        sums[:, a] += sums[:, b]
+        sizes[a] += sizes[b]
+        members[a] += members[b]
+        alive[b] = False
+    return [sorted(members[i]) for i in np.flatnonzero(alive)]
+
+
+def hue_of(summary: dict[str, Any], symbol: str) -> float:
+    """The hue (0..360) a color unit prefers: the near side of its best color edge, or its best spot."""
+    preferred = summary["preferred"]["blob" if symbol == "Cs" else "color_edge"]
+    name = preferred.get("near") or preferred.get("color")
+    if name not in stimuli.HUES:
+        return 0.0
+    return round(colorsys.rgb_to_hsv(*stimuli.HUES[name])[0] * 360, 1)
+
+
+def order_members(symbol: str, units: Sequence[int], summaries: dict[int, dict], confidence: dict[int, float],
+                  order_by: str) -> list[int]:
+    if order_by == "orientation":
+        return sorted(units, key=lambda u: (summaries[u]["orientation_deg"], u))
+    if order_by == "hue":
+        return sorted(units, key=lambda u: (hue_of(summaries[u], symbol), u))
+    return sorted(units, key=lambda u: (-confidence[u], u))
+
+
+def describe_cluster(rows: Sequence[int], responses: np.ndarray, params: list[dict],
+                     labels: Sequence[str]) -> str:
+    """What drives a discovered family: its most exciting stimuli and top-example labels."""
+    mean = signatures(responses)[list(rows)].mean(0)
+    top = []
+    for i in np.argsort(-mean):
+        p = params[i]
+        words = p["kind"].replace("_", " ") + "".join(
+            f" {p[k]}" for k in ("color", "near", "far", "polarity") if k in p) + (
+            f" at {p['orientation']}°" if "orientation" in p else "")
+        if words not in top:
+            top.append(words)
+        if len(top) == 3:
+            break
+    text = "Driven most by: " + "; ".join(top) + "."
+    if labels:
+        names, counts = np.unique(labels, return_counts=True)
+        order = np.argsort(-counts)[:2]
+        text += " Top dataset examples: " + ", ".join(
+            f"{counts[i] / len(labels):.0%} {names[i]}" for i in order) + "."
+    return text
+
+
+def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray, params: list[dict],
+             labels: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """Clusters of mostly-unnamed units: [{symbol, rows, units, coherence, description}]."""
+    signature = signatures(responses)
+    found = []
+    for rows in cluster(signature):
+        others = [r for r in rows if family[units[r]] == OTHER.symbol]
+        if len(rows) < MIN_MEMBERS or len(others) * 2 < len(rows):
+            continue
+        centroid = signature[rows].mean(0)
+        centroid /= max(np.linalg.norm(centroid), 1e-12)
+        fit = {units[r]: round(float(np.clip(signature[r] @ centroid, 0, 1)), 4) for r in others}
+        member_labels = [label for r in rows for label in labels.get(units[r], [])]
+        found.append({"symbol": f"X{len(found) + 1}", "units": [units[r] for r in others], "fit": fit,
+                      "description": describe_cluster(rows, responses, params, member_labels)})
+    return found
+
+
+# -- the stage ----------------------------------------------------------------------------
+
+STAGE = "families"
+FORMAT = 2  # part of the key: bump when the artifact changes
+
+
+def criteria() -> list[dict[str, Any]]:
+    """The named families and their conditions, as stored with every artifact (the site prints them)."""
+    return [{"symbol": f.symbol, "name": f.name, "definition": f.definition,
+             "conditions": [c.text() for c in f.conditions], "order_by": f.order_by,
+             "handwritten": f.handwritten} for f in (*FAMILIES, OTHER)]
+
+
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for layer in layers:
+        inputs = ctx.artifacts.get(layer.name, {})
+        if not inputs.get("tuning"):
+            continue  # families are read from tuning: no stimuli, no families
+        key = artifact_key(stage=STAGE, format=FORMAT, criteria=criteria(), inputs=inputs,
+                           data=ctx.dataset.digest() if ctx.dataset is not None else None)
+        keys[layer.name] = [key]
+        if ctx.needs(STAGE, key):
+            data = layer_families(ctx, model, layer, inputs)
+            with ctx.store.writing(STAGE, key) as folder:
+                write_json(folder / "data.json", data)
+        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
+    return keys
+
+
+def _read(ctx: StageContext, stage: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+    return [json.loads((ctx.store.path(stage, key) / "data.json").read_text()) for key in keys]
+
+
+def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
+                   inputs: dict[str, list[str]]) -> dict[str, Any]:
+    tuning_folder = ctx.store.path("tuning", inputs["tuning"][0])
+    tuning = json.loads((tuning_folder / "data.json").read_text())
+    responses = np.load(tuning_folder / "responses.npy")
+    params = tuning["stimuli"]
+    units = list(layer.units)
+    summaries = {u: tuning["units"][str(u)] for u in units}
+    kernels = {int(u): s for d in _read(ctx, "weights", inputs.get("weights", [])) for u, s in d["stats"].items()}
+    examples = {int(u): s for d in _read(ctx, "examples", inputs.get("examples", [])) for u, s in d["units"].items()}
+    image_labels = {int(i): r["label"] for d in _read(ctx, "examples", inputs.get("examples", []))
+                    for i, r in d["images"].items() if r.get("label")}
+    featurevis = {int(u): a["channel"] for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
+                  for u, a in d["activation"].items() if "channel" in a}
+
+    per_unit: dict[int, dict[str, Any]] = {}
+    for row, u in enumerate(units):
+        m = metrics(summaries[u], responses[:, row], params, kernels.get(u))
+        symbol, confidence, scores = classify(m)
+        per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m}
+    labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
+                  if ex["image"] in image_labels] for u in units}
+    discovered = discover(units, {u: per_unit[u]["family"] for u in units}, responses, params, labels)
+    for family in discovered:
+        for u in family["units"]:
+            per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
+
+    detectors = Handwritten(ctx, model, layer, tuning, responses)
+    families = []
+    for family in (*FAMILIES, OTHER):
+        members = [u for u in units if per_unit[u]["family"] == family.symbol]
+        if members:
+            families.append({"symbol": family.symbol, "name": family.name, "kind": "named",
+                             "description": family.definition, "order_by": family.order_by,
+                             "members": order_members(family.symbol, members, summaries,
+                                                      {u: per_unit[u]["confidence"] for u in members}, family.order_by),
+                             "handwritten": family.handwritten})
+    for family in discovered:
+        families.append({"symbol": family["symbol"], "name": f"Unnamed {family['symbol']}", "kind": "discovered",
+                         "description": family["description"], "order_by": "confidence", "handwritten": None,
+                         "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u))})
+    for family in families:
+        members = family["members"]
+        family.update(count=len(members), share=round(len(members) / len(units), 4), representative=max(
+            members, key=lambda u: (per_unit[u]["confidence"], -u)))
+        family["evidence"] = evidence.scorecard(
+            members, oriented=family["order_by"] == "orientation",
+            confidence={u: per_unit[u]["confidence"] for u in members}, featurevis=featurevis,
+            examples=examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
+            handwritten=detectors.correlations(family["symbol"], family["handwritten"], members)
+            if family["handwritten"] else None)
+    return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
+            "families": families}
+
+
+class Handwritten:
+    """Builds each member's hand-set detector and correlates it with the member."""
+
+    def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray):
+        self.ctx, self.model, self.layer, self.tuning, self.responses = ctx, model, layer, tuning, responses
+        self._bank = None
+        self._stimuli_maps = None
+        self._images: dict[int, np.ndarray | None] = {}
+        keys = ctx.artifacts.get(layer.name, {}).get("examples")
+        self.examples = None
+        if keys and ctx.dataset is not None:
+            self.examples = json.loads((ctx.store.path("examples", keys[0]) / "data.json").read_text())
+
+    @property
+    def bank(self):
+        if self._bank is None:
+            self._bank = tuning_stage.stimulus_bank(self.model.input_size, self.tuning["extent"])
+        return self._bank
+
+    # The preferred stimulus a family's matched filter is made from.
+    TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
+
+    def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
+        preferred, extent = summary["preferred"], self.tuning["extent"]
+        if kind == "curve":
+            return handwritten.curve(preferred["curve"]["orientation"], preferred["curve"]["radius"], extent)
+        if kind == "line":
+            return handwritten.line(preferred["line"]["orientation"], extent)
+        best = max(self.TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
+        return handwritten.template(self.bank.images[preferred[best]["index"]])
+
+    def correlations(self, symbol: str, kind: str,
+                     members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
+        """Per member: (correlation on the stimulus bank, correlation on its dataset examples)."""
+        stimuli_x = torch.from_numpy(np.stack(self.bank.images))
+        out = {}
+        for u in members:
+            detector = self.detector(symbol, kind, self.tuning["units"][str(u)])
+            if detector.kind != "template" and self._stimuli_maps is None:
+                self._stimuli_maps = handwritten.line_maps(stimuli_x, detector.kernels)
+            maps = None if detector.kind == "template" else self._stimuli_maps
+            row = self.layer.units.index(u)
+            on_stimuli = evidence.rank_correlation(handwritten.respond(detector, stimuli_x, maps).numpy(),
+                                                   self.responses[:, row])
+            out[u] = (on_stimuli, self._on_data(detector, u))
+        return out
+
+    def _on_data(self, detector: handwritten.Detector, unit: int) -> float | None:
+        """Correlation over the unit's dataset examples, each recentred on where the unit looked."""
+        data = self.examples
+        if data is None:
+            return None
+        summary = data["units"][str(unit)]
+        seen, crops, values = set(), [], []
+        for ex in summary["top"] + [e for group in summary["quantiles"] for e in group]:
+            if (ex["image"], ex["y"], ex["x"]) in seen or "box" not in ex and not data["receptive_field"]:
+                continue
+            seen.add((ex["image"], ex["y"], ex["x"]))
+            pixels = self._load(ex["image"])
+            if pixels is None:
+                continue
+            crops.append(_recentred(pixels, ex, data))
+            values.append(ex["value"])
+        if len(crops) < 3:
+            return None
+        x = torch.from_numpy(np.stack(crops))
+        return evidence.rank_correlation(handwritten.respond(detector, x).numpy(), values)
+
+    def _load(self, image: int) -> np.ndarray | None:
+        if image not in self._images:
+            self._images[image] = self.ctx.dataset.load(image, self.model.input_size)
+        return self._images[image]
+
+
+def _recentred(pixels: np.ndarray, ex: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
+    """The image (H, W, 3) uint8 shifted so that the example's receptive-field centre
+    is the image centre, grey where it runs out: (3, H, W) float in [0, 1]."""
+    size = pixels.shape[0]
+    field = data["receptive_field"]
+    if "box" in ex:
+        top, left, bottom, right = ex["box"]
+        cy, cx = (top + bottom) / 2, (left + right) / 2
+    else:
+        stride_y, stride_x = field["stride"]
+        cy, cx = (ex["y"] + 0.5) * stride_y, (ex["x"] + 0.5) * stride_x
+    canvas = np.full((3, 2 * size, 2 * size), stimuli.GREY, dtype=np.float32)
+    oy, ox = int(round(size - cy)), int(round(size - cx))
+    canvas[:, oy:oy + size, ox:ox + size] = pixels.transpose(2, 0, 1) / 255.0
+    start = size // 2
+    return canvas[:, start:start + size, start:start + size]
