@@ -7,14 +7,18 @@ the tuning stage's convention) and is built for one unit from that unit's
 preferred stimulus parameters:
 
 - ``curve``: the Curve Circuits construction. A layer of line detectors (zero-mean
-  segment kernels at 12 orientations, rectified for both polarities) feeds a curve
-  unit that adds up the line detectors tangent to an arc at points along it.
+  segment kernels at 12 orientations, rectified for the unit's polarity) feeds a
+  curve unit that adds up the line detectors tangent to an arc at points along it
+  and subtracts those tangent to the mirror arc.
 - ``line``: one line detector, the unit's orientation.
 - ``template``: a matched filter, the unit's preferred stimulus minus grey (an
-  oriented edge for Gabor units, a two-color edge for color contrast units, a
-  colored spot for center-surround units), rectified.
+  oriented edge for Gabor units; for color units a two-color edge or a colored
+  spot with its luminance taken out, so the filter is color-opponent; for a spot,
+  its mean taken out too, so that the same color everywhere cancels: a
+  center-surround filter), rectified.
 
-``respond(detector, images)`` gives one number per image.
+``respond(detector, images)`` gives one number per image: the detector's
+pre-activation, which is compared with the unit's by correlation.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ ARC_POINTS = 7  # points along the arc where line detectors are read
 class Detector:
     kind: str  # "curve", "line" or "template"
     kernels: torch.Tensor  # (K, 3, k, k): line detectors or one template
-    samples: list[tuple[int, float, float]]  # (kernel, x, y): where each kernel is read, pixels from the centre
+    samples: list[tuple[int, float, float, float]]  # (kernel, x, y, weight): x, y in pixels from the centre
+    polarity: str = "both"  # line detectors: "light", "dark" or "both" kinds of line
 
 
 def line_kernels(extent: float) -> torch.Tensor:
@@ -53,44 +58,58 @@ def _axis_index(orientation: float) -> int:
     return int(round((orientation % 180) / 15)) % len(LINE_AXES)
 
 
-def curve(orientation: float, radius: float, extent: float, span: float = 100.0) -> Detector:
-    """Line detectors tangent to an arc through the centre bulging towards ``orientation``."""
-    theta = math.radians(orientation)
-    cx, cy = -radius * math.cos(theta), -radius * math.sin(theta)  # as stimuli.curve draws it
+def curve(orientation: float, radius: float, extent: float, span: float = 100.0,
+          polarity: str = "both") -> Detector:
+    """Excited by line detectors tangent to an arc through the centre bulging towards
+    ``orientation`` (as stimuli.curve draws it), inhibited by those tangent to the
+    arc bulging the other way: the curve's mirror image does not drive it."""
     samples = []
-    for phi in np.linspace(-span / 2, span / 2, ARC_POINTS):
-        a = theta + math.radians(phi)
-        samples.append((_axis_index(math.degrees(a)), cx + radius * math.cos(a), cy + radius * math.sin(a)))
-    return Detector("curve", line_kernels(extent), samples)
+    for weight, bulge in ((1.0, orientation), (-1.0, orientation + 180)):
+        theta = math.radians(bulge)
+        cx, cy = -radius * math.cos(theta), -radius * math.sin(theta)  # the centre of curvature
+        for phi in np.linspace(-span / 2, span / 2, ARC_POINTS):
+            a = theta + math.radians(phi)
+            samples.append((_axis_index(math.degrees(a)), cx + radius * math.cos(a), cy + radius * math.sin(a),
+                            weight))
+    return Detector("curve", line_kernels(extent), samples, polarity)
 
 
-def line(orientation: float, extent: float) -> Detector:
-    return Detector("line", line_kernels(extent), [(_axis_index(orientation), 0.0, 0.0)])
+def line(orientation: float, extent: float, polarity: str = "both") -> Detector:
+    return Detector("line", line_kernels(extent), [(_axis_index(orientation), 0.0, 0.0, 1.0)], polarity)
 
 
-def template(stimulus: np.ndarray) -> Detector:
-    """A matched filter: the stimulus (3, S, S) minus grey, unit norm."""
+def template(stimulus: np.ndarray, chromatic: bool = False, surround: float | None = None) -> Detector:
+    """A matched filter: the stimulus (3, S, S) minus grey; minus its luminance too
+    when ``chromatic``; with ``surround`` (a diameter), minus its mean over that
+    centred disc, which makes a spot's filter center-surround; unit norm."""
     kernel = torch.from_numpy(stimulus - stimuli.GREY).float()
-    return Detector("template", (kernel / kernel.norm().clamp_min(1e-12))[None], [(0, 0.0, 0.0)])
+    if chromatic:
+        kernel = kernel - kernel.mean(0, keepdim=True)
+    if surround:
+        disc = torch.from_numpy(stimuli.aperture(kernel.shape[-1], surround) > 0.5)
+        kernel[:, disc] -= kernel[:, disc].mean(1, keepdim=True)
+    return Detector("template", (kernel / kernel.norm().clamp_min(1e-12))[None], [(0, 0.0, 0.0, 1.0)])
 
 
 def line_maps(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """The line detectors' rectified responses everywhere: (N, len(LINE_AXES), S, S)."""
-    maps = F.conv2d(images.float() - stimuli.GREY, kernels, padding=kernels.shape[-1] // 2)
-    return F.relu(maps) + F.relu(-maps)  # a line detector answers light and dark lines
+    """The line detectors' signed responses everywhere (light lines positive): (N, len(LINE_AXES), S, S)."""
+    return F.conv2d(images.float() - stimuli.GREY, kernels, padding=kernels.shape[-1] // 2)
 
 
 def respond(detector: Detector, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
-    """The detector's response to each image (N, 3, S, S) in [0, 1]: (N,). ``maps``:
-    the images' ``line_maps`` when already computed (they do not depend on the unit)."""
+    """The detector's response to each image (N, 3, S, S) in [0, 1], before any
+    rectification of its own: (N,). ``maps``: the images' ``line_maps`` when already
+    computed (they do not depend on the unit)."""
     if detector.kind == "template":
-        return F.relu(((images.float() - stimuli.GREY) * detector.kernels[0]).flatten(1).sum(1))
+        return ((images.float() - stimuli.GREY) * detector.kernels[0]).flatten(1).sum(1)
     if maps is None:
         maps = line_maps(images, detector.kernels)
+    light, dark = F.relu(maps), F.relu(-maps)
+    maps = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
     size = images.shape[-1]
     total = torch.zeros(len(images))
-    for index, px, py in detector.samples:
+    for index, px, py, weight in detector.samples:
         # Pixel offsets from the centre (y up) -> grid_sample's [-1, 1] coordinates (y down).
         grid = torch.tensor([[[[px / (size / 2), -py / (size / 2)]]]], dtype=torch.float32).expand(len(images), 1, 1, 2)
-        total += F.grid_sample(maps[:, index:index + 1], grid, align_corners=False).flatten()
+        total += weight * F.grid_sample(maps[:, index:index + 1], grid, align_corners=False).flatten()
     return total

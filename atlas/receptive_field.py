@@ -49,7 +49,9 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
     for start in range(0, len(probes), step):
         images = probes[start:start + step].clone().requires_grad_(True)
         acts = capture(model.module, images, [layer], detach=False)[layer]
-        acts[:, :, y, x].sum().backward()
+        # Squared, so that channels whose weights are each other's negatives cannot
+        # cancel in the sum (a plain sum has zero gradient for such a pair).
+        acts[:, :, y, x].pow(2).sum().backward()
         reached |= (images.grad.abs().sum((0, 1)) > 0).cpu()
     where = reached.nonzero()
     if len(where) == 0:

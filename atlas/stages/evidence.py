@@ -14,7 +14,7 @@ the other stages measured, with the rule written next to it (the site shows both
    examples rotate, how often another member of the family takes over;
 5. feature implementation and 6. feature use: upstream and downstream weights,
    which the circuits stage will provide; until then, missing;
-7. handwritten circuit: the median rank correlation between each member and a
+7. handwritten circuit: the median correlation between each member and a
    detector with hand-set weights (``atlas.handwritten``) built for it, over the
    stimulus bank and over the member's dataset examples.
 """
@@ -40,13 +40,12 @@ def _verdict(value: float | None, strong: float, weak: float, rule: str) -> dict
     return {"verdict": verdict, "value": round(float(value), 3), "rule": rule}
 
 
-def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Spearman's rho; None when either side is constant or there are fewer than 3 pairs."""
+def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Pearson's r; None when either side is constant or there are fewer than 3 pairs."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, float],
@@ -98,7 +97,7 @@ def _takeover(joint: dict[str, Any], unit: int, members: set[int]) -> float | No
 
 def _handwritten_verdict(handwritten: dict[int, tuple[float | None, float | None]] | None,
                          members: Sequence[int]) -> dict[str, Any]:
-    rule = (f"median rank correlation with a hand-set detector, on stimuli and on data (the lower of the two): "
+    rule = (f"median correlation with a hand-set detector, on stimuli and on data (the lower of the two): "
             f"strong from {STRONG_CORRELATION}, weak from {WEAK_CORRELATION}")
     if not handwritten:
         return {"verdict": "missing", "value": None, "rule": "no handwritten circuit for this family yet"}

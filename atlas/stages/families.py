@@ -79,9 +79,10 @@ class Family:
 ORIENTED = Condition("orientation_selectivity", low=0.3)
 FAMILIES = (
     Family("Ga", "Gabor", "Oriented edge or grating detectors: an edge or a grating drives them most, at one "
-           "orientation, and luminance more than color. In the first layer the kernel must also fit a Gabor.",
+           "orientation, luminance more than color, and a curve clearly less. In the first layer the kernel "
+           "must also fit a Gabor.",
            (Condition("share_edge_or_grating", low=0.9, width=0.05), ORIENTED, Condition("color_opponency", high=0.1),
-            Condition("gabor_r2", low=0.5)), "orientation", "template"),
+            Condition("share_curve", high=0.9, width=0.05), Condition("gabor_r2", low=0.5)), "orientation", "template"),
     Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge.",
            (Condition("color_opponency", low=0.15), Condition("center_surround", high=0.3),
             Condition("color_fraction", low=0.3)), "hue", "template"),
@@ -89,10 +90,10 @@ FAMILIES = (
            "much less, and a hue more than white or black.",
            (Condition("share_blob", low=0.9, width=0.05), Condition("center_surround", low=0.3),
             Condition("achromatic", high=-0.1)), "hue", "template"),
-    Family("Bw", "Black and white", "Untuned to orientation, they prefer achromatic spots and fields to colored "
-           "ones and luminance edges to color edges.",
-           (Condition("achromatic", low=0.3), Condition("color_opponency", high=-0.2),
-            Condition("orientation_selectivity", high=0.3))),
+    Family("Bw", "Black and white", "A spot or a field drives them most, white or black more than any hue, "
+           "luminance edges more than color edges, and they are untuned to orientation.",
+           (Condition("share_spot", low=0.9, width=0.05), Condition("achromatic", low=0.3),
+            Condition("color_opponency", high=-0.2), Condition("orientation_selectivity", high=0.3))),
     Family("Ln", "Line", "A straight line drives them most, more than any curve, at one orientation.",
            (Condition("share_line", low=0.9, width=0.05), Condition("curve_vs_line", high=-0.05), ORIENTED),
            "orientation", "line"),
@@ -129,6 +130,7 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
     out.update({
         "peak": float(max(best.values())),
         "share_edge_or_grating": max(out["share_edge"], out["share_grating"]),
+        "share_spot": max(out["share_blob"], out["share_field"]),
         "orientation_selectivity": summary["orientation_selectivity"],
         "curve_vs_line": summary["curve_vs_line"],
         "color_opponency": summary["color_opponency"],
@@ -358,11 +360,13 @@ class Handwritten:
     def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
         preferred, extent = summary["preferred"], self.tuning["extent"]
         if kind == "curve":
-            return handwritten.curve(preferred["curve"]["orientation"], preferred["curve"]["radius"], extent)
+            curve = preferred["curve"]
+            return handwritten.curve(curve["orientation"], curve["radius"], extent, polarity=curve["polarity"])
         if kind == "line":
-            return handwritten.line(preferred["line"]["orientation"], extent)
+            return handwritten.line(preferred["line"]["orientation"], extent, polarity=preferred["line"]["polarity"])
         best = max(self.TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
-        return handwritten.template(self.bank.images[preferred[best]["index"]])
+        return handwritten.template(self.bank.images[preferred[best]["index"]], chromatic=symbol in ("Cc", "Cs"),
+                                    surround=extent if symbol == "Cs" else None)
 
     def correlations(self, symbol: str, kind: str,
                      members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
@@ -374,13 +378,15 @@ class Handwritten:
             if detector.kind != "template" and self._stimuli_maps is None:
                 self._stimuli_maps = handwritten.line_maps(stimuli_x, detector.kernels)
             maps = None if detector.kind == "template" else self._stimuli_maps
-            row = self.layer.units.index(u)
-            on_stimuli = evidence.rank_correlation(handwritten.respond(detector, stimuli_x, maps).numpy(),
-                                                   self.responses[:, row])
-            out[u] = (on_stimuli, self._on_data(detector, u))
+            unit = self.responses[:, self.layer.units.index(u)]
+            # A unit that never goes negative has a rectifier: so gets its detector.
+            rectified = unit.min() >= 0
+            on_stimuli = evidence.correlation(_rectify(handwritten.respond(detector, stimuli_x, maps), rectified),
+                                              unit)
+            out[u] = (on_stimuli, self._on_data(detector, u, rectified))
         return out
 
-    def _on_data(self, detector: handwritten.Detector, unit: int) -> float | None:
+    def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:
         """Correlation over the unit's dataset examples, each recentred on where the unit looked."""
         data = self.examples
         if data is None:
@@ -399,12 +405,16 @@ class Handwritten:
         if len(crops) < 3:
             return None
         x = torch.from_numpy(np.stack(crops))
-        return evidence.rank_correlation(handwritten.respond(detector, x).numpy(), values)
+        return evidence.correlation(_rectify(handwritten.respond(detector, x), rectified), values)
 
     def _load(self, image: int) -> np.ndarray | None:
         if image not in self._images:
             self._images[image] = self.ctx.dataset.load(image, self.model.input_size)
         return self._images[image]
+
+
+def _rectify(response: torch.Tensor, rectified: bool) -> np.ndarray:
+    return (response.clamp_min(0) if rectified else response).numpy()
 
 
 def _recentred(pixels: np.ndarray, ex: dict[str, Any], data: dict[str, Any]) -> np.ndarray:

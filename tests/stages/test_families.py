@@ -1,0 +1,139 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from atlas import handwritten
+from atlas.config import load_config
+from atlas.data import stimuli
+from atlas.pipeline import sweep
+from atlas.stages import evidence
+from atlas.stages.families import (FAMILIES, OTHER, Condition, classify, cluster, discover, order_members,
+                                   signatures)
+from atlas.store import Store
+from tests.conftest import write_config
+from tests.family_models import FamilyNet
+
+FAMILY_CONFIG = """
+[sweep]
+cache = "cache"
+stages = ["weights", "tuning", "families"]
+
+[[models]]
+name = "families"
+arch = "tests.family_models:make_family_net"
+layers = ["early", "lines", "curves"]
+input_size = 49
+"""
+
+
+@pytest.fixture(scope="module")
+def swept_families(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("families")
+    plan = sweep(load_config(write_config(folder, FAMILY_CONFIG)))
+    store = Store(folder / "cache")
+    return {layer["name"]: json.loads((store.path("families", layer["artifacts"]["families"][0]) / "data.json")
+                                      .read_text()) for layer in plan["models"][0]["layers"]}
+
+
+def test_every_hand_set_unit_lands_in_its_family(swept_families):
+    truth = FamilyNet().kinds
+    for layer, kinds in truth.items():
+        found = {int(u): r["family"] for u, r in swept_families[layer]["units"].items()}
+        assert found == dict(enumerate(kinds)), layer
+        assert all(r["confidence"] >= 0.5 for r in swept_families[layer]["units"].values())
+
+
+def test_curve_detectors_are_ordered_by_orientation(swept_families):
+    truth = FamilyNet().curve_orientations
+    curves = next(f for f in swept_families["curves"]["families"] if f["symbol"] == "Cv")
+    assert [truth[u] for u in curves["members"]] == sorted(truth)
+    assert curves["order_by"] == "orientation" and curves["count"] == 8 and curves["share"] == 1.0
+
+
+def test_scorecards_hold_every_argument_in_order_with_handwritten_evidence(swept_families):
+    for layer in swept_families.values():
+        for family in layer["families"]:
+            assert [a["argument"] for a in family["evidence"]] == list(evidence.ARGUMENTS)
+            verdicts = {a["argument"]: a for a in family["evidence"]}
+            assert verdicts["feature implementation"]["verdict"] == "missing"  # until the circuits stage
+            assert verdicts["feature visualization"]["verdict"] == "missing"  # not swept here
+    early = {f["symbol"]: {a["argument"]: a for a in f["evidence"]} for f in swept_families["early"]["families"]}
+    # Linear hand-set filters and their matched filters agree closely on the stimuli.
+    for symbol in ("Ga", "Cc", "Cs"):
+        assert early[symbol]["handwritten circuit"]["verdict"] == "strong", symbol
+        assert early[symbol]["handwritten circuit"]["stimuli"] > 0.8
+
+
+def test_criteria_travel_with_the_artifact(swept_families):
+    criteria = swept_families["early"]["criteria"]
+    assert [c["symbol"] for c in criteria] == [f.symbol for f in (*FAMILIES, OTHER)]
+    assert "share_curve ≥ 0.9" in next(c for c in criteria if c["symbol"] == "Cv")["conditions"]
+
+
+def test_a_condition_scores_half_at_its_threshold_and_is_skipped_without_its_metric():
+    at_least = Condition("x", low=0.3, width=0.2)
+    assert at_least.score({"x": 0.3}) == 0.5
+    assert at_least.score({"x": 0.5}) == 1.0 and at_least.score({"x": 0.0}) == 0.0
+    assert at_least.score({}) is None
+    at_most = Condition("x", high=0.1, width=0.1)
+    assert at_most.score({"x": 0.05}) == 0.75
+
+
+def test_classify_takes_the_best_family_or_other():
+    curve = {"peak": 3.0, "share_curve": 1.0, "curve_vs_line": 0.5, "orientation_selectivity": 0.8,
+             "share_line": 0.3, "share_edge_or_grating": 0.2, "share_spot": 0.0, "share_blob": 0.0,
+             "share_high_low": 0.1, "share_grating": 0.2, "color_opponency": -0.5, "center_surround": 0.0,
+             "achromatic": 0.0, "high_low_vs_edge": -0.5, "grating_vs_edge": -0.3}
+    symbol, confidence, scores = classify(curve)
+    assert symbol == "Cv" and confidence == 1.0 and scores["Ga"] == 0.0
+    symbol, confidence, _ = classify({**curve, "curve_vs_line": 0.15})  # below the threshold by a third of the margin
+    assert symbol == OTHER.symbol and confidence == pytest.approx(1 - 0.3333, abs=1e-3)
+    assert classify({**curve, "peak": 0.0})[0] == OTHER.symbol  # silent units are "other", confidently
+
+
+def test_clustering_groups_correlated_signatures_and_discover_keeps_unnamed_clusters():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    responses = np.stack([a + 0.1 * rng.normal(size=50) for _ in range(4)]
+                         + [b + 0.1 * rng.normal(size=50) for _ in range(3)] + [rng.normal(size=50)], axis=1)
+    assert sorted(cluster(signatures(responses))) == [[0, 1, 2, 3], [4, 5, 6], [7]]
+    params = [{"kind": "blob", "color": "red"}] * 50
+    units = [10, 11, 12, 13, 14, 15, 16, 17]
+    family = {10: "Ot", 11: "Ot", 12: "Ot", 13: "Cv", 14: "Cv", 15: "Cv", 16: "Ot", 17: "Ot"}
+    found = discover(units, family, responses, params, {10: ["fish"], 11: ["fish"], 12: ["tree"]})
+    assert [(f["symbol"], f["units"]) for f in found] == [("X1", [10, 11, 12])]  # mostly Other; Cv's cluster is named
+    assert "67% fish" in found[0]["description"] and found[0]["fit"][10] > 0.9
+
+
+def test_color_families_are_ordered_by_hue():
+    summaries = {u: {"preferred": {"color_edge": {"near": hue}}} for u, hue in enumerate(["blue", "red", "green"])}
+    assert order_members("Cc", [0, 1, 2], summaries, {0: 1, 1: 1, 2: 1}, "hue") == [1, 2, 0]
+
+
+def test_scorecard_verdicts_follow_their_rules():
+    examples = {u: {"top": [{"value": 5.0}], "fraction_active": 0.1, "activation_quantiles": [0, 1, 2, 3, 4]}
+                for u in (1, 2)}
+    joint = {1: {"self": [1.0, 0.2, 0.1], "takeover": [1, 2, 2]}, 2: {"self": [0.1, 1.0, 0.3], "takeover": [1, 2, 3]}}
+    card = {a["argument"]: a for a in evidence.scorecard(
+        [1, 2], oriented=True, confidence={1: 0.9, 2: 0.7}, featurevis={1: 3.0, 2: 1.0}, examples=examples,
+        joint=joint, handwritten={1: (0.9, 0.7), 2: (0.5, None)})}
+    assert card["feature visualization"]["value"] == 0.5  # unit 1 beats its typical image (2.0); unit 2 does not
+    assert card["feature visualization"]["verdict"] == "weak"
+    assert card["dataset examples"]["verdict"] == "strong"
+    assert card["synthetic examples"]["value"] == 0.8 and card["synthetic examples"]["verdict"] == "strong"
+    # Unit 1 falls at 2 angles, both taken over by unit 2; unit 2 falls at 2, taken over once by unit 1.
+    assert card["joint tuning"]["value"] == 0.75 and card["joint tuning"]["verdict"] == "strong"
+    assert card["handwritten circuit"]["stimuli"] == 0.7 and card["handwritten circuit"]["data"] == 0.7
+    assert card["feature use"]["verdict"] == "missing"
+
+
+def test_handwritten_curve_prefers_its_own_curve_to_its_mirror_and_to_a_line():
+    size, extent = 33, 24
+    own, mirror, straight = (stimuli.windowed(image, extent) for image in (
+        stimuli.curve(size, 60, 6, width=1.5), stimuli.curve(size, 240, 6, width=1.5),
+        stimuli.line(size, 60, 20, width=1.5)))
+    response = handwritten.respond(handwritten.curve(60, 6, extent, polarity="light"),
+                                   torch.from_numpy(np.stack([own, mirror, straight])))
+    assert response[0] > response[2] > response[1]
