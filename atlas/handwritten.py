@@ -101,9 +101,12 @@ def respond(detector: Detector, images: torch.Tensor, maps: torch.Tensor | None 
     rectification of its own: (N,). ``maps``: the images' ``line_maps`` when already
     computed (they do not depend on the unit)."""
     if detector.kind == "template":
-        return ((images.float() - stimuli.GREY) * detector.kernels[0]).flatten(1).sum(1)
+        kernel = detector.kernels[0].flatten()
+        return images.float().flatten(1) @ kernel - stimuli.GREY * kernel.sum()  # (x - grey) . kernel
     if maps is None:
         maps = line_maps(images, detector.kernels)
+    needed = sorted({index for index, *_ in detector.samples})
+    maps = maps[:, needed]
     light, dark = F.relu(maps), F.relu(-maps)
     maps = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
     size = images.shape[-1]
@@ -111,5 +114,6 @@ def respond(detector: Detector, images: torch.Tensor, maps: torch.Tensor | None 
     for index, px, py, weight in detector.samples:
         # Pixel offsets from the centre (y up) -> grid_sample's [-1, 1] coordinates (y down).
         grid = torch.tensor([[[[px / (size / 2), -py / (size / 2)]]]], dtype=torch.float32).expand(len(images), 1, 1, 2)
-        total += weight * F.grid_sample(maps[:, index:index + 1], grid, align_corners=False).flatten()
+        channel = needed.index(index)
+        total += weight * F.grid_sample(maps[:, channel:channel + 1], grid, align_corners=False).flatten()
     return total

@@ -1,14 +1,17 @@
 """Charts as Vega-Lite specs, made with altair and embedded in the page.
 
-Specs are plain dicts (``to_dict(validate=False)``: our specs are fixed, and
-schema validation would cost more than rendering the page). The page holds each
-spec inline; ``static/atlas.js`` draws it with the one vendored vega bundle.
+Specs are plain dicts. Building a chart with altair costs tens of milliseconds,
+more than rendering its page, so each kind of chart is built once, without data
+(``_template``), and every page gets a copy with its own rows filled in. The page
+holds each spec inline; ``static/atlas.js`` draws it with the one vendored vega bundle.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 import altair as alt
 
@@ -37,13 +40,18 @@ def orientation_tuning(unit: Unit) -> dict[str, Any] | None:
     angles, response = angles + angles[:1], response + response[:1]  # close the loop
     rows = [{"order": i, "angle": a % 360, "response": r, "x": r * math.cos(math.radians(a)),
              "y": r * math.sin(math.radians(a))} for i, (a, r) in enumerate(zip(angles, response))]
+    spec = _filled(_radial, rows, kind)
     extent = max(response) or 1.0
-    scale = alt.Scale(domain=[-extent, extent])
-    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
-        x=alt.X("x:Q", scale=scale, title=None, axis=None), y=alt.Y("y:Q", scale=scale, title=None, axis=None),
+    for axis in ("x", "y"):  # a square, centred scale: the loop keeps its shape
+        spec["encoding"][axis]["scale"] = {"domain": [-extent, extent]}
+    return spec
+
+
+def _radial(kind: str) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_line(point=True).encode(
+        x=alt.X("x:Q", title=None, axis=None), y=alt.Y("y:Q", title=None, axis=None),
         order="order:Q", tooltip=["angle:Q", alt.Tooltip("response:Q", format=".3f")],
     ).properties(width=200, height=200, title=f"response to {kind.replace('_', '-')}s by orientation")
-    return chart.to_dict(validate=False)
 
 
 def joint_tuning(unit: Unit) -> dict[str, Any] | None:
@@ -56,13 +64,16 @@ def joint_tuning(unit: Unit) -> dict[str, Any] | None:
             for a, r in zip(joint["angles"], joint["self"])]
     rows += [{"angle": a, "response": r, "series": "strongest unit", "unit": owner}
              for a, r, owner in zip(joint["angles"], joint["takeover_response"], joint["takeover"])]
-    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
+    return _filled(_joint, rows)
+
+
+def _joint() -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_line(point=True).encode(
         x=alt.X("angle:Q", title="rotation of the examples (degrees)", scale=alt.Scale(domain=[0, 345])),
         y=alt.Y("response:Q", title="response (of its maximum)"),
         color=alt.Color("series:N", title=None),
         tooltip=["angle:Q", "unit:O", alt.Tooltip("response:Q", format=".2f")],
     ).properties(width=_WIDTH, height=160)
-    return chart.to_dict(validate=False)
 
 
 def activation_histogram(unit: Unit) -> dict[str, Any] | None:
@@ -72,13 +83,16 @@ def activation_histogram(unit: Unit) -> dict[str, Any] | None:
     edges = unit.histogram["edges"]
     rows = [{"from": round(lo, 3), "to": round(hi, 3), "activation": count}
             for lo, hi, count in zip(edges, edges[1:], unit.histogram["counts"])]
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
+    return _filled(_histogram, rows)
+
+
+def _histogram() -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_bar().encode(
         x=alt.X("from:Q", bin="binned", title="max activation over space"),
         x2="to:Q",
         y=alt.Y("activation:Q", title="images"),
         tooltip=["from:Q", "to:Q", alt.Tooltip("activation:Q", title="images")],
     ).properties(width=_WIDTH, height=140)
-    return chart.to_dict(validate=False)
 
 
 def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int
@@ -86,9 +100,24 @@ def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, h
     """Bars of ``activation`` over ``x``, with a tooltip naming each bar by ``label``."""
     if not rows:
         return None
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
+    return _filled(_bar_chart, rows, x, x_title, y_title, label, height)
+
+
+def _bar_chart(x: str, x_title: str, y_title: str, label: str, height: int) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_bar().encode(
         x=alt.X(x, title=x_title),
         y=alt.Y("activation:Q", title=y_title),
         tooltip=[label, alt.Tooltip("activation:Q", format=".3f")],
     ).properties(width=_WIDTH, height=height)
-    return chart.to_dict(validate=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _template(build: Callable[..., alt.Chart], *params: Any) -> str:
+    """The chart ``build(*params)`` makes, as JSON, without data (built once per kind)."""
+    return json.dumps(build(*params).to_dict(validate=False))
+
+
+def _filled(build: Callable[..., alt.Chart], rows: list[dict], *params: Any) -> dict[str, Any]:
+    spec = json.loads(_template(build, *params))
+    spec["data"] = {"values": rows}
+    return spec

@@ -261,6 +261,7 @@ def criteria() -> list[dict[str, Any]]:
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
+    images: dict[int, np.ndarray | None] = {}  # dataset images, shared by the model's layers
     for layer in layers:
         inputs = ctx.artifacts.get(layer.name, {})
         if not inputs.get("tuning"):
@@ -269,7 +270,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                            data=ctx.dataset.digest() if ctx.dataset is not None else None)
         keys[layer.name] = [key]
         if ctx.needs(STAGE, key):
-            data = layer_families(ctx, model, layer, inputs)
+            data = layer_families(ctx, model, layer, inputs, images)
             with ctx.store.writing(STAGE, key) as folder:
                 write_json(folder / "data.json", data)
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
@@ -280,8 +281,9 @@ def _read(ctx: StageContext, stage: str, keys: Sequence[str]) -> list[dict[str, 
     return [json.loads((ctx.store.path(stage, key) / "data.json").read_text()) for key in keys]
 
 
-def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
-                   inputs: dict[str, list[str]]) -> dict[str, Any]:
+def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inputs: dict[str, list[str]],
+                   images: dict[int, np.ndarray | None] | None = None) -> dict[str, Any]:
+    """Every unit's family, the layer's families in order, and each family's scorecard."""
     tuning_folder = ctx.store.path("tuning", inputs["tuning"][0])
     tuning = json.loads((tuning_folder / "data.json").read_text())
     responses = np.load(tuning_folder / "responses.npy")
@@ -307,7 +309,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
 
-    detectors = Handwritten(ctx, model, layer, tuning, responses)
+    detectors = Handwritten(ctx, model, layer, tuning, responses, {} if images is None else images)
     families = []
     for family in (*FAMILIES, OTHER):
         members = [u for u in units if per_unit[u]["family"] == family.symbol]
@@ -338,11 +340,12 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
 class Handwritten:
     """Builds each member's hand-set detector and correlates it with the member."""
 
-    def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray):
+    def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray,
+                 images: dict[int, np.ndarray | None]):
         self.ctx, self.model, self.layer, self.tuning, self.responses = ctx, model, layer, tuning, responses
         self._bank = None
         self._stimuli_maps = None
-        self._images: dict[int, np.ndarray | None] = {}
+        self._images = images  # dataset images by index, at the model's input size
         keys = ctx.artifacts.get(layer.name, {}).get("examples")
         self.examples = None
         if keys and ctx.dataset is not None:
