@@ -110,6 +110,28 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     assert tuning[3]["color_opponency"] < 0  # unit 3 = mean(R, G, B): luminance
 
 
+def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    conv1 = catalog["models"][0]["layers"][0]
+    units = {u["index"]: u for u in conv1["units"]}
+    # R - G and G - R answer color edges only: color contrast; B and the mean do not.
+    assert [units[i]["family_symbol"] for i in range(4)] == ["Cc", "Cc", "Ot", "Ot"]
+    assert units[0]["family"] == "Color contrast" and units[0]["family_confidence"] == 1.0
+    assert units[0]["preferred"]["color_edge"]["near"] in ("red", "magenta", "yellow")
+    assert sum(f["count"] for f in conv1["families"]) == len(conv1["units"])
+    model_page = next(built_site.glob("models/*/index.html"))
+    table = re.search(r'<table class="periodic">(.*?)</table>', model_page.read_text(), re.S).group(1)
+    links = re.findall(r'class="element[^"]*" href="([^"]+)"', table)
+    assert len(links) == 3  # conv1: Cc and Ot; conv2: Ot
+    assert all((model_page.parent / link).resolve().is_file() for link in links)
+    family = (built_site / conv1["families"][0]["url"]).read_text()
+    assert family.count('class="verdict-') == 7 and "handwritten circuit" in family
+    criteria = (model_page.parent / "families.html").read_text()
+    assert all(f'id="{symbol}"' in criteria for symbol in ("Ga", "Cc", "Cs", "Bw", "Ln", "Cv", "Hl", "Tx", "Ot"))
+    unit_page = (built_site / units[0]["url"]).read_text()
+    assert 'class="symbol-badge">Cc</span>' in unit_page
+
+
 def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
     spec = re.search(r'<script type="application/json" class="vega-spec">(.*?)</script>', layer, re.S)
