@@ -30,13 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from atlas import handwritten
 from atlas.data import stimuli
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, evidence
-from atlas.stages import tuning as tuning_stage
 from atlas.store import write_json
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
@@ -309,7 +306,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
 
-    detectors = Handwritten(ctx, model, layer, tuning, responses, {} if images is None else images)
+    detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, {} if images is None else images)
     families = []
     for family in (*FAMILIES, OTHER):
         members = [u for u in units if per_unit[u]["family"] == family.symbol]
@@ -335,104 +332,3 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
             if family["handwritten"] else None)
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
             "families": families}
-
-
-class Handwritten:
-    """Builds each member's hand-set detector and correlates it with the member."""
-
-    def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray,
-                 images: dict[int, np.ndarray | None]):
-        self.ctx, self.model, self.layer, self.tuning, self.responses = ctx, model, layer, tuning, responses
-        self._bank = None
-        self._stimuli_maps = None
-        self._images = images  # dataset images by index, at the model's input size
-        keys = ctx.artifacts.get(layer.name, {}).get("examples")
-        self.examples = None
-        if keys and ctx.dataset is not None:
-            self.examples = json.loads((ctx.store.path("examples", keys[0]) / "data.json").read_text())
-
-    @property
-    def bank(self):
-        if self._bank is None:
-            self._bank = tuning_stage.stimulus_bank(self.model.input_size, self.tuning["extent"])
-        return self._bank
-
-    # The preferred stimulus a family's matched filter is made from.
-    TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
-
-    def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
-        preferred, extent = summary["preferred"], self.tuning["extent"]
-        if kind == "curve":
-            curve = preferred["curve"]
-            return handwritten.curve(curve["orientation"], curve["radius"], extent, polarity=curve["polarity"])
-        if kind == "line":
-            return handwritten.line(preferred["line"]["orientation"], extent, polarity=preferred["line"]["polarity"])
-        best = max(self.TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
-        return handwritten.template(self.bank.images[preferred[best]["index"]], chromatic=symbol in ("Cc", "Cs"),
-                                    surround=extent if symbol == "Cs" else None)
-
-    def correlations(self, symbol: str, kind: str,
-                     members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
-        """Per member: (correlation on the stimulus bank, correlation on its dataset examples)."""
-        stimuli_x = torch.from_numpy(np.stack(self.bank.images))
-        out = {}
-        for u in members:
-            detector = self.detector(symbol, kind, self.tuning["units"][str(u)])
-            if detector.kind != "template" and self._stimuli_maps is None:
-                self._stimuli_maps = handwritten.line_maps(stimuli_x, detector.kernels)
-            maps = None if detector.kind == "template" else self._stimuli_maps
-            unit = self.responses[:, self.layer.units.index(u)]
-            # A unit that never goes negative has a rectifier: so gets its detector.
-            rectified = unit.min() >= 0
-            on_stimuli = evidence.correlation(_rectify(handwritten.respond(detector, stimuli_x, maps), rectified),
-                                              unit)
-            out[u] = (on_stimuli, self._on_data(detector, u, rectified))
-        return out
-
-    def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:
-        """Correlation over the unit's dataset examples, each recentred on where the unit looked."""
-        data = self.examples
-        if data is None:
-            return None
-        summary = data["units"][str(unit)]
-        seen, crops, values = set(), [], []
-        for ex in summary["top"] + [e for group in summary["quantiles"] for e in group]:
-            if (ex["image"], ex["y"], ex["x"]) in seen or "box" not in ex and not data["receptive_field"]:
-                continue
-            seen.add((ex["image"], ex["y"], ex["x"]))
-            pixels = self._load(ex["image"])
-            if pixels is None:
-                continue
-            crops.append(_recentred(pixels, ex, data))
-            values.append(ex["value"])
-        if len(crops) < 3:
-            return None
-        x = torch.from_numpy(np.stack(crops))
-        return evidence.correlation(_rectify(handwritten.respond(detector, x), rectified), values)
-
-    def _load(self, image: int) -> np.ndarray | None:
-        if image not in self._images:
-            self._images[image] = self.ctx.dataset.load(image, self.model.input_size)
-        return self._images[image]
-
-
-def _rectify(response: torch.Tensor, rectified: bool) -> np.ndarray:
-    return (response.clamp_min(0) if rectified else response).numpy()
-
-
-def _recentred(pixels: np.ndarray, ex: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
-    """The image (H, W, 3) uint8 shifted so that the example's receptive-field centre
-    is the image centre, grey where it runs out: (3, H, W) float in [0, 1]."""
-    size = pixels.shape[0]
-    field = data["receptive_field"]
-    if "box" in ex:
-        top, left, bottom, right = ex["box"]
-        cy, cx = (top + bottom) / 2, (left + right) / 2
-    else:
-        stride_y, stride_x = field["stride"]
-        cy, cx = (ex["y"] + 0.5) * stride_y, (ex["x"] + 0.5) * stride_x
-    canvas = np.full((3, 2 * size, 2 * size), stimuli.GREY, dtype=np.float32)
-    oy, ox = int(round(size - cy)), int(round(size - cx))
-    canvas[:, oy:oy + size, ox:ox + size] = pixels.transpose(2, 0, 1) / 255.0
-    start = size // 2
-    return canvas[:, start:start + size, start:start + size]
