@@ -22,7 +22,6 @@ the other stages measured, with the rule written next to it (the site shows both
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch
 from atlas import handwritten
 from atlas.data import stimuli
 from atlas.models import LoadedModel
-from atlas.stages import LayerInfo, StageContext
+from atlas.stages import LayerInfo, StageContext, layer_receptive_field
 from atlas.stages.tuning import stimulus_bank
 
 ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", "joint tuning",
@@ -120,27 +119,35 @@ def _handwritten_verdict(handwritten: dict[int, tuple[float | None, float | None
 
 
 class Handwritten:
-    """Builds each member's hand-set detector and correlates it with the member."""
+    """Builds each member's hand-set detector and correlates it with the member, on
+    the stimulus bank and on its dataset examples (``examples``: the examples
+    artifact's data, or None; ``images``: loaded dataset images, shared across layers)."""
+
+    # The preferred stimulus a family's matched filter is made from.
+    TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
 
     def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray,
-                 images: dict[int, np.ndarray | None]):
+                 examples: dict[str, Any] | None, images: dict[int, np.ndarray | None]):
         self.ctx, self.model, self.layer, self.tuning, self.responses = ctx, model, layer, tuning, responses
+        self.examples = examples if ctx.dataset is not None else None
+        self._images = images
         self._bank = None
-        self._stimuli_maps = None
-        self._images = images  # dataset images by index, at the model's input size
-        keys = ctx.artifacts.get(layer.name, {}).get("examples")
-        self.examples = None
-        if keys and ctx.dataset is not None:
-            self.examples = json.loads((ctx.store.path("examples", keys[0]) / "data.json").read_text())
+        self._stimuli: torch.Tensor | None = None
+        self._stimuli_maps: torch.Tensor | None = None
 
     @property
     def bank(self):
+        """The tuning stage's stimulus bank, redrawn (it is a pure function of size and extent)."""
         if self._bank is None:
             self._bank = stimulus_bank(self.model.input_size, self.tuning["extent"])
         return self._bank
 
-    # The preferred stimulus a family's matched filter is made from.
-    TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
+    @property
+    def stimuli(self) -> torch.Tensor:
+        """The bank's images as one tensor (N, 3, S, S)."""
+        if self._stimuli is None:
+            self._stimuli = torch.from_numpy(np.stack(self.bank.images))
+        return self._stimuli
 
     def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
         preferred, extent = summary["preferred"], self.tuning["extent"]
@@ -156,41 +163,38 @@ class Handwritten:
     def correlations(self, symbol: str, kind: str,
                      members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
         """Per member: (correlation on the stimulus bank, correlation on its dataset examples)."""
-        stimuli_x = torch.from_numpy(np.stack(self.bank.images))
         out = {}
         for u in members:
             detector = self.detector(symbol, kind, self.tuning["units"][str(u)])
             if detector.kind != "template" and self._stimuli_maps is None:
-                self._stimuli_maps = handwritten.line_maps(stimuli_x, detector.kernels)
+                self._stimuli_maps = handwritten.line_maps(self.stimuli, detector.kernels)
             maps = None if detector.kind == "template" else self._stimuli_maps
             unit = self.responses[:, self.layer.units.index(u)]
-            # A unit that never goes negative has a rectifier: so gets its detector.
-            rectified = unit.min() >= 0
-            on_stimuli = correlation(_rectify(handwritten.respond(detector, stimuli_x, maps), rectified),
-                                              unit)
+            rectified = unit.min() >= 0  # a unit that never goes negative has a rectifier: so does its detector
+            on_stimuli = correlation(_rectify(handwritten.respond(detector, self.stimuli, maps), rectified), unit)
             out[u] = (on_stimuli, self._on_data(detector, u, rectified))
         return out
 
     def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:
         """Correlation over the unit's dataset examples, each recentred on where the unit looked."""
-        data = self.examples
-        if data is None:
+        if self.examples is None:
             return None
-        summary = data["units"][str(unit)]
+        field = layer_receptive_field(self.ctx, self.model, self.layer.name)
+        summary = self.examples["units"][str(unit)]
         seen, crops, values = set(), [], []
         for ex in summary["top"] + [e for group in summary["quantiles"] for e in group]:
-            if (ex["image"], ex["y"], ex["x"]) in seen or "box" not in ex and not data["receptive_field"]:
-                continue
-            seen.add((ex["image"], ex["y"], ex["x"]))
-            pixels = self._load(ex["image"])
-            if pixels is None:
-                continue
-            crops.append(_recentred(pixels, ex, data))
-            values.append(ex["value"])
+            where = (ex["image"], ex["y"], ex["x"])
+            pixels = None if where in seen else self._load(ex["image"])
+            seen.add(where)
+            if pixels is not None:
+                centre = (ex["y"] * field.stride_y + field.offset_y + field.size_y / 2,
+                          ex["x"] * field.stride_x + field.offset_x + field.size_x / 2)
+                crops.append(_recentred(pixels, centre))
+                values.append(ex["value"])
         if len(crops) < 3:
             return None
-        x = torch.from_numpy(np.stack(crops))
-        return correlation(_rectify(handwritten.respond(detector, x), rectified), values)
+        return correlation(_rectify(handwritten.respond(detector, torch.from_numpy(np.stack(crops))), rectified),
+                           values)
 
     def _load(self, image: int) -> np.ndarray | None:
         if image not in self._images:
@@ -202,19 +206,12 @@ def _rectify(response: torch.Tensor, rectified: bool) -> np.ndarray:
     return (response.clamp_min(0) if rectified else response).numpy()
 
 
-def _recentred(pixels: np.ndarray, ex: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
-    """The image (H, W, 3) uint8 shifted so that the example's receptive-field centre
-    is the image centre, grey where it runs out: (3, H, W) float in [0, 1]."""
+def _recentred(pixels: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """The image (H, W, 3) uint8 shifted so that ``centre`` (row, column; the unit's
+    receptive-field centre) is the image centre, grey where it runs out: (3, H, W) in [0, 1]."""
     size = pixels.shape[0]
-    field = data["receptive_field"]
-    if "box" in ex:
-        top, left, bottom, right = ex["box"]
-        cy, cx = (top + bottom) / 2, (left + right) / 2
-    else:
-        stride_y, stride_x = field["stride"]
-        cy, cx = (ex["y"] + 0.5) * stride_y, (ex["x"] + 0.5) * stride_x
     canvas = np.full((3, 2 * size, 2 * size), stimuli.GREY, dtype=np.float32)
-    oy, ox = int(round(size - cy)), int(round(size - cx))
+    oy, ox = int(round(size - centre[0])), int(round(size - centre[1]))
     canvas[:, oy:oy + size, ox:ox + size] = pixels.transpose(2, 0, 1) / 255.0
     start = size // 2
     return canvas[:, start:start + size, start:start + size]

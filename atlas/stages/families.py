@@ -106,7 +106,6 @@ FAMILIES = (
            (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.2)), "orientation"),
 )
 OTHER = Family("Ot", "Other", "No named family's criteria hold, and no discovered family claims them.", ())
-BY_SYMBOL = {f.symbol: f for f in (*FAMILIES, OTHER)}
 
 
 def _contrast(a: float, b: float) -> float:
@@ -288,9 +287,10 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     units = list(layer.units)
     summaries = {u: tuning["units"][str(u)] for u in units}
     kernels = {int(u): s for d in _read(ctx, "weights", inputs.get("weights", [])) for u, s in d["stats"].items()}
-    examples = {int(u): s for d in _read(ctx, "examples", inputs.get("examples", [])) for u, s in d["units"].items()}
-    image_labels = {int(i): r["label"] for d in _read(ctx, "examples", inputs.get("examples", []))
-                    for i, r in d["images"].items() if r.get("label")}
+    examples_data = next(iter(_read(ctx, "examples", inputs.get("examples", []))), None)
+    examples = {int(u): s for u, s in examples_data["units"].items()} if examples_data else {}
+    image_labels = {int(i): r["label"] for i, r in examples_data["images"].items() if r.get("label")} \
+        if examples_data else {}
     featurevis = {int(u): a["channel"] for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
                   for u, a in d["activation"].items() if "channel" in a}
 
@@ -306,7 +306,8 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
 
-    detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, {} if images is None else images)
+    detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, examples_data,
+                                     {} if images is None else images)
     families = []
     for family in (*FAMILIES, OTHER):
         members = [u for u in units if per_unit[u]["family"] == family.symbol]

@@ -126,6 +126,8 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert all((model_page.parent / link).resolve().is_file() for link in links)
     family = (built_site / conv1["families"][0]["url"]).read_text()
     assert family.count('class="verdict-') == 7 and "handwritten circuit" in family
+    # The color-opponent matched filter is correlated with R - G and G - R on stimuli and on their examples.
+    assert re.search(r"\(stimuli -?[\d.]+, data -?[\d.]+\)", family)
     criteria = (model_page.parent / "families.html").read_text()
     assert all(f'id="{symbol}"' in criteria for symbol in ("Ga", "Cc", "Cs", "Bw", "Ln", "Cv", "Hl", "Tx", "Ot"))
     unit_page = (built_site / units[0]["url"]).read_text()
