@@ -23,13 +23,14 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
-from atlas.stages import LayerInfo, ProgressFactory, StageContext, examples, families, featurevis, tuning, weights
+from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, examples, families, featurevis, tuning,
+                          weights)
 from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
 STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
-                 "tuning": tuning.run, "families": families.run}
+                 "tuning": tuning.run, "circuits": circuits.run, "families": families.run}
 
 
 class _Silent:

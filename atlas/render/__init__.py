@@ -87,9 +87,13 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
                  chart=charts.layer_activations(layer))
             for unit in layer.units:
-                page("unit.html", unit.url, layer_crumbs + [(f"unit {unit.index}", unit.url)],
+                unit_crumbs = layer_crumbs + [(f"unit {unit.index}", unit.url)]
+                page("unit.html", unit.url, unit_crumbs,
                      model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
                      tuning_chart=charts.orientation_tuning(unit), joint_chart=charts.joint_tuning(unit))
+                if unit.circuit_url:
+                    page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
+                         model=model, layer=layer, unit=unit)
     return pages
 
 
@@ -102,6 +106,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
+    env.filters["flatten_abs_max"] = lambda rows: max((abs(w) for row in rows for w in row), default=0.0)
     return env
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from atlas.names import slug
 from atlas.store import Store
 
@@ -38,6 +40,16 @@ class Variant:
 
 
 @dataclass
+class Edge:
+    """A weight between two units: ``other`` is the unit at the other end."""
+
+    other: "Unit"
+    layer: str  # the other unit's layer
+    weight: float  # the strongest weight of the map (the most negative, for inhibition)
+    map: list[list[float]]  # the expanded weight's spatial map
+
+
+@dataclass
 class Unit:
     index: int
     url: str
@@ -57,6 +69,19 @@ class Unit:
     next_url: str | None = None
     family: "Family | None" = None
     family_confidence: float | None = None
+    # Circuits: strongest inputs from the swept layer before, uses in the one after.
+    inputs: list[Edge] = field(default_factory=list)
+    inhibitory: list[Edge] = field(default_factory=list)
+    outputs: list[Edge] = field(default_factory=list)
+    outputs_inhibitory: list[Edge] = field(default_factory=list)
+    edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
+
+    @property
+    def circuit_url(self) -> str | None:
+        if not (self.inputs or self.inhibitory or self.outputs or self.outputs_inhibitory):
+            return None
+        folder, _, name = self.url.rpartition("/")
+        return f"{folder}/circuits/{name}"
 
 
 @dataclass
@@ -138,6 +163,10 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
                   for layer in entry["layers"]]
         criteria = next((_read(store.path("families", layer["artifacts"]["families"][0]))["criteria"]
                          for layer in entry["layers"] if layer["artifacts"].get("families")), [])
+        by_name = {layer.name: layer for layer in layers}
+        for layer in entry["layers"]:
+            for key in layer["artifacts"].get("circuits", []):
+                _circuits(store.path("circuits", key), by_name)
         site.models.append(Model(
             name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
             arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
@@ -227,6 +256,37 @@ def _example(ex: dict[str, Any], found: dict[str, Any], folder: Path, base: str,
                    x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
 
 
+def _circuits(folder: Path, layers: dict[str, Layer]) -> None:
+    """Attach a circuits artifact's edges to the units at both ends."""
+    found = _read(folder)
+    if not found["connected"] or found["source"] not in layers:
+        return
+    source, target = layers[found["source"]], layers[found["target"]]
+    sources = {u.index: u for u in source.units}
+    targets = {u.index: u for u in target.units}
+    weights = np.load(folder / "weights.npy").astype(np.float32)
+    row = {unit: i for i, unit in enumerate(found["units_order"])}
+
+    def edge(other: Unit | None, layer: Layer, weight: float, t: int, s: int) -> Edge | None:
+        if other is None:
+            return None  # a source channel that was not swept has no page to link to
+        return Edge(other, layer.name, weight, weights[row[t], s].round(4).tolist())
+
+    for t, d in found["units"].items():
+        unit = targets[int(t)]
+        unit.inputs = [e for e in (edge(sources.get(i["index"]), source, i["weight"], int(t), i["index"])
+                                   for i in d["inputs"]) if e]
+        unit.inhibitory = [e for e in (edge(sources.get(i["index"]), source, i["weight"], int(t), i["index"])
+                                       for i in d["inhibitory"]) if e]
+        unit.edit = d.get("edit")
+    for s, d in found["outputs"].items():
+        unit = sources.get(int(s))
+        if unit is not None:
+            unit.outputs = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s)) for o in d["excitatory"]]
+            unit.outputs_inhibitory = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s))
+                                       for o in d["inhibitory"]]
+
+
 def _read(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "data.json").read_text())
 
@@ -238,6 +298,12 @@ def _copy(copies: dict[str, Path], site_path: str, source: Path) -> str:
 
 TUNING_NUMBERS = ("best_kind", "orientation_kind", "orientation_deg", "orientation_selectivity", "curve_vs_line",
                   "frequency_preference", "color_opponency", "center_surround")
+
+
+def _edges(edges: list[Edge]) -> list[dict[str, Any]]:
+    """Edges for the catalog, strongest (by magnitude) first."""
+    return [{"layer": e.layer, "index": e.other.index, "weight": e.weight}
+            for e in sorted(edges, key=lambda e: -abs(e.weight))]
 
 
 def catalog(site: SiteModel) -> dict[str, Any]:
@@ -256,6 +322,8 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                 "activation_quantiles": u.activation_quantiles,
                 "fraction_active": u.fraction_active,
                 "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+                "inputs": _edges(u.inputs + u.inhibitory),
+                "outputs": _edges(u.outputs + u.outputs_inhibitory),
                 "family": u.family.name if u.family else None,
                 "family_symbol": u.family.symbol if u.family else None,
                 "family_confidence": u.family_confidence,

@@ -12,8 +12,11 @@ the other stages measured, with the rule written next to it (the site shows both
    how well they fit the cluster);
 4. joint tuning: for oriented families, where a member's response falls as its top
    examples rotate, how often another member of the family takes over;
-5. feature implementation and 6. feature use: upstream and downstream weights,
-   which the circuits stage will provide; until then, missing;
+5. feature implementation: removing each member's strongest inputs (the circuits
+   stage's edit) drops its response by more than removing as many random inputs:
+   the median of the difference between the two drops;
+6. feature use: the share of members that are among the ``USED_TOP`` strongest
+   inputs of some unit of the next swept layer;
 7. handwritten circuit: the median correlation between each member and a
    detector with hand-set weights (``atlas.handwritten``) built for it, over the
    stimulus bank and over the member's dataset examples (``Handwritten`` builds
@@ -38,6 +41,9 @@ ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", 
 STRONG_SHARE = 0.75  # arguments 1 and 2: the share of members for "strong"
 STRONG_CONFIDENCE = 0.75  # argument 3
 STRONG_TAKEOVER = 0.5  # argument 4
+STRONG_EDIT, WEAK_EDIT = 0.3, 0.1  # argument 5: drop from the top inputs minus drop from random ones
+USED_TOP = 3  # argument 6: "used" = among a downstream unit's strongest inputs ...
+STRONG_USE = 0.5  # ... for at least this share of members
 STRONG_CORRELATION, WEAK_CORRELATION = 0.6, 0.3  # argument 7
 
 
@@ -58,7 +64,8 @@ def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, float],
               featurevis: dict[int, float], examples: dict[int, dict[str, Any]], joint: dict[int, dict[str, Any]],
-              handwritten: dict[int, tuple[float | None, float | None]] | None) -> list[dict[str, Any]]:
+              handwritten: dict[int, tuple[float | None, float | None]] | None,
+              edits: dict[int, dict[str, Any]] | None = None, used: set[int] | None = None) -> list[dict[str, Any]]:
     """Every argument's verdict for a family with ``members``, in the paper's order."""
     card: dict[str, dict[str, Any]] = {}
 
@@ -89,9 +96,16 @@ def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, f
         float(np.median(takeovers)) if takeovers and len(members) > 1 else None, STRONG_TAKEOVER, 0.0,
         "for oriented families: as a member's top examples rotate and its response falls, the share of angles "
         f"at which another member takes over; strong from {STRONG_TAKEOVER}")
-    for name, direction in (("feature implementation", "upstream"), ("feature use", "downstream")):
-        card[name] = {"verdict": "missing", "value": None,
-                      "rule": f"{direction} weights come from the circuits stage, not yet swept"}
+    margins = [edits[u]["drop_top"] - edits[u]["drop_random"] for u in members if edits and u in edits]
+    card["feature implementation"] = _verdict(
+        float(np.median(margins)) if margins else None, STRONG_EDIT, WEAK_EDIT,
+        "removing each member's strongest inputs (zeroed in the network) cuts its response more than removing "
+        f"as many random inputs: the median difference of the two drops, strong from {STRONG_EDIT}, weak from "
+        f"{WEAK_EDIT} (missing without an upstream swept layer)")
+    card["feature use"] = _verdict(
+        sum(u in used for u in members) / len(members) if used is not None and members else None, STRONG_USE, 0.1,
+        f"the share of members among the {USED_TOP} strongest inputs of some unit of the next swept layer: strong "
+        f"from {STRONG_USE:.0%}, weak from 10% (missing without a downstream swept layer)")
     card["handwritten circuit"] = _handwritten_verdict(handwritten, members)
     return [{"argument": argument, **card[argument]} for argument in ARGUMENTS]
 

@@ -245,7 +245,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 3  # part of the key: bump when the artifact changes
+FORMAT = 4  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -258,10 +258,14 @@ def criteria() -> list[dict[str, Any]]:
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     images: dict[int, np.ndarray | None] = {}  # dataset images, shared by the model's layers
+    spatial = [layer.name for layer in layers if len(layer.shape) == 3]
     for layer in layers:
-        inputs = ctx.artifacts.get(layer.name, {})
+        inputs = dict(ctx.artifacts.get(layer.name, {}))
         if not inputs.get("tuning"):
             continue  # families are read from tuning: no stimuli, no families
+        following = spatial[spatial.index(layer.name) + 1:]
+        # The next layer's circuits read this one: they hold this layer's downstream uses.
+        inputs["uses"] = ctx.artifacts.get(following[0], {}).get("circuits", []) if following else []
         key = artifact_key(stage=STAGE, format=FORMAT, criteria=criteria(), inputs=inputs,
                            data=ctx.dataset.digest() if ctx.dataset is not None else None)
         keys[layer.name] = [key]
@@ -293,6 +297,12 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         if examples_data else {}
     featurevis = {int(u): a["channel"] for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
                   for u, a in d["activation"].items() if "channel" in a}
+    circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)
+    edits = {int(u): d["edit"] for u, d in circuits["units"].items() if "edit" in d} if circuits else None
+    uses = next(iter(_read(ctx, "circuits", inputs.get("uses", []))), None)
+    # A unit is used when it is among the strongest inputs of some downstream unit.
+    used = {e["index"] for d in uses["units"].values() for e in d["inputs"][:evidence.USED_TOP]} \
+        if uses and uses["connected"] else None
 
     per_unit: dict[int, dict[str, Any]] = {}
     for row, u in enumerate(units):
@@ -329,6 +339,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
             members, oriented=family["order_by"] == "orientation",
             confidence={u: per_unit[u]["confidence"] for u in members}, featurevis=featurevis,
             examples=examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
+            edits=edits, used=used,
             handwritten=detectors.correlations(family["symbol"], family["handwritten"], members)
             if family["handwritten"] else None)
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},

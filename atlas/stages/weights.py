@@ -1,4 +1,4 @@
-"""First-layer weights as images.
+"""Weights: first-layer kernels as images, and expanded weights between layers.
 
 A convolution that reads the RGB input directly has kernels that are themselves
 small images: Gabor-like edges, color contrasts, blobs. Each unit's kernel is
@@ -10,18 +10,33 @@ Each kernel is also measured (``atlas.kernels``): how well it fits a Gabor and h
 much of its energy is chromatic; the families stage uses both as evidence.
 
 A layer gets weight images when its module is, or contains, a convolution over 3
-input channels; deeper weights (between hidden units) belong to the circuits stage.
+input channels.
+
+**Expanded weights** (``expanded_weights``) connect any two layers, adjacent or not:
+the linear path from one to the other with the nonlinearities set aside, as
+"Visualizing Weights" (Voss et al., 2021) defines them. Under ``Linearized``, ReLUs
+(and local response norms) pass their input through and max pools average, so the
+map from the source layer's output to the target's is linear; its gradient is then
+the weight, whatever the input. A forward hook replaces the source's output with a
+batch of zeros that requires grad, one batch element per target unit, and one
+backward pass from each element's own unit at the target's centre gives every
+source channel's spatial weight map for all units at once. Branches (Inception) and
+skips (ResNet) are handled by autograd like any other path; a path that bypasses the
+source does not depend on it and contributes nothing. The circuits stage stores them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from atlas.capture import find_modules
+from atlas.capture import capture, find_modules
 from atlas.images import save_webp, to_uint8
 from atlas.kernels import kernel_stats
 from atlas.models import LoadedModel
@@ -70,3 +85,77 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                 })
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
     return keys
+
+
+_PASS_THROUGH = {"relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "local_response_norm"}
+_MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
+_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+class Linearized(TorchFunctionMode):
+    """Inside this mode a network computes its linear path: ReLU-like functions and
+    local response norms return their input, max pools average over the same windows."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _PASS_THROUGH:
+            return args[0]
+        if name in _MAX_POOLS:
+            given = {**dict(zip(_POOL_ARGS, args)), **kwargs}
+            pooled = F.avg_pool2d(given["input"], given["kernel_size"], given.get("stride") or given["kernel_size"],
+                                  given.get("padding", 0), given.get("ceil_mode", False), count_include_pad=False)
+            return (pooled, None) if given.get("return_indices") else pooled
+        return func(*args, **kwargs)
+
+
+@dataclass
+class ExpandedWeights:
+    """Weights from every channel of ``source`` to each listed unit of ``target``."""
+
+    source: str
+    target: str
+    units: list[int]  # target units, one row each
+    weights: np.ndarray  # (len(units), source channels, k_y, k_x): the map around the target's centre
+    passes: int  # backward passes used
+
+
+def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequence[int], *,
+                     chunk: int = 64) -> ExpandedWeights:
+    """The expanded weights from ``source`` to ``target``, ``chunk`` target units per backward pass."""
+    module = model.module
+    device = next(iter(module.parameters()), torch.zeros(())).device
+    probe = torch.zeros(1, 3, model.input_size, model.input_size, device=device)
+    with torch.no_grad(), Linearized():
+        shapes = {name: out.shape[1:] for name, out in capture(module, probe, [source, target]).items()}
+    if len(shapes[source]) != 3 or len(shapes[target]) != 3:
+        raise ValueError(f"expanded weights need spatial layers ({source} -> {target})")
+    cy, cx = shapes[target][1] // 2, shapes[target][2] // 2
+    grads, passes = [], 0
+    source_module = find_modules(module, [source])[source]
+    for start in range(0, len(units), chunk):
+        rows = list(units[start:start + chunk])
+        replacement = torch.zeros(len(rows), *shapes[source], device=device, requires_grad=True)
+        handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement)
+        try:
+            with Linearized():
+                out = capture(module, probe, [target], detach=False)[target]
+        finally:
+            handle.remove()
+        if len(out) != len(rows) or not out.requires_grad:  # the replaced batch never reached the target
+            raise ValueError(f"{target} does not depend on {source}")
+        seed = torch.zeros_like(out)
+        seed[torch.arange(len(rows)), torch.tensor(rows), cy, cx] = 1.0
+        (grad,) = torch.autograd.grad(out, replacement, seed, allow_unused=True)
+        if grad is None:
+            raise ValueError(f"{target} does not depend on {source}")
+        grads.append(grad.detach().cpu())
+        passes += 1
+    full = torch.cat(grads)  # (units, C_source, H, W)
+    support = full.abs().amax((0, 1)) > full.abs().max() * 1e-6
+    ys, xs = support.nonzero(as_tuple=True)
+    if len(ys) == 0:
+        return ExpandedWeights(source, target, list(units), np.zeros((len(units), shapes[source][0], 1, 1)), passes)
+    # The bounding box of every map's support: the part of the source that reaches the centre.
+    weights = full[:, :, ys.min():ys.max() + 1, xs.min():xs.max() + 1].numpy()
+    return ExpandedWeights(source, target, list(units), weights, passes)

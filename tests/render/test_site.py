@@ -47,7 +47,9 @@ def test_every_page_type_exists_at_its_permalink(built_site):
         assert (built_site / path).is_file(), path
     families = sorted(built_site.glob(f"models/{model}/*/families/*.html"))
     assert families and (built_site / f"models/{model}/families.html").is_file()
-    assert len(_pages(built_site)) == 1 + 1 + 1 + 2 + 6 + len(families)
+    circuits = sorted(built_site.glob(f"models/{model}/*/circuits/*.html"))
+    assert len(circuits) == 6  # every unit: conv2's read conv1, conv1's are read by conv2
+    assert len(_pages(built_site)) == 1 + 1 + 1 + 2 + 6 + len(families) + len(circuits)
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
@@ -132,6 +134,23 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert all(f'id="{symbol}"' in criteria for symbol in ("Ga", "Cc", "Cs", "Bw", "Ln", "Cv", "Hl", "Tx", "Ot"))
     unit_page = (built_site / units[0]["url"]).read_text()
     assert 'class="symbol-badge">Cc</span>' in unit_page
+
+
+def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    conv1, conv2 = catalog["models"][0]["layers"]
+    # conv2's kernel is linspace(-1, 1) over (2, 4, 3, 3): unit 1's strongest weight is +1 from
+    # conv1 unit 3, unit 0's is -1 from conv1 unit 0 (it has no positive weight at all).
+    assert conv2["units"][1]["inputs"][0] == {"layer": "conv1", "index": 3, "weight": 1.0}
+    assert conv2["units"][0]["inputs"][0] == {"layer": "conv1", "index": 0, "weight": -1.0}
+    assert all(e["weight"] < 0 for e in conv2["units"][0]["inputs"])
+    assert conv1["units"][3]["outputs"][0] == {"layer": "conv2", "index": 1, "weight": 1.0}
+    assert conv1["units"][0]["inputs"] == [] and conv2["units"][0]["outputs"] == []  # no swept layer beyond
+    page = (built_site / conv2["units"][1]["url"].replace("/1.html", "/circuits/1.html")).read_text()
+    assert page.count('class="weight-map"') == 4 and "An edit that tests the reading" in page
+    assert page.count("<rect") == 4 * 9  # four 3x3 maps: the kernel itself, conv1 being 1x1
+    # The strongest weight of the page is drawn at full red.
+    assert 'fill="rgb(255,0,0)"' in page
 
 
 def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):

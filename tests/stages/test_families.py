@@ -18,7 +18,7 @@ from tests.family_models import FamilyNet
 FAMILY_CONFIG = """
 [sweep]
 cache = "cache"
-stages = ["weights", "tuning", "families"]
+stages = ["weights", "tuning", "circuits", "families"]
 
 [[models]]
 name = "families"
@@ -57,8 +57,18 @@ def test_scorecards_hold_every_argument_in_order_with_handwritten_evidence(swept
         for family in layer["families"]:
             assert [a["argument"] for a in family["evidence"]] == list(evidence.ARGUMENTS)
             verdicts = {a["argument"]: a for a in family["evidence"]}
-            assert verdicts["feature implementation"]["verdict"] == "missing"  # until the circuits stage
             assert verdicts["feature visualization"]["verdict"] == "missing"  # not swept here
+    scorecard = {layer: {f["symbol"]: {a["argument"]: a for a in f["evidence"]} for f in found["families"]}
+                 for layer, found in swept_families.items()}
+    # Curves are built from lines: removing a curve's strongest line inputs cuts it more than removing as
+    # many random line detectors (of only 8, most of which every curve reads: the margin is modest).
+    implementation = scorecard["curves"]["Cv"]["feature implementation"]
+    assert implementation["verdict"] in ("weak", "strong") and implementation["value"] > 0.1
+    # ... and the lines are used by the curves; the curves (last layer) and early units (read by no swept
+    # layer: lines read the image) have no downstream evidence, and early units no upstream.
+    assert scorecard["lines"]["Ln"]["feature use"]["verdict"] == "strong"
+    assert scorecard["curves"]["Cv"]["feature use"]["verdict"] == "missing"
+    assert scorecard["early"]["Ga"]["feature implementation"]["verdict"] == "missing"
     early = {f["symbol"]: {a["argument"]: a for a in f["evidence"]} for f in swept_families["early"]["families"]}
     # Linear hand-set filters and their matched filters agree closely on the stimuli.
     for symbol in ("Ga", "Cc", "Cs"):

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atlas.models.loading import LoadedModel
+from atlas.stages.circuits import ranked, responses_with_removed
+from atlas.stages.weights import Linearized, expanded_weights
+
+
+class Chain(nn.Module):
+    """Three convs with ReLUs and a max pool between: expanded weights in closed form."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 5, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.c = nn.Conv2d(5, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.c(self.pool(F.relu(self.b(F.relu(self.a(x), inplace=True)))))
+
+
+def loaded(module: nn.Module, size: int = 16) -> LoadedModel:
+    return LoadedModel("m", "test", module.eval().requires_grad_(False), (0, 0, 0), (1, 1, 1), size, "digest")
+
+
+def composed(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The kernel of outer ⋆ (inner ⋆ x), cross-correlations both: (O, I, k1 + k2 - 1, ...)."""
+    return torch.stack([torch.stack([
+        sum(F.conv_transpose2d(outer[o, m][None, None], inner[m, i][None, None])[0, 0] for m in range(inner.shape[0]))
+        for i in range(inner.shape[1])]) for o in range(outer.shape[0])])
+
+
+def test_adjacent_layers_give_the_kernel_and_distant_ones_the_product_of_kernels():
+    net = Chain()
+    model = loaded(net)
+    adjacent = expanded_weights(model, "a", "b", [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(adjacent.weights, net.b.weight.numpy(), atol=1e-6)
+    two_steps = expanded_weights(model, "a", "b", [4, 2], chunk=1)  # units in any order, one pass each
+    assert two_steps.passes == 2 and two_steps.weights.shape == (2, 4, 3, 3)
+    np.testing.assert_allclose(two_steps.weights[0], net.b.weight[4].numpy(), atol=1e-6)
+    inner = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    chain = nn.Sequential(nn.Identity(), inner)
+    deep = expanded_weights(loaded(chain), "0", "1.2", [0, 1])
+    # From the input (layer "0") through two convs with a ReLU set aside: the composed kernel over RGB.
+    np.testing.assert_allclose(deep.weights, composed(inner[2].weight, inner[0].weight).numpy(), atol=1e-5)
+
+
+def test_a_max_pool_becomes_an_average_on_the_linear_path():
+    net = Chain()
+    x = torch.randn(1, 5, 8, 8)
+    with Linearized():
+        pooled = net.pool(x)
+        relu = F.relu(x)
+    torch.testing.assert_close(pooled, F.avg_pool2d(x, 2))
+    assert torch.equal(relu, x)  # a ReLU passes everything
+    weights = expanded_weights(loaded(net), "b", "c", [0]).weights
+    # Through a 2x2 average: each of c's taps spreads over a 2x2 block at a quarter of the weight.
+    assert weights.shape == (1, 5, 6, 6)
+    np.testing.assert_allclose(weights[0, :, ::2, ::2] * 4, net.c.weight[0].numpy(), atol=1e-6)
+
+
+def test_weights_through_branches_and_skips_add_up():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.left = nn.Conv2d(2, 2, 1, bias=False)
+            self.right = nn.Conv2d(2, 2, 1, bias=False)
+
+        def forward(self, x):
+            return x + torch.cat([self.left(x), self.right(x)], 1)[:, :2] + self.right(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 2, 1)
+            self.block = Block()
+
+        def forward(self, x):
+            return self.block(self.stem(x))
+
+    net = Net()
+    weights = expanded_weights(loaded(net, 4), "stem", "block", [0, 1]).weights[:, :, 0, 0]
+    expected = torch.eye(2) + net.block.left.weight[:, :, 0, 0] + net.block.right.weight[:, :, 0, 0]
+    np.testing.assert_allclose(weights, expected.numpy(), atol=1e-6)
+
+
+def test_ranked_inputs_are_strongest_first_by_sign():
+    maps = np.zeros((4, 3, 3))
+    maps[0, 1, 1], maps[1, 0, 0], maps[2, 2, 2], maps[3, 0, 1] = 0.5, 2.0, -3.0, -0.1
+    excitatory, inhibitory = ranked(maps)
+    assert [e["index"] for e in excitatory] == [1, 0]
+    assert [e["index"] for e in inhibitory] == [2, 3]
+
+
+class Planted(nn.Module):
+    """A target unit built from source channels 0 and 1 only (a planted circuit);
+    channels 2-7 feed other target units."""
+
+    def __init__(self):
+        super().__init__()
+        self.source = nn.Conv2d(3, 8, 1)
+        self.target = nn.Conv2d(8, 2, 1)
+        with torch.no_grad():
+            self.source.weight.fill_(1.0)
+            self.source.bias.zero_()
+            self.target.weight.zero_()
+            self.target.bias.zero_()
+            self.target.weight[0, :2] = 1.0
+            self.target.weight[1, 2:] = 1.0
+
+    def forward(self, x):
+        return self.target(F.relu(self.source(x)))
+
+
+def test_removing_a_planted_circuits_inputs_silences_it_and_random_removals_mostly_do_not():
+    model = loaded(Planted(), 4)
+    images = torch.rand(3, 3, 4, 4)
+    weights = expanded_weights(model, "source", "target", [0]).weights[0]
+    top = [e["index"] for e in ranked(weights)[0][:2]]
+    assert sorted(top) == [0, 1]
+    base, planted, other = responses_with_removed(model, "source", "target", 0, images, [(1, 1)] * 3,
+                                                  [[], top, [5, 6]])
+    assert base > 0 and planted == 0.0 and other == base
+
+
+def test_a_layer_that_does_not_read_the_source_is_reported():
+    net = nn.ModuleDict({"a": nn.Conv2d(3, 2, 1), "b": nn.Conv2d(3, 2, 1)})
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = net["a"], net["b"]
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    with pytest.raises(ValueError, match="does not depend"):
+        expanded_weights(loaded(TwoHeads(), 4), "a", "b", [0, 1])
