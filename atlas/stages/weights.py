@@ -27,6 +27,7 @@ source does not depend on it and contributes nothing. The circuits stage stores 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -122,7 +123,13 @@ class ExpandedWeights:
 
 def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequence[int], *,
                      chunk: int = 64) -> ExpandedWeights:
-    """The expanded weights from ``source`` to ``target``, ``chunk`` target units per backward pass."""
+    """The expanded weights from ``source`` to ``target``, ``chunk`` target units per backward pass.
+
+    Only the window of the source that reaches the target's centre matters, so after
+    one full-size pass finds it (for all units at once, with random signs so that
+    nothing cancels), the batched passes run on that window plus a margin; the sum of
+    their gradients with the same signs must reproduce the full-size pass, or the
+    window is abandoned for the full size."""
     module = model.module
     device = next(iter(module.parameters()), torch.zeros(())).device
     probe = torch.zeros(1, 3, model.input_size, model.input_size, device=device)
@@ -130,32 +137,71 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
         shapes = {name: out.shape[1:] for name, out in capture(module, probe, [source, target]).items()}
     if len(shapes[source]) != 3 or len(shapes[target]) != 3:
         raise ValueError(f"expanded weights need spatial layers ({source} -> {target})")
-    cy, cx = shapes[target][1] // 2, shapes[target][2] // 2
-    grads, passes = [], 0
-    source_module = find_modules(module, [source])[source]
-    for start in range(0, len(units), chunk):
-        rows = list(units[start:start + chunk])
-        replacement = torch.zeros(len(rows), *shapes[source], device=device, requires_grad=True)
-        handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement)
-        try:
-            with Linearized():
-                out = capture(module, probe, [target], detach=False)[target]
-        finally:
-            handle.remove()
-        if len(out) != len(rows) or not out.requires_grad:  # the replaced batch never reached the target
-            raise ValueError(f"{target} does not depend on {source}")
-        seed = torch.zeros_like(out)
-        seed[torch.arange(len(rows)), torch.tensor(rows), cy, cx] = 1.0
-        (grad,) = torch.autograd.grad(out, replacement, seed, allow_unused=True)
-        if grad is None:
-            raise ValueError(f"{target} does not depend on {source}")
-        grads.append(grad.detach().cpu())
-        passes += 1
-    full = torch.cat(grads)  # (units, C_source, H, W)
-    support = full.abs().amax((0, 1)) > full.abs().max() * 1e-6
+    channels, height, width = shapes[source]
+    centre = (shapes[target][1] // 2, shapes[target][2] // 2)
+    signs = torch.randn(len(units), generator=torch.Generator().manual_seed(0))
+    pass_ = functools.partial(_linear_backward, module, find_modules(module, [source])[source], probe, target)
+    check = pass_(1, (channels, height, width), centre, [list(units)], [signs])[0]
+    support = check.abs().amax(0) > check.abs().max() * 1e-6
     ys, xs = support.nonzero(as_tuple=True)
     if len(ys) == 0:
-        return ExpandedWeights(source, target, list(units), np.zeros((len(units), shapes[source][0], 1, 1)), passes)
-    # The bounding box of every map's support: the part of the source that reaches the centre.
-    weights = full[:, :, ys.min():ys.max() + 1, xs.min():xs.max() + 1].numpy()
-    return ExpandedWeights(source, target, list(units), weights, passes)
+        return ExpandedWeights(source, target, list(units), np.zeros((len(units), channels, 1, 1)), 1)
+    window = _window(ys, xs, (height, width), (height // shapes[target][1], width // shapes[target][2]), centre)
+    passes = 1
+    for top, left, bottom, right, inner_centre in (window, (0, 0, height, width, centre)):
+        try:
+            maps = torch.cat([pass_(len(rows), (channels, bottom - top, right - left), inner_centre,
+                                    [[u] for u in rows], [torch.ones(1)] * len(rows))
+                              for rows in (list(units[i:i + chunk]) for i in range(0, len(units), chunk))])
+        except RuntimeError:  # e.g. a skip from before the source meets the smaller window
+            continue
+        finally:
+            passes += -(-len(units) // chunk)
+        if torch.allclose(torch.einsum("u,uchw->chw", signs, maps), check[:, top:bottom, left:right],
+                          rtol=1e-4, atol=1e-6 * float(check.abs().max())):
+            break
+    y0, x0 = int(ys.min()) - top, int(xs.min()) - left
+    weights = maps[:, :, y0:y0 + int(ys.max() - ys.min()) + 1, x0:x0 + int(xs.max() - xs.min()) + 1]
+    return ExpandedWeights(source, target, list(units), weights.numpy(), passes)
+
+
+MARGIN = 2  # pixels around the support: enough for the pooling at InceptionV1's and ResNet's edges (checked)
+
+
+def _window(ys: torch.Tensor, xs: torch.Tensor, size: tuple[int, int], stride: tuple[int, int],
+            centre: tuple[int, int]) -> tuple[int, int, int, int, tuple[int, int]]:
+    """The part of the source to compute on: the support with a margin of ``MARGIN``
+    pixels (padding and pooling at the window's edge must not reach the support),
+    starting on a multiple of the stride so that downsampling keeps its phase; and
+    where the target's centre falls in the output it gives."""
+    bounds = []
+    for found, limit, step in ((ys, size[0], stride[0]), (xs, size[1], stride[1])):
+        margin = MARGIN
+        start = max(0, int(found.min()) - margin) // max(step, 1) * max(step, 1)
+        bounds.append((start, min(limit, int(found.max()) + 1 + margin)))
+    (top, bottom), (left, right) = bounds
+    return top, left, bottom, right, (centre[0] - top // max(stride[0], 1), centre[1] - left // max(stride[1], 1))
+
+
+def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.Tensor, target: str, batch: int,
+                     shape: tuple[int, int, int], centre: tuple[int, int], units: list[list[int]],
+                     weights: list[torch.Tensor]) -> torch.Tensor:
+    """One backward pass of the linearized network with the source's output replaced
+    by ``batch`` zero maps of ``shape``: element i's gradient of the target at
+    ``centre``, summed over ``units[i]`` weighted by ``weights[i]``. (batch, *shape)."""
+    replacement = torch.zeros(batch, *shape, device=probe.device, requires_grad=True)
+    handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement)
+    try:
+        with Linearized():
+            out = capture(module, probe, [target], detach=False)[target]
+    finally:
+        handle.remove()
+    if len(out) != batch or not out.requires_grad:  # the replaced batch never reached the target
+        raise ValueError(f"{target} does not depend on the replaced layer")
+    seed = torch.zeros_like(out)
+    for i, (rows, w) in enumerate(zip(units, weights)):
+        seed[i, rows, centre[0], centre[1]] = w.to(seed)
+    (grad,) = torch.autograd.grad(out, replacement, seed, allow_unused=True)
+    if grad is None:
+        raise ValueError(f"{target} does not depend on the replaced layer")
+    return grad.detach().cpu()

@@ -41,7 +41,7 @@ def test_adjacent_layers_give_the_kernel_and_distant_ones_the_product_of_kernels
     adjacent = expanded_weights(model, "a", "b", [0, 1, 2, 3, 4])
     np.testing.assert_allclose(adjacent.weights, net.b.weight.numpy(), atol=1e-6)
     two_steps = expanded_weights(model, "a", "b", [4, 2], chunk=1)  # units in any order, one pass each
-    assert two_steps.passes == 2 and two_steps.weights.shape == (2, 4, 3, 3)
+    assert two_steps.passes == 1 + 2 and two_steps.weights.shape == (2, 4, 3, 3)  # and one to find the window
     np.testing.assert_allclose(two_steps.weights[0], net.b.weight[4].numpy(), atol=1e-6)
     inner = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
     chain = nn.Sequential(nn.Identity(), inner)
@@ -126,6 +126,32 @@ def test_removing_a_planted_circuits_inputs_silences_it_and_random_removals_most
     base, planted, other = responses_with_removed(model, "source", "target", 0, images, [(1, 1)] * 3,
                                                   [[], top, [5, 6]])
     assert base > 0 and planted == 0.0 and other == base
+
+
+def test_a_skip_around_the_source_falls_back_to_the_full_size_and_stays_exact():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.inner = nn.Conv2d(2, 2, 3, padding=1)
+            self.outer = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.outer(self.inner(x)) + x  # the skip starts before "inner"
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 2, 1)
+            self.block = Residual()
+
+        def forward(self, x):
+            return self.block(self.stem(x))
+
+    net = Net()
+    found = expanded_weights(loaded(net, 12), "block.inner", "block", [0, 1])
+    np.testing.assert_allclose(found.weights, net.block.outer.weight.numpy(), atol=1e-6)
+    assert found.passes == 1 + 1 + 1  # the window failed (the skip is full size), the full size worked
 
 
 def test_a_layer_that_does_not_read_the_source_is_reported():
