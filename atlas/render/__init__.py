@@ -83,7 +83,9 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
             layer_crumbs = model_crumbs + [(layer.name, layer.url)]
             for family in layer.families:
                 page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
-                     model=model, layer=layer, family=family)
+                     model=model, layer=layer, family=family,
+                     joint_chart=charts.joint_tuning(family.representative),
+                     scatter_chart=charts.handwritten_scatter(family))
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
                  chart=charts.layer_activations(layer))
             for unit in layer.units:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import altair as alt
 
-from atlas.render.pages import Layer, Unit
+from atlas.render.pages import Family, Layer, Unit
 
 _WIDTH = "container"
 
@@ -74,6 +74,23 @@ def _joint() -> alt.Chart:
         color=alt.Color("series:N", title=None),
         tooltip=["angle:Q", "unit:O", alt.Tooltip("response:Q", format=".2f")],
     ).properties(width=_WIDTH, height=160)
+
+
+def handwritten_scatter(family: Family) -> dict[str, Any] | None:
+    """Points: the family's most typical unit against its handwritten detector, one per stimulus."""
+    found = family.handwritten_scatter
+    if not found:
+        return None
+    rows = [{"detector": d, "unit": u} for d, u in zip(found["detector"], found["unit"])]
+    return _filled(_scatter, rows, family.representative.index)
+
+
+def _scatter(unit: int) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_circle(size=14, opacity=0.5).encode(
+        x=alt.X("detector:Q", title="handwritten detector"),
+        y=alt.Y("unit:Q", title=f"unit {unit}"),
+        tooltip=[alt.Tooltip("detector:Q", format=".3f"), alt.Tooltip("unit:Q", format=".3f")],
+    ).properties(width=220, height=160)
 
 
 def activation_histogram(unit: Unit) -> dict[str, Any] | None:

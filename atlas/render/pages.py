@@ -98,6 +98,7 @@ class Family:
     representative: Unit
     order_by: str
     evidence: list[dict[str, Any]]  # the seven arguments in order: {argument, verdict, value, rule}
+    handwritten_scatter: dict[str, list[float]] | None = None  # the representative's and its detector's responses
 
 
 @dataclass
@@ -238,7 +239,7 @@ def _families(found: dict[str, Any], units: dict[int, Unit], base: str) -> list[
             symbol=f["symbol"], name=f["name"], kind=f["kind"], description=f["description"],
             url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
-            evidence=f["evidence"])
+            evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
         for u in family.members:
             u.family, u.family_confidence = family, found["units"][str(u.index)]["confidence"]
         families.append(family)

@@ -189,6 +189,14 @@ class Handwritten:
             out[u] = (on_stimuli, self._on_data(detector, u, rectified))
         return out
 
+    def scatter(self, symbol: str, kind: str, unit: int) -> dict[str, list[float]]:
+        """The unit's and its detector's responses to every stimulus: the argument's figure."""
+        detector = self.detector(symbol, kind, self.tuning["units"][str(unit)])
+        maps = None if detector.kind == "template" else handwritten.line_maps(self.stimuli, detector.kernels)
+        responses = self.responses[:, self.layer.units.index(unit)]
+        found = _rectify(handwritten.respond(detector, self.stimuli, maps), responses.min() >= 0)
+        return {"detector": np.round(found, 4).tolist(), "unit": np.round(responses, 4).tolist()}
+
     def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:
         """Correlation over the unit's dataset examples, each recentred on where the unit looked."""
         if self.examples is None:

@@ -245,7 +245,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 4  # part of the key: bump when the artifact changes
+FORMAT = 5  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -342,5 +342,8 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
             edits=edits, used=used,
             handwritten=detectors.correlations(family["symbol"], family["handwritten"], members)
             if family["handwritten"] else None)
+        if family["handwritten"]:  # the seventh argument's figure, for the most typical member
+            family["handwritten_scatter"] = detectors.scatter(family["symbol"], family["handwritten"],
+                                                              family["representative"])
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
             "families": families}

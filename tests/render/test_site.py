@@ -12,6 +12,7 @@ from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.render import render_site
 from atlas.render.urls import relative_url
+from atlas.stages.tuning import stimulus_bank
 from tests.conftest import REPO
 
 
@@ -130,6 +131,11 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert family.count('class="verdict-') == 7 and "handwritten circuit" in family
     # The color-opponent matched filter is correlated with R - G and G - R on stimuli and on their examples.
     assert re.search(r"\(stimuli -?[\d.]+, data -?[\d.]+\)", family)
+    # Each argument has its figure: here the unit against its detector, one point per stimulus.
+    assert family.count('class="figure-cell"') == 7 and "against its handwritten detector" in family
+    scatter = json.loads(re.findall(r'<script type="application/json" class="vega-spec">(.*?)</script>', family,
+                                    re.S)[-1])
+    assert len(scatter["data"]["values"]) == len(stimulus_bank(16, 8.0).params)  # the whole stimulus bank
     criteria = (model_page.parent / "families.html").read_text()
     assert all(f'id="{symbol}"' in criteria for symbol in ("Ga", "Cc", "Cs", "Bw", "Ln", "Cv", "Hl", "Tx", "Ot"))
     unit_page = (built_site / units[0]["url"]).read_text()
