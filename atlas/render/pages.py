@@ -75,6 +75,7 @@ class Unit:
     outputs: list[Edge] = field(default_factory=list)
     outputs_inhibitory: list[Edge] = field(default_factory=list)
     edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
+    union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
 
     @property
     def circuit_url(self) -> str | None:
@@ -99,6 +100,9 @@ class Family:
     order_by: str
     evidence: list[dict[str, Any]]  # the seven arguments in order: {argument, verdict, value, rule}
     handwritten_scatter: dict[str, list[float]] | None = None  # the representative's and its detector's responses
+    # Grids of weights from the previous layer's families: {source, source_name, strength, equivariance,
+    # rows (Units of this family), columns (Units of the source family), maps}.
+    circuits_from: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -168,6 +172,10 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
         for layer in entry["layers"]:
             for key in layer["artifacts"].get("circuits", []):
                 _circuits(store.path("circuits", key), by_name)
+        with_families = [(layer, store.path("families", layer["artifacts"]["families"][0]))
+                         for layer in entry["layers"] if layer["artifacts"].get("families")]
+        for (before, _), (after, folder) in zip(with_families, with_families[1:]):
+            _family_grids(_read(folder), by_name[before["name"]], by_name[after["name"]])
         site.models.append(Model(
             name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
             arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
@@ -286,6 +294,19 @@ def _circuits(folder: Path, layers: dict[str, Layer]) -> None:
             unit.outputs = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s)) for o in d["excitatory"]]
             unit.outputs_inhibitory = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s))
                                        for o in d["inhibitory"]]
+
+
+def _family_grids(found: dict[str, Any], before: Layer, after: Layer) -> None:
+    """Attach the weights between the previous layer's families and this layer's, and the unions."""
+    sources = {u.index: u for u in before.units}
+    targets = {u.index: u for u in after.units}
+    for grid in found.get("circuits_from", []):
+        family = after.family(grid["target"])
+        family.circuits_from.append({**grid, "rows": [targets[u] for u in grid["rows"]],
+                                     "columns": [sources[u] for u in grid["columns"]],
+                                     "source_url": before.family(grid["source"]).url})
+    for union in found.get("unions", []):
+        targets[union["unit"]].union = [sources[u] for u in union["inputs"]]
 
 
 def _read(folder: Path) -> dict[str, Any]:

@@ -33,7 +33,8 @@ import numpy as np
 
 from atlas.data import stimuli
 from atlas.models import LoadedModel
-from atlas.stages import LayerInfo, StageContext, artifact_key, evidence
+from atlas.stages import LayerInfo, StageContext, artifact_key, evidence, motifs
+from atlas.stages.tuning import PERIODIC_180
 from atlas.store import write_json
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
@@ -245,7 +246,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 5  # part of the key: bump when the artifact changes
+FORMAT = 6  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -259,6 +260,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     keys: dict[str, list[str]] = {}
     images: dict[int, np.ndarray | None] = {}  # dataset images, shared by the model's layers
     spatial = [layer.name for layer in layers if len(layer.shape) == 3]
+    previous: str | None = None  # the key of the previous layer's families: circuits between families need both
     for layer in layers:
         inputs = dict(ctx.artifacts.get(layer.name, {}))
         if not inputs.get("tuning"):
@@ -266,15 +268,58 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         following = spatial[spatial.index(layer.name) + 1:]
         # The next layer's circuits read this one: they hold this layer's downstream uses.
         inputs["uses"] = ctx.artifacts.get(following[0], {}).get("circuits", []) if following else []
+        inputs["previous_families"] = [previous] if previous else []
         key = artifact_key(stage=STAGE, format=FORMAT, criteria=criteria(), inputs=inputs,
                            data=ctx.dataset.digest() if ctx.dataset is not None else None)
         keys[layer.name] = [key]
         if ctx.needs(STAGE, key):
             data = layer_families(ctx, model, layer, inputs, images)
+            data["circuits_from"], data["unions"] = family_circuits(ctx, inputs, data)
             with ctx.store.writing(STAGE, key) as folder:
                 write_json(folder / "data.json", data)
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
+        previous = key
     return keys
+
+
+GRID = 8  # members of each family shown in a family-to-family grid
+SOURCES_SHOWN = 3  # the source families a target family reads most, given a grid each
+
+
+def family_circuits(ctx: StageContext, inputs: dict[str, list[str]], data: dict[str, Any]
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Weights between the previous layer's families and this layer's: for each target
+    family the source families it reads most (mean of its members' strongest weight from
+    each), with a grid of weight maps and, for two oriented families, the equivariance
+    score; and the units that union a feature over two opposite orientations."""
+    circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)
+    before = next(iter(_read(ctx, STAGE, inputs.get("previous_families", []))), None)
+    if not circuits or not circuits["connected"] or not before:
+        return [], []
+    weights = np.load(ctx.store.path("circuits", inputs["circuits"][0]) / "weights.npy").astype(np.float32)
+    row = {u: i for i, u in enumerate(circuits["units_order"])}
+    source_units = {int(u): d for u, d in before["units"].items()}
+    sources = [f for f in before["families"] if f["symbol"] != OTHER.symbol and f["count"] >= 2]
+    found = []
+    for target in (f for f in data["families"] if f["symbol"] != OTHER.symbol and f["count"] >= 2):
+        rows = [row[u] for u in target["members"]]
+        strengths = {f["symbol"]: float(weights[rows][:, f["members"]].max((2, 3)).mean()) for f in sources}
+        for source in sorted(sources, key=lambda f: -strengths[f["symbol"]])[:SOURCES_SHOWN]:
+            block = weights[rows][:, source["members"]]
+            entry = {"target": target["symbol"], "source": source["symbol"], "source_name": source["name"],
+                     "strength": round(strengths[source["symbol"]], 5), "equivariance": None,
+                     "rows": target["members"][:GRID], "columns": source["members"][:GRID],
+                     "maps": block[:GRID, :GRID].round(4).tolist()}
+            if target["order_by"] == source["order_by"] == "orientation":  # the source family's period: its first's
+                entry["equivariance"] = motifs.equivariance(
+                    block, [data["units"][str(u)]["orientation_deg"] for u in target["members"]],
+                    [source_units[u]["orientation_deg"] for u in source["members"]],
+                    source_units[source["members"][0]]["orientation_period"])
+            found.append(entry)
+    unions = motifs.unions({int(u): d["inputs"] for u, d in circuits["units"].items()},
+                           {u: d["family"] for u, d in source_units.items()},
+                           {u: d["orientation_deg"] for u, d in source_units.items()})
+    return found, unions
 
 
 def _read(ctx: StageContext, stage: str, keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -308,7 +353,9 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     for row, u in enumerate(units):
         m = metrics(summaries[u], responses[:, row], params, kernels.get(u))
         symbol, confidence, scores = classify(m)
-        per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m}
+        per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m,
+                       "orientation_deg": summaries[u]["orientation_deg"],
+                       "orientation_period": 180 if summaries[u]["orientation_kind"] in PERIODIC_180 else 360}
     labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
                   if ex["image"] in image_labels] for u in units}
     discovered = discover(units, {u: per_unit[u]["family"] for u in units}, responses, params, labels)

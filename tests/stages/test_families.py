@@ -8,12 +8,20 @@ from atlas import handwritten
 from atlas.config import load_config
 from atlas.data import stimuli
 from atlas.pipeline import sweep
-from atlas.stages import evidence
-from atlas.stages.families import (FAMILIES, OTHER, Condition, classify, cluster, discover, order_members,
-                                   signatures)
+from atlas.stages import evidence, motifs
+from atlas.stages.families import (
+    FAMILIES,
+    OTHER,
+    Condition,
+    classify,
+    cluster,
+    discover,
+    order_members,
+    signatures,
+)
 from atlas.store import Store
 from tests.conftest import write_config
-from tests.family_models import FamilyNet
+from tests.family_models import LINE_AXES, FamilyNet, curve_kernels
 
 FAMILY_CONFIG = """
 [sweep]
@@ -147,3 +155,32 @@ def test_handwritten_curve_prefers_its_own_curve_to_its_mirror_and_to_a_line():
     response = handwritten.respond(handwritten.curve(60, 6, extent, polarity="light"),
                                    torch.from_numpy(np.stack([own, mirror, straight])))
     assert response[0] > response[2] > response[1]
+
+
+def test_the_hand_built_curve_circuit_is_equivariant_and_shuffled_weights_are_not():
+    orientations = [i * 45.0 for i in range(8)]
+    kernels = curve_kernels(orientations)
+    assert motifs.equivariance(kernels, orientations, LINE_AXES, 180) > 0.9
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([[rng.permutation(m.ravel()).reshape(m.shape) for m in row] for row in kernels])
+    assert abs(motifs.equivariance(shuffled, orientations, LINE_AXES, 180)) < 0.2
+    # Right weights, wrong units: the orientations no longer say how the weights turn.
+    assert abs(motifs.equivariance(kernels[rng.permutation(8)], orientations, LINE_AXES, 180)) < 0.2
+
+
+def test_the_sweep_finds_the_lines_to_curves_circuit_and_scores_it_equivariant(swept_families):
+    grids = swept_families["curves"]["circuits_from"]
+    lines_to_curves = next(g for g in grids if g["target"] == "Cv" and g["source"] == "Ln")
+    assert lines_to_curves["equivariance"] > 0.8
+    assert len(lines_to_curves["maps"]) == 8 and len(lines_to_curves["maps"][0]) == 8
+    assert swept_families["early"]["circuits_from"] == []  # no swept layer before
+
+
+def test_a_unit_reading_one_feature_facing_both_ways_is_a_union():
+    inputs = {7: [{"index": 1, "weight": 1.0}, {"index": 2, "weight": 0.8}],
+              8: [{"index": 1, "weight": 1.0}, {"index": 3, "weight": 0.9}],
+              9: [{"index": 1, "weight": 1.0}, {"index": 2, "weight": 0.2}]}
+    family = {1: "Cv", 2: "Cv", 3: "Cv"}
+    orientation = {1: 10.0, 2: 200.0, 3: 100.0}
+    # 7 unions 1 and 2 (190 degrees apart); 8's inputs are 90 apart; 9's second input is too weak.
+    assert motifs.unions(inputs, family, orientation) == [{"unit": 7, "inputs": [1, 2], "family": "Cv"}]
