@@ -99,6 +99,11 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
     return pages
 
 
+def _abs_max(values: list) -> float:
+    """The largest magnitude in nested lists (weight maps, grids of them): a color scale."""
+    return max((_abs_max(v) if isinstance(v, list) else abs(v) for v in values), default=0.0)
+
+
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
@@ -108,7 +113,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
-    env.filters["flatten_abs_max"] = lambda rows: max((abs(w) for row in rows for w in row), default=0.0)
+    env.filters["abs_max"] = _abs_max
     return env
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from atlas import handwritten
 from atlas.config import load_config
 from atlas.data import stimuli
 from atlas.pipeline import sweep
+from atlas.render import render_site
 from atlas.stages import evidence, motifs
 from atlas.stages.families import (
     FAMILIES,
@@ -37,10 +39,16 @@ input_size = 49
 
 
 @pytest.fixture(scope="module")
-def swept_families(tmp_path_factory):
+def family_project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("families")
-    plan = sweep(load_config(write_config(folder, FAMILY_CONFIG)))
-    store = Store(folder / "cache")
+    config = load_config(write_config(folder, FAMILY_CONFIG))
+    return config, sweep(config)
+
+
+@pytest.fixture(scope="module")
+def swept_families(family_project):
+    config, plan = family_project
+    store = Store(config.resolve(config.sweep.cache))
     return {layer["name"]: json.loads((store.path("families", layer["artifacts"]["families"][0]) / "data.json")
                                       .read_text()) for layer in plan["models"][0]["layers"]}
 
@@ -184,3 +192,12 @@ def test_a_unit_reading_one_feature_facing_both_ways_is_a_union():
     orientation = {1: 10.0, 2: 200.0, 3: 100.0}
     # 7 unions 1 and 2 (190 degrees apart); 8's inputs are 90 apart; 9's second input is too weak.
     assert motifs.unions(inputs, family, orientation) == [{"unit": 7, "inputs": [1, 2], "family": "Cv"}]
+
+
+def test_the_curve_family_page_shows_the_grid_from_lines_with_its_equivariance(family_project):
+    config, _ = family_project
+    render_site(config)
+    page = (config.resolve(config.site.out) / "models/families/curves/families/Cv.html").read_text()
+    grid = re.search(r'<table class="weight-grid">(.*?)</table>', page, re.S).group(1)
+    assert grid.count('class="weight-map"') == 64  # 8 curves x 8 lines
+    assert re.search(r"equivariance 0\.[89]\d", page)
