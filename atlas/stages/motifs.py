@@ -7,7 +7,8 @@ frame (by minus the unit's orientation); then maps that connect units at the sam
 *relative* orientation should look alike, whichever target unit they belong to.
 The score is the mean correlation between such maps (from different target
 units), over all relative orientations: near 1 for an equivariant circuit, near 0
-for unrelated weights.
+for unrelated weights. Maps that look the same turned a quarter (a point from a 1x1
+path, a round blob from pooling) carry no orientation and are left out.
 
 **Unions over cases**: a unit whose two strongest excitatory inputs are the same
 feature facing opposite ways (one family, orientations about 180 degrees apart,
@@ -47,6 +48,8 @@ def equivariance(maps: np.ndarray, target_deg: Sequence[float], source_deg: Sequ
     for g, theta in enumerate(target_deg):
         turned = rotate(maps[g], -theta)
         for f, phi in enumerate(source_deg):
+            if not _oriented(maps[g, f]):
+                continue  # a point or a round blob looks the same at every angle: no evidence either way
             vector = turned[f].ravel() - turned[f].mean()
             norm = np.linalg.norm(vector)
             if norm > 1e-12:
@@ -60,6 +63,15 @@ def equivariance(maps: np.ndarray, target_deg: Sequence[float], source_deg: Sequ
                     total += float(a @ b)
                     pairs += 1
     return round(total / pairs, 4) if pairs else None
+
+
+def _oriented(weights: np.ndarray, most: float = 0.9) -> bool:
+    """Whether a map changes when turned a quarter: its correlation with itself turned
+    90 degrees is below ``most`` (a point, a 1x1 path, or a pooled blob is not)."""
+    a = weights - weights.mean()
+    b = np.rot90(weights) - weights.mean()
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return norm > 1e-12 and float((a * b).sum()) / norm < most
 
 
 def unions(inputs: dict[int, list[dict[str, Any]]], family: dict[int, str], orientation: dict[int, float]

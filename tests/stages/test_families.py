@@ -174,6 +174,10 @@ def test_the_hand_built_curve_circuit_is_equivariant_and_shuffled_weights_are_no
     assert abs(motifs.equivariance(shuffled, orientations, LINE_AXES, 180)) < 0.2
     # Right weights, wrong units: the orientations no longer say how the weights turn.
     assert abs(motifs.equivariance(kernels[rng.permutation(8)], orientations, LINE_AXES, 180)) < 0.2
+    # Points (1x1 paths) match at every angle: they are no evidence of equivariance.
+    points = np.zeros((8, 8, 5, 5))
+    points[:, :, 2, 2] = 1.0
+    assert motifs.equivariance(points, orientations, LINE_AXES, 180) is None
 
 
 def test_the_sweep_finds_the_lines_to_curves_circuit_and_scores_it_equivariant(swept_families):
