@@ -38,9 +38,9 @@ from atlas.stages.tuning import stimulus_bank
 
 ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", "joint tuning",
              "feature implementation", "feature use", "handwritten circuit")
-STRONG_SHARE = 0.75  # arguments 1 and 2: the share of members for "strong"
+STRONG_SHARE, WEAK_SHARE = 0.75, 0.25  # arguments 1 and 2: the share of members for "strong" and "weak"
 STRONG_CONFIDENCE = 0.75  # argument 3
-STRONG_TAKEOVER = 0.5  # argument 4
+STRONG_TAKEOVER, WEAK_TAKEOVER = 0.5, 0.1  # argument 4
 STRONG_EDIT, WEAK_EDIT = 0.3, 0.1  # argument 5: drop from the top inputs minus drop from random ones
 USED_TOP = 3  # argument 6: "used" = among a downstream unit's strongest inputs ...
 STRONG_USE = 0.5  # ... for at least this share of members
@@ -81,21 +81,22 @@ def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, f
         return quantiles[len(quantiles) // 2]
 
     card["feature visualization"] = _verdict(
-        share(lambda u: featurevis[u] >= typical(u), featurevis), STRONG_SHARE, 0.0,
-        f"strong when at least {STRONG_SHARE:.0%} of members' visualizations, averaged over the image, drive them "
-        "as hard as a typical dataset image does at its strongest position")
+        share(lambda u: featurevis[u] >= typical(u), featurevis), STRONG_SHARE, WEAK_SHARE,
+        "the share of members whose visualization, averaged over the image, drives them as hard as a typical "
+        f"dataset image does at its strongest position: strong from {STRONG_SHARE:.0%}, weak from {WEAK_SHARE:.0%}")
     card["dataset examples"] = _verdict(
-        share(lambda u: top(u) > 0 and examples[u]["fraction_active"] <= 0.5, examples), STRONG_SHARE, 0.0,
-        f"strong when at least {STRONG_SHARE:.0%} of members fire on data, at no more than half of all positions")
+        share(lambda u: top(u) > 0 and examples[u]["fraction_active"] <= 0.5, examples), STRONG_SHARE, WEAK_SHARE,
+        "the share of members that fire on data, at no more than half of all positions: strong from "
+        f"{STRONG_SHARE:.0%}, weak from {WEAK_SHARE:.0%}")
     card["synthetic examples"] = _verdict(
         float(np.median([confidence[u] for u in members])) if members else None, STRONG_CONFIDENCE, 0.5,
         f"the members' median confidence: strong from {STRONG_CONFIDENCE}, weak from 0.5")
     takeovers = [_takeover(joint[u], u, set(members)) for u in members if oriented and u in joint]
     takeovers = [t for t in takeovers if t is not None]
     card["joint tuning"] = _verdict(
-        float(np.median(takeovers)) if takeovers and len(members) > 1 else None, STRONG_TAKEOVER, 0.0,
+        float(np.median(takeovers)) if takeovers and len(members) > 1 else None, STRONG_TAKEOVER, WEAK_TAKEOVER,
         "for oriented families: as a member's top examples rotate and its response falls, the share of angles "
-        f"at which another member takes over; strong from {STRONG_TAKEOVER}")
+        f"at which another member takes over: strong from {STRONG_TAKEOVER}, weak from {WEAK_TAKEOVER}")
     margins = [edits[u]["drop_top"] - edits[u]["drop_random"] for u in members if edits and u in edits]
     card["feature implementation"] = _verdict(
         float(np.median(margins)) if margins else None, STRONG_EDIT, WEAK_EDIT,

@@ -246,7 +246,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 8  # part of the key: bump when the artifact changes
+FORMAT = 9  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:

@@ -153,6 +153,14 @@ def test_scorecard_verdicts_follow_their_rules():
     assert card["joint tuning"]["value"] == 0.75 and card["joint tuning"]["verdict"] == "strong"
     assert card["handwritten circuit"]["stimuli"] == 0.7 and card["handwritten circuit"]["data"] == 0.7
     assert card["feature use"]["verdict"] == "missing"
+    weaker = {a["argument"]: a for a in evidence.scorecard(
+        [1, 2], oriented=False, confidence={1: 0.6, 2: 0.6}, featurevis={1: 1.0, 2: 1.0}, examples=examples,
+        joint=joint, handwritten=None, edits={1: {"drop_top": 0.5, "drop_random": 0.3}}, used={2, 9})}
+    assert weaker["feature visualization"]["value"] == 0.0 and weaker["feature visualization"]["verdict"] == "missing"
+    assert weaker["joint tuning"]["verdict"] == "missing"  # not an oriented family
+    assert weaker["feature implementation"]["value"] == 0.2 and weaker["feature implementation"]["verdict"] == "weak"
+    assert weaker["feature use"]["value"] == 0.5 and weaker["feature use"]["verdict"] == "strong"
+    assert weaker["handwritten circuit"]["verdict"] == "missing"
 
 
 def test_handwritten_curve_prefers_its_own_curve_to_its_mirror_and_to_a_line():
