@@ -102,8 +102,8 @@ def step_flops(model: LoadedModel, layer: str, side: int, device: torch.device) 
 
 def run_atlas(model, layer, units, steps, size, device) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
-    rendered = render_units(prepare(model, [layer]), layer, units, objectives=("channel",), diversity=2, diversity_weight=0.0,
-                            steps=steps, size=size, lr=0.05, seed=0, device=device)
+    rendered = render_units(prepare(model, [layer], device), layer, units, objectives=("channel",), diversity=2,
+                            diversity_weight=0.0, steps=steps, size=size, lr=0.05, seed=0, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, rendered.images
@@ -160,7 +160,7 @@ def main() -> None:
     speedups, qualities = [], []
     for model, layer, size in jobs:
         atlas_s, atlas_images = run_atlas(model, layer, units, args.steps, size, device)
-        ideal_s = step_flops(prepare(model, [layer]), layer, size + 24, device) * len(units) * args.steps / peak
+        ideal_s = step_flops(model, layer, size + 24, device) * len(units) * args.steps / peak  # the work itself
         lucent_s, lucent_images = run_lucent(model, layer, units, args.steps, size, device)
         a = statistics.median(score(model, layer, units, atlas_images, device))
         b = statistics.median(score(model, layer, units, lucent_images, device))

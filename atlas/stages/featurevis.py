@@ -28,6 +28,7 @@ from atlas.capture import capture
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
+from atlas.models.stem import space_to_depth_stems
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 from atlas.store import write_json
 
@@ -50,12 +51,16 @@ class Rendered:
     activations: np.ndarray  # (N,) each element's objective value on its final image
 
 
-def prepare(model: LoadedModel, layers: Sequence[str]) -> LoadedModel:
+def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> LoadedModel:
     """The model as feature visualization runs it: batch norms folded into the
-    convolutions (except into a requested layer), channels-last. A copy when anything
-    was folded; the weights digest stays, as the function computed is the same."""
+    convolutions (except into a requested layer), on a CPU strided stems computed over
+    space-to-depth inputs (``atlas.models.stem``), channels-last. A copy when anything
+    changed; the weights digest stays, as the function computed is the same."""
     module, folded = fold_batchnorms(model.module, keep=layers)
-    log.debug("%s: folded %d batch norms", model.name, folded)
+    stems = 0
+    if device.type == "cpu":  # measured on a CPU only
+        module, stems = space_to_depth_stems(module, keep=layers)
+    log.debug("%s: folded %d batch norms, %d stems to space-to-depth", model.name, folded, stems)
     return dataclasses.replace(model, module=module.to(memory_format=torch.channels_last))
 
 
@@ -116,7 +121,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
                             if ctx.needs(STAGE, key)] for layer in layers}
     if any(pending.values()):
-        model = prepare(model, [layer.name for layer in layers])
+        model = prepare(model, [layer.name for layer in layers], ctx.device)
     total = sum(len(layer.units) for layer in layers)
     with ctx.progress(total, f"{model.name}: feature vis") as bar:
         bar.update(total - sum(len(units) for todo in pending.values() for units, _ in todo))
