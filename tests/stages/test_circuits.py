@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,11 @@ class Chain(nn.Module):
 
 def loaded(module: nn.Module, size: int = 16) -> LoadedModel:
     return LoadedModel("m", "test", module.eval().requires_grad_(False), (0, 0, 0), (1, 1, 1), size, "digest")
+
+
+def with_stem(block: nn.Module) -> nn.Sequential:
+    """``block`` after a 1x1 convolution from RGB to 2 channels, named ``stem`` and ``block``."""
+    return nn.Sequential(OrderedDict(stem=nn.Conv2d(3, 2, 1), block=block))
 
 
 def composed(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
@@ -74,16 +81,7 @@ def test_weights_through_branches_and_skips_add_up():
         def forward(self, x):
             return x + torch.cat([self.left(x), self.right(x)], 1)[:, :2] + self.right(x)
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 2, 1)
-            self.block = Block()
-
-        def forward(self, x):
-            return self.block(self.stem(x))
-
-    net = Net()
+    net = with_stem(Block())
     weights = expanded_weights(loaded(net, 4), "stem", "block", [0, 1]).weights[:, :, 0, 0]
     expected = torch.eye(2) + net.block.left.weight[:, :, 0, 0] + net.block.right.weight[:, :, 0, 0]
     np.testing.assert_allclose(weights, expected.numpy(), atol=1e-6)
@@ -139,28 +137,17 @@ def test_a_skip_around_the_source_falls_back_to_the_full_size_and_stays_exact():
         def forward(self, x):
             return self.outer(self.inner(x)) + x  # the skip starts before "inner"
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 2, 1)
-            self.block = Residual()
-
-        def forward(self, x):
-            return self.block(self.stem(x))
-
-    net = Net()
+    net = with_stem(Residual())
     found = expanded_weights(loaded(net, 12), "block.inner", "block", [0, 1])
     np.testing.assert_allclose(found.weights, net.block.outer.weight.numpy(), atol=1e-6)
     assert found.passes == 1 + 1 + 1  # the window failed (the skip is full size), the full size worked
 
 
 def test_a_layer_that_does_not_read_the_source_is_reported():
-    net = nn.ModuleDict({"a": nn.Conv2d(3, 2, 1), "b": nn.Conv2d(3, 2, 1)})
-
     class TwoHeads(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = net["a"], net["b"]
+            self.a, self.b = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1)
 
         def forward(self, x):
             return self.a(x) + self.b(x)
