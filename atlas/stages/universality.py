@@ -1,0 +1,383 @@
+"""Universality: the same features in different models, matched unit by unit.
+
+Claim 3 of "Zoom In": analogous features form across models. For every pair of
+models of the atlas, both see the same images (the dataset, then the stimulus bank
+drawn over the whole image), each at its own input size, and every unit of one is
+correlated with every unit of the other, layer by layer:
+
+- **spatially aligned**: both layers' maps are averaged down to a common grid (the
+  smaller of the two) and each (image, position) is an observation, so two units
+  match only if they fire on the same things in the same places;
+- **spatially pooled**: each image is an observation of the units' mean activation.
+
+A unit's score against another model is its best aligned correlation over that
+model's layers (pooled where a layer has no space). Everything is accumulated as
+streaming sums (``PairMoments``), so memory does not grow with the number of images.
+
+**Chance.** The other model's architecture with random weights sees the same images:
+a layer's chance level against a model is the 95th percentile, over its units, of
+their best correlation with the random network. A match counts only above it.
+
+**Best buddies.** Two units are best buddies when each is the other's best match
+(Rosetta Neurons, Dravid et al. 2023). Connected sets of buddies with at most one
+unit per model are the atlas's matched sets.
+
+**Layer similarity.** Linear CKA (Kornblith et al. 2019) between every layer of one
+model and every layer of the other, on the pooled activations, with the random
+network's CKA beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from atlas.capture import capture
+from atlas.config import Config, ModelConfig
+from atlas.models import LoadedModel, load_model
+from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
+from atlas.stages.tuning import stimulus_bank
+from atlas.store import write_json
+
+STAGE = "universality"
+FORMAT = 1
+CHANCE_QUANTILE = 0.95  # a layer's chance level: this quantile of its units' best random-network match
+MAX_SETS = 24  # matched sets kept for the universality page
+
+
+class PairMoments:
+    """Streaming sums over observations of two sets of variables seen together: enough
+    for every correlation between them and, with ``full``, their linear CKA, in memory
+    that does not depend on the number of observations.
+
+    Sums are kept in float64 around a shift (the first batch's means), so that large
+    means do not cancel the variances away."""
+
+    def __init__(self, full: bool = False):
+        self.full = full
+        self.n = 0
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add observations: ``x`` (n, a) and ``y`` (n, b), row i of each seen together."""
+        x, y = x.float(), y.float()
+        if self.n == 0:
+            self.shift_x, self.shift_y = x.mean(0), y.mean(0)
+            a, b = x.shape[1], y.shape[1]
+            self.sx, self.sy = torch.zeros(a, dtype=torch.float64), torch.zeros(b, dtype=torch.float64)
+            self.sxy = torch.zeros(a, b, dtype=torch.float64)
+            self.sxx = torch.zeros((a, a) if self.full else a, dtype=torch.float64)
+            self.syy = torch.zeros((b, b) if self.full else b, dtype=torch.float64)
+        x, y = x - self.shift_x, y - self.shift_y
+        self.n += len(x)
+        self.sx += x.sum(0).double().cpu()
+        self.sy += y.sum(0).double().cpu()
+        self.sxy += (x.T @ y).double().cpu()
+        self.sxx += (x.T @ x if self.full else x.square().sum(0)).double().cpu()
+        self.syy += (y.T @ y if self.full else y.square().sum(0)).double().cpu()
+
+    def _centred(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Centred cross and self products (sums, not means)."""
+        mx, my = self.sx / self.n, self.sy / self.n
+        cxy = self.sxy - self.n * torch.outer(mx, my)
+        if self.full:
+            return cxy, self.sxx - self.n * torch.outer(mx, mx), self.syy - self.n * torch.outer(my, my)
+        return cxy, self.sxx - self.n * mx.square(), self.syy - self.n * my.square()
+
+    def correlation(self) -> np.ndarray:
+        """Pearson correlation of every x with every y: (a, b); 0 where a variable is constant."""
+        cxy, cxx, cyy = self._centred()
+        vx, vy = (cxx.diagonal(), cyy.diagonal()) if self.full else (cxx, cyy)
+        scale = torch.outer(vx.clamp(min=0).sqrt(), vy.clamp(min=0).sqrt())
+        tiny = 1e-9 * max(float(scale.max()), 1e-30)
+        return torch.where(scale > tiny, cxy / scale.clamp(min=1e-30), torch.zeros_like(cxy)).numpy()
+
+    def cka(self) -> float:
+        """Linear CKA: ||X'Y||² / (||X'X|| ||Y'Y||) on centred X and Y (Kornblith et al. 2019)."""
+        if not self.full:
+            raise ValueError("CKA needs the full second moments: PairMoments(full=True)")
+        cxy, cxx, cyy = self._centred()
+        denominator = float(torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy))
+        return float(cxy.square().sum()) / denominator if denominator > 0 else 0.0
+
+
+def pooled(acts: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) or (B, C) -> (B, C): each image one observation of the mean activation."""
+    return acts.flatten(2).mean(2) if acts.dim() == 4 else acts
+
+
+def aligned(acts: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B * grid², C): the maps averaged down to grid x grid, each position an observation."""
+    if acts.shape[-1] != grid or acts.shape[-2] != grid:
+        acts = F.adaptive_avg_pool2d(acts, grid)
+    return acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])
+
+
+def best_buddies(scores: np.ndarray) -> list[tuple[int, int, float]]:
+    """Mutual best matches in a score matrix (a, b): (i, j, score) where j is i's best
+    and i is j's best."""
+    if scores.size == 0:
+        return []
+    best_for_row, best_for_column = scores.argmax(1), scores.argmax(0)
+    return [(i, int(j), float(scores[i, j])) for i, j in enumerate(best_for_row) if best_for_column[j] == i]
+
+
+# -- comparing two models -----------------------------------------------------------
+
+@dataclasses.dataclass
+class Side:
+    """One model of a pair: trained, its architecture with random weights, its layers."""
+
+    model: LoadedModel
+    random: LoadedModel
+    layers: Sequence[LayerInfo]
+
+
+def _spatial(layer: LayerInfo) -> bool:
+    return len(layer.shape) == 3
+
+
+def _features(model: LoadedModel, layers: Sequence[LayerInfo], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    names = [layer.name for layer in layers]
+    with torch.no_grad():
+        acts = capture(model.module, model.normalize(x), names)
+    return {layer.name: acts[layer.name].index_select(1, torch.tensor(layer.units, device=x.device))
+            for layer in layers}
+
+
+def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """Stream image batches (the same images at each model's input size, in [0, 1])
+    through both models and their random twins; return per layer pair the aligned and
+    pooled correlations, each side's best correlations with the other's random twin,
+    and the layer-by-layer CKA matrices."""
+    pairs = [(la, lb) for la in a.layers for lb in b.layers]
+    kinds = ("trained", "random_b", "random_a")  # a vs b, a vs random b, random a vs b
+    unit = {(k, la.name, lb.name): PairMoments() for k in kinds for la, lb in pairs}
+    layer = {(k, la.name, lb.name): PairMoments(full=True) for k in kinds for la, lb in pairs}
+    for xa, xb in batches:
+        fa, fb = _features(a.model, a.layers, xa), _features(b.model, b.layers, xb)
+        ra, rb = _features(a.random, a.layers, xa), _features(b.random, b.layers, xb)
+        for la, lb in pairs:
+            for kind, left, right in (("trained", fa, fb), ("random_b", fa, rb), ("random_a", ra, fb)):
+                x, y = left[la.name], right[lb.name]
+                px, py = pooled(x), pooled(y)
+                layer[kind, la.name, lb.name].update(px, py)
+                if _spatial(la) and _spatial(lb):
+                    grid = min(x.shape[-1], y.shape[-1])
+                    unit[kind, la.name, lb.name].update(aligned(x, grid), aligned(y, grid))
+                else:
+                    unit[kind, la.name, lb.name].update(px, py)
+    result: dict[str, Any] = {"scores": {}, "pooled": {}, "chance_a": {}, "chance_b": {}}
+    for la, lb in pairs:
+        pair = (la.name, lb.name)
+        result["scores"][pair] = unit["trained", *pair].correlation()
+        result["pooled"][pair] = layer["trained", *pair].correlation()
+        result["chance_a"][pair] = unit["random_b", *pair].correlation().max(1, initial=0.0)  # per unit of a
+        result["chance_b"][pair] = unit["random_a", *pair].correlation().max(0, initial=0.0)  # per unit of b
+    for kind in ("trained", "random_b", "random_a"):
+        result[f"cka_{kind}"] = np.array([[layer[kind, la.name, lb.name].cka() for lb in b.layers]
+                                          for la in a.layers])
+    return result
+
+
+# -- the stage ----------------------------------------------------------------------
+
+def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -> dict[str, Any] | None:
+    """Compare every pair of swept models; return what the sweep plan records: the
+    pair artifacts and the summary artifact (matches per unit, matched sets, CKA)."""
+    entries = {entry["name"]: entry for entry in plan["models"]}
+    specs = [spec for spec in specs if spec.name in entries]
+    if len(specs) < 2:
+        return None
+    loaded: dict[tuple[str, bool], LoadedModel] = {}
+
+    def side(spec: ModelConfig) -> Side:
+        for random in (False, True):
+            if (spec.name, random) not in loaded:
+                loaded[spec.name, random] = _load(ctx.config, spec, random).to(ctx.device)
+        entry = entries[spec.name]
+        layers = [LayerInfo(l["name"], tuple(l["shape"]), tuple(l["units"])) for l in entry["layers"]]
+        return Side(loaded[spec.name, False], loaded[spec.name, True], layers)
+
+    pairs = [(x, y) for i, x in enumerate(specs) for y in specs[i + 1:]]
+    keys = []
+    with ctx.progress(len(pairs), "universality") as bar:
+        for spec_a, spec_b in pairs:
+            a, b = side(spec_a), side(spec_b)
+            key = artifact_key(stage=STAGE, format=FORMAT, seed=ctx.config.sweep.seed,
+                               data=ctx.dataset.digest() if ctx.dataset is not None else None,
+                               **{name: {**model_identity(s.model), "random": s.random.digest, "name": s.model.name,
+                                         "size": s.model.input_size,
+                                         "layers": [(l.name, l.units) for l in s.layers]}
+                                  for name, s in (("a", a), ("b", b))})
+            if ctx.needs(STAGE, key):
+                result = compare(a, b, _batches(ctx, a.model.input_size, b.model.input_size))
+                _write_pair(ctx, key, a, b, result)
+            ctx.store.record(STAGE, key, {"a": spec_a.name, "b": spec_b.name})
+            keys.append(key)
+            bar.update(1)
+    summary_key = artifact_key(stage=STAGE, format=FORMAT, summary=keys)
+    if ctx.needs(STAGE, summary_key):
+        with ctx.store.writing(STAGE, summary_key) as folder:
+            write_json(folder / "summary.json", summarize([_read_pair(ctx, key) for key in keys]))
+    ctx.store.record(STAGE, summary_key, {"summary": True})
+    return {"pairs": keys, "summary": summary_key}
+
+
+def _load(config: Config, spec: ModelConfig, random: bool) -> LoadedModel:
+    if not random:
+        return load_model(spec, root=config.root, seed=config.sweep.seed)
+    # A seed of its own, so that a model swept with random weights is not its own baseline.
+    return load_model(dataclasses.replace(spec, weights="none"), root=config.root,
+                      seed=derive_seed(config.sweep.seed, "chance", spec.name))
+
+
+def _batches(ctx: StageContext, size_a: int, size_b: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same images for both models, each at its own size: the dataset, then the
+    stimulus bank drawn over the whole image."""
+    def tensor(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(pixels).to(ctx.device).permute(0, 3, 1, 2).float() / 255
+
+    batch = ctx.config.sweep.batch_size
+    if ctx.dataset is not None:
+        for (_, xa), (_, xb) in zip(ctx.dataset.batches(size_a, batch), ctx.dataset.batches(size_b, batch)):
+            yield tensor(xa), tensor(xb)
+    bank_a, bank_b = stimulus_bank(size_a, size_a), stimulus_bank(size_b, size_b)
+    for start in range(0, len(bank_a.images), batch):
+        stack = [torch.from_numpy(np.stack(bank.images[start:start + batch])).to(ctx.device)
+                 for bank in (bank_a, bank_b)]
+        yield stack[0], stack[1]
+
+
+def _name(*parts: str) -> str:
+    return "::".join(parts)
+
+
+def _write_pair(ctx: StageContext, key: str, a: Side, b: Side, result: dict[str, Any]) -> None:
+    arrays = {_name(field, la, lb): np.asarray(value, dtype=np.float32)
+              for field in ("scores", "pooled", "chance_a", "chance_b")
+              for (la, lb), value in result[field].items()}
+    with ctx.store.writing(STAGE, key) as folder:
+        np.savez_compressed(folder / "correlations.npz", **arrays)
+        write_json(folder / "data.json", {
+            "a": {"model": a.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in a.layers]},
+            "b": {"model": b.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in b.layers]},
+            **{f"cka_{kind}": np.round(result[f"cka_{kind}"], 4).tolist()
+               for kind in ("trained", "random_b", "random_a")},
+        })
+
+
+def _read_pair(ctx: StageContext, key: str) -> dict[str, Any]:
+    folder = ctx.store.path(STAGE, key)
+    data = json.loads((folder / "data.json").read_text())
+    with np.load(folder / "correlations.npz") as arrays:
+        data["arrays"] = {tuple(name.split("::")): arrays[name] for name in arrays.files}
+    return data
+
+
+# -- from pairs to matches ----------------------------------------------------------
+
+def _directed(pair: dict[str, Any], flip: bool) -> dict[str, Any]:
+    """A pair seen from one side: 'left' is a (or b when flipped)."""
+    left, right = (pair["b"], pair["a"]) if flip else (pair["a"], pair["b"])
+    scores, chance = {}, {}
+    for (field, la, lb), value in pair["arrays"].items():
+        key = (lb, la) if flip else (la, lb)
+        if field == "scores":
+            scores[key] = value.T if flip else value
+        elif field == ("chance_b" if flip else "chance_a"):
+            chance[key] = value
+    return {"left": left, "right": right, "scores": scores, "chance": chance}
+
+
+def best_matches(view: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """For each layer of the left model, each unit's best match over all layers of the
+    right model: {layer: [{"layer", "index", "score", "chance"}] per unit in order}.
+    ``chance`` is the layer's chance level against the right model."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for la in view["left"]["layers"]:
+        candidates = [(lb, view["scores"][la["name"], lb["name"]]) for lb in view["right"]["layers"]]
+        random_best = np.max([view["chance"][la["name"], lb["name"]] for lb in view["right"]["layers"]], axis=0)
+        chance = float(np.quantile(random_best, CHANCE_QUANTILE)) if len(random_best) else 0.0
+        units = []
+        for row, index in enumerate(la["units"]):
+            layer, scores = max(candidates, key=lambda c: float(c[1][row].max(initial=-1.0)))
+            column = int(scores[row].argmax())
+            units.append({"index": index, "layer": layer["name"], "unit": layer["units"][column],
+                          "score": round(float(scores[row, column]), 4), "chance": round(chance, 4),
+                          "random_best": round(float(random_best[row]), 4)})
+        out[la["name"]] = units
+    return out
+
+
+def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Matches per unit (best first, one per other model), best buddies, matched sets,
+    per-layer chance levels and the CKA matrices, from every pair's correlations."""
+    matches: dict[str, dict[str, dict[str, list]]] = {}  # model -> layer -> unit -> matches
+    best: dict[tuple[str, str, int, str], tuple[str, int, float, bool]] = {}  # unit, other model -> its best
+    for pair in pairs:
+        for flip in (False, True):
+            view = _directed(pair, flip)
+            left, right = view["left"]["model"], view["right"]["model"]
+            for layer, units in best_matches(view).items():
+                for m in units:
+                    beats = m["score"] > m["chance"]
+                    best[left, layer, m["index"], right] = (m["layer"], m["unit"], m["score"], beats)
+                    matches.setdefault(left, {}).setdefault(layer, {}).setdefault(str(m["index"]), []).append({
+                        "model": right, "layer": m["layer"], "index": m["unit"], "score": m["score"],
+                        "chance": m["chance"], "above_chance": beats})
+    buddies = []
+    for (model, layer, index, other), (olayer, oindex, score, beats) in best.items():
+        back = best.get((other, olayer, oindex, model))
+        if back is not None and back[:2] == (layer, index):
+            buddy = beats and back[3]
+            for m in matches[model][layer][str(index)]:
+                if m["model"] == other:
+                    m["buddy"] = True
+            if buddy and (model, layer, index) < (other, olayer, oindex):
+                buddies.append(((model, layer, index), (other, olayer, oindex), score, back[2]))
+    for layers in matches.values():
+        for units in layers.values():
+            for found in units.values():
+                found.sort(key=lambda m: -m["score"])
+                for m in found:
+                    m.setdefault("buddy", False)
+    return {
+        "matches": matches,
+        "sets": matched_sets(buddies),
+        "cka": [{"a": p["a"]["model"], "b": p["b"]["model"],
+                 "layers_a": [l["name"] for l in p["a"]["layers"]], "layers_b": [l["name"] for l in p["b"]["layers"]],
+                 "trained": p["cka_trained"], "random": p["cka_random_b"]} for p in pairs],
+    }
+
+
+def matched_sets(buddies: list[tuple[tuple, tuple, float, float]]) -> list[dict[str, Any]]:
+    """Connected groups of best buddies (above chance) with at most one unit per model,
+    the largest and most strongly correlated first."""
+    parent: dict[tuple, tuple] = {}
+
+    def root(node: tuple) -> tuple:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for u, v, _, _ in buddies:
+        parent[root(u)] = root(v)
+    groups: dict[tuple, dict[str, Any]] = {}
+    for u, v, s, t in buddies:
+        group = groups.setdefault(root(u), {"units": set(), "scores": []})
+        group["units"].update((u, v))
+        group["scores"].append((s + t) / 2)
+    sets = []
+    for group in groups.values():
+        models = [unit[0] for unit in group["units"]]
+        if len(set(models)) != len(models):
+            continue  # two units of one model: not one feature matched across models
+        sets.append({"units": [{"model": m, "layer": l, "index": i} for m, l, i in sorted(group["units"])],
+                     "score": round(float(np.mean(group["scores"])), 4)})
+    sets.sort(key=lambda s: (-len(s["units"]), -s["score"]))
+    return sets[:MAX_SETS]
