@@ -194,28 +194,28 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--seed", default=0, show_default=True, help="Seeds the init, the data order and the scenes.")
 @click.option("--epochs", type=int, help="Passes over the training scenes (default: the recipe's).")
 @click.option("--images", type=int, help="Training scenes to generate (default: the recipe's).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write NAME.pt and NAME.log.jsonl (default: the zoo's weights folder).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path(".atlas-cache/world"),
               show_default=True, help="Where generated training scenes are kept between runs.")
-def train(names: tuple[str, ...], seed: int, epochs: int | None, images: int | None, out: Path | None,
+def train(names: tuple[str, ...], epochs: int | None, images: int | None, out: Path | None,
           cache: Path) -> None:
     """Train zoo models on the world from scratch (all of them when no NAMES are given)."""
     from atlas.models import zoo
     from atlas.train import TrainConfig, train_and_save
 
     logging.basicConfig(level=logging.INFO, format="atlas: %(message)s")
-    unknown = [n for n in names if n not in zoo.ARCHITECTURES]
+    unknown = [n for n in names if n not in zoo.ZOO]
     if unknown:
-        click.echo(f"error: unknown zoo model {unknown[0]!r}; the zoo has {', '.join(zoo.ARCHITECTURES)}", err=True)
+        click.echo(f"error: unknown zoo model {unknown[0]!r}; the zoo has {', '.join(zoo.ZOO)}", err=True)
         sys.exit(2)
-    for name in names or tuple(zoo.ARCHITECTURES):
+    for name in names or tuple(zoo.ZOO):
+        entry = zoo.ZOO[name]
         overrides = {k: v for k, v in {"epochs": epochs, "train_images": images}.items() if v is not None}
-        cfg = TrainConfig(arch=name, seed=seed, **overrides)
-        summary = train_and_save(cfg, out or zoo.WEIGHTS_DIR, name if seed == 0 else f"{name}-seed{seed}", cache)
+        cfg = TrainConfig(arch=entry.arch, task=entry.task, seed=entry.seed, **overrides)
+        summary = train_and_save(cfg, out or zoo.WEIGHTS_DIR, name, cache)
         click.echo(f"{name}: held-out accuracy {summary['test_accuracy']:.3f} in {summary['seconds']:.0f}s")
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str  # a key of zoo.ARCHITECTURES
+    task: str = "classes"  # a key of zoo.TASK_OUTPUTS: the scene's class, or the quarter turn applied to it
     seed: int = 0  # seeds the initialisation, the data order and the training scenes
     train_images: int = 40_000  # scenes generated once and reused each epoch
     test_images: int = 2_000  # held-out scenes (the world's test split)
@@ -87,13 +88,38 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
 
 
+def rotate_quarters(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) turned counter-clockwise by its ``turns`` quarter turns."""
+    out = x.clone()
+    for k in range(1, 4):
+        chosen = turns == k
+        if chosen.any():
+            out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+    return out
+
+
+def task_batch(task: str, x: torch.Tensor, labels: torch.Tensor,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of a training task. ``rotation`` turns each scene by a random
+    quarter turn (or, without a generator, by its position in the batch modulo 4, so
+    evaluation is deterministic) and asks for the turn."""
+    if task == "classes":
+        return x, labels
+    if task == "rotation":
+        turns = (torch.randint(0, 4, (len(x),), generator=generator) if generator is not None
+                 else torch.arange(len(x)) % 4)
+        return rotate_quarters(x, turns), turns
+    raise ValueError(f"unknown training task {task!r}; tasks: {', '.join(zoo.TASK_OUTPUTS)}")
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str = "classes",
+             batch: int = 256) -> float:
     model.eval()
     correct = 0
     for start in range(0, len(images), batch):
-        logits = model(to_input(images[start:start + batch]))
-        correct += int((logits.argmax(1) == torch.as_tensor(labels[start:start + batch])).sum())
+        x, y = task_batch(task, to_input(images[start:start + batch]), torch.as_tensor(labels[start:start + batch]))
+        correct += int((model(x).argmax(1) == y).sum())
     return correct / len(images)
 
 
@@ -101,7 +127,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] = lambda record: None
           cache: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """Train one zoo model; ``report`` receives each log record as it is made."""
     torch.manual_seed(cfg.seed)
-    model = zoo.ARCHITECTURES[cfg.arch]()
+    model = zoo.ARCHITECTURES[cfg.arch](num_classes=zoo.TASK_OUTPUTS[cfg.task])
     start = time.perf_counter()
     train_x, train_y = generate(cfg.seed, "train", cfg.train_images, cfg.workers, cache)
     test_x, test_y = generate(0, "test", cfg.test_images, cfg.workers, cache)  # one test set for all
@@ -126,7 +152,7 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] = lambda record: None
         running_loss, running_correct, seen = 0.0, 0, 0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x, y = augment(to_input(images[idx]), generator), labels[idx]
+            x, y = task_batch(cfg.task, augment(to_input(images[idx]), generator), labels[idx], generator)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -141,11 +167,11 @@ def train(cfg: TrainConfig, report: Callable[[dict], None] = lambda record: None
                 report({"event": "step", "step": step, "loss": round(running_loss / seen, 4),
                         "train_accuracy": round(running_correct / seen, 4), "lr": round(schedule.get_last_lr()[0], 5)})
                 running_loss, running_correct, seen = 0.0, 0, 0
-        accuracy = evaluate(model, test_x, test_y)
+        accuracy = evaluate(model, test_x, test_y, cfg.task)
         report({"event": "epoch", "epoch": epoch + 1, "step": step, "test_accuracy": round(accuracy, 4),
                 "seconds": round(time.perf_counter() - start, 1)})
     model.eval()
-    summary = {"arch": cfg.arch, "config": asdict(cfg), "test_accuracy": accuracy,
+    summary = {"arch": cfg.arch, "task": cfg.task, "config": asdict(cfg), "test_accuracy": accuracy,
                "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__}
     return model, summary
 

@@ -1,12 +1,12 @@
 """Is the zoo good enough to study? Measures what the embedded-demo issue asks for.
 
 For each zoo model:
-  1. held-out accuracy on the world's test split;
+  1. held-out accuracy on the world's test split (for its task: the class, or the quarter turn);
   2. first layer: the fraction of units whose kernel fits a Gabor function well
      (oriented edges), and the fraction that are mostly chromatic (color contrast);
   3. a middle layer: curve detectors, units that respond more to curves than to
      straight lines, and whether their preferred orientations tile the circle;
-and finally whether the same kinds of units appear in all three models.
+and finally whether the same kinds of units appear in all the models.
 
 Run:  python benchmarks/zoo_quality.py [--test-images 2000] [--png docs/zoo-first-layers.png]
 """
@@ -28,7 +28,7 @@ from atlas.config import ModelConfig  # noqa: E402
 from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
 from atlas.kernels import kernel_stats  # noqa: E402
 from atlas.models import load_model  # noqa: E402
-from atlas.models.zoo import ARCHITECTURES  # noqa: E402
+from atlas.models.zoo import ZOO  # noqa: E402
 from atlas.stages.tuning import _resultant  # noqa: E402
 from atlas.stages.weights import input_conv  # noqa: E402
 from atlas.train import evaluate, generate  # noqa: E402
@@ -116,22 +116,22 @@ def main() -> None:
 
     test_x, test_y = generate(0, "test", args.test_images, workers=2)
     kinds, kernels, found = {}, {}, {}
-    print(f"{'model':<10} {'accuracy':>8}  {'gabor':>7} {'color':>7}  curve detectors (layer: count, orientation bins of 8 covered)")
-    for name in ARCHITECTURES:
+    print(f"{'model':<16} {'accuracy':>8}  {'gabor':>7} {'color':>7}  curve detectors (layer: count, orientation bins of 8 covered)")
+    for name, entry in ZOO.items():
         start = time.perf_counter()
         model = load_model(ModelConfig(name=name, arch=f"zoo:{name}", layers=(), weights="trained"))
-        accuracy = evaluate(model.module, test_x, test_y)
-        conv = input_conv(dict(model.module.named_modules())[FIRST_LAYER[name]])
+        accuracy = evaluate(model.module, test_x, test_y, entry.task)
+        conv = input_conv(dict(model.module.named_modules())[FIRST_LAYER[entry.arch]])
         kernels[name] = conv.weight.detach()
         kinds[name] = first_layer_kinds(conv.weight)
         curves = []
-        for layer in MIDDLE_LAYERS[name]:
+        for layer in MIDDLE_LAYERS[entry.arch]:
             result = curve_detectors(model, layer, model.input_size)
             bins = len({int(o // 45) for o in result["orientation"][result["curve"]]})
             curves.append((layer, int(result["curve"].sum()), bins, result["curve"].size))
         found[name] = {"gabor": kinds[name]["gabor"].mean(), "color": kinds[name]["color"].mean(),
                        "curve": max(c[1] for c in curves)}
-        print(f"{name:<10} {accuracy:>8.3f}  {kinds[name]['gabor'].mean():>7.0%} {kinds[name]['color'].mean():>7.0%}  "
+        print(f"{name:<16} {accuracy:>8.3f}  {kinds[name]['gabor'].mean():>7.0%} {kinds[name]['color'].mean():>7.0%}  "
               + ", ".join(f"{layer}: {n}/{total} ({bins}/8)" for layer, n, bins, total in curves)
               + f"   [{time.perf_counter() - start:.0f}s]")
     everywhere = [kind for kind in ("gabor", "color", "curve") if all(f[kind] > 0 for f in found.values())]

@@ -21,7 +21,7 @@ def _skeleton(arch: str) -> torch.nn.Module:
         if source == "torchvision":
             return tvm.get_model(name)
         if source == "zoo":
-            return zoo.ARCHITECTURES[name]()
+            return zoo.ZOO[name].build()
         from lucent.modelzoo.inceptionv1 import InceptionV1
         return InceptionV1()
 

@@ -13,9 +13,9 @@ Architectures (the ``arch`` key):
 - ``lucent:inceptionv1``: the InceptionV1 of the Circuits papers, with its layer
   names (``conv2d0`` ... ``mixed5b``). ``weights`` is ``none``, ``pretrained``
   (lucent's converted weights, via the hub cache) or a state dict path.
-- ``zoo:<name>``: the embedded zoo (``inception``, ``resnet``, ``alexnet``), small
-  models trained on the procedural world. ``weights`` is ``trained`` (the committed
-  weights), ``none`` or a state dict path.
+- ``zoo:<name>``: the embedded zoo (``inception``, ``resnet``, ``alexnet``,
+  ``alexnet-seed1``, ``inception-rotation``), small models trained on the procedural
+  world. ``weights`` is ``trained`` (the committed weights), ``none`` or a state dict path.
 - ``package.module:factory``: any importable callable returning an ``nn.Module``;
   ``weights`` is ``none`` or a state dict path. Its input is RGB in [0, 1] unless
   the config gives ``mean`` and ``std``.

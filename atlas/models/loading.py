@@ -167,10 +167,10 @@ def _from_import_path(spec: ModelConfig, path: str, root: Path, key: str) -> _Bu
 def _zoo(spec: ModelConfig, name: str, root: Path, key: str) -> _Built:
     from atlas.models import zoo
 
-    if name not in zoo.ARCHITECTURES:
-        raise AtlasError(f"{key}arch: the zoo has no model {name!r}{_close(name, list(zoo.ARCHITECTURES))}; "
-                         f"it has {', '.join(zoo.ARCHITECTURES)}")
-    module = zoo.ARCHITECTURES[name]()
+    if name not in zoo.ZOO:
+        raise AtlasError(f"{key}arch: the zoo has no model {name!r}{_close(name, list(zoo.ZOO))}; "
+                         f"it has {', '.join(zoo.ZOO)}")
+    module = zoo.ZOO[name].build()
     if spec.weights == "trained":
         path = zoo.weights_path(name)
         if not path.is_file():

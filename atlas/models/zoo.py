@@ -10,15 +10,22 @@ each sized to train on a CPU in minutes on the world's 64x64 scenes:
   (``conv1``, ``layer1`` ... ``layer3``).
 - ``alexnet``: a plain stack of convolutions (``conv1`` ... ``conv5``).
 
+For universality across seeds and tasks, two more models repeat an architecture:
+``alexnet-seed1`` (AlexNet's recipe from another seed) and ``inception-rotation``
+(the inception architecture trained on another task of the same world: which quarter
+turn was applied to a scene, the self-supervised task of Gidaris et al. 2018; AlexNet,
+without batch norm, does not start learning that task in this recipe).
+
 Every model opens with a 7x7 convolution over RGB at stride 2: a first kernel large
 enough for Gabor filters and color-contrast detectors to show. Inputs are RGB in
 [0, 1] normalised by the world's channel statistics (``WORLD_MEAN``/``WORLD_STD``).
-Trained weights live beside this file in ``zoo_weights/<name>.pt``; ``atlas train``
+Trained weights live beside this file in ``zoo_weights/<name>.pt``; ``atlas train NAME``
 reproduces them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +37,7 @@ WORLD_MEAN = (0.45, 0.43, 0.38)
 WORLD_STD = (0.24, 0.23, 0.24)
 INPUT_SIZE = 64
 NUM_CLASSES = 8
+TASK_OUTPUTS = {"classes": NUM_CLASSES, "rotation": 4}  # what each training task predicts
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
@@ -126,8 +134,29 @@ class AlexNet(nn.Module):
         return self.head(self.conv5(self.conv4(self.conv3(x))))
 
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "inception": InceptionNet, "resnet": ResNet, "alexnet": AlexNet,
+}
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One model of the zoo: an architecture trained on a task from a seed."""
+
+    arch: str  # a key of ARCHITECTURES
+    task: str = "classes"  # a key of TASK_OUTPUTS
+    seed: int = 0
+
+    def build(self) -> nn.Module:
+        return ARCHITECTURES[self.arch](num_classes=TASK_OUTPUTS[self.task])
+
+
+ZOO: dict[str, ZooModel] = {
+    "inception": ZooModel("inception"),
+    "resnet": ZooModel("resnet"),
+    "alexnet": ZooModel("alexnet"),
+    "alexnet-seed1": ZooModel("alexnet", seed=1),
+    "inception-rotation": ZooModel("inception", task="rotation"),
 }
 
 

@@ -32,8 +32,8 @@ def test_missing_trained_weights_say_how_to_make_them(tmp_path, monkeypatch):
         load_model(spec("resnett"))
 
 
-@pytest.mark.parametrize("name", list(zoo.ARCHITECTURES))
-def test_committed_weights_classify_held_out_scenes(name):
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_committed_weights_solve_their_task_on_held_out_scenes(name):
     model = load_model(spec(name, "trained"))
     images, labels = generate(0, "test", 300)
-    assert evaluate(model.module, images, labels) >= 0.9
+    assert evaluate(model.module, images, labels, zoo.ZOO[name].task) >= 0.9
