@@ -28,7 +28,7 @@ from typing import Any
 from atlas.errors import ConfigError
 from atlas.names import slug
 
-STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families")
+STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families", "universality")
 """Every analysis `atlas sweep` knows, in the order it runs them."""
 
 DEVICES = ("auto", "cpu", "cuda")

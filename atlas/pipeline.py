@@ -24,11 +24,12 @@ from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
 from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, examples, families, featurevis, tuning,
-                          weights)
+                          universality, weights)
 from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
+# Stages that analyse one model at a time; universality then compares the models.
 STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
                  "tuning": tuning.run, "circuits": circuits.run, "families": families.run}
 
@@ -55,7 +56,7 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     """Fill the store with every artifact the config asks for; return the sweep plan."""
     stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
-    if config.data is not None and "examples" in stages:
+    if config.data is not None and {"examples", "universality"} & set(config.sweep.stages):
         dataset = open_dataset(config.data.images, config.data.limit, config.root)
     ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
                        device=pick_device(config.sweep.device), progress=progress,
@@ -75,6 +76,9 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
         plan["models"].append(_model_entry(model, spec.weights, layers, ctx.artifacts))
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
+    if "universality" in config.sweep.stages:
+        plan["universality"] = universality.run(ctx, config.models, plan)
+        ctx.store.write_plan(config.sweep_digest(), plan)
     return plan
 
 

@@ -29,6 +29,7 @@ network's CKA beside it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from typing import Any, Iterator, Sequence
@@ -38,9 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from atlas.capture import capture
-from atlas.config import Config, ModelConfig
-from atlas.models import LoadedModel, load_model
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
+from atlas.config import ModelConfig
+from atlas.models import LoadedModel, load_model, weights_digest
+from atlas.models.fold import fold_batchnorms
+from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
 from atlas.stages.tuning import stimulus_bank
 from atlas.store import write_json
 
@@ -50,59 +52,79 @@ CHANCE_QUANTILE = 0.95  # a layer's chance level: this quantile of its units' be
 MAX_SETS = 24  # matched sets kept for the universality page
 
 
-class PairMoments:
-    """Streaming sums over observations of two sets of variables seen together: enough
-    for every correlation between them and, with ``full``, their linear CKA, in memory
-    that does not depend on the number of observations.
-
-    Sums are kept in float64 around a shift (the first batch's means), so that large
-    means do not cancel the variances away."""
+class Moments:
+    """Streaming sums of one set of variables: their sum and second moments (all
+    products with ``full``, squares only without), in float64 around a shift (the first
+    batch's means), so that large means do not cancel the variances away."""
 
     def __init__(self, full: bool = False):
         self.full = full
         self.n = 0
 
+    def add(self, x: torch.Tensor) -> torch.Tensor:
+        """Add observations ``x`` (n, a); return them shifted, for cross products."""
+        x = x.float()
+        if self.n == 0:
+            self.shift = x.mean(0)
+            self.sum = torch.zeros(x.shape[1], dtype=torch.float64)
+            self.squares = torch.zeros((x.shape[1],) * (2 if self.full else 1), dtype=torch.float64)
+        x = x - self.shift
+        self.n += len(x)
+        self.sum += x.sum(0).double().cpu()
+        self.squares += (x.T @ x if self.full else x.square().sum(0)).double().cpu()
+        return x
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The mean of the shifted variables."""
+        return self.sum / self.n
+
+    def centred(self) -> torch.Tensor:
+        """Centred second moments (sums, not means): (a, a) with ``full``, else (a,)."""
+        m = self.mean
+        return self.squares - self.n * (torch.outer(m, m) if self.full else m.square())
+
+    def variances(self) -> torch.Tensor:
+        centred = self.centred()
+        return (centred.diagonal() if self.full else centred).clamp(min=0)
+
+
+class PairMoments:
+    """Streaming sums over observations of two sets of variables seen together: enough
+    for every correlation between them and, with full moments, their linear CKA, in
+    memory that does not depend on the number of observations. ``x`` and ``y`` may be
+    shared with other pairs (``compare`` adds each layer's observations once per batch
+    and only the cross products per pair)."""
+
+    def __init__(self, x: Moments | None = None, y: Moments | None = None, full: bool = False):
+        self.x, self.y = x or Moments(full), y or Moments(full)
+        self.cross: torch.Tensor | None = None
+
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add observations: ``x`` (n, a) and ``y`` (n, b), row i of each seen together."""
-        x, y = x.float(), y.float()
-        if self.n == 0:
-            self.shift_x, self.shift_y = x.mean(0), y.mean(0)
-            a, b = x.shape[1], y.shape[1]
-            self.sx, self.sy = torch.zeros(a, dtype=torch.float64), torch.zeros(b, dtype=torch.float64)
-            self.sxy = torch.zeros(a, b, dtype=torch.float64)
-            self.sxx = torch.zeros((a, a) if self.full else a, dtype=torch.float64)
-            self.syy = torch.zeros((b, b) if self.full else b, dtype=torch.float64)
-        x, y = x - self.shift_x, y - self.shift_y
-        self.n += len(x)
-        self.sx += x.sum(0).double().cpu()
-        self.sy += y.sum(0).double().cpu()
-        self.sxy += (x.T @ y).double().cpu()
-        self.sxx += (x.T @ x if self.full else x.square().sum(0)).double().cpu()
-        self.syy += (y.T @ y if self.full else y.square().sum(0)).double().cpu()
+        self.add_cross(self.x.add(x), self.y.add(y))
 
-    def _centred(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Centred cross and self products (sums, not means)."""
-        mx, my = self.sx / self.n, self.sy / self.n
-        cxy = self.sxy - self.n * torch.outer(mx, my)
-        if self.full:
-            return cxy, self.sxx - self.n * torch.outer(mx, mx), self.syy - self.n * torch.outer(my, my)
-        return cxy, self.sxx - self.n * mx.square(), self.syy - self.n * my.square()
+    def add_cross(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add the cross products of observations already shifted by ``x`` and ``y``'s ``add``."""
+        product = (x.T @ y).double().cpu()
+        self.cross = product if self.cross is None else self.cross + product
+
+    def _centred_cross(self) -> torch.Tensor:
+        return self.cross - self.x.n * torch.outer(self.x.mean, self.y.mean)
 
     def correlation(self) -> np.ndarray:
         """Pearson correlation of every x with every y: (a, b); 0 where a variable is constant."""
-        cxy, cxx, cyy = self._centred()
-        vx, vy = (cxx.diagonal(), cyy.diagonal()) if self.full else (cxx, cyy)
-        scale = torch.outer(vx.clamp(min=0).sqrt(), vy.clamp(min=0).sqrt())
+        scale = torch.outer(self.x.variances().sqrt(), self.y.variances().sqrt())
         tiny = 1e-9 * max(float(scale.max()), 1e-30)
+        cxy = self._centred_cross()
         return torch.where(scale > tiny, cxy / scale.clamp(min=1e-30), torch.zeros_like(cxy)).numpy()
 
     def cka(self) -> float:
         """Linear CKA: ||X'Y||² / (||X'X|| ||Y'Y||) on centred X and Y (Kornblith et al. 2019)."""
-        if not self.full:
+        if not (self.x.full and self.y.full):
             raise ValueError("CKA needs the full second moments: PairMoments(full=True)")
-        cxy, cxx, cyy = self._centred()
-        denominator = float(torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy))
-        return float(cxy.square().sum()) / denominator if denominator > 0 else 0.0
+        denominator = float(torch.linalg.matrix_norm(self.x.centred()) * torch.linalg.matrix_norm(self.y.centred()))
+        return float(self._centred_cross().square().sum()) / denominator if denominator > 0 else 0.0
 
 
 def pooled(acts: torch.Tensor) -> torch.Tensor:
@@ -145,8 +167,15 @@ def _features(model: LoadedModel, layers: Sequence[LayerInfo], x: torch.Tensor) 
     names = [layer.name for layer in layers]
     with torch.no_grad():
         acts = capture(model.module, model.normalize(x), names)
-    return {layer.name: acts[layer.name].index_select(1, torch.tensor(layer.units, device=x.device))
-            for layer in layers}
+    return {layer.name: acts[layer.name] if len(layer.units) == layer.channels
+            else acts[layer.name].index_select(1, torch.tensor(layer.units, device=x.device)) for layer in layers}
+
+
+def for_inference(model: LoadedModel, layers: Sequence[LayerInfo]) -> LoadedModel:
+    """The model with its batch norms folded into the convolutions before them, channels-last
+    (the same function, computed faster)."""
+    module, _ = fold_batchnorms(model.module, keep=[layer.name for layer in layers])
+    return dataclasses.replace(model, module=module.to(memory_format=torch.channels_last))
 
 
 def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
@@ -155,22 +184,34 @@ def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor
     pooled correlations, each side's best correlations with the other's random twin,
     and the layer-by-layer CKA matrices."""
     pairs = [(la, lb) for la in a.layers for lb in b.layers]
-    kinds = ("trained", "random_b", "random_a")  # a vs b, a vs random b, random a vs b
-    unit = {(k, la.name, lb.name): PairMoments() for k in kinds for la, lb in pairs}
-    layer = {(k, la.name, lb.name): PairMoments(full=True) for k in kinds for la, lb in pairs}
-    for xa, xb in batches:
-        fa, fb = _features(a.model, a.layers, xa), _features(b.model, b.layers, xb)
-        ra, rb = _features(a.random, a.layers, xa), _features(b.random, b.layers, xb)
+    # Which networks each comparison reads: a vs b, a vs random b, random a vs b.
+    kinds = {"trained": ("a", "b"), "random_b": ("a", "random b"), "random_a": ("random a", "b")}
+    moments: dict[tuple[str, str, int | None], Moments] = {}  # (network, layer, grid or None = pooled)
+    grids = {(la.name, lb.name): min(la.shape[-1], lb.shape[-1]) if _spatial(la) and _spatial(lb) else None
+             for la, lb in pairs}
+
+    def shared(network: str, layer: str, grid: int | None) -> Moments:
+        return moments.setdefault((network, layer, grid), Moments(full=grid is None))
+
+    unit, layer = {}, {}
+    for kind, (left, right) in kinds.items():
         for la, lb in pairs:
-            for kind, left, right in (("trained", fa, fb), ("random_b", fa, rb), ("random_a", ra, fb)):
-                x, y = left[la.name], right[lb.name]
-                px, py = pooled(x), pooled(y)
-                layer[kind, la.name, lb.name].update(px, py)
-                if _spatial(la) and _spatial(lb):
-                    grid = min(x.shape[-1], y.shape[-1])
-                    unit[kind, la.name, lb.name].update(aligned(x, grid), aligned(y, grid))
-                else:
-                    unit[kind, la.name, lb.name].update(px, py)
+            grid = grids[la.name, lb.name]
+            unit[kind, la.name, lb.name] = PairMoments(shared(left, la.name, grid), shared(right, lb.name, grid))
+            layer[kind, la.name, lb.name] = PairMoments(shared(left, la.name, None), shared(right, lb.name, None))
+    for xa, xb in batches:
+        acts = {"a": _features(a.model, a.layers, xa), "random a": _features(a.random, a.layers, xa),
+                "b": _features(b.model, b.layers, xb), "random b": _features(b.random, b.layers, xb)}
+        # Each network's observations, shifted, once per batch: pairs add only their cross products.
+        rows = {(network, name, grid): m.add(pooled(acts[network][name]) if grid is None
+                                             else aligned(acts[network][name], grid))
+                for (network, name, grid), m in moments.items()}
+        for (kind, la, lb), pair in unit.items():
+            left, right = kinds[kind]
+            grid = grids[la, lb]
+            pair.add_cross(rows[left, la, grid], rows[right, lb, grid])
+            if grid is not None:
+                layer[kind, la, lb].add_cross(rows[left, la, None], rows[right, lb, None])
     result: dict[str, Any] = {"scores": {}, "pooled": {}, "chance_a": {}, "chance_b": {}}
     for la, lb in pairs:
         pair = (la.name, lb.name)
@@ -178,7 +219,7 @@ def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor
         result["pooled"][pair] = layer["trained", *pair].correlation()
         result["chance_a"][pair] = unit["random_b", *pair].correlation().max(1, initial=0.0)  # per unit of a
         result["chance_b"][pair] = unit["random_a", *pair].correlation().max(0, initial=0.0)  # per unit of b
-    for kind in ("trained", "random_b", "random_a"):
+    for kind in kinds:
         result[f"cka_{kind}"] = np.array([[layer[kind, la.name, lb.name].cka() for lb in b.layers]
                                           for la in a.layers])
     return result
@@ -193,29 +234,35 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
     specs = [spec for spec in specs if spec.name in entries]
     if len(specs) < 2:
         return None
-    loaded: dict[tuple[str, bool], LoadedModel] = {}
+    seed = ctx.config.sweep.seed
+    sides: dict[str, Side] = {}  # every model compared so far stays loaded, with its random twin
 
     def side(spec: ModelConfig) -> Side:
-        for random in (False, True):
-            if (spec.name, random) not in loaded:
-                loaded[spec.name, random] = _load(ctx.config, spec, random).to(ctx.device)
+        if spec.name not in sides:
+            model = load_model(spec, root=ctx.config.root, seed=seed).to(ctx.device)
+            twin = random_twin(model, derive_seed(seed, "chance", spec.name))
+            layers = [LayerInfo(l["name"], tuple(l["shape"]), tuple(l["units"])) for l in entries[spec.name]["layers"]]
+            sides[spec.name] = Side(for_inference(model, layers), for_inference(twin, layers), layers)
+        return sides[spec.name]
+
+    def identity(spec: ModelConfig) -> dict[str, Any]:
+        """What decides a model's part of a comparison, from the plan (no model is loaded
+        to find a finished artifact): its weights, preprocessing, layers and twin."""
         entry = entries[spec.name]
-        layers = [LayerInfo(l["name"], tuple(l["shape"]), tuple(l["units"])) for l in entry["layers"]]
-        return Side(loaded[spec.name, False], loaded[spec.name, True], layers)
+        return {key: entry[key] for key in ("name", "arch", "digest", "mean", "std", "input_size")} | {
+            "twin_seed": derive_seed(seed, "chance", spec.name),
+            "layers": [(layer["name"], layer["units"]) for layer in entry["layers"]]}
 
     pairs = [(x, y) for i, x in enumerate(specs) for y in specs[i + 1:]]
     keys = []
     with ctx.progress(len(pairs), "universality") as bar:
         for spec_a, spec_b in pairs:
-            a, b = side(spec_a), side(spec_b)
-            key = artifact_key(stage=STAGE, format=FORMAT, seed=ctx.config.sweep.seed,
-                               data=ctx.dataset.digest() if ctx.dataset is not None else None,
-                               **{name: {**model_identity(s.model), "random": s.random.digest, "name": s.model.name,
-                                         "size": s.model.input_size,
-                                         "layers": [(l.name, l.units) for l in s.layers]}
-                                  for name, s in (("a", a), ("b", b))})
+            key = artifact_key(stage=STAGE, format=FORMAT, a=identity(spec_a), b=identity(spec_b),
+                               data=ctx.dataset.digest() if ctx.dataset is not None else None)
             if ctx.needs(STAGE, key):
-                result = compare(a, b, _batches(ctx, a.model.input_size, b.model.input_size))
+                a, b = side(spec_a), side(spec_b)
+                result = compare(a, b, image_batches(ctx.dataset, a.model.input_size, b.model.input_size,
+                                                     ctx.config.sweep.batch_size, ctx.device))
                 _write_pair(ctx, key, a, b, result)
             ctx.store.record(STAGE, key, {"a": spec_a.name, "b": spec_b.name})
             keys.append(key)
@@ -228,29 +275,36 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
     return {"pairs": keys, "summary": summary_key}
 
 
-def _load(config: Config, spec: ModelConfig, random: bool) -> LoadedModel:
-    if not random:
-        return load_model(spec, root=config.root, seed=config.sweep.seed)
-    # A seed of its own, so that a model swept with random weights is not its own baseline.
-    return load_model(dataclasses.replace(spec, weights="none"), root=config.root,
-                      seed=derive_seed(config.sweep.seed, "chance", spec.name))
+def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
+    """The same architecture with fresh random weights: every module's own initialisation
+    (``reset_parameters``), seeded."""
+    module = copy.deepcopy(model.module)
+    torch.manual_seed(seed)
+    for submodule in module.modules():
+        if hasattr(submodule, "reset_parameters"):
+            submodule.reset_parameters()
+    return dataclasses.replace(model, name=f"{model.name} (random)", module=module.eval(),
+                               digest=weights_digest(module))
 
 
-def _batches(ctx: StageContext, size_a: int, size_b: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The same images for both models, each at its own size: the dataset, then the
-    stimulus bank drawn over the whole image."""
+def image_batches(dataset: Any, size_a: int, size_b: int, batch: int, device: torch.device,
+                  bank: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same images for two models, each at its own size, in [0, 1]: the dataset's
+    (if any), then the stimulus bank drawn over the whole image."""
     def tensor(pixels: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(pixels).to(ctx.device).permute(0, 3, 1, 2).float() / 255
+        return torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255
 
-    batch = ctx.config.sweep.batch_size
-    if ctx.dataset is not None:
-        for (_, xa), (_, xb) in zip(ctx.dataset.batches(size_a, batch), ctx.dataset.batches(size_b, batch)):
+    if dataset is not None and size_a == size_b:
+        for _, pixels in dataset.batches(size_a, batch):
+            x = tensor(pixels)
+            yield x, x
+    elif dataset is not None:
+        for (_, xa), (_, xb) in zip(dataset.batches(size_a, batch), dataset.batches(size_b, batch)):
             yield tensor(xa), tensor(xb)
-    bank_a, bank_b = stimulus_bank(size_a, size_a), stimulus_bank(size_b, size_b)
-    for start in range(0, len(bank_a.images), batch):
-        stack = [torch.from_numpy(np.stack(bank.images[start:start + batch])).to(ctx.device)
-                 for bank in (bank_a, bank_b)]
-        yield stack[0], stack[1]
+    if bank:
+        bank_a, bank_b = stimulus_bank(size_a, size_a), stimulus_bank(size_b, size_b)
+        for start in range(0, len(bank_a.images), batch):
+            yield tuple(torch.from_numpy(np.stack(b.images[start:start + batch])).to(device) for b in (bank_a, bank_b))
 
 
 def _name(*parts: str) -> str:

@@ -19,8 +19,8 @@ def streamed(x: np.ndarray, y: np.ndarray, full: bool = True, batch: int = 37) -
 def direct_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA through the centred Gram matrices (the definition, not the feature-space identity)."""
     x, y = x - x.mean(0), y - y.mean(0)
-    k, l = x @ x.T, y @ y.T
-    return float((k * l).sum() / np.sqrt((k * k).sum() * (l * l).sum()))
+    gram_x, gram_y = x @ x.T, y @ y.T
+    return float((gram_x * gram_y).sum() / np.sqrt((gram_x * gram_x).sum() * (gram_y * gram_y).sum()))
 
 
 @pytest.fixture
