@@ -40,6 +40,15 @@ input_size = 16
 """
 
 
+TWIN_MODEL = """
+[[models]]
+name = "twin"
+arch = "tests.tiny_models:make_twin_color_net"
+layers = ["conv1", "conv2"]
+input_size = 16
+"""
+
+
 def write_config(folder: Path, text: str = TINY_CONFIG, name: str = "atlas.toml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text))
@@ -87,6 +96,6 @@ def built_site(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("built")
     make_images(root / "images")
-    config = load_config(write_config(root))
+    config = load_config(write_config(root, TINY_CONFIG + TWIN_MODEL))
     sweep(config)
     return render_site(config).out

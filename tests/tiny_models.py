@@ -43,5 +43,18 @@ def make_color_net() -> ColorNet:
     return ColorNet()
 
 
+TWIN_ORDER = (1, 2, 3, 0)  # the twin's conv1 unit k is ColorNet's unit TWIN_ORDER[k]
+
+
+def make_twin_color_net() -> ColorNet:
+    """ColorNet with conv1's channels reordered (conv2 reads them in the new order, so it
+    computes the same): universality must match each unit to its original."""
+    net, order = ColorNet(), list(TWIN_ORDER)
+    with torch.no_grad():
+        net.conv1.weight.copy_(net.conv1.weight[order])
+        net.conv2.weight.copy_(net.conv2.weight[:, order])
+    return net
+
+
 def make_not_a_model() -> str:
     return "not a module"

@@ -69,11 +69,16 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
     pages: dict[str, str] = {}
 
     def page(template: str, path: str, crumbs: list[tuple[str, str]], **context: Any) -> None:
+        uses_charts = any(value for key, value in context.items() if key.endswith(("chart", "charts")))
         pages[path] = env.get_template(template).render(
-            page=path, site_title=title, crumbs=crumbs, **context)
+            page=path, site_title=title, crumbs=crumbs, uses_charts=uses_charts, **context)
 
     home = ("Atlas", "index.html")
     page("index.html", "index.html", [], site=site)
+    if site.universality:
+        page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
+             site=site, universality=site.universality,
+             similarity_charts=[charts.layer_similarity(pair) for pair in site.universality.cka])
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]
         page("model.html", model.url, model_crumbs, model=model)

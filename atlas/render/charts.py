@@ -112,6 +112,30 @@ def _histogram() -> alt.Chart:
     ).properties(width=_WIDTH, height=140)
 
 
+def layer_similarity(pair: dict[str, Any]) -> dict[str, Any]:
+    """Heatmaps: linear CKA between every layer of one model and every layer of another,
+    for the trained networks and with the second one's weights random (the baseline)."""
+    rows = [{"network": network, "a": la, "b": lb, "cka": pair[key][i][j]}
+            for network, key in zip(_networks(pair["b"]), ("trained", "random"))
+            for i, la in enumerate(pair["layers_a"]) for j, lb in enumerate(pair["layers_b"])]
+    return _filled(_heatmap, rows, pair["a"], pair["b"], tuple(pair["layers_a"]), tuple(pair["layers_b"]))
+
+
+def _heatmap(a: str, b: str, layers_a: tuple[str, ...], layers_b: tuple[str, ...]) -> alt.Chart:
+    cell = 28
+    return alt.Chart(alt.Data(values=[])).mark_rect().encode(
+        x=alt.X("b:N", title=b, sort=list(layers_b)),
+        y=alt.Y("a:N", title=a, sort=list(layers_a)),
+        color=alt.Color("cka:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        tooltip=["a:N", "b:N", alt.Tooltip("cka:Q", format=".2f")],
+    ).properties(width=cell * len(layers_b), height=cell * len(layers_a)).facet(
+        column=alt.Column("network:N", title=None, sort=_networks(b)))
+
+
+def _networks(b: str) -> list[str]:
+    return ["trained", f"{b} with random weights"]
+
+
 def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int
           ) -> dict[str, Any] | None:
     """Bars of ``activation`` over ``x``, with a tooltip naming each bar by ``label``."""

@@ -50,6 +50,19 @@ class Edge:
 
 
 @dataclass
+class Match:
+    """A unit's best counterpart in another model (universality)."""
+
+    model: str
+    unit: "Unit"
+    layer: str
+    score: float  # correlation of the two units' activations on the same images
+    chance: float  # the chance level: what units of this layer reach against the random-weight network
+    buddy: bool  # each is the other's best match
+    above_chance: bool
+
+
+@dataclass
 class Unit:
     index: int
     url: str
@@ -76,6 +89,7 @@ class Unit:
     outputs_inhibitory: list[Edge] = field(default_factory=list)
     edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
+    matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
 
     @property
     def circuit_url(self) -> str | None:
@@ -91,6 +105,7 @@ class Family:
 
     symbol: str
     name: str
+    layer: str
     kind: str  # named | discovered
     description: str
     url: str
@@ -149,10 +164,26 @@ class Model:
 
 
 @dataclass
+class Universality:
+    """What the universality page shows: matched sets of units across models, and the
+    layer-by-layer CKA of every pair of models."""
+
+    url: str
+    sets: list[dict[str, Any]]  # {"units": [(model name, layer name, Unit)], "score"}
+    cka: list[dict[str, Any]]  # {"a", "b", "layers_a", "layers_b", "trained", "random"}
+    # Named families x models: {"symbol", "name", "cells": [(Model, [Family per layer it appears in])], "models"}
+    families: list[dict[str, Any]] = field(default_factory=list)
+    # Best buddies above chance whose units both have a named family: how often it is the same one,
+    # against how often it would be if families were drawn independently: {"pairs", "same", "expected"}.
+    agreement: dict[str, Any] | None = None
+
+
+@dataclass
 class SiteModel:
     models: list[Model]
     data: dict[str, Any] | None
     copies: dict[str, Path] = field(default_factory=dict)  # site path -> store file
+    universality: Universality | None = None
 
     @property
     def symbols(self) -> list[str]:
@@ -181,7 +212,56 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
             arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
             input_size=entry["input_size"], layers=layers, criteria=criteria,
         ))
+    if plan.get("universality"):
+        site.universality = _universality(store.path("universality", plan["universality"]["summary"]), site)
     return site
+
+
+def _universality(folder: Path, site: SiteModel) -> Universality:
+    """Point every unit at its matches in the other models; gather the matched sets."""
+    found = json.loads((folder / "summary.json").read_text())
+    units = {(m.name, layer.name, u.index): u for m in site.models for layer in m.layers for u in layer.units}
+    for model, layers in found["matches"].items():
+        for layer, by_unit in layers.items():
+            for index, matches in by_unit.items():
+                units[model, layer, int(index)].matches = [
+                    Match(m["model"], units[m["model"], m["layer"], m["index"]], m["layer"], m["score"],
+                          m["chance"], m["buddy"], m["above_chance"]) for m in matches]
+    sets = [{"units": [(u["model"], u["layer"], units[u["model"], u["layer"], u["index"]]) for u in s["units"]],
+             "score": s["score"]} for s in found["sets"]]
+    return Universality(url="universality.html", sets=sets, cka=found["cka"], families=_family_table(site),
+                        agreement=_family_agreement(site))
+
+
+def _family_table(site: SiteModel) -> list[dict[str, Any]]:
+    """Which named families appear in which model, and in which of its layers."""
+    rows = []
+    for symbol in site.symbols:
+        if symbol == "Ot":
+            continue
+        cells = [(m, [f for layer in m.layers if (f := layer.family(symbol))]) for m in site.models]
+        name = next(f.name for _, families in cells for f in families)
+        rows.append({"symbol": symbol, "name": name, "cells": cells,
+                     "models": sum(1 for _, families in cells if families)})
+    return sorted(rows, key=lambda row: -row["models"])
+
+
+def _family_agreement(site: SiteModel) -> dict[str, Any] | None:
+    """Do best buddies share their family? Counted over pairs of units that both have a named
+    family (not "other"), against the agreement expected if families were independent."""
+    def named(unit: Unit) -> str | None:
+        return unit.family.symbol if unit.family and unit.family.kind == "named" and unit.family.symbol != "Ot" else None
+
+    pairs = {tuple(sorted(((a.url, named(a)), (m.unit.url, named(m.unit)))))
+             for model in site.models for layer in model.layers for a in layer.units
+             for m in a.matches if m.buddy and m.above_chance and named(a) and named(m.unit)}
+    if not pairs:
+        return None
+    left = [a[1] for a, _ in pairs]
+    right = [b[1] for _, b in pairs]
+    same = sum(1 for a, b in pairs if a[1] == b[1])
+    expected = sum(left.count(s) * right.count(s) for s in set(left)) / len(pairs)
+    return {"pairs": len(pairs), "same": same, "expected": round(expected, 1)}
 
 
 def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Path],
@@ -236,15 +316,15 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
         before.next_url, after.prev_url = after.url, before.url
     return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered,
                  families=[f for key in artifacts.get("families", []) for f in _families(_read(
-                     store.path("families", key)), units, base)])
+                     store.path("families", key)), entry["name"], units, base)])
 
 
-def _families(found: dict[str, Any], units: dict[int, Unit], base: str) -> list[Family]:
+def _families(found: dict[str, Any], layer: str, units: dict[int, Unit], base: str) -> list[Family]:
     """A families artifact's families, each unit pointed at its own."""
     families = []
     for f in found["families"]:
         family = Family(
-            symbol=f["symbol"], name=f["name"], kind=f["kind"], description=f["description"],
+            symbol=f["symbol"], name=f["name"], layer=layer, kind=f["kind"], description=f["description"],
             url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
             evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
@@ -346,6 +426,8 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                 "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
                 "inputs": _edges(u.inputs + u.inhibitory),
                 "outputs": _edges(u.outputs + u.outputs_inhibitory),
+                "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
+                            for m in u.matches if m.above_chance],
                 "family": u.family.name if u.family else None,
                 "family_symbol": u.family.symbol if u.family else None,
                 "family_confidence": u.family_confidence,

@@ -14,6 +14,7 @@ from atlas.render import render_site
 from atlas.render.urls import relative_url
 from atlas.stages.tuning import stimulus_bank
 from tests.conftest import REPO
+from tests.tiny_models import TWIN_ORDER
 
 
 class _Links(HTMLParser):
@@ -50,7 +51,9 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert families and (built_site / f"models/{model}/families.html").is_file()
     circuits = sorted(built_site.glob(f"models/{model}/*/circuits/*.html"))
     assert len(circuits) == 6  # every unit: conv2's read conv1, conv1's are read by conv2
-    assert len(_pages(built_site)) == 1 + 1 + 1 + 2 + 6 + len(families) + len(circuits)
+    assert (built_site / "universality.html").is_file()
+    per_model = 1 + 1 + 2 + 6 + len(families) + len(circuits)  # the twin model has as many pages
+    assert len(_pages(built_site)) == 1 + 1 + 2 * per_model
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
@@ -91,7 +94,8 @@ def test_names_with_html_are_shown_as_text(built_site):
 
 def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     catalog = json.loads((built_site / "catalog.json").read_text())
-    (model,) = catalog["models"]
+    model, twin = catalog["models"]
+    assert twin["name"] == "twin"
     assert model["name"] == "color <script>alert(1)</script> net"
     assert model["arch"] == "tests.tiny_models:make_color_net"
     conv1, conv2 = model["layers"]
@@ -157,6 +161,25 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
     assert page.count("<rect") == 4 * 9  # four 3x3 maps: the kernel itself, conv1 being 1x1
     # The strongest weight of the page is drawn at full red.
     assert 'fill="rgb(255,0,0)"' in page
+
+
+def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    model, twin = catalog["models"]
+    for unit in model["layers"][0]["units"]:  # the twin's conv1 unit j is the model's unit TWIN_ORDER[j]
+        (match,) = unit["matches"]
+        assert (match["model"], match["layer"], match["index"]) == ("twin", "conv1", TWIN_ORDER.index(unit["index"]))
+        assert match["score"] == pytest.approx(1.0, abs=1e-3)
+    for unit in twin["layers"][1]["units"]:  # conv2 computes the same in both
+        assert [(m["layer"], m["index"]) for m in unit["matches"]] == [("conv2", unit["index"])]
+    page = next(built_site.glob("models/color*/conv1/0.html"))
+    html = page.read_text()
+    assert "Also found in" in html and "best buddies" in html
+    assert f'href="../../twin/conv1/{TWIN_ORDER.index(0)}.html"' in html
+    universality = (built_site / "universality.html").read_text()
+    assert universality.count('class="vega-spec"') == 1  # one pair of models, one CKA chart
+    assert universality.count('class="match"') == 2 * 6  # six matched sets of two units
+    assert "vega-bundle" in universality and 'href="universality.html"' in (built_site / "index.html").read_text()
 
 
 def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):
