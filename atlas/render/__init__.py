@@ -74,10 +74,11 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
             page=path, site_title=title, crumbs=crumbs, uses_charts=uses_charts, **context)
 
     home = ("Atlas", "index.html")
+    margin = site.universality.margin if site.universality else None
     page("index.html", "index.html", [], site=site)
     if site.universality:
         page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
-             site=site, universality=site.universality,
+             site=site, universality=site.universality, margin=margin,
              similarity_charts=[charts.layer_similarity(pair) for pair in site.universality.cka])
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]
@@ -95,7 +96,7 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
                  chart=charts.layer_activations(layer))
             for unit in layer.units:
                 unit_crumbs = layer_crumbs + [(f"unit {unit.index}", unit.url)]
-                page("unit.html", unit.url, unit_crumbs,
+                page("unit.html", unit.url, unit_crumbs, margin=margin,
                      model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
                      tuning_chart=charts.orientation_tuning(unit), joint_chart=charts.joint_tuning(unit))
                 if unit.circuit_url:

@@ -57,7 +57,7 @@ class Match:
     unit: "Unit"
     layer: str
     score: float  # correlation of the two units' activations on the same images
-    chance: float  # the chance level: what units of this layer reach against the random-weight network
+    chance: float  # the unit's best correlation with the other architecture with random weights
     buddy: bool  # each is the other's best match
     above_chance: bool
 
@@ -169,6 +169,7 @@ class Universality:
     layer-by-layer CKA of every pair of models."""
 
     url: str
+    margin: float  # a match counts when it beats its chance level by this much
     sets: list[dict[str, Any]]  # {"units": [(model name, layer name, Unit)], "score"}
     cka: list[dict[str, Any]]  # {"a", "b", "layers_a", "layers_b", "trained", "random"}
     # Named families x models: {"symbol", "name", "cells": [(Model, [Family per layer it appears in])], "models"}
@@ -229,7 +230,7 @@ def _universality(folder: Path, site: SiteModel) -> Universality:
                           m["chance"], m["buddy"], m["above_chance"]) for m in matches]
     sets = [{"units": [(u["model"], u["layer"], units[u["model"], u["layer"], u["index"]]) for u in s["units"]],
              "score": s["score"]} for s in found["sets"]]
-    return Universality(url="universality.html", sets=sets, cka=found["cka"], families=_family_table(site),
+    return Universality(url="universality.html", margin=found["margin"], sets=sets, cka=found["cka"], families=_family_table(site),
                         agreement=_family_agreement(site))
 
 

@@ -15,8 +15,10 @@ model's layers (pooled where a layer has no space). Everything is accumulated as
 streaming sums (``PairMoments``), so memory does not grow with the number of images.
 
 **Chance.** The other model's architecture with random weights sees the same images:
-a layer's chance level against a model is the 95th percentile, over its units, of
-their best correlation with the random network. A match counts only above it.
+a unit's chance level against a model is its best correlation with any unit of the
+random network. A match counts only when it beats chance by ``MARGIN``. (A random
+network's units are filters too: first-layer units that follow luminance or color
+find close matches in it, and so do not count as evidence of universality.)
 
 **Best buddies.** Two units are best buddies when each is the other's best match
 (Rosetta Neurons, Dravid et al. 2023). Connected sets of buddies with at most one
@@ -48,7 +50,8 @@ from atlas.store import write_json
 
 STAGE = "universality"
 FORMAT = 1
-CHANCE_QUANTILE = 0.95  # a layer's chance level: this quantile of its units' best random-network match
+MARGIN = 0.1  # a match counts when its correlation beats the unit's best random-network match by this much
+SUMMARY_FORMAT = 2  # of the summary artifact, which is computed from the pairs' artifacts
 MAX_SETS = 24  # matched sets kept for the universality page
 
 
@@ -267,7 +270,7 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
             ctx.store.record(STAGE, key, {"a": spec_a.name, "b": spec_b.name})
             keys.append(key)
             bar.update(1)
-    summary_key = artifact_key(stage=STAGE, format=FORMAT, summary=keys)
+    summary_key = artifact_key(stage=STAGE, format=SUMMARY_FORMAT, margin=MARGIN, summary=keys)
     if ctx.needs(STAGE, summary_key):
         with ctx.store.writing(STAGE, summary_key) as folder:
             write_json(folder / "summary.json", summarize([_read_pair(ctx, key) for key in keys]))
@@ -351,26 +354,24 @@ def _directed(pair: dict[str, Any], flip: bool) -> dict[str, Any]:
 def best_matches(view: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """For each layer of the left model, each unit's best match over all layers of the
     right model: {layer: [{"layer", "index", "score", "chance"}] per unit in order}.
-    ``chance`` is the layer's chance level against the right model."""
+    ``chance`` is the unit's best correlation with the right model's random twin."""
     out: dict[str, list[dict[str, Any]]] = {}
     for la in view["left"]["layers"]:
         candidates = [(lb, view["scores"][la["name"], lb["name"]]) for lb in view["right"]["layers"]]
-        random_best = np.max([view["chance"][la["name"], lb["name"]] for lb in view["right"]["layers"]], axis=0)
-        chance = float(np.quantile(random_best, CHANCE_QUANTILE)) if len(random_best) else 0.0
+        chance = np.max([view["chance"][la["name"], lb["name"]] for lb in view["right"]["layers"]], axis=0)
         units = []
         for row, index in enumerate(la["units"]):
             layer, scores = max(candidates, key=lambda c: float(c[1][row].max(initial=-1.0)))
             column = int(scores[row].argmax())
             units.append({"index": index, "layer": layer["name"], "unit": layer["units"][column],
-                          "score": round(float(scores[row, column]), 4), "chance": round(chance, 4),
-                          "random_best": round(float(random_best[row]), 4)})
+                          "score": round(float(scores[row, column]), 4), "chance": round(float(chance[row]), 4)})
         out[la["name"]] = units
     return out
 
 
 def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     """Matches per unit (best first, one per other model), best buddies, matched sets,
-    per-layer chance levels and the CKA matrices, from every pair's correlations."""
+    each unit's chance level and the CKA matrices, from every pair's correlations."""
     matches: dict[str, dict[str, dict[str, list]]] = {}  # model -> layer -> unit -> matches
     best: dict[tuple[str, str, int, str], tuple[str, int, float, bool]] = {}  # unit, other model -> its best
     for pair in pairs:
@@ -379,7 +380,7 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
             left, right = view["left"]["model"], view["right"]["model"]
             for layer, units in best_matches(view).items():
                 for m in units:
-                    beats = m["score"] > m["chance"]
+                    beats = m["score"] >= m["chance"] + MARGIN
                     best[left, layer, m["index"], right] = (m["layer"], m["unit"], m["score"], beats)
                     matches.setdefault(left, {}).setdefault(layer, {}).setdefault(str(m["index"]), []).append({
                         "model": right, "layer": m["layer"], "index": m["unit"], "score": m["score"],
@@ -401,6 +402,7 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
                 for m in found:
                     m.setdefault("buddy", False)
     return {
+        "margin": MARGIN,
         "matches": matches,
         "sets": matched_sets(buddies),
         "cka": [{"a": p["a"]["model"], "b": p["b"]["model"],
