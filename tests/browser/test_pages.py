@@ -1,0 +1,154 @@
+"""The built tiny atlas in a real browser: Debian's Chromium driven by Playwright, from
+file:// and from a local server under a sub-path (as GitHub Pages serves a project).
+
+Needs the ``chromium`` package (``.ci/run`` installs it) and Playwright for Python
+(the ``dev`` extra); never a downloaded browser.
+"""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+from collections import deque
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+BASE = "/atlas/"  # a project's path on GitHub Pages
+PAGE_TYPES = {  # one page of each type, by a glob under the site
+    "index": "index.html", "universality": "universality.html", "model": "models/color*/index.html",
+    "criteria": "models/color*/families.html", "layer": "models/color*/conv1/index.html",
+    "family": "models/color*/conv1/families/*.html", "unit": "models/color*/conv1/0.html",
+    "circuit": "models/color*/conv2/circuits/0.html",
+}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(built_site):
+    """The site served at http://127.0.0.1:PORT/atlas/ by `atlas serve`'s handler."""
+    from atlas.cli import _handler
+
+    class Quiet(_handler(built_site, BASE)):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}{BASE}"
+    httpd.shutdown()
+
+
+def _roots(built_site: Path, server: str) -> dict[str, str]:
+    return {"file": built_site.resolve().as_uri() + "/", "http": server}
+
+
+def _page_paths(site: Path) -> dict[str, str]:
+    paths = {}
+    for kind, pattern in PAGE_TYPES.items():
+        found = sorted(site.glob(pattern))
+        assert found, f"no {kind} page ({pattern})"
+        paths[kind] = found[0].relative_to(site).as_posix()
+    return paths
+
+
+class Visit:
+    """A page opened with every console error, failed request and request outside the site recorded."""
+
+    def __init__(self, browser, root: str, path: str):
+        self.page = browser.new_page()
+        self.errors: list[str] = []
+        self.failed: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.failed.append(r.url))
+        self.page.on("request", lambda r: None if r.url.startswith(root) or r.url.startswith("data:")
+                     else self.outside.append(r.url))
+        self.page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        self.page.goto(root + path, wait_until="load")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.mark.parametrize("where", ["file", "http"])
+def test_every_page_type_loads_cleanly_and_draws_its_charts(browser, built_site, server, where):
+    root = _roots(built_site, server)[where]
+    for kind, path in _page_paths(built_site).items():
+        visit = Visit(browser, root, path)
+        specs = visit.page.locator("script.vega-spec").count()
+        if specs:  # every inline spec becomes an SVG drawn by the vendored bundle
+            visit.page.wait_for_function(f"document.querySelectorAll('.vega-chart svg').length >= {specs}",
+                                         timeout=15000)
+            assert "Chart failed" not in visit.page.content()
+        assert visit.errors == [], f"{kind} ({where}): console errors {visit.errors}"
+        assert visit.failed == [], f"{kind} ({where}): failed requests {visit.failed}"
+        assert visit.outside == [], f"{kind} ({where}): requests outside the site {visit.outside}"
+        visit.close()
+    charts = Visit(browser, root, _page_paths(built_site)["unit"])
+    assert charts.page.locator("script.vega-spec").count() >= 2  # the unit page does have charts
+    charts.close()
+
+
+def test_every_link_of_every_page_resolves_under_a_sub_path(browser, built_site, server):
+    """Crawl the served site from its index: every link answers 200 and stays under the base."""
+    request = browser.new_context().request
+    seen, queue, checked = {server + "index.html"}, deque([server + "index.html"]), 0
+    while queue:
+        url = queue.popleft()
+        response = request.get(url)
+        assert response.status == 200, f"{url}: {response.status}"
+        checked += 1
+        if not url.endswith(".html"):
+            continue
+        for link in _links(response.text()):
+            target = urljoin(url, link).split("#")[0]
+            assert target.startswith(server), f"{url}: link {link} leaves the site"
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    pages = {p.relative_to(built_site).as_posix() for p in built_site.rglob("*.html")}
+    crawled = {urlsplit(u).path[len(BASE):] for u in seen if u.endswith(".html")}
+    assert crawled == pages  # every page is reachable from the index
+    assert checked > 100
+
+
+def _links(html: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(v for k, v in attrs if k in ("href", "src") and v)
+
+    Parser().feed(html)
+    return found
+
+
+def test_no_serious_or_critical_accessibility_violations(browser, built_site):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    root = _roots(built_site, "")["file"]
+    for kind, path in _page_paths(built_site).items():
+        visit = Visit(browser, root, path)
+        violations = [f"{v['id']} ({v['impact']}, {len(v['nodes'])} nodes)" for v in axe.run(visit.page).response["violations"]
+                      if v["impact"] in ("serious", "critical")]
+        assert violations == [], f"{kind}: {violations}"
+        visit.close()
