@@ -141,14 +141,57 @@ def _links(html: str) -> list[str]:
     return found
 
 
-def test_no_serious_or_critical_accessibility_violations(browser, built_site):
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_or_critical_accessibility_violations(browser, built_site, scheme):
     from axe_playwright_python.sync_playwright import Axe
 
     axe = Axe()
+    context = browser.new_context(color_scheme=scheme)
     root = _roots(built_site, "")["file"]
     for kind, path in _page_paths(built_site).items():
-        visit = Visit(browser, root, path)
-        violations = [f"{v['id']} ({v['impact']}, {len(v['nodes'])} nodes)" for v in axe.run(visit.page).response["violations"]
+        page = context.new_page()
+        page.goto(root + path, wait_until="load")
+        violations = [f"{v['id']} ({v['impact']}, {len(v['nodes'])} nodes)" for v in axe.run(page).response["violations"]
                       if v["impact"] in ("serious", "critical")]
-        assert violations == [], f"{kind}: {violations}"
-        visit.close()
+        assert violations == [], f"{kind} ({scheme}): {violations}"
+        page.close()
+    context.close()
+
+
+def test_the_theme_follows_the_system_and_the_toggle_persists(browser, built_site, server):
+    unit = _page_paths(built_site)["unit"]
+    context = browser.new_context(color_scheme="dark")
+    page = context.new_page()
+    page.goto(server + unit)
+    background = "getComputedStyle(document.documentElement).backgroundColor"
+    assert page.evaluate(background) == "rgb(19, 20, 21)"  # the system is dark, so is the page (--bg)
+    page.click("#theme-toggle")  # choose light
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.wait_for_function("document.querySelectorAll('.vega-chart svg').length > 0")
+    page.goto(server + "index.html")  # another page remembers the choice
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.goto(server + unit)
+    page.click("#theme-toggle")  # and back to dark: the charts are redrawn in the theme's colors
+    page.wait_for_function("document.querySelectorAll('.vega-chart svg').length > 0")
+    muted = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--muted').trim()")
+    label = page.locator(".vega-chart svg .role-axis-label text").first
+    assert label.get_attribute("fill") == muted
+    context.close()
+
+
+def test_keyboard_shortcuts_move_between_units_and_open_the_help(browser, built_site, server):
+    page = browser.new_page()
+    page.goto(server + _page_paths(built_site)["unit"])  # conv1 unit 0
+    page.keyboard.press("n")
+    page.wait_for_url("**/conv1/1.html")
+    page.keyboard.press("n")
+    page.wait_for_url("**/conv1/2.html")
+    page.keyboard.press("p")
+    page.wait_for_url("**/conv1/1.html")
+    page.keyboard.press("?")
+    assert page.evaluate("document.getElementById('keys-dialog').open")
+    page.keyboard.press("Escape")
+    assert not page.evaluate("document.getElementById('keys-dialog').open")
+    page.close()
