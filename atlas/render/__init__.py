@@ -24,7 +24,7 @@ import jinja2
 from atlas.config import Config
 from atlas.errors import AtlasError
 from atlas.render import charts
-from atlas.render.pages import SiteModel, build_site, catalog
+from atlas.render.pages import SiteModel, build_site, catalog, search_index
 from atlas.render.urls import relative_url
 from atlas.store import Store
 
@@ -57,8 +57,13 @@ def render_site(config: Config, out: Path | None = None) -> RenderReport:
                          "run `atlas sweep` (or `atlas build`) to recompute it") from None
     pages = render_pages(site, config.site.title)
     out = Path(out) if out is not None else config.resolve(config.site.out)
-    _write_site(out, pages, site, json.dumps(catalog(site), indent=1))
-    report = RenderReport(out, len(pages), len(pages) + len(site.copies), time.perf_counter() - start)
+    data = {
+        "catalog.json": json.dumps(catalog(site), indent=1),
+        # The search index is a script that sets a global, so search works from file:// (no fetch).
+        "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
+    }
+    _write_site(out, {**pages, **data}, site)
+    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start)
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
 
@@ -123,7 +128,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _write_site(out: Path, pages: dict[str, str], site: SiteModel, catalog_json: str) -> None:
+def _write_site(out: Path, files: dict[str, str], site: SiteModel) -> None:
     """Write the whole site beside ``out``, then swap it in."""
     if out.exists() and any(out.iterdir()) and not (out / SITE_MARKER).exists():
         raise AtlasError(f"site.out: {out} exists and was not made by Atlas; "
@@ -132,15 +137,14 @@ def _write_site(out: Path, pages: dict[str, str], site: SiteModel, catalog_json:
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
     try:
         shutil.copytree(TEMPLATES / "static", building / "static")
-        for path, html in pages.items():
+        for path, text in files.items():
             target = building / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(html, encoding="utf-8")
+            target.write_text(text, encoding="utf-8")
         for path, source in site.copies.items():
             target = building / path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        (building / "catalog.json").write_text(catalog_json, encoding="utf-8")
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
         (building / SITE_MARKER).touch()
         _swap(building, out)

@@ -441,3 +441,26 @@ def catalog(site: SiteModel) -> dict[str, Any]:
                           "share": f.share, "url": f.url} for f in layer.families],
         } for layer in m.layers],
     } for m in site.models]}
+
+
+def search_index(site: SiteModel) -> list[list[str]]:
+    """What the search box searches: ``[kind, text, site path]`` per model, layer, family
+    and unit; a unit's text names its family and its matches in other models."""
+    entries = []
+    for m in site.models:
+        entries.append(["model", f"{m.name} · {m.arch}", m.url])
+        for layer in m.layers:
+            entries.append(["layer", f"{m.name} · {layer.name} · {layer.channels} units", layer.url])
+            for f in layer.families:
+                entries.append(["family", f"{m.name} · {layer.name} · {f.symbol} {f.name} · {len(f.members)} units", f.url])
+            for u in layer.units:
+                text = f"{m.name} · {layer.name} · unit {u.index}"
+                if u.family:
+                    text += f" · {u.family.symbol} {u.family.name}"
+                found = [f"{x.model} {x.layer} {x.unit.index}" for x in u.matches if x.above_chance]
+                if found:
+                    text += " · also in " + ", ".join(found)
+                entries.append(["unit", text, u.url])
+    if site.universality:
+        entries.append(["page", "universality · matched units across models · CKA", site.universality.url])
+    return entries

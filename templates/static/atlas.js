@@ -1,7 +1,8 @@
 // Atlas pages: draw the inline Vega-Lite specs with the vendored vega bundle (themed
 // to match the page), switch the layer grid between feature visualizations and dataset
-// examples, the light/dark theme toggle (stored in localStorage), and keyboard
-// shortcuts (n / p: next / previous unit, ?: help).
+// examples, the light/dark theme toggle (stored in localStorage), search (its index
+// is a script that sets window.ATLAS_INDEX, loaded on first use, so it works from
+// file://), and keyboard shortcuts (/: search, n / p: next / previous unit, ?: help).
 // Specs live in <script type="application/json"> beside their chart, never fetched,
 // so charts work from file:// as well as from a server.
 (function () {
@@ -50,6 +51,73 @@
       drawCharts();
     });
   }
+  var MAX_RESULTS = 30;
+  function wireSearch() {
+    var input = document.getElementById("search");
+    var list = document.getElementById("search-results");
+    if (!input || !list) return;
+    // Links in the index are site paths; this page reaches the site root through data-home.
+    var root = input.getAttribute("data-home").replace(/index\.html$/, "");
+    var haystack = null;
+    function load(then) {
+      if (window.ATLAS_INDEX) { then(); return; }
+      var script = document.createElement("script");
+      script.src = input.getAttribute("data-index");
+      script.onload = then;
+      document.head.appendChild(script);
+    }
+    function search() {
+      var index = window.ATLAS_INDEX || [];
+      if (!haystack) haystack = index.map(function (entry) { return entry[1].toLowerCase(); });
+      var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      list.textContent = "";
+      if (!terms.length) { list.hidden = true; return; }
+      // Rank: entries whose own name (not their "also in ..." matches) has every term
+      // first, then by how many terms are whole words of it ("unit 2" before "2 units").
+      var found = [];
+      for (var i = 0; i < index.length; i++) {
+        var text = haystack[i];
+        if (!terms.every(function (t) { return text.indexOf(t) !== -1; })) continue;
+        var own = text.split(" · also in ")[0];
+        var words = own.split(/[^a-z0-9_.-]+/);
+        var score = terms.every(function (t) { return own.indexOf(t) !== -1; }) ? 100 : 0;
+        terms.forEach(function (t) { if (words.indexOf(t) !== -1) score++; });
+        found.push([score, i]);
+      }
+      found.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1]; });
+      var shown = 0;
+      found.slice(0, MAX_RESULTS).forEach(function (hit) {
+        var i = hit[1];
+        var item = document.createElement("li");
+        var link = document.createElement("a");
+        link.href = root + index[i][2];
+        link.textContent = index[i][1];
+        var kind = document.createElement("span");
+        kind.className = "kind";
+        kind.textContent = index[i][0];
+        item.appendChild(kind);
+        item.appendChild(link);
+        list.appendChild(item);
+        shown++;
+      });
+      if (!shown) {
+        var none = document.createElement("li");
+        none.textContent = "Nothing found";
+        list.appendChild(none);
+      }
+      list.hidden = false;
+    }
+    input.addEventListener("focus", function () { load(search); });
+    input.addEventListener("input", function () { load(search); });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        var first = list.querySelector("a");
+        if (first) window.location.href = first.href;
+      } else if (event.key === "Escape") {
+        input.value = ""; list.hidden = true; input.blur();
+      }
+    });
+  }
   function wireKeys() {
     var dialog = document.getElementById("keys-dialog");
     var help = document.getElementById("keys-help");
@@ -63,6 +131,11 @@
       var field = event.target;
       if (field && (field.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(field.tagName))) return;
       var link = null;
+      if (event.key === "/") {
+        var search = document.getElementById("search");
+        if (search) { event.preventDefault(); search.focus(); }
+        return;
+      }
       if (event.key === "n") link = document.querySelector('a[rel="next"]');
       else if (event.key === "p") link = document.querySelector('a[rel="prev"]');
       else if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
@@ -81,7 +154,7 @@
       });
     });
   }
-  function start() { drawCharts(); wireGridSwitch(); wireTheme(); wireKeys(); }
+  function start() { drawCharts(); wireGridSwitch(); wireTheme(); wireSearch(); wireKeys(); }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

@@ -195,3 +195,23 @@ def test_keyboard_shortcuts_move_between_units_and_open_the_help(browser, built_
     page.keyboard.press("Escape")
     assert not page.evaluate("document.getElementById('keys-dialog').open")
     page.close()
+
+
+@pytest.mark.parametrize("where", ["file", "http"])
+def test_search_finds_a_unit_and_opens_it(browser, built_site, server, where):
+    root = _roots(built_site, server)[where]
+    page = browser.new_page()
+    page.goto(root + _page_paths(built_site)["layer"])  # from a page two folders deep
+    page.keyboard.press("/")  # focuses the search box
+    page.keyboard.type("twin conv1 unit 2")
+    results = page.locator("#search-results a")
+    results.first.wait_for()
+    # The unit itself first (then, e.g., the unit that has it among its matches: "also in twin conv1 2").
+    assert results.first.inner_text().startswith("twin · conv1 · unit 2")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/models/twin/conv1/2.html")
+    page.fill("#search", "also in twin conv2 1")  # matches are searchable: the unit whose twin is conv2 unit 1
+    page.locator("#search-results a").first.wait_for()
+    texts = page.locator("#search-results a").all_inner_texts()
+    assert any("· conv2 · unit 1" in text and text.endswith("also in twin conv2 1") for text in texts)
+    page.close()
