@@ -254,3 +254,16 @@ def test_a_deleted_artifact_is_reported_and_rebuilt(tiny_project):
         render_site(config)
     sweep(config)
     assert render_site(config).pages == 10
+
+
+def test_the_search_index_is_a_script_listing_every_page_worth_finding(built_site):
+    text = (built_site / "search-index.js").read_text()
+    assert text.startswith("window.ATLAS_INDEX = ") and text.rstrip().endswith(";")
+    entries = json.loads(text[len("window.ATLAS_INDEX = "):].rstrip().rstrip(";"))
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    units = [u for m in catalog["models"] for layer in m["layers"] for u in layer["units"]]
+    assert sorted(url for kind, _, url in entries if kind == "unit") == sorted(u["url"] for u in units)
+    assert {kind for kind, _, _ in entries} == {"model", "layer", "family", "unit", "page"}
+    assert all((built_site / url).is_file() for _, _, url in entries)
+    twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0.html"))
+    assert "also in color" in twin_unit  # a unit's matches are part of what finds it
