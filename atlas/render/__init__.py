@@ -23,6 +23,7 @@ import jinja2
 
 from atlas.config import Config
 from atlas.errors import AtlasError
+from atlas.names import slug
 from atlas.render import charts
 from atlas.render.pages import SiteModel, build_site, catalog, search_index
 from atlas.render.urls import relative_url
@@ -125,6 +126,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
     env.filters["abs_max"] = _abs_max
+    env.filters["slug"] = slug
     return env
 
 

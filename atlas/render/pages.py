@@ -127,6 +127,8 @@ class Layer:
     shape: list[int]
     units: list[Unit]
     families: list[Family] = field(default_factory=list)
+    prev_url: str | None = None  # the model's previous and next swept layers
+    next_url: str | None = None
 
     def family(self, symbol: str) -> Family | None:
         return next((f for f in self.families if f.symbol == symbol), None)
@@ -201,6 +203,8 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
         criteria = next((_read(store.path("families", layer["artifacts"]["families"][0]))["criteria"]
                          for layer in entry["layers"] if layer["artifacts"].get("families")), [])
         by_name = {layer.name: layer for layer in layers}
+        for before, after in zip(layers, layers[1:]):
+            before.next_url, after.prev_url = after.url, before.url
         for layer in entry["layers"]:
             for key in layer["artifacts"].get("circuits", []):
                 _circuits(store.path("circuits", key), by_name)

@@ -215,3 +215,26 @@ def test_search_finds_a_unit_and_opens_it(browser, built_site, server, where):
     texts = page.locator("#search-results a").all_inner_texts()
     assert any("· conv2 · unit 1" in text and text.endswith("also in twin conv2 1") for text in texts)
     page.close()
+
+
+def test_layer_pages_step_through_layers_with_the_same_keys(browser, built_site, server):
+    page = browser.new_page()
+    page.goto(server + _page_paths(built_site)["layer"])  # conv1
+    page.keyboard.press("n")
+    page.wait_for_url("**/conv2/index.html")
+    page.keyboard.press("p")
+    page.wait_for_url("**/conv1/index.html")
+    page.close()
+
+
+def test_pages_fit_a_phone_screen(browser, built_site):
+    """At 375 px wide nothing makes the page scroll sideways (wide tables scroll in place)."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True)
+    root = _roots(built_site, "")["file"]
+    for kind, path in _page_paths(built_site).items():
+        page = context.new_page()
+        page.goto(root + path, wait_until="load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{kind}: {width} px wide on a 375 px screen"
+        page.close()
+    context.close()

@@ -267,3 +267,10 @@ def test_the_search_index_is_a_script_listing_every_page_worth_finding(built_sit
     assert all((built_site / url).is_file() for _, _, url in entries)
     twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0.html"))
     assert "also in color" in twin_unit  # a unit's matches are part of what finds it
+
+
+def test_every_image_declares_its_size_so_pages_do_not_jump(built_site):
+    for page in _pages(built_site):
+        html = page.read_text()
+        for tag in re.findall(r"<img\b[^>]*>", html):
+            assert re.search(r'\bwidth="\d+"', tag) and re.search(r'\bheight="\d+"', tag), f"{page}: {tag}"
