@@ -9,6 +9,8 @@ model, layer, class and file names are untrusted text.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import os
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+from PIL import Image
 
 from atlas.config import Config
 from atlas.errors import AtlasError
@@ -116,6 +120,19 @@ def _abs_max(values: list) -> float:
     return max((_abs_max(v) if isinstance(v, list) else abs(v) for v in values), default=0.0)
 
 
+def _weight_png(weights: list[list[float]], scale: float) -> str:
+    """A weight map as a data-URI PNG, one pixel per position: white at zero, red for
+    excitation and blue for inhibition at full strength when ``|w| == scale``."""
+    w = np.asarray(weights, dtype=np.float32)
+    strength = np.clip(np.abs(w) / scale, 0, 1) if scale else np.zeros_like(w)
+    fade = (255 * (1 - strength)).astype(np.uint8)
+    full = np.full_like(fade, 255)
+    rgb = np.where((w > 0)[..., None], np.stack([full, fade, fade], -1), np.stack([fade, fade, full], -1))
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, "PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
@@ -126,6 +143,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
     env.filters["abs_max"] = _abs_max
+    env.filters["weight_png"] = _weight_png
     env.filters["slug"] = slug
     return env
 

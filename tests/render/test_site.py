@@ -1,3 +1,5 @@
+import base64
+import io
 import json
 import re
 import subprocess
@@ -6,7 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from atlas.config import load_config
 from atlas.errors import AtlasError
@@ -68,6 +72,8 @@ def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_sit
     checked = 0
     for page in _pages(built_site):
         for link in _parse(page).links:
+            if link.startswith("data:image/"):
+                continue  # an inline image (weight maps): part of the page, not a request
             parts = urlsplit(link)
             assert not parts.scheme and not parts.netloc, f"{page}: external link {link}"
             assert not link.startswith("/"), f"{page}: root-absolute link {link}"
@@ -158,10 +164,12 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
     assert conv1["units"][3]["outputs"][0] == {"layer": "conv2", "index": 1, "weight": 1.0}
     assert conv1["units"][0]["inputs"] == [] and conv2["units"][0]["outputs"] == []  # no swept layer beyond
     page = (built_site / conv2["units"][1]["url"].replace("/1.html", "/circuits/1.html")).read_text()
-    assert page.count('class="weight-map"') == 4 and "An edit that tests the reading" in page
-    assert page.count("<rect") == 4 * 9  # four 3x3 maps: the kernel itself, conv1 being 1x1
+    assert page.count('class="weight-map pixelated"') == 4 and "An edit that tests the reading" in page
+    maps = [np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
+            for uri in re.findall(r'class="weight-map pixelated" src="data:image/png;base64,([^"]+)"', page)]
+    assert [m.shape for m in maps] == [(3, 3, 3)] * 4  # four 3x3 maps: the kernel itself, conv1 being 1x1
     # The strongest weight of the page is drawn at full red.
-    assert 'fill="rgb(255,0,0)"' in page
+    assert any((m == (255, 0, 0)).all(-1).any() for m in maps)
 
 
 def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site):

@@ -211,5 +211,5 @@ def test_the_curve_family_page_shows_the_grid_from_lines_with_its_equivariance(f
     render_site(config)
     page = (config.resolve(config.site.out) / "models/families/curves/families/Cv.html").read_text()
     grid = re.search(r'<table class="weight-grid">(.*?)</table>', page, re.S).group(1)
-    assert grid.count('class="weight-map"') == 64  # 8 curves x 8 lines
+    assert grid.count('class="weight-map pixelated"') == 64  # 8 curves x 8 lines
     assert re.search(r"equivariance 0\.[89]\d", page)
