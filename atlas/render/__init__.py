@@ -88,7 +88,7 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
     page("index.html", "index.html", [], site=site)
     if site.universality:
         page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
-             site=site, universality=site.universality, margin=margin,
+             site=site, universality=site.universality,
              similarity_charts=[charts.layer_similarity(pair) for pair in site.universality.cka])
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]

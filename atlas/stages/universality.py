@@ -201,7 +201,9 @@ def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor
         for la, lb in pairs:
             grid = grids[la.name, lb.name]
             unit[kind, la.name, lb.name] = PairMoments(shared(left, la.name, grid), shared(right, lb.name, grid))
-            layer[kind, la.name, lb.name] = PairMoments(shared(left, la.name, None), shared(right, lb.name, None))
+            # Without a common grid the units' observations are the pooled ones: one object for both.
+            layer[kind, la.name, lb.name] = (unit[kind, la.name, lb.name] if grid is None else
+                                             PairMoments(shared(left, la.name, None), shared(right, lb.name, None)))
     for xa, xb in batches:
         acts = {"a": _features(a.model, a.layers, xa), "random a": _features(a.random, a.layers, xa),
                 "b": _features(b.model, b.layers, xb), "random b": _features(b.random, b.layers, xb)}

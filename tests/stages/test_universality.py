@@ -165,3 +165,25 @@ def test_matched_sets_keep_one_unit_per_model():
     sets = matched_sets(buddies)
     assert sets == [{"units": [{"model": "a", "layer": "l", "index": 0}, {"model": "b", "layer": "l", "index": 3},
                                {"model": "c", "layer": "l", "index": 1}], "score": 0.8}]
+
+
+class ConvThenLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(6 * 24 * 24, 5), nn.ReLU())
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
+def test_layers_without_space_are_compared_on_pooled_activations():
+    torch.manual_seed(0)
+    model, twin_a, twin_b = ConvThenLinear(), ConvThenLinear(), ConvThenLinear()
+    layers = [LayerInfo("conv", (6, 24, 24), tuple(range(6))), LayerInfo("fc", (5,), tuple(range(5)))]
+    a = Side(loaded(model, "a"), loaded(twin_a, "ra"), layers)
+    b = Side(loaded(model, "b"), loaded(twin_b, "rb"), layers)  # the same network on both sides
+    result = compare(a, b, image_batches())
+    assert np.allclose(np.diag(result["scores"]["fc", "fc"]), 1.0, atol=1e-4)
+    assert result["cka_trained"][1, 1] == pytest.approx(1.0, abs=1e-5)
+    assert np.isfinite(result["cka_trained"]).all()
