@@ -10,20 +10,22 @@ model, layer, class and file names are untrusted text.
 from __future__ import annotations
 
 import base64
-import io
+import functools
 import json
 import logging
+import multiprocessing
 import os
 import shutil
+import struct
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import numpy as np
-from PIL import Image
 
 from atlas.config import Config
 from atlas.errors import AtlasError
@@ -47,8 +49,9 @@ class RenderReport:
     seconds: float
 
 
-def render_site(config: Config, out: Path | None = None) -> RenderReport:
-    """Render the atlas of ``config`` from its last sweep into ``out`` (default: site.out)."""
+def render_site(config: Config, out: Path | None = None, workers: int | None = None) -> RenderReport:
+    """Render the atlas of ``config`` from its last sweep into ``out`` (default: site.out),
+    in ``workers`` processes (default: one per available core)."""
     start = time.perf_counter()
     store = Store(config.resolve(config.sweep.cache))
     plan = store.read_plan(config.sweep_digest())
@@ -60,28 +63,39 @@ def render_site(config: Config, out: Path | None = None) -> RenderReport:
     except FileNotFoundError as e:  # the plan names an artifact someone deleted
         raise AtlasError(f"{config.source}: the store {store.root} lacks {e.filename}; "
                          "run `atlas sweep` (or `atlas build`) to recompute it") from None
-    pages = render_pages(site, config.site.title)
+    pages = site_pages(site, config.site.title)
     out = Path(out) if out is not None else config.resolve(config.site.out)
     data = {
         "catalog.json": json.dumps(catalog(site), indent=1),
         # The search index is a script that sets a global, so search works from file:// (no fetch).
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
     }
-    _write_site(out, {**pages, **data}, site)
+    _write_site(out, pages, data, site, workers or _cores())
     report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start)
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
 
 
-def render_pages(site: SiteModel, title: str) -> dict[str, str]:
-    """Every page of the site: {site path: html}."""
-    env = _environment()
-    pages: dict[str, str] = {}
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass
+class Page:
+    template: str
+    path: str  # site path of the html file
+    context: dict[str, Any]
+
+
+def site_pages(site: SiteModel, title: str) -> list[Page]:
+    """Every page of the site with what its template is given (charts included: cheap
+    specs, so rendering is all that is left)."""
+    pages: list[Page] = []
 
     def page(template: str, path: str, crumbs: list[tuple[str, str]], **context: Any) -> None:
         uses_charts = any(value for key, value in context.items() if key.endswith(("chart", "charts")))
-        pages[path] = env.get_template(template).render(
-            page=path, site_title=title, crumbs=crumbs, uses_charts=uses_charts, **context)
+        pages.append(Page(template, path, dict(page=path, site_title=title, crumbs=crumbs,
+                                               uses_charts=uses_charts, **context)))
 
     home = ("Atlas", "index.html")
     margin = site.universality.margin if site.universality else None
@@ -115,22 +129,96 @@ def render_pages(site: SiteModel, title: str) -> dict[str, str]:
     return pages
 
 
-def _abs_max(values: list) -> float:
-    """The largest magnitude in nested lists (weight maps, grids of them): a color scale."""
-    return max((_abs_max(v) if isinstance(v, list) else abs(v) for v in values), default=0.0)
+def render_pages(site: SiteModel, title: str) -> dict[str, str]:
+    """Every page of the site: {site path: html}."""
+    env = _environment()
+    return {p.path: env.get_template(p.template).render(p.context) for p in site_pages(site, title)}
 
 
-def _weight_png(weights: list[list[float]], scale: float) -> str:
-    """A weight map as a data-URI PNG, one pixel per position: white at zero, red for
-    excitation and blue for inhibition at full strength when ``|w| == scale``."""
-    w = np.asarray(weights, dtype=np.float32)
-    strength = np.clip(np.abs(w) / scale, 0, 1) if scale else np.zeros_like(w)
-    fade = (255 * (1 - strength)).astype(np.uint8)
+_FORKED: list[Page] = []  # the pages a forked worker renders, inherited from the parent
+
+
+def _write_pages(folder: Path, pages: list[Page]) -> None:
+    env = _environment()
+    for p in pages:
+        _write_text(folder / p.path, env.get_template(p.template).render(p.context))
+
+
+def _write_share(folder: Path, worker: int, workers: int) -> int:
+    """A forked worker's share of ``_FORKED``: every ``workers``-th page, so that each
+    gets its part of every page type."""
+    share = _FORKED[worker::workers]
+    _write_pages(folder, share)
+    return len(share)
+
+
+def _write_pages_parallel(folder: Path, pages: list[Page], workers: int) -> None:
+    """Render and write ``pages`` in ``workers`` forked processes (each inherits the page
+    models, so nothing is pickled but the folder and a number); serially where fork is
+    not available or one worker is asked for."""
+    if workers <= 1 or len(pages) < 2 * workers or "fork" not in multiprocessing.get_all_start_methods():
+        _write_pages(folder, pages)
+        return
+    _FORKED[:] = pages
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            written = pool.starmap(_write_share, [(folder, i, workers) for i in range(workers)])
+    finally:
+        _FORKED.clear()
+    assert sum(written) == len(pages)
+
+
+def _write_text(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+
+
+def _abs_max(values: Any) -> float:
+    """The largest magnitude in a weight map, or in nested lists of them: a color scale."""
+    if isinstance(values, np.ndarray):
+        return float(np.abs(values).max(initial=0.0))
+    return max((_abs_max(v) if isinstance(v, (list, np.ndarray)) else abs(v) for v in values), default=0.0)
+
+
+def _weight_colors() -> np.ndarray:
+    """511 colors for signed strengths -255..255: blue, fading to white at 0, then red."""
+    fade = 255 - np.abs(np.arange(-255, 256))
     full = np.full_like(fade, 255)
-    rgb = np.where((w > 0)[..., None], np.stack([full, fade, fade], -1), np.stack([fade, fade, full], -1))
-    buffer = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buffer, "PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    positive = np.arange(-255, 256) > 0
+    return np.where(positive[:, None], np.stack([full, fade, fade], -1),
+                    np.stack([fade, fade, full], -1)).astype(np.uint8)
+
+
+WEIGHT_COLORS = _weight_colors()
+
+
+@functools.lru_cache(maxsize=65536)
+def _weight_png_cached(data: bytes, shape: tuple[int, int], scale: float) -> str:
+    w = np.frombuffer(data, dtype=np.float32).reshape(shape)
+    strength = np.clip(np.trunc(w * (255 / scale)), -255, 255).astype(np.int16) if scale else np.zeros(shape, np.int16)
+    return "data:image/png;base64," + base64.b64encode(_png(WEIGHT_COLORS[strength + 255])).decode()
+
+
+def _weight_png(weights: Any, scale: float) -> str:
+    """A weight map as a data-URI PNG, one pixel per position: white at zero, red for
+    excitation and blue for inhibition at full strength when ``|w| == scale``. The same
+    map at the same scale (a unit's page and its circuit page) is encoded once."""
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    return _weight_png_cached(w.tobytes(), w.shape, float(scale))
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    """An 8-bit RGB image as PNG bytes: for maps of a few pixels, PIL's per-image
+    overhead was most of the render's time."""
+    height, width, _ = rgb.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, -1)], axis=1)  # filter 0
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
 
 
 def _environment() -> jinja2.Environment:
@@ -148,7 +236,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _write_site(out: Path, files: dict[str, str], site: SiteModel) -> None:
+def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteModel, workers: int) -> None:
     """Write the whole site beside ``out``, then swap it in."""
     if out.exists() and any(out.iterdir()) and not (out / SITE_MARKER).exists():
         raise AtlasError(f"site.out: {out} exists and was not made by Atlas; "
@@ -157,19 +245,30 @@ def _write_site(out: Path, files: dict[str, str], site: SiteModel) -> None:
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
     try:
         shutil.copytree(TEMPLATES / "static", building / "static")
-        for path, text in files.items():
-            target = building / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+        _write_pages_parallel(building, pages, workers)
+        for path, text in data.items():
+            _write_text(building / path, text)
+        made: set[Path] = set()
         for path, source in site.copies.items():
             target = building / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            _place(source, target)
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
         (building / SITE_MARKER).touch()
         _swap(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _place(source: Path | str, target: Path) -> None:
+    """An image of the store in the site: a hard link where both are on one file system
+    (store files are written once, by rename, and never changed in place), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _swap(new: Path, out: Path) -> None:

@@ -226,6 +226,22 @@ def test_render_refuses_to_replace_a_folder_it_did_not_make(built_site, tmp_path
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_rendering_in_parallel_writes_the_same_site(built_site, tmp_path):
+    config = load_config(built_site.parent / "atlas.toml")
+    serial = render_site(config, out=tmp_path / "one", workers=1).out
+    parallel = render_site(config, out=tmp_path / "three", workers=3).out
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    one, three = files(serial), files(parallel)
+    assert len(one) > 50 and one == three
+    # Images are hard links into the store where they share a file system, not copies.
+    store = built_site.parent / "cache"
+    image = next(serial.glob("models/*/conv1/img/fv-0.webp"))
+    assert image.stat().st_nlink > 1 and store.stat().st_dev == image.stat().st_dev
+
+
 def test_render_without_a_sweep_says_what_to_do(tmp_path):
     (tmp_path / "atlas.toml").write_text('[[models]]\nname = "m"\narch = "torchvision:resnet18"\nlayers = ["layer1"]\n')
     with pytest.raises(AtlasError, match=r"atlas.toml: no sweep of this config .* run `atlas sweep`"):
