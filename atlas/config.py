@@ -28,7 +28,8 @@ from typing import Any
 from atlas.errors import ConfigError
 from atlas.names import slug
 
-STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families", "universality")
+STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families", "polysemanticity", "dictionary",
+          "universality", "superposition")
 """Every analysis `atlas sweep` knows, in the order it runs them."""
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -74,6 +75,16 @@ class ExamplesConfig:
 
 
 @dataclass(frozen=True)
+class DictionaryConfig:
+    expansion: int = 4  # dictionary features per unit of the layer
+    l1: float = 0.05  # sparsity penalty (inputs are scaled to mean squared norm = their width)
+    steps: int = 3000  # Adam steps
+    batch: int = 1024  # activation vectors per step
+    samples: int = 65536  # activation vectors (image x position) it is trained on, drawn from the dataset
+    lr: float = 0.003
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str  # id used in URLs and on the pages
     arch: str  # torchvision:<name> | lucent:inceptionv1 | package.module:factory
@@ -83,6 +94,7 @@ class ModelConfig:
     mean: tuple[float, ...] | None = None  # input normalisation, for import-path models
     std: tuple[float, ...] | None = None
     input_size: int | None = None  # side of the model's input image
+    dictionary: tuple[str, ...] = ()  # layers (of ``layers``) to take apart with a sparse autoencoder
 
     @property
     def slug(self) -> str:
@@ -97,6 +109,7 @@ class Config:
     sweep: SweepConfig = SweepConfig()
     featurevis: FeaturevisConfig = FeaturevisConfig()
     examples: ExamplesConfig = ExamplesConfig()
+    dictionary: DictionaryConfig = DictionaryConfig()
     # Not TOML keys: where the config came from, to resolve relative paths.
     root: Path = field(default=Path("."), metadata={"internal": True})
     source: str = field(default="atlas.toml", metadata={"internal": True})
@@ -168,6 +181,10 @@ def _check(config: Config) -> None:
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.lr > 0, "featurevis.lr", "must be positive")
     require(config.examples.top >= 1, "examples.top", "must be at least 1")
+    for name in ("expansion", "steps", "batch", "samples"):
+        require(getattr(config.dictionary, name) >= 1, f"dictionary.{name}", "must be at least 1")
+    require(config.dictionary.l1 >= 0, "dictionary.l1", "must not be negative")
+    require(config.dictionary.lr > 0, "dictionary.lr", "must be positive")
     if config.data is not None:
         require(config.data.limit >= 1, "data.limit", "must be at least 1")
     require(len(config.models) > 0, "models", "at least one [[models]] table is required")
@@ -181,6 +198,9 @@ def _check(config: Config) -> None:
         require(len(model.layers) > 0, f"{key}.layers", "list at least one layer")
         require(len(set(model.layers)) == len(model.layers), f"{key}.layers", "a layer is listed twice")
         require(model.units is None or model.units >= 1, f"{key}.units", "must be at least 1")
+        for j, layer in enumerate(model.dictionary):
+            require(layer in model.layers, f"{key}.dictionary[{j}]",
+                    f"{layer!r} is not one of the model's layers ({', '.join(model.layers)})")
         require(model.input_size is None or model.input_size >= 8, f"{key}.input_size", "must be at least 8")
         for name in ("mean", "std"):
             value = getattr(model, name)

@@ -23,15 +23,17 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
-from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, examples, families, featurevis, tuning,
-                          universality, weights)
+from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, dictionary, examples, families,
+                          featurevis, polysemantic, superposition, tuning, universality, weights)
 from atlas.store import Store, artifact_key, write_json
 
 log = logging.getLogger(__name__)
 
 # Stages that analyse one model at a time; universality then compares the models.
 STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
-                 "tuning": tuning.run, "circuits": circuits.run, "families": families.run}
+                 "tuning": tuning.run, "circuits": circuits.run, "families": families.run,
+                 "polysemanticity": polysemantic.run, "dictionary": dictionary.run}
+DATASET_STAGES = {"examples", "universality", "polysemanticity", "dictionary"}
 
 
 class _Silent:
@@ -56,7 +58,7 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     """Fill the store with every artifact the config asks for; return the sweep plan."""
     stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
-    if config.data is not None and {"examples", "universality"} & set(config.sweep.stages):
+    if config.data is not None and DATASET_STAGES & set(config.sweep.stages):
         dataset = open_dataset(config.data.images, config.data.limit, config.root)
     ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
                        device=pick_device(config.sweep.device), progress=progress,
@@ -70,14 +72,18 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
         ctx.artifacts = {layer.name: {} for layer in layers}
+        ctx.derived = []
         for stage in stages:
             for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
                 ctx.artifacts[layer_name][stage] = keys
-        plan["models"].append(_model_entry(model, spec.weights, layers, ctx.artifacts))
+        plan["models"].append({**_model_entry(model, spec.weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
     if "universality" in config.sweep.stages:
         plan["universality"] = universality.run(ctx, config.models, plan)
+        ctx.store.write_plan(config.sweep_digest(), plan)
+    if "superposition" in config.sweep.stages:
+        plan["superposition"] = superposition.run(ctx)
         ctx.store.write_plan(config.sweep_digest(), plan)
     return plan
 

@@ -32,6 +32,11 @@ thumbnail = 16
 [examples]
 top = 3
 
+[dictionary]
+expansion = 2
+steps = 50
+samples = 2048
+
 [[models]]
 name = "color <script>alert(1)</script> net"
 arch = "tests.tiny_models:make_color_net"
@@ -96,6 +101,8 @@ def built_site(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("built")
     make_images(root / "images")
-    config = load_config(write_config(root, TINY_CONFIG + TWIN_MODEL))
+    # ColorNet's conv1 is also taken apart by a sparse dictionary (8 features).
+    text = TINY_CONFIG.replace("input_size = 16\n", "input_size = 16\ndictionary = [\"conv1\"]\n", 1)
+    config = load_config(write_config(root, text + TWIN_MODEL))
     sweep(config)
     return render_site(config).out

@@ -79,7 +79,13 @@ def test_changing_a_stage_parameter_makes_new_artifacts_only_for_that_stage_and_
     first = set(_artifacts(tiny_project / "cache"))
     sweep(load_config(tiny_project / "atlas.toml", ["featurevis.steps=7"]))
     added = {path.split("/")[0] for path in set(_artifacts(tiny_project / "cache")) - first}
-    assert added == {"featurevis", "families"}  # families weigh the visualizations' activations as evidence
+    # Families weigh the visualizations' activations as evidence; polysemanticity reads the diversity images.
+    assert added == {"featurevis", "families", "polysemanticity"}
+    sweep(load_config(tiny_project / "atlas.toml", ["featurevis.steps=8", "featurevis.objectives=['channel']"]))
+    second = set(_artifacts(tiny_project / "cache"))
+    sweep(load_config(tiny_project / "atlas.toml", ["featurevis.steps=9", "featurevis.objectives=['channel']"]))
+    added = {path.split("/")[0] for path in set(_artifacts(tiny_project / "cache")) - second}
+    assert added == {"featurevis", "families"}  # without diversity images, polysemanticity does not read them
 
 
 def test_bad_layer_names_the_model_entry(tiny_project):

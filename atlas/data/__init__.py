@@ -13,6 +13,7 @@ Two kinds share one interface (``records``, ``load``, ``batches``, ``scan``,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ class Dataset:
     def load(self, index: int, size: int) -> np.ndarray | None:
         """Image ``index`` as uint8 (size, size, 3); None if it cannot be read."""
         raise NotImplementedError
+
+    truth_size = 0  # pixels on a side of the image that ``truth`` boxes are in
+
+    def truth(self, index: int) -> list[dict] | None:
+        """What image ``index`` contains, where the dataset knows (the embedded world):
+        ``[{"class", "box", "parts": [{"name", "box"}]}]``, boxes as (x0, y0, x1, y1)."""
+        return None
 
     def scan(self) -> dict[str, str]:
         """Try to read every image once; return {name: why} for the unreadable ones."""
@@ -133,6 +141,20 @@ class WorldDataset(Dataset):
 
     def scan(self) -> dict[str, str]:
         return {}  # generated scenes are always readable
+
+    @property
+    def truth_size(self) -> int:
+        return self._world.SIZE
+
+    def truth(self, index: int) -> list[dict]:
+        return _world_objects(self.SEED, index)
+
+
+@functools.lru_cache(maxsize=4096)
+def _world_objects(seed: int, index: int) -> list[dict]:
+    from atlas.data import world
+
+    return world.make_scene(seed, index, "atlas").objects
 
 
 def open_dataset(images: str, limit: int, root: Path) -> Dataset:

@@ -31,7 +31,7 @@ from atlas.config import Config
 from atlas.errors import AtlasError
 from atlas.names import slug
 from atlas.render import charts
-from atlas.render.pages import SiteModel, build_site, catalog, search_index
+from atlas.render.pages import SiteModel, build_site, catalog, polysemantic_overview, search_index
 from atlas.render.urls import relative_url
 from atlas.store import Store
 
@@ -100,6 +100,12 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
     home = ("Atlas", "index.html")
     margin = site.universality.margin if site.universality else None
     page("index.html", "index.html", [], site=site)
+    if site.superposition:
+        experiments = {k: v for k, v in site.superposition.items() if isinstance(v, dict)}
+        page("superposition.html", site.superposition_url, [home, ("superposition", site.superposition_url)],
+             site=site, toy=site.superposition, phase_chart=charts.toy_phase(experiments),
+             geometry_chart=charts.toy_geometry(site.superposition["geometry"]),
+             capacity_chart=charts.toy_capacity(site.superposition["capacity"]))
     if site.universality:
         page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
              site=site, universality=site.universality,
@@ -109,15 +115,21 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
         page("model.html", model.url, model_crumbs, model=model)
         if model.criteria:
             page("families.html", model.families_url, model_crumbs + [("families", model.families_url)], model=model)
-        for layer in model.layers:
+        if model.polysemanticity_url:
+            page("polysemanticity.html", model.polysemanticity_url,
+                 model_crumbs + [("polysemanticity", model.polysemanticity_url)], site=site, model=model,
+                 overview=polysemantic_overview(model), chart=charts.polysemanticity_by_layer(model))
+        for layer in model.layers + model.dictionaries:
             layer_crumbs = model_crumbs + [(layer.name, layer.url)]
             for family in layer.families:
                 page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
                      model=model, layer=layer, family=family,
                      joint_chart=charts.joint_tuning(family.representative),
                      scatter_chart=charts.handwritten_scatter(family))
+            of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
-                 chart=charts.layer_activations(layer))
+                 chart=charts.layer_activations(layer),
+                 comparison_chart=charts.units_against_features(of, layer) if of else None)
             for unit in layer.units:
                 unit_crumbs = layer_crumbs + [(f"unit {unit.index}", unit.url)]
                 page("unit.html", unit.url, unit_crumbs, margin=margin,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import altair as alt
 
-from atlas.render.pages import Family, Layer, Unit
+from atlas.render.pages import Family, Layer, Model, Unit
 
 _WIDTH = "container"
 
@@ -134,6 +134,100 @@ def _heatmap(a: str, b: str, layers_a: tuple[str, ...], layers_b: tuple[str, ...
 
 def _networks(b: str) -> list[str]:
     return ["trained", f"{b} with random weights"]
+
+
+def polysemanticity_by_layer(model: Model) -> dict[str, Any] | None:
+    """Box plots: the polysemanticity scores of each layer's units, layers in order."""
+    rows = [{"group": layer.name, "unit": u.index, "score": u.polysemanticity.score}
+            for layer in model.layers for u in layer.units if u.polysemanticity]
+    if not rows:
+        return None
+    return _filled(_score_boxes, rows, "layer", tuple(layer.name for layer in model.layers))
+
+
+def units_against_features(layer: Layer, dictionary: Layer) -> dict[str, Any] | None:
+    """Box plots: the same polysemanticity measure over a layer's units and over the
+    features of its dictionary."""
+    groups = ((f"{layer.name} units", layer), ("dictionary features", dictionary))
+    rows = [{"group": name, "unit": u.index, "score": u.polysemanticity.score}
+            for name, source in groups for u in source.units if u.polysemanticity]
+    if not rows:
+        return None
+    return _filled(_score_boxes, rows, "", tuple(name for name, _ in groups))
+
+
+def _score_boxes(title: str, order: tuple[str, ...]) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_boxplot(extent="min-max").encode(
+        x=alt.X("score:Q", title="polysemanticity (higher = more mixed)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("group:N", title=title or None, sort=list(order)),
+    ).properties(width=_WIDTH, height=28 * len(order))
+
+
+def toy_geometry(result: dict[str, Any]) -> dict[str, Any]:
+    """Each feature's column of W in the hidden plane, one model per sparsity, chosen
+    with a slider (Elhage et al.'s pentagon appears as features grow sparse)."""
+    rows = [{"step": k, "sparsity": m["sparsity"], "feature": i, "x": round(c[0], 4), "y": round(c[1], 4),
+             "norm": m["norms"][i]}
+            for k, m in enumerate(result["models"]) for i, c in enumerate(m["columns"])]
+    return _filled(_geometry, rows, len(result["models"]))
+
+
+def _geometry(models: int) -> alt.Chart:
+    step = alt.param(name="step", value=models - 1,
+                     bind=alt.binding_range(min=0, max=models - 1, step=1, name="sparsity step "))
+    base = alt.Chart(alt.Data(values=[])).transform_filter("datum.step == step")
+    scale = alt.Scale(domain=[-1.6, 1.6])
+    arrows = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("zero:Q", scale=scale, title="hidden dimension 1"), y=alt.Y("zero_y:Q", scale=scale,
+                                                                             title="hidden dimension 2"),
+        x2="x:Q", y2="y:Q", color=alt.Color("feature:N", title="feature")).transform_calculate(zero="0", zero_y="0")
+    heads = base.mark_point(filled=True, size=60).encode(
+        x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale), color="feature:N",
+        tooltip=["feature:N", alt.Tooltip("sparsity:Q", format=".3f"), alt.Tooltip("norm:Q", format=".2f")])
+    label = base.mark_text(align="left", x=4, y=8).encode(
+        text=alt.Text("label:N")).transform_calculate(label="'sparsity ' + datum.sparsity").transform_filter(
+        "datum.feature == 0")
+    return (arrows + heads + label).add_params(step).properties(width=260, height=260)
+
+
+def toy_capacity(result: dict[str, Any]) -> dict[str, Any]:
+    """Bars: how strongly each feature is stored (|W_i|), colored by how much the other
+    features interfere with it, one model per sparsity chosen with a slider."""
+    rows = [{"step": k, "sparsity": m["sparsity"], "feature": i, "norm": m["norms"][i],
+             "interference": min(m["interference"][i], 1.0)}
+            for k, m in enumerate(result["models"]) for i in range(result["features"])]
+    return _filled(_capacity, rows, len(result["models"]))
+
+
+def _capacity(models: int) -> alt.Chart:
+    step = alt.param(name="step", value=models - 1,
+                     bind=alt.binding_range(min=0, max=models - 1, step=1, name="sparsity step "))
+    return alt.Chart(alt.Data(values=[])).transform_filter("datum.step == step").mark_bar().encode(
+        x=alt.X("feature:O", title="feature (most important first)"),
+        y=alt.Y("norm:Q", title="|W_i| (stored when ≥ 0.5)", scale=alt.Scale(domain=[0, 1.3])),
+        color=alt.Color("interference:Q", title="interference", scale=alt.Scale(domain=[0, 1], scheme="plasma")),
+        tooltip=["feature:O", alt.Tooltip("sparsity:Q", format=".3f"), alt.Tooltip("norm:Q", format=".2f"),
+                 alt.Tooltip("interference:Q", format=".2f")],
+    ).add_params(step).properties(width=_WIDTH, height=180)
+
+
+def toy_phase(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Lines: features stored against 1 / (1 - sparsity), per experiment, with each
+    model's dimensions (stored = dimensions is the dense regime)."""
+    rows = [{"experiment": f"{r['features']} features in {r['dims']} dims", "density": round(1 - m["sparsity"], 4),
+             "inverse": round(1 / max(1 - m["sparsity"], 1e-6), 2), "stored": m["stored"], "dims": r["dims"]}
+            for r in results.values() for m in r["models"]]
+    return _filled(_phase, rows)
+
+
+def _phase() -> alt.Chart:
+    base = alt.Chart(alt.Data(values=[]))
+    x = alt.X("inverse:Q", scale=alt.Scale(type="log"), title="1 / (1 - sparsity)")
+    lines = base.mark_line(point=True).encode(
+        x=x, y=alt.Y("stored:Q", title="features stored"), color=alt.Color("experiment:N", title=None),
+        tooltip=["experiment:N", "density:Q", "stored:Q"])
+    dims = base.mark_line(strokeDash=[4, 4]).encode(x=x, y="dims:Q", color="experiment:N")
+    return (dims + lines).properties(width=_WIDTH, height=200)
 
 
 def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int

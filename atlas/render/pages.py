@@ -63,6 +63,36 @@ class Match:
 
 
 @dataclass
+class Meaning:
+    """One cluster of a unit's strong examples."""
+
+    size: int  # examples in it (of the unit's strongest, ``Polysemanticity.top``)
+    examples: list[Example]  # the strongest few, cropped
+    things: list[list[Any]]  # [[what is under the place it fired, share]], most common first
+    labels: list[list[Any]]  # [[image label, share]]
+
+    @property
+    def name(self) -> str:
+        return self.things[0][0] if self.things else "?"
+
+
+@dataclass
+class Polysemanticity:
+    score: float  # higher = more mixed (see atlas.stages.polysemantic)
+    separation: float
+    balance: float
+    purity: float  # share of the strong examples on the most common ground-truth object
+    meanings: list[Meaning]
+    diversity: float | None = None  # disagreement of the diversity visualizations, when made
+    top: int = 0
+
+    @property
+    def distinct(self) -> bool:
+        """The two clusters are about different things (by the ground truth or labels)."""
+        return len(self.meanings) == 2 and self.meanings[0].name != self.meanings[1].name
+
+
+@dataclass
 class Unit:
     index: int
     url: str
@@ -90,6 +120,7 @@ class Unit:
     edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
     matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
+    polysemanticity: Polysemanticity | None = None
 
     @property
     def circuit_url(self) -> str | None:
@@ -129,6 +160,7 @@ class Layer:
     families: list[Family] = field(default_factory=list)
     prev_url: str | None = None  # the model's previous and next swept layers
     next_url: str | None = None
+    dictionary: dict[str, Any] | None = None  # a dictionary's features: its training numbers, {"of": layer}
 
     def family(self, symbol: str) -> Family | None:
         return next((f for f in self.families if f.symbol == symbol), None)
@@ -153,6 +185,13 @@ class Model:
     input_size: int
     layers: list[Layer]
     criteria: list[dict[str, Any]] = field(default_factory=list)  # the named families, as the sweep defined them
+    dictionaries: list[Layer] = field(default_factory=list)  # sparse dictionaries' features, as pseudo-layers
+
+    @property
+    def polysemanticity_url(self) -> str | None:
+        if not any(u.polysemanticity for layer in self.layers for u in layer.units):
+            return None
+        return f"models/{self.slug}/polysemanticity.html"
 
     @property
     def families_url(self) -> str:
@@ -187,6 +226,11 @@ class SiteModel:
     data: dict[str, Any] | None
     copies: dict[str, Path | str] = field(default_factory=dict)  # site path -> store file
     universality: Universality | None = None
+    superposition: dict[str, Any] | None = None  # the toy models' results, when trained
+
+    @property
+    def superposition_url(self) -> str | None:
+        return "superposition.html" if self.superposition else None
 
     @property
     def symbols(self) -> list[str]:
@@ -212,11 +256,19 @@ def build_site(plan: dict[str, Any], store: Store) -> SiteModel:
                          for layer in entry["layers"] if layer["artifacts"].get("families")]
         for (before, _), (after, folder) in zip(with_families, with_families[1:]):
             _family_grids(_read(folder), by_name[before["name"]], by_name[after["name"]])
+        dictionaries = []
+        for derived in entry.get("dictionaries", []):
+            layer = _layer(derived, f"{base}/{slug(derived['name'])}", store, site.copies, site.data)
+            layer.dictionary = {"of": derived["of"], "url": by_name[derived["of"]].url,
+                                **_read(store.path("dictionary", derived["artifacts"]["dictionary"][0]))}
+            dictionaries.append(layer)
         site.models.append(Model(
             name=entry["name"], slug=slug(entry["name"]), url=f"{base}/index.html",
             arch=entry["arch"], weights=entry["weights"], digest=entry["digest"],
-            input_size=entry["input_size"], layers=layers, criteria=criteria,
+            input_size=entry["input_size"], layers=layers, criteria=criteria, dictionaries=dictionaries,
         ))
+    if plan.get("superposition"):
+        site.superposition = _read(store.path("superposition", plan["superposition"]))
     if plan.get("universality"):
         site.universality = _universality(store.path("universality", plan["universality"]["summary"]), site)
     return site
@@ -308,6 +360,16 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
                 index = preferred["index"]
                 preferred["src"] = _copy(copies, f"{base}/img/stimulus-{index}.webp", folder / f"s-{index}.webp")
             units[int(unit)].tuning = summary
+    for key in artifacts.get("polysemanticity", []):
+        folder = store.path("polysemanticity", key)
+        found = _read(folder)
+        for unit, scored in found["units"].items():
+            units[int(unit)].polysemanticity = Polysemanticity(
+                score=scored["score"], separation=scored["separation"], balance=scored["balance"],
+                purity=scored["purity"], diversity=scored.get("diversity"), top=found["top"],
+                meanings=[Meaning(c["size"], [_example(ex, found, folder, base, thumbnails, copies)
+                                              for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
+                          for c in scored["clusters"]])
     for u in units.values():  # joint tuning: which units take over as the examples turn
         joint = (u.tuning or {}).get("joint")
         if joint:
@@ -404,6 +466,60 @@ def _copy(copies: dict[str, Path | str], site_path: str, source: Path | str) -> 
     return site_path
 
 
+MOST_MIXED = 6  # units shown per layer on a polysemanticity page
+
+
+def polysemantic_overview(model: Model) -> dict[str, Any]:
+    """What a model's polysemanticity page shows: per layer its most mixed units and
+    how the score agrees with the ground truth; and the features that one pure unit
+    carries in one layer and several mixed units share in the next (``spread``)."""
+    layers = []
+    for layer in model.layers:
+        scored = [u for u in layer.units if u.polysemanticity]
+        if not scored:
+            continue
+        scores = np.array([u.polysemanticity.score for u in scored])
+        mixing = np.array([1 - u.polysemanticity.purity for u in scored])
+        layers.append({"layer": layer, "median": float(np.median(scores)),
+                       "mixed": sorted(scored, key=lambda u: -u.polysemanticity.score)[:MOST_MIXED],
+                       "agreement": _rank_correlation(scores, mixing)})
+    top = next((u.polysemanticity.top for layer in model.layers for u in layer.units if u.polysemanticity), 0)
+    return {"layers": layers, "spread": spread_features(model), "top": top}
+
+
+def spread_features(model: Model, limit: int = 8) -> list[dict[str, Any]]:
+    """"Cars in superposition": a unit among the purest third of its layer whose strongest
+    uses in the next swept layer (outputs within half of its strongest weight) are
+    several units among the most mixed third of theirs. Best first: most mixed uses."""
+    def thirds(layer: Layer) -> tuple[float, float]:
+        scores = [u.polysemanticity.score for u in layer.units if u.polysemanticity]
+        return (float(np.quantile(scores, 1 / 3)), float(np.quantile(scores, 2 / 3))) if scores else (-1.0, 2.0)
+
+    found = []
+    for before, after in zip(model.layers, model.layers[1:]):
+        pure, _ = thirds(before)
+        _, mixed = thirds(after)
+        for unit in before.units:
+            if not unit.polysemanticity or unit.polysemanticity.score > pure or not unit.outputs:
+                continue
+            strongest = max(e.weight for e in unit.outputs)
+            uses = [e for e in unit.outputs if e.weight >= strongest / 2]
+            mixed_uses = [e for e in uses if e.other.polysemanticity and e.other.polysemanticity.score >= mixed]
+            if len(mixed_uses) >= 2:
+                found.append({"unit": unit, "layer": before.name, "next": after.name, "uses": uses,
+                              "mixed": len(mixed_uses)})
+    found.sort(key=lambda f: (-f["mixed"], f["unit"].polysemanticity.score))
+    return found[:limit]
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (ties broken by order), None when either is constant."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    ranks = [np.argsort(np.argsort(v, kind="stable"), kind="stable") for v in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
 TUNING_NUMBERS = ("best_kind", "orientation_kind", "orientation_deg", "orientation_selectivity", "curve_vs_line",
                   "frequency_preference", "color_opponency", "center_surround")
 
@@ -418,34 +534,42 @@ def catalog(site: SiteModel) -> dict[str, Any]:
     """The machine-readable index of the atlas (``site/catalog.json``)."""
     return {"models": [{
         "name": m.name, "arch": m.arch, "weights": m.weights, "digest": m.digest, "url": m.url,
-        "layers": [{
-            "name": layer.name, "url": layer.url, "shape": layer.shape,
-            "units": [{
-                "index": u.index, "url": u.url,
-                "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
-                "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation} for v in u.variants},
-                "weights": u.weights,
-                "examples": [e.crop or e.src for e in u.examples],
-                "example_values": [e.value for e in u.examples],
-                "activation_quantiles": u.activation_quantiles,
-                "fraction_active": u.fraction_active,
-                "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
-                "inputs": _edges(u.inputs + u.inhibitory),
-                "outputs": _edges(u.outputs + u.outputs_inhibitory),
-                "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
-                            for m in u.matches if m.above_chance],
-                "family": u.family.name if u.family else None,
-                "family_symbol": u.family.symbol if u.family else None,
-                "family_confidence": u.family_confidence,
-                "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
-                "preferred": None if u.tuning is None else {
-                    kind: {k: v for k, v in p.items() if k not in ("index", "src")}
-                    for kind, p in u.tuning["preferred"].items()},
-            } for u in layer.units],
-            "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
-                          "share": f.share, "url": f.url} for f in layer.families],
-        } for layer in m.layers],
+        "layers": [_catalog_layer(layer) for layer in m.layers],
+        "dictionaries": [{**_catalog_layer(layer), "of": layer.dictionary["of"]} for layer in m.dictionaries],
     } for m in site.models]}
+
+
+def _catalog_layer(layer: Layer) -> dict[str, Any]:
+    return {
+        "name": layer.name, "url": layer.url, "shape": layer.shape,
+        "units": [{
+            "index": u.index, "url": u.url,
+            "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
+            "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation} for v in u.variants},
+            "weights": u.weights,
+            "examples": [e.crop or e.src for e in u.examples],
+            "example_values": [e.value for e in u.examples],
+            "activation_quantiles": u.activation_quantiles,
+            "fraction_active": u.fraction_active,
+            "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+            "inputs": _edges(u.inputs + u.inhibitory),
+            "outputs": _edges(u.outputs + u.outputs_inhibitory),
+            "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
+                        for m in u.matches if m.above_chance],
+            "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
+            "polysemanticity_clusters": None if u.polysemanticity is None else [
+                {"size": m.size, "things": m.things, "labels": m.labels} for m in u.polysemanticity.meanings],
+            "family": u.family.name if u.family else None,
+            "family_symbol": u.family.symbol if u.family else None,
+            "family_confidence": u.family_confidence,
+            "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
+            "preferred": None if u.tuning is None else {
+                kind: {k: v for k, v in p.items() if k not in ("index", "src")}
+                for kind, p in u.tuning["preferred"].items()},
+        } for u in layer.units],
+        "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
+                      "share": f.share, "url": f.url} for f in layer.families],
+    }
 
 
 def search_index(site: SiteModel) -> list[list[str]]:
@@ -466,6 +590,14 @@ def search_index(site: SiteModel) -> list[list[str]]:
                 if found:
                     text += " · also in " + ", ".join(found)
                 entries.append(["unit", text, u.url])
+    for m in site.models:
+        if m.polysemanticity_url:
+            entries.append(["page", f"{m.name} · polysemanticity · superposition · mixed units", m.polysemanticity_url])
+        for layer in m.dictionaries:
+            entries.append(["layer", f"{m.name} · {layer.name} · {len(layer.units)} features · sparse autoencoder",
+                            layer.url])
     if site.universality:
         entries.append(["page", "universality · matched units across models · CKA", site.universality.url])
+    if site.superposition:
+        entries.append(["page", "toy models of superposition · sparsity · phase change", site.superposition_url])
     return entries

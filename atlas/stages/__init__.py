@@ -49,6 +49,8 @@ class StageContext:
     # The current model's artifacts so far, {layer: {stage: [keys]}}: a stage reads
     # what earlier stages made (tuning rotates the examples; families reads them all).
     artifacts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # Layers a stage derives from the model's own (a dictionary's features), as plan entries.
+    derived: list[dict[str, Any]] = field(default_factory=list)
 
     def needs(self, stage: str, key: str) -> bool:
         return self.force or not self.store.has(stage, key)

@@ -25,7 +25,9 @@ PAGE_TYPES = {  # one page of each type, by a glob under the site
     "index": "index.html", "universality": "universality.html", "model": "models/color*/index.html",
     "criteria": "models/color*/families.html", "layer": "models/color*/conv1/index.html",
     "family": "models/color*/conv1/families/*.html", "unit": "models/color*/conv1/0.html",
-    "circuit": "models/color*/conv2/circuits/0.html",
+    "circuit": "models/color*/conv2/circuits/0.html", "superposition": "superposition.html",
+    "polysemanticity": "models/color*/polysemanticity.html", "dictionary": "models/color*/conv1-dictionary/index.html",
+    "feature": "models/color*/conv1-dictionary/0.html",
 }
 
 

@@ -55,9 +55,12 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert families and (built_site / f"models/{model}/families.html").is_file()
     circuits = sorted(built_site.glob(f"models/{model}/*/circuits/*.html"))
     assert len(circuits) == 6  # every unit: conv2's read conv1, conv1's are read by conv2
-    assert (built_site / "universality.html").is_file()
-    per_model = 1 + 1 + 2 + 6 + len(families) + len(circuits)  # the twin model has as many pages
-    assert len(_pages(built_site)) == 1 + 1 + 2 * per_model
+    assert (built_site / "universality.html").is_file() and (built_site / "superposition.html").is_file()
+    assert (built_site / f"models/{model}/polysemanticity.html").is_file()
+    # model, families, 2 layers, 6 units, families, circuits, polysemanticity; the twin model has as many
+    per_model = 1 + 1 + 2 + 6 + len(families) + len(circuits) + 1
+    dictionary = 1 + 8  # ColorNet's conv1 dictionary: its page and one per feature (2 x 4 units)
+    assert len(_pages(built_site)) == 1 + 1 + 1 + 2 * per_model + dictionary
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
@@ -224,6 +227,32 @@ def test_render_refuses_to_replace_a_folder_it_did_not_make(built_site, tmp_path
     render_site(config, out=first)  # re-rendering replaces the whole site
     assert not (first / "stale.html").exists() and (first / "index.html").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_polysemanticity_dictionary_and_superposition_reach_the_site(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    model = catalog["models"][0]
+    for layer in model["layers"]:
+        for unit in layer["units"]:
+            assert 0 <= unit["polysemanticity"] <= 1
+            clusters = unit["polysemanticity_clusters"]
+            # Every image's strongest place, clustered: 5 readable images, so 5 examples at most.
+            assert 1 <= len(clusters) <= 2 and sum(c["size"] for c in clusters) <= 5
+            assert all(share <= 1 for c in clusters for _, share in c["things"])
+    (dictionary,) = model["dictionaries"]
+    assert dictionary["of"] == "conv1" and len(dictionary["units"]) == 8 and dictionary["shape"][0] == 8
+    assert all(u["featurevis"] and u["examples"] and u["polysemanticity"] is not None for u in dictionary["units"])
+    assert catalog["models"][1]["dictionaries"] == []
+    feature = (built_site / dictionary["units"][0]["url"]).read_text()
+    assert "<h1>Feature 0" in feature and "sparse dictionary learned over" in feature
+    layer = (built_site / dictionary["url"]).read_text()
+    assert "features active per position" in layer and layer.count('class="vega-spec"') == 2  # activations, comparison
+    unit = (built_site / model["layers"][0]["units"][0]["url"]).read_text()
+    assert "One meaning or several?" in unit and 'class="meaning"' in unit
+    overview = (built_site / model["url"].replace("index.html", "polysemanticity.html")).read_text()
+    assert "The most mixed units of" in overview and overview.count('class="vega-spec"') == 1
+    toy = (built_site / "superposition.html").read_text()
+    assert toy.count('class="vega-spec"') == 3 and toy.count("<tr><td>") == 10  # one row per sparsity
 
 
 def test_rendering_in_parallel_writes_the_same_site(built_site, tmp_path):

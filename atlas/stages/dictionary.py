@@ -1,0 +1,230 @@
+"""Dictionary learning: a sparse autoencoder takes a layer apart into cleaner features.
+
+As in "Towards Monosemanticity" (Bricken et al. 2023): the layer's activation
+vectors x (every position of every image, sampled) are encoded as
+``f = ReLU(W_e (x - b_d) + b_e)`` with more features than the layer has units,
+decoded as ``x' = W_d f + b_d`` with unit-norm decoder columns, and trained on
+``|x - x'|^2 / C + l1 * sum(f)`` (inputs scaled so that their mean squared norm is
+C, so ``l1`` means the same on every layer).
+
+Each feature then gets what a unit gets: the model with the encoder appended to the
+layer (``DictionaryModel``, a 1x1 convolution of the pre-activations) is swept by the
+feature visualization and dataset examples stages as if its features were the
+layer's channels, and the polysemanticity measure scores features and units the
+same way: the layer's vectors at their strongest examples, each feature's decoder
+direction taken out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from atlas.capture import capture, find_modules
+from atlas.config import DictionaryConfig
+from atlas.models import LoadedModel
+from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, examples, featurevis, model_identity
+from atlas.stages import polysemantic
+from atlas.store import write_json
+
+log = logging.getLogger(__name__)
+STAGE = "dictionary"
+FORMAT = 1
+
+
+class SparseAutoencoder(nn.Module):
+    def __init__(self, inputs: int, features: int, generator: torch.Generator | None = None):
+        super().__init__()
+        decoder = torch.randn(inputs, features, generator=generator)
+        self.decoder = nn.Parameter(decoder / decoder.norm(dim=0, keepdim=True))  # (C, F), unit columns
+        self.encoder = nn.Parameter(self.decoder.detach().T.clone())  # (F, C)
+        self.encoder_bias = nn.Parameter(torch.zeros(features))
+        self.decoder_bias = nn.Parameter(torch.zeros(inputs))
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.decoder_bias) @ self.encoder.T + self.encoder_bias
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = torch.relu(self.pre(x))
+        return f @ self.decoder.T + self.decoder_bias, f
+
+
+@dataclass
+class Trained:
+    sae: SparseAutoencoder
+    scale: float  # inputs were multiplied by this before training
+    stats: dict[str, Any]
+
+
+def train(samples: torch.Tensor, features: int, *, l1: float, steps: int, batch: int, lr: float,
+          seed: int) -> Trained:
+    """A sparse autoencoder with ``features`` features over ``samples`` (N, C)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = samples.float()
+    channels = x.shape[1]
+    scale = float(np.sqrt(channels / max(float((x ** 2).sum(1).mean()), 1e-12)))
+    x = x * scale
+    sae = SparseAutoencoder(channels, features, generator)
+    with torch.no_grad():
+        sae.decoder_bias.copy_(x.mean(0))
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
+    for step in range(steps):
+        rows = torch.randint(len(x), (batch,), generator=generator)
+        reconstruction, f = sae(x[rows])
+        loss = ((reconstruction - x[rows]) ** 2).sum(1).mean() / channels + l1 * f.sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            sae.decoder.div_(sae.decoder.norm(dim=0, keepdim=True).clamp(min=1e-8))
+    with torch.no_grad():
+        reconstruction, f = sae(x)
+        residual = ((x - reconstruction) ** 2).sum(1).mean()
+        variance = ((x - x.mean(0)) ** 2).sum(1).mean()
+        firing = (f > 0).float().mean(0)
+    stats = {"features": features, "inputs": channels, "samples": len(x), "l1": l1, "steps": steps,
+             "explained_variance": round(float(1 - residual / variance), 4),
+             "l0": round(float((f > 0).float().sum(1).mean()), 2),
+             "dead": int((firing == 0).sum()), "firing": firing.numpy().round(5).tolist()}
+    return Trained(sae, scale, stats)
+
+
+class DictionaryReadout(nn.Module):
+    """Appended to a layer: its output becomes the dictionary's feature pre-activations
+    (``f = ReLU`` of them), one channel per feature."""
+
+    def __init__(self, layer: nn.Module, trained: Trained):
+        super().__init__()
+        self.layer = layer
+        sae = trained.sae
+        # pre = W_e (s x - b_d) + b_e = (s W_e) x + (b_e - W_e b_d)
+        self.register_buffer("weight", (sae.encoder.detach() * trained.scale).clone())
+        self.register_buffer("bias", (sae.encoder_bias - sae.encoder @ sae.decoder_bias).detach().clone())
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        x = self.layer(*args, **kwargs)
+        if x.dim() == 4:
+            return torch.einsum("fc,bchw->bfhw", self.weight, x) + self.bias[None, :, None, None]
+        return x @ self.weight.T + self.bias
+
+
+def dictionary_model(model: LoadedModel, layer: str, trained: Trained, key: str) -> LoadedModel:
+    """A copy of the model whose ``layer`` outputs the dictionary's features: stages
+    see them as that layer's channels. Its digest names the dictionary, so its
+    artifacts never mix with the layer's own."""
+    import copy
+
+    module = copy.deepcopy(model.module)
+    parent_name, _, child = layer.rpartition(".")
+    parent = find_modules(module, [parent_name])[parent_name] if parent_name else module
+    setattr(parent, child, DictionaryReadout(getattr(parent, child), trained))
+    digest = hashlib.sha256(f"{model.digest}/{key}".encode()).hexdigest()[:16]
+    return dataclasses.replace(model, module=module, digest=digest, name=f"{model.name} {layer} dictionary")
+
+
+def sample_activations(model: LoadedModel, layer: LayerInfo, dataset, count: int, *, batch_size: int,
+                       device: torch.device, seed: int) -> torch.Tensor:
+    """About ``count`` activation vectors of ``layer``: every position of every image,
+    each kept with the same probability (seeded), at most ``count``."""
+    positions = int(np.prod(layer.shape[1:])) if len(layer.shape) == 3 else 1
+    keep = min(1.0, count / max(1, positions * len(dataset.records)))
+    generator = torch.Generator().manual_seed(seed)
+    kept = []
+    with torch.no_grad():
+        for _, pixels in dataset.batches(model.input_size, batch_size):
+            x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255
+            acts = capture(model.module, model.normalize(x), [layer.name])[layer.name].float().cpu()
+            vectors = acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1]) if acts.dim() == 4 else acts
+            kept.append(vectors[torch.rand(len(vectors), generator=generator) < keep])
+    return torch.cat(kept)[:count]
+
+
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+    wanted = next((m.dictionary for m in ctx.config.models if m.name == model.name), ())
+    if ctx.dataset is None or not wanted:
+        return {}
+    cfg: DictionaryConfig = ctx.config.dictionary
+    keys = {}
+    for layer in layers:
+        if layer.name not in wanted:
+            continue
+        key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), input_size=model.input_size,
+                           layer=layer.name, data=ctx.dataset.digest(), **dataclasses.asdict(cfg),
+                           seed=ctx.config.sweep.seed)
+        if ctx.needs(STAGE, key):
+            seed = derive_seed(ctx.config.sweep.seed, model.digest, layer.name, STAGE)
+            samples = sample_activations(model, layer, ctx.dataset, cfg.samples, batch_size=ctx.config.sweep.batch_size,
+                                         device=ctx.device, seed=seed)
+            log.info("%s %s: training a dictionary of %d features on %d vectors", model.name, layer.name,
+                     cfg.expansion * layer.channels, len(samples))
+            trained = train(samples, cfg.expansion * layer.channels, l1=cfg.l1, steps=cfg.steps, batch=cfg.batch,
+                            lr=cfg.lr, seed=seed)
+            with ctx.store.writing(STAGE, key) as folder:
+                torch.save({"state": trained.sae.state_dict(), "scale": trained.scale}, folder / "sae.pt")
+                write_json(folder / "data.json", {"layer": layer.name, **trained.stats})
+        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
+        keys[layer.name] = [key]
+        ctx.derived.append(_features(ctx, model, layer, key))
+    return keys
+
+
+def load(ctx: StageContext, key: str) -> Trained:
+    folder = ctx.store.path(STAGE, key)
+    saved = torch.load(folder / "sae.pt", map_location="cpu", weights_only=True)
+    decoder = saved["state"]["decoder"]
+    sae = SparseAutoencoder(*decoder.shape)
+    sae.load_state_dict(saved["state"])
+    import json
+
+    return Trained(sae.requires_grad_(False), saved["scale"], json.loads((folder / "data.json").read_text()))
+
+
+def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str) -> dict[str, Any]:
+    """Sweep the dictionary's features as if they were a layer's units: feature
+    visualization, dataset examples and polysemanticity; returns their plan entry."""
+    trained = load(ctx, key)
+    features = trained.stats["features"]
+    wrapped = dictionary_model(model, layer.name, trained, key)
+    info = LayerInfo(layer.name, (features, *layer.shape[1:]), tuple(range(features)))
+    artifacts: dict[str, list[str]] = {"dictionary": [key]}
+    saved, ctx.artifacts = ctx.artifacts, {layer.name: {}}
+    try:
+        for stage, runner in (("featurevis", featurevis.run), ("examples", examples.run)):
+            if stage in ctx.config.sweep.stages:
+                artifacts[stage] = runner(ctx, wrapped, [info])[layer.name]
+    finally:
+        ctx.artifacts = saved
+    poly = artifact_key(stage=polysemantic.STAGE, format=polysemantic.FORMAT, model=model_identity(model),
+                        input_size=model.input_size, layer=layer.name, dictionary=key, data=ctx.dataset.digest(),
+                        top=polysemantic.TOP)
+    if ctx.needs(polysemantic.STAGE, poly):
+        sae = trained.sae
+        weight, bias = wrapped_readout(trained)
+        with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity {layer.name} dictionary") as bar:
+            found = polysemantic.strongest(
+                model, layer, ctx.dataset, lambda acts: _features_of(acts, weight.to(acts.device), bias.to(acts.device)),
+                features, top=polysemantic.TOP, batch_size=ctx.config.sweep.batch_size, device=ctx.device,
+                progress=bar)
+        directions = polysemantic.standardised(sae.decoder.detach().T.numpy(), found.scale)
+        polysemantic.write(ctx, wrapped, polysemantic.STAGE, poly, info, found, directions,
+                           names=list(range(features)))
+    ctx.store.record(polysemantic.STAGE, poly, {"model": model.name, "layer": layer.name, "dictionary": key})
+    artifacts["polysemanticity"] = [poly]
+    return {"name": f"{layer.name} dictionary", "of": layer.name, "shape": list(info.shape),
+            "units": list(info.units), "artifacts": artifacts}
+
+
+def wrapped_readout(trained: Trained) -> tuple[torch.Tensor, torch.Tensor]:
+    readout = DictionaryReadout(nn.Identity(), trained)
+    return readout.weight, readout.bias
+
+
+def _features_of(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.relu(torch.einsum("fc,bchw->bfhw", weight, acts) + bias[None, :, None, None])

@@ -1,0 +1,337 @@
+"""Polysemanticity: does a unit respond to one thing, or to several unrelated ones?
+
+A unit's strongest dataset examples are described by what the rest of its layer
+does there: the layer's activation vector at the place the unit fired, each channel
+standardised over the dataset, with the unit's own direction taken out (it is large
+in every strong example by construction) and scaled to unit length. Things the
+layer represents differently then point in different directions. The examples are
+split in two by spherical 2-means, and
+
+    score = separation x min(1, balance / BALANCED)
+
+where separation is ``1 - cos`` between the two clusters' mean directions (0 when
+they point the same way, 1 when orthogonal, capped at 1) and balance is the smaller
+cluster's share of the examples, so that a few odd examples are not a second
+meaning. Evidence beside the score: the labels behind each cluster (the dataset's
+class, and on the embedded world the object part under the place it fired, from
+the scene's ground truth) and, when the unit has diversity visualizations, how much
+they disagree in the same representation.
+
+``measure`` works for any readout of a layer: the layer's own channels (this stage)
+or the features of a sparse dictionary over it (``atlas.stages.dictionary``), whose
+directions are then the dictionary's, so both are judged by the same measure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from atlas.capture import capture
+from atlas.images import save_webp
+from atlas.models import LoadedModel
+from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
+from atlas.stages.examples import StreamingTopK, spatial_max
+from atlas.store import write_json
+
+STAGE = "polysemanticity"
+FORMAT = 1
+TOP = 48  # strong examples clustered per unit
+BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
+SHOWN = 6  # examples shown (and cropped) per cluster
+CROP = 64
+ITERATIONS = 25
+
+Readout = Callable[[torch.Tensor], torch.Tensor]  # a layer's output (B, C, H, W) -> unit values (B, K, H, W)
+
+
+@dataclass
+class Meanings:
+    score: float
+    separation: float
+    balance: float
+    assignment: np.ndarray  # (n,) cluster 0 or 1 per example; cluster 0 holds the strongest example
+
+
+def meanings(vectors: np.ndarray, direction: np.ndarray | None = None) -> Meanings:
+    """Split examples (rows of ``vectors``, strongest first) in two and score how
+    different the two halves are; ``direction`` (the unit's own) is projected out first."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if direction is not None:
+        d = np.asarray(direction, dtype=np.float64)
+        d = d / (np.linalg.norm(d) or 1.0)
+        v = v - np.outer(v @ d, d)
+    v = _unit_rows(v)
+    n = len(v)
+    if n < 4:
+        return Meanings(0.0, 0.0, 0.0, np.zeros(n, dtype=int))
+    # Deterministic start: the strongest example, and the example least like it.
+    centers = np.stack([v[0], v[int(np.argmin(v @ v[0]))]])
+    assignment = None
+    for _ in range(ITERATIONS):
+        new = np.argmax(v @ centers.T, axis=1)
+        if assignment is not None and np.array_equal(new, assignment):
+            break
+        assignment = new
+        centers = np.stack([_unit_rows(v[assignment == k].sum(0, keepdims=True))[0] if (assignment == k).any()
+                            else centers[k] for k in (0, 1)])
+    if assignment[0] == 1:
+        assignment = 1 - assignment
+    balance = float(min(assignment.mean(), 1 - assignment.mean()))
+    if balance == 0:
+        return Meanings(0.0, 0.0, 0.0, assignment)
+    means = _unit_rows(np.stack([v[assignment == k].mean(0) for k in (0, 1)]))
+    separation = float(np.clip(1 - means[0] @ means[1], 0, 1))
+    return Meanings(separation * min(1.0, balance / BALANCED), separation, balance, assignment)
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 1e-12)
+
+
+@dataclass
+class Strongest:
+    """Each unit's strongest examples and the layer's standardised vector at each."""
+
+    values: np.ndarray  # (K, top) strongest first
+    images: np.ndarray  # (K, top)
+    positions: np.ndarray  # (K, top) flat positions in the layer's grid
+    vectors: np.ndarray  # (K, top, C) float32, standardised
+    grid: tuple[int, int]
+    mean: np.ndarray  # (C,) the per-channel means and standard deviations used
+    scale: np.ndarray
+
+
+def strongest(model: LoadedModel, layer: LayerInfo, dataset, readout: Readout, units: int, *,
+              top: int, batch_size: int, device: torch.device, progress=None) -> Strongest:
+    """Two passes over ``dataset``: the top examples of every readout unit and the
+    layer's channel statistics, then the layer's vectors at those examples only."""
+    channels = layer.channels
+    sums = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    shift = None  # statistics around a shift (the first batch's mean): no cancellation
+    count = 0
+    best = StreamingTopK(units, top)
+
+    def forward(pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255
+        acts = capture(model.module, model.normalize(x), [layer.name])[layer.name].float()
+        return acts if acts.dim() == 4 else acts[:, :, None, None]
+
+    with torch.no_grad():
+        for indices, pixels in dataset.batches(model.input_size, batch_size):
+            acts = forward(pixels)
+            flat = acts.transpose(0, 1).reshape(channels, -1).double().cpu()
+            if shift is None:
+                shift = flat.mean(1)
+            centred = flat - shift[:, None]
+            sums += centred.sum(1)
+            squares += (centred ** 2).sum(1)
+            count += flat.shape[1]
+            values, positions = spatial_max(readout(acts))
+            best.update(values, torch.tensor(indices), positions)
+            if progress is not None:
+                progress.update(len(indices))
+    mean = shift + sums / max(count, 1)
+    std = torch.sqrt(torch.clamp(squares / max(count, 1) - (sums / max(count, 1)) ** 2, min=0)).clamp(min=1e-6)
+    values = best.values.numpy()
+    images, positions = best.images.numpy(), best.positions.numpy()
+    height, width = acts.shape[2:]
+    vectors = np.zeros((*values.shape, channels), np.float32)
+    wanted: dict[int, list[tuple[int, int]]] = {}
+    for unit in range(values.shape[0]):
+        for rank in range(values.shape[1]):
+            if np.isfinite(values[unit, rank]):
+                wanted.setdefault(int(images[unit, rank]), []).append((unit, rank))
+    order = sorted(wanted)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            ids = order[start:start + batch_size]
+            pixels = np.stack([dataset.load(i, model.input_size) for i in ids])
+            acts = forward(pixels).cpu().double()
+            standard = ((acts - mean[None, :, None, None]) / std[None, :, None, None]).float().flatten(2).numpy()
+            for row, image in enumerate(ids):
+                for unit, rank in wanted[image]:
+                    vectors[unit, rank] = standard[row, :, positions[unit, rank]]
+    return Strongest(values, images, positions, vectors, (int(height), int(width)), mean.float().numpy(),
+                     std.float().numpy())
+
+
+def unit_directions(layer: LayerInfo) -> np.ndarray:
+    """Each swept unit's own direction in the layer: a one-hot vector per unit."""
+    return np.eye(layer.channels, dtype=np.float32)[list(layer.units)]
+
+
+def standardised(directions: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Directions in the layer's raw space as directions in the standardised one
+    (a step along ``d`` moves standardised channel c by ``d_c / scale_c``)."""
+    return directions / scale[None, :]
+
+
+def where_it_fired(dataset, image: int, fx: float, fy: float) -> str:
+    """What the ground truth has at a place (fractions of the width and height) of an
+    image: "animal snout", "animal" (on the object, no named part), "background";
+    the image's label where the dataset has no ground truth."""
+    truth = dataset.truth(image)
+    if truth is None:
+        return dataset.records[image].label or "?"
+    size = dataset.truth_size
+    x, y = fx * size, fy * size
+    for obj in truth:
+        inside = [p for p in obj.get("parts", []) if _inside(p["box"], x, y)]
+        if inside:
+            part = min(inside, key=lambda p: (p["box"][2] - p["box"][0]) * (p["box"][3] - p["box"][1]))
+            return f"{obj['class']} {part['name']}"
+        if _inside(obj["box"], x, y):
+            return obj["class"]
+    return "background"
+
+
+def _inside(box: Sequence[float], x: float, y: float) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def describe(found: Strongest, row: int, result: Meanings, dataset) -> list[dict[str, Any]]:
+    """The two clusters of one unit: size, examples (strongest first), labels and
+    ground-truth things behind them (most common first, as shares)."""
+    height, width = found.grid
+    clusters = []
+    valid = np.isfinite(found.values[row])
+    for k in (0, 1):
+        members = [r for r in range(len(valid)) if valid[r] and result.assignment[r] == k]
+        if not members:
+            continue
+        examples = []
+        for r in members:
+            image, position = int(found.images[row, r]), int(found.positions[row, r])
+            y, x = divmod(position, width)
+            examples.append({"image": image, "value": float(found.values[row, r]), "y": y, "x": x,
+                             "thing": where_it_fired(dataset, image, (x + 0.5) / width, (y + 0.5) / height),
+                             "label": dataset.records[image].label})
+        clusters.append({"size": len(members), "examples": examples,
+                         "labels": _shares(e["label"] for e in examples),
+                         "things": _shares(e["thing"] for e in examples)})
+    return clusters
+
+
+def _shares(items) -> list[list[Any]]:
+    counts = Counter(items)
+    total = sum(counts.values())
+    return [[name, round(n / total, 3)] for name, n in counts.most_common(5)]
+
+
+def label_purity(clusters: list[dict[str, Any]]) -> float:
+    """Share of all examples whose ground-truth object class is the most common one."""
+    classes = Counter(e["thing"].split(" ")[0] for c in clusters for e in c["examples"])
+    return max(classes.values()) / sum(classes.values()) if classes else 1.0
+
+
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+    if ctx.dataset is None:
+        return {}
+    keys = {layer.name: artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model),
+                                     input_size=model.input_size, layer=layer.name, units=layer.units,
+                                     data=ctx.dataset.digest(), top=TOP, diversity=_diversity_source(ctx, layer))
+            for layer in layers}
+    for layer in layers:
+        if ctx.needs(STAGE, keys[layer.name]):
+            index = torch.tensor(layer.units, device=ctx.device)
+            with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity {layer.name}") as bar:
+                found = strongest(model, layer, ctx.dataset, lambda acts: acts.index_select(1, index),
+                                  len(layer.units), top=TOP, batch_size=ctx.config.sweep.batch_size,
+                                  device=ctx.device, progress=bar)
+            diversity = _diversity_vectors(ctx, model, layer, found)
+            write(ctx, model, STAGE, keys[layer.name], layer, found,
+                  standardised(unit_directions(layer), found.scale), diversity)
+        ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
+    return {name: [key] for name, key in keys.items()}
+
+
+def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: LayerInfo, found: Strongest,
+          directions: np.ndarray, diversity: dict[int, np.ndarray] | None = None,
+          names: Sequence[int] | None = None) -> None:
+    """Score every unit (or feature: ``names`` are their indices) and write its clusters,
+    with crops of the examples shown."""
+    height, width = found.grid
+    spatial = len(layer.shape) == 3
+    field = layer_receptive_field(ctx, model, layer.name) if spatial else None
+    names = list(layer.units) if names is None else list(names)
+    loaded: dict[int, np.ndarray] = {}
+    units = {}
+    with ctx.store.writing(stage, key) as folder:
+        for row, unit in enumerate(names):
+            valid = np.isfinite(found.values[row])
+            result = meanings(found.vectors[row][valid], directions[row])
+            assignment = np.zeros(len(valid), dtype=int)
+            assignment[valid] = result.assignment
+            clusters = describe(found, row, Meanings(result.score, result.separation, result.balance, assignment),
+                                ctx.dataset)
+            for c, cluster in enumerate(clusters):
+                for rank, ex in enumerate(cluster["examples"][:SHOWN]):
+                    if ex["image"] not in loaded:
+                        loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
+                    box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
+                    ex["crop"] = f"crop-{unit}-{c}-{rank}.webp"
+                    pixels = loaded[ex["image"]]
+                    save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
+            entry = {"score": round(result.score, 4), "separation": round(result.separation, 4),
+                     "balance": round(result.balance, 4), "purity": round(label_purity(clusters), 4),
+                     "clusters": clusters}
+            if diversity and unit in diversity:
+                entry["diversity"] = round(_disagreement(diversity[unit], directions[row]), 4)
+            units[str(unit)] = entry
+        records = ctx.dataset.records
+        write_json(folder / "data.json", {
+            "units": units, "grid": [height, width], "top": TOP, "balanced": BALANCED,
+            "images": {str(i): {"name": records[i].name, "label": records[i].label} for i in sorted(loaded)}})
+
+
+def _disagreement(vectors: np.ndarray, direction: np.ndarray) -> float:
+    """Mean ``1 - cos`` between a unit's diversity images, in the representation the
+    examples are clustered in (its own direction taken out)."""
+    d = direction / (np.linalg.norm(direction) or 1.0)
+    v = _unit_rows(vectors - np.outer(vectors @ d, d))
+    n = len(v)
+    if n < 2:
+        return 0.0
+    similarity = v @ v.T
+    return float(np.clip(1 - similarity[~np.eye(n, dtype=bool)].mean(), 0, 2))
+
+
+def _diversity_source(ctx: StageContext, layer: LayerInfo) -> list[str]:
+    """The feature visualization artifacts whose diversity images this stage reads (none
+    when the sweep makes no diversity images)."""
+    if "diversity" not in ctx.config.featurevis.objectives:
+        return []
+    return ctx.artifacts.get(layer.name, {}).get("featurevis", [])
+
+
+def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
+                       found: Strongest) -> dict[int, np.ndarray]:
+    """The layer's standardised vector at the centre of each diversity visualization of
+    each unit, when the sweep made them."""
+    from PIL import Image
+
+    images: dict[int, list[np.ndarray]] = {}
+    for key in _diversity_source(ctx, layer):
+        folder = ctx.store.path("featurevis", key)
+        for path in sorted(folder.glob("*-diversity-*.webp")):
+            unit = int(path.name.split("-")[0])
+            pixels = np.asarray(Image.open(path).convert("RGB").resize((model.input_size, model.input_size)))
+            images.setdefault(unit, []).append(pixels)
+    if not images:
+        return {}
+    vectors = {}
+    with torch.no_grad():
+        for unit, pictures in images.items():
+            x = torch.from_numpy(np.stack(pictures)).to(ctx.device).permute(0, 3, 1, 2).float() / 255
+            acts = capture(model.module, model.normalize(x), [layer.name])[layer.name].float().cpu()
+            if acts.dim() == 4:
+                acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
+            vectors[unit] = (acts.numpy() - found.mean[None, :]) / found.scale[None, :]
+    return vectors

@@ -1,0 +1,127 @@
+"""Polysemanticity: a unit that is the OR of two unrelated detectors scores high, a pure one low."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from atlas.data import Dataset, ImageRecord, WorldDataset
+from atlas.models import LoadedModel
+from atlas.stages import LayerInfo
+from atlas.stages.polysemantic import meanings, standardised, strongest, unit_directions, where_it_fired
+
+RED, BLUE, GREEN = 0, 1, 2
+OR_UNIT, PURE_UNIT = 3, 4
+
+
+class Squares(Dataset):
+    """Grey 16x16 images, each with one square of red, blue or green (random brightness,
+    size, place and pixel noise), labelled by its color."""
+
+    def __init__(self, count: int = 120, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.root, self.skipped, self.records, self._images = "squares", {}, [], []
+        colors = {"red": (1, 0, 0), "blue": (0, 0, 1), "green": (0, 1, 0)}
+        for i in range(count):
+            name = list(colors)[i % 3]
+            pixels = np.full((16, 16, 3), 0.5) + rng.normal(0, 0.03, (16, 16, 3))
+            side, (y, x) = int(rng.integers(3, 6)), rng.integers(0, 10, 2)
+            pixels[y:y + side, x:x + side] = np.array(colors[name]) * rng.uniform(0.7, 1.0)
+            self._images.append((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+            self.records.append(ImageRecord(f"{name}-{i}", name))
+
+    def digest(self) -> str:
+        return "squares"
+
+    def load(self, index: int, size: int) -> np.ndarray:
+        return self._images[index]
+
+
+def detectors() -> LoadedModel:
+    """1x1 convolution + ReLU: red, blue, green detectors (a color minus the mean of the
+    other two), unit 3 = red OR blue (their sum), unit 4 = red again, twice as strong."""
+    conv = nn.Conv2d(3, 5, kernel_size=1)
+    red, blue, green = [1.0, -0.5, -0.5], [-0.5, -0.5, 1.0], [-0.5, 1.0, -0.5]
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([red, blue, green, np.add(red, blue).tolist(), [2 * w for w in red]])
+                          .view(5, 3, 1, 1))
+        conv.bias.zero_()
+    module = nn.Sequential()
+    module.add_module("conv", conv)
+    module.add_module("relu", nn.ReLU())
+    return LoadedModel("detectors", "test", module.eval().requires_grad_(False), (0, 0, 0), (1, 1, 1), 16, "d")
+
+
+@pytest.fixture(scope="module")
+def found():
+    layer = LayerInfo("relu", (5, 16, 16), tuple(range(5)))
+    return layer, strongest(detectors(), layer, Squares(), lambda acts: acts, 5, top=24, batch_size=16,
+                            device=torch.device("cpu"))
+
+
+def scores(layer, found):
+    directions = standardised(unit_directions(layer), found.scale)
+    return [meanings(found.vectors[u], directions[u]) for u in range(5)]
+
+
+def test_or_of_two_unrelated_detectors_scores_high_and_its_clusters_are_the_two(found):
+    layer, found = found
+    result = scores(layer, found)[OR_UNIT]
+    colors = [Squares().records[i].label for i in found.images[OR_UNIT]]
+    assert {colors[r] for r in range(len(colors))} == {"red", "blue"}  # its strong examples are both
+    assert result.score > 0.7 and result.separation > 0.7 and result.balance >= 0.25
+    for k in (0, 1):  # each cluster is one color
+        assert len({c for c, a in zip(colors, result.assignment) if a == k}) == 1
+
+
+def test_pure_units_score_low(found):
+    layer, found = found
+    result = scores(layer, found)
+    for unit in (RED, BLUE, GREEN, PURE_UNIT):
+        assert result[unit].score < 0.2, (unit, result[unit])
+    assert min(result[OR_UNIT].score - result[u].score for u in (RED, BLUE, GREEN, PURE_UNIT)) > 0.5
+
+
+def test_the_strongest_examples_are_the_units_maxima(found):
+    layer, found = found
+    data = Squares()
+    model = detectors()
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([data.load(i, 16) for i in range(len(data.records))])).permute(0, 3, 1, 2) / 255
+        acts = model.module(x.float())
+    best = acts[:, OR_UNIT].flatten(1).max(1).values
+    assert np.allclose(found.values[OR_UNIT], best.sort(descending=True).values[:24].numpy(), atol=1e-5)
+    # The vectors are the layer at those places, standardised over every position.
+    everything = acts.permute(1, 0, 2, 3).reshape(5, -1).double()
+    image, position = found.images[OR_UNIT, 0], found.positions[OR_UNIT, 0]
+    raw = acts[image].flatten(1)[:, position].double()
+    expected = (raw - everything.mean(1)) / everything.std(1, unbiased=False)
+    assert np.allclose(found.vectors[OR_UNIT, 0], expected.numpy(), atol=1e-4)
+
+
+def test_meanings_of_orthogonal_groups_and_of_one_group():
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    two = np.concatenate([a + 0.1 * rng.normal(size=(20, 8)), b + 0.1 * rng.normal(size=(20, 8))])
+    result = meanings(two)
+    assert result.score > 0.8 and result.balance == 0.5
+    assert (result.assignment[:20] == 0).all() and (result.assignment[20:] == 1).all()
+    one = a + 0.1 * rng.normal(size=(40, 8))
+    assert meanings(one).score < 0.1
+    # A few odd examples are not a second meaning: 2 of 40 count a tenth as much.
+    odd = np.concatenate([one[:38], two[20:22]])
+    assert meanings(odd).separation > 0.8 and meanings(odd).score < 0.2
+    # Projecting out the shared direction leaves only what differs.
+    assert meanings(two, direction=a + b).score > 0.8
+
+
+def test_the_world_says_what_is_under_a_place():
+    world = WorldDataset(8)
+    obj = world.truth(3)[0]
+    x0, y0, x1, y1 = obj["parts"][1]["box"]
+    fx, fy = (x0 + x1) / 2 / world.truth_size, (y0 + y1) / 2 / world.truth_size
+    assert where_it_fired(world, 3, fx, fy) == f"{obj['class']} {obj['parts'][1]['name']}"
+    corner = next((x, y) for x, y in [(0.01, 0.01), (0.99, 0.01), (0.01, 0.99), (0.99, 0.99)]
+                  if not (obj["box"][0] <= x * 64 <= obj["box"][2] and obj["box"][1] <= y * 64 <= obj["box"][3]))
+    assert where_it_fired(world, 3, *corner) == "background"
+    assert where_it_fired(Squares(), 0, 0.5, 0.5) == "red"  # no ground truth: the label
