@@ -77,7 +77,7 @@ class ExamplesConfig:
 @dataclass(frozen=True)
 class DictionaryConfig:
     expansion: int = 4  # dictionary features per unit of the layer
-    l1: float = 0.05  # sparsity penalty (inputs are scaled to mean squared norm = their width)
+    l1: float = 0.01  # sparsity penalty (inputs are scaled to mean squared norm = their width)
     steps: int = 3000  # Adam steps
     batch: int = 1024  # activation vectors per step
     samples: int = 65536  # activation vectors (image x position) it is trained on, drawn from the dataset

@@ -28,6 +28,9 @@ PAGES = [
     ("unit", "models/inception/mixed3b/12.html", 1500),
     ("circuit", "models/inception/mixed3b/circuits/12.html", 1000),
     ("universality", "universality.html", 1400),
+    ("polysemanticity", "models/inception/polysemanticity.html", 1300),
+    ("dictionary", "models/inception/mixed3b-dictionary/index.html", 900),
+    ("superposition", "superposition.html", 1300),
 ]
 WIDTH = 1200
 

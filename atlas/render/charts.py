@@ -146,14 +146,24 @@ def polysemanticity_by_layer(model: Model) -> dict[str, Any] | None:
 
 
 def units_against_features(layer: Layer, dictionary: Layer) -> dict[str, Any] | None:
-    """Box plots: the same polysemanticity measure over a layer's units and over the
-    features of its dictionary."""
+    """Box plots: a layer's units and its dictionary's features, by the same two
+    measures: the polysemanticity score, and the ground truth's mixing (the share of
+    strong examples not on the most common object)."""
     groups = ((f"{layer.name} units", layer), ("dictionary features", dictionary))
-    rows = [{"group": name, "unit": u.index, "score": u.polysemanticity.score}
-            for name, source in groups for u in source.units if u.polysemanticity]
+    rows = [{"group": name, "unit": u.index, "measure": measure, "score": round(value, 4)}
+            for name, source in groups for u in source.units if u.polysemanticity
+            for measure, value in (("polysemanticity score", u.polysemanticity.score),
+                                   ("ground-truth mixing", 1 - u.polysemanticity.purity))]
     if not rows:
         return None
-    return _filled(_score_boxes, rows, "", tuple(name for name, _ in groups))
+    return _filled(_measure_boxes, rows, tuple(name for name, _ in groups))
+
+
+def _measure_boxes(order: tuple[str, ...]) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_boxplot(extent="min-max").encode(
+        x=alt.X("score:Q", title="higher = more mixed", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("group:N", title=None, sort=list(order)),
+    ).properties(width=360, height=28 * len(order)).facet(row=alt.Row("measure:N", title=None))
 
 
 def _score_boxes(title: str, order: tuple[str, ...]) -> alt.Chart:

@@ -364,6 +364,8 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
         folder = store.path("polysemanticity", key)
         found = _read(folder)
         for unit, scored in found["units"].items():
+            if scored["score"] is None:
+                continue  # silent: it never fired on the dataset
             units[int(unit)].polysemanticity = Polysemanticity(
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found["top"],
@@ -557,6 +559,8 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
             "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
                         for m in u.matches if m.above_chance],
             "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
+            "polysemanticity_evidence": None if u.polysemanticity is None else {
+                key: getattr(u.polysemanticity, key) for key in ("separation", "balance", "purity", "diversity")},
             "polysemanticity_clusters": None if u.polysemanticity is None else [
                 {"size": m.size, "things": m.things, "labels": m.labels} for m in u.polysemanticity.meanings],
             "family": u.family.name if u.family else None,

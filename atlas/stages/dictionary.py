@@ -17,8 +17,10 @@ direction taken out.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -96,6 +98,21 @@ def train(samples: torch.Tensor, features: int, *, l1: float, steps: int, batch:
     return Trained(sae, scale, stats)
 
 
+def encoder_affine(trained: Trained) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's pre-activations as one affine map of the layer's raw activations:
+    ``W_e (s x - b_d) + b_e = (s W_e) x + (b_e - W_e b_d)``."""
+    sae = trained.sae
+    weight = (sae.encoder.detach() * trained.scale).clone()
+    return weight, (sae.encoder_bias - sae.encoder @ sae.decoder_bias).detach().clone()
+
+
+def pre_activations(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) or (B, C) activations -> (B, F, ...) feature pre-activations."""
+    if x.dim() == 4:
+        return torch.einsum("fc,bchw->bfhw", weight, x) + bias[None, :, None, None]
+    return x @ weight.T + bias
+
+
 class DictionaryReadout(nn.Module):
     """Appended to a layer: its output becomes the dictionary's feature pre-activations
     (``f = ReLU`` of them), one channel per feature."""
@@ -103,24 +120,18 @@ class DictionaryReadout(nn.Module):
     def __init__(self, layer: nn.Module, trained: Trained):
         super().__init__()
         self.layer = layer
-        sae = trained.sae
-        # pre = W_e (s x - b_d) + b_e = (s W_e) x + (b_e - W_e b_d)
-        self.register_buffer("weight", (sae.encoder.detach() * trained.scale).clone())
-        self.register_buffer("bias", (sae.encoder_bias - sae.encoder @ sae.decoder_bias).detach().clone())
+        weight, bias = encoder_affine(trained)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        x = self.layer(*args, **kwargs)
-        if x.dim() == 4:
-            return torch.einsum("fc,bchw->bfhw", self.weight, x) + self.bias[None, :, None, None]
-        return x @ self.weight.T + self.bias
+        return pre_activations(self.layer(*args, **kwargs), self.weight, self.bias)
 
 
 def dictionary_model(model: LoadedModel, layer: str, trained: Trained, key: str) -> LoadedModel:
     """A copy of the model whose ``layer`` outputs the dictionary's features: stages
     see them as that layer's channels. Its digest names the dictionary, so its
     artifacts never mix with the layer's own."""
-    import copy
-
     module = copy.deepcopy(model.module)
     parent_name, _, child = layer.rpartition(".")
     parent = find_modules(module, [parent_name])[parent_name] if parent_name else module
@@ -181,8 +192,6 @@ def load(ctx: StageContext, key: str) -> Trained:
     decoder = saved["state"]["decoder"]
     sae = SparseAutoencoder(*decoder.shape)
     sae.load_state_dict(saved["state"])
-    import json
-
     return Trained(sae.requires_grad_(False), saved["scale"], json.loads((folder / "data.json").read_text()))
 
 
@@ -205,26 +214,16 @@ def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str)
                         input_size=model.input_size, layer=layer.name, dictionary=key, data=ctx.dataset.digest(),
                         top=polysemantic.TOP)
     if ctx.needs(polysemantic.STAGE, poly):
-        sae = trained.sae
-        weight, bias = wrapped_readout(trained)
+        weight, bias = (t.to(ctx.device) for t in encoder_affine(trained))
         with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity {layer.name} dictionary") as bar:
             found = polysemantic.strongest(
-                model, layer, ctx.dataset, lambda acts: _features_of(acts, weight.to(acts.device), bias.to(acts.device)),
+                model, layer, ctx.dataset, lambda acts: torch.relu(pre_activations(acts, weight, bias)),
                 features, top=polysemantic.TOP, batch_size=ctx.config.sweep.batch_size, device=ctx.device,
                 progress=bar)
-        directions = polysemantic.standardised(sae.decoder.detach().T.numpy(), found.scale)
+        directions = trained.sae.decoder.detach().T.numpy()
         polysemantic.write(ctx, wrapped, polysemantic.STAGE, poly, info, found, directions,
                            names=list(range(features)))
     ctx.store.record(polysemantic.STAGE, poly, {"model": model.name, "layer": layer.name, "dictionary": key})
     artifacts["polysemanticity"] = [poly]
     return {"name": f"{layer.name} dictionary", "of": layer.name, "shape": list(info.shape),
             "units": list(info.units), "artifacts": artifacts}
-
-
-def wrapped_readout(trained: Trained) -> tuple[torch.Tensor, torch.Tensor]:
-    readout = DictionaryReadout(nn.Identity(), trained)
-    return readout.weight, readout.bias
-
-
-def _features_of(acts: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return torch.relu(torch.einsum("fc,bchw->bfhw", weight, acts) + bias[None, :, None, None])

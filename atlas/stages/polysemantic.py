@@ -1,21 +1,26 @@
 """Polysemanticity: does a unit respond to one thing, or to several unrelated ones?
 
 A unit's strongest dataset examples are described by what the rest of its layer
-does there: the layer's activation vector at the place the unit fired, each channel
-standardised over the dataset, with the unit's own direction taken out (it is large
-in every strong example by construction) and scaled to unit length. Things the
-layer represents differently then point in different directions. The examples are
-split in two by spherical 2-means, and
+does there: the layer's activation vector at the place the unit fired, centred on
+each channel's mean over the dataset, with the unit's own direction taken out (it
+is large in every strong example by construction) and scaled to unit length. Things
+the layer represents differently then point in different directions. (Channels are
+not scaled to equal variance: a channel that is almost never active would then
+dominate every vector it appears in; on AlexNet-like layers with many silent
+channels, that made nearly every unit look mixed.) The examples are split in two by
+spherical 2-means, and
 
     score = separation x min(1, balance / BALANCED)
 
 where separation is ``1 - cos`` between the two clusters' mean directions (0 when
 they point the same way, 1 when orthogonal, capped at 1) and balance is the smaller
 cluster's share of the examples, so that a few odd examples are not a second
-meaning. Evidence beside the score: the labels behind each cluster (the dataset's
-class, and on the embedded world the object part under the place it fired, from
-the scene's ground truth) and, when the unit has diversity visualizations, how much
-they disagree in the same representation.
+meaning. A unit whose strongest responses are all equal (a channel that never
+fires, after a ReLU) has no score. Evidence beside the
+score: the labels behind each cluster (the dataset's class, and on the embedded
+world the object part under the place it fired, from the scene's ground truth) and,
+when the unit has diversity visualizations, how much they disagree in the same
+representation.
 
 ``measure`` works for any readout of a layer: the layer's own channels (this stage)
 or the features of a sparse dictionary over it (``atlas.stages.dictionary``), whose
@@ -39,7 +44,7 @@ from atlas.stages.examples import StreamingTopK, spatial_max
 from atlas.store import write_json
 
 STAGE = "polysemanticity"
-FORMAT = 1
+FORMAT = 2  # 2: channels centred, not standardised; silent units unscored
 TOP = 48  # strong examples clustered per unit
 BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
 SHOWN = 6  # examples shown (and cropped) per cluster
@@ -96,25 +101,22 @@ def _unit_rows(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Strongest:
-    """Each unit's strongest examples and the layer's standardised vector at each."""
+    """Each unit's strongest examples and the layer's centred vector at each."""
 
     values: np.ndarray  # (K, top) strongest first
     images: np.ndarray  # (K, top)
     positions: np.ndarray  # (K, top) flat positions in the layer's grid
-    vectors: np.ndarray  # (K, top, C) float32, standardised
+    vectors: np.ndarray  # (K, top, C) float32, centred
     grid: tuple[int, int]
-    mean: np.ndarray  # (C,) the per-channel means and standard deviations used
-    scale: np.ndarray
+    mean: np.ndarray  # (C,) each channel's mean over every position of the dataset
 
 
 def strongest(model: LoadedModel, layer: LayerInfo, dataset, readout: Readout, units: int, *,
               top: int, batch_size: int, device: torch.device, progress=None) -> Strongest:
-    """Two passes over ``dataset``: the top examples of every readout unit and the
-    layer's channel statistics, then the layer's vectors at those examples only."""
+    """Two passes over ``dataset``: the top examples of every readout unit and each
+    channel's mean, then the layer's vectors at those examples only."""
     channels = layer.channels
     sums = torch.zeros(channels, dtype=torch.float64)
-    squares = torch.zeros(channels, dtype=torch.float64)
-    shift = None  # statistics around a shift (the first batch's mean): no cancellation
     count = 0
     best = StreamingTopK(units, top)
 
@@ -126,19 +128,13 @@ def strongest(model: LoadedModel, layer: LayerInfo, dataset, readout: Readout, u
     with torch.no_grad():
         for indices, pixels in dataset.batches(model.input_size, batch_size):
             acts = forward(pixels)
-            flat = acts.transpose(0, 1).reshape(channels, -1).double().cpu()
-            if shift is None:
-                shift = flat.mean(1)
-            centred = flat - shift[:, None]
-            sums += centred.sum(1)
-            squares += (centred ** 2).sum(1)
-            count += flat.shape[1]
+            sums += acts.sum((0, 2, 3)).double().cpu()
+            count += acts.shape[0] * acts.shape[2] * acts.shape[3]
             values, positions = spatial_max(readout(acts))
             best.update(values, torch.tensor(indices), positions)
             if progress is not None:
                 progress.update(len(indices))
-    mean = shift + sums / max(count, 1)
-    std = torch.sqrt(torch.clamp(squares / max(count, 1) - (sums / max(count, 1)) ** 2, min=0)).clamp(min=1e-6)
+    mean = (sums / max(count, 1)).float()
     values = best.values.numpy()
     images, positions = best.images.numpy(), best.positions.numpy()
     height, width = acts.shape[2:]
@@ -153,24 +149,16 @@ def strongest(model: LoadedModel, layer: LayerInfo, dataset, readout: Readout, u
         for start in range(0, len(order), batch_size):
             ids = order[start:start + batch_size]
             pixels = np.stack([dataset.load(i, model.input_size) for i in ids])
-            acts = forward(pixels).cpu().double()
-            standard = ((acts - mean[None, :, None, None]) / std[None, :, None, None]).float().flatten(2).numpy()
+            centred = (forward(pixels).cpu() - mean[None, :, None, None]).flatten(2).numpy()
             for row, image in enumerate(ids):
                 for unit, rank in wanted[image]:
-                    vectors[unit, rank] = standard[row, :, positions[unit, rank]]
-    return Strongest(values, images, positions, vectors, (int(height), int(width)), mean.float().numpy(),
-                     std.float().numpy())
+                    vectors[unit, rank] = centred[row, :, positions[unit, rank]]
+    return Strongest(values, images, positions, vectors, (int(height), int(width)), mean.numpy())
 
 
 def unit_directions(layer: LayerInfo) -> np.ndarray:
     """Each swept unit's own direction in the layer: a one-hot vector per unit."""
     return np.eye(layer.channels, dtype=np.float32)[list(layer.units)]
-
-
-def standardised(directions: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Directions in the layer's raw space as directions in the standardised one
-    (a step along ``d`` moves standardised channel c by ``d_c / scale_c``)."""
-    return directions / scale[None, :]
 
 
 def where_it_fired(dataset, image: int, fx: float, fy: float) -> str:
@@ -246,8 +234,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                                   len(layer.units), top=TOP, batch_size=ctx.config.sweep.batch_size,
                                   device=ctx.device, progress=bar)
             diversity = _diversity_vectors(ctx, model, layer, found)
-            write(ctx, model, STAGE, keys[layer.name], layer, found,
-                  standardised(unit_directions(layer), found.scale), diversity)
+            write(ctx, model, STAGE, keys[layer.name], layer, found, unit_directions(layer), diversity)
         ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
     return {name: [key] for name, key in keys.items()}
 
@@ -266,6 +253,10 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
     with ctx.store.writing(stage, key) as folder:
         for row, unit in enumerate(names):
             valid = np.isfinite(found.values[row])
+            strongest_values = found.values[row][valid]
+            if np.ptp(strongest_values) <= 1e-6 * max(1.0, float(np.abs(strongest_values).max())):
+                units[str(unit)] = {"score": None, "silent": True, "clusters": []}
+                continue  # the same everywhere (a dead ReLU channel): nothing tells its examples apart
             result = meanings(found.vectors[row][valid], directions[row])
             assignment = np.zeros(len(valid), dtype=int)
             assignment[valid] = result.assignment
@@ -313,7 +304,7 @@ def _diversity_source(ctx: StageContext, layer: LayerInfo) -> list[str]:
 
 def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
                        found: Strongest) -> dict[int, np.ndarray]:
-    """The layer's standardised vector at the centre of each diversity visualization of
+    """The layer's centred vector at the centre of each diversity visualization of
     each unit, when the sweep made them."""
     from PIL import Image
 
@@ -333,5 +324,5 @@ def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
             acts = capture(model.module, model.normalize(x), [layer.name])[layer.name].float().cpu()
             if acts.dim() == 4:
                 acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
-            vectors[unit] = (acts.numpy() - found.mean[None, :]) / found.scale[None, :]
+            vectors[unit] = acts.numpy() - found.mean[None, :]
     return vectors

@@ -239,6 +239,8 @@ def test_polysemanticity_dictionary_and_superposition_reach_the_site(built_site)
             # Every image's strongest place, clustered: 5 readable images, so 5 examples at most.
             assert 1 <= len(clusters) <= 2 and sum(c["size"] for c in clusters) <= 5
             assert all(share <= 1 for c in clusters for _, share in c["things"])
+            # The tiny atlas makes 4 diversity images per unit: how much they disagree is evidence too.
+            assert 0 <= unit["polysemanticity_evidence"]["diversity"] <= 2
     (dictionary,) = model["dictionaries"]
     assert dictionary["of"] == "conv1" and len(dictionary["units"]) == 8 and dictionary["shape"][0] == 8
     assert all(u["featurevis"] and u["examples"] and u["polysemanticity"] is not None for u in dictionary["units"])

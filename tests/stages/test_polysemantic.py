@@ -8,7 +8,7 @@ from torch import nn
 from atlas.data import Dataset, ImageRecord, WorldDataset
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo
-from atlas.stages.polysemantic import meanings, standardised, strongest, unit_directions, where_it_fired
+from atlas.stages.polysemantic import _disagreement, meanings, strongest, unit_directions, where_it_fired
 
 RED, BLUE, GREEN = 0, 1, 2
 OR_UNIT, PURE_UNIT = 3, 4
@@ -60,7 +60,7 @@ def found():
 
 
 def scores(layer, found):
-    directions = standardised(unit_directions(layer), found.scale)
+    directions = unit_directions(layer)
     return [meanings(found.vectors[u], directions[u]) for u in range(5)]
 
 
@@ -91,11 +91,10 @@ def test_the_strongest_examples_are_the_units_maxima(found):
         acts = model.module(x.float())
     best = acts[:, OR_UNIT].flatten(1).max(1).values
     assert np.allclose(found.values[OR_UNIT], best.sort(descending=True).values[:24].numpy(), atol=1e-5)
-    # The vectors are the layer at those places, standardised over every position.
+    # The vectors are the layer at those places, centred on each channel's mean over every position.
     everything = acts.permute(1, 0, 2, 3).reshape(5, -1).double()
     image, position = found.images[OR_UNIT, 0], found.positions[OR_UNIT, 0]
-    raw = acts[image].flatten(1)[:, position].double()
-    expected = (raw - everything.mean(1)) / everything.std(1, unbiased=False)
+    expected = acts[image].flatten(1)[:, position].double() - everything.mean(1)
     assert np.allclose(found.vectors[OR_UNIT, 0], expected.numpy(), atol=1e-4)
 
 
@@ -125,3 +124,11 @@ def test_the_world_says_what_is_under_a_place():
                   if not (obj["box"][0] <= x * 64 <= obj["box"][2] and obj["box"][1] <= y * 64 <= obj["box"][3]))
     assert where_it_fired(world, 3, *corner) == "background"
     assert where_it_fired(Squares(), 0, 0.5, 0.5) == "red"  # no ground truth: the label
+
+
+def test_diversity_images_disagree_when_they_point_different_ways():
+    own = np.array([1.0, 0, 0, 0])
+    same = np.array([[5.0, 1, 0, 0], [9.0, 2, 0, 0]])  # alike once the unit's own direction is out
+    assert _disagreement(same, own) == pytest.approx(0, abs=1e-9)
+    apart = np.array([[5.0, 1, 0, 0], [9.0, 0, 3, 0]])
+    assert _disagreement(apart, own) == pytest.approx(1)
