@@ -163,7 +163,8 @@ def _measure_boxes(order: tuple[str, ...]) -> alt.Chart:
     return alt.Chart(alt.Data(values=[])).mark_boxplot(extent="min-max").encode(
         x=alt.X("score:Q", title="higher = more mixed", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("group:N", title=None, sort=list(order)),
-    ).properties(width=360, height=28 * len(order)).facet(row=alt.Row("measure:N", title=None))
+    ).properties(width=300, height=28 * len(order)).facet(
+        column=alt.Column("measure:N", title=None, sort=["polysemanticity score", "ground-truth mixing"]))
 
 
 def _score_boxes(title: str, order: tuple[str, ...]) -> alt.Chart:

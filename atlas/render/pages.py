@@ -62,6 +62,9 @@ class Match:
     above_chance: bool
 
 
+NAMED = 0.4  # a cluster is named after the thing under most of its examples when that is at least this share
+
+
 @dataclass
 class Meaning:
     """One cluster of a unit's strong examples."""
@@ -72,8 +75,9 @@ class Meaning:
     labels: list[list[Any]]  # [[image label, share]]
 
     @property
-    def name(self) -> str:
-        return self.things[0][0] if self.things else "?"
+    def name(self) -> str | None:
+        """What most of its examples are on, if one thing is (at least NAMED of them)."""
+        return self.things[0][0] if self.things and self.things[0][1] >= NAMED else None
 
 
 @dataclass
@@ -88,8 +92,9 @@ class Polysemanticity:
 
     @property
     def distinct(self) -> bool:
-        """The two clusters are about different things (by the ground truth or labels)."""
-        return len(self.meanings) == 2 and self.meanings[0].name != self.meanings[1].name
+        """Each cluster is mostly one thing, and not the same one (by the ground truth or labels)."""
+        names = [m.name for m in self.meanings]
+        return len(names) == 2 and None not in names and names[0] != names[1]
 
 
 @dataclass

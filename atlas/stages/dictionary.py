@@ -216,10 +216,9 @@ def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str)
     if ctx.needs(polysemantic.STAGE, poly):
         weight, bias = (t.to(ctx.device) for t in encoder_affine(trained))
         with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity {layer.name} dictionary") as bar:
-            found = polysemantic.strongest(
-                model, layer, ctx.dataset, lambda acts: torch.relu(pre_activations(acts, weight, bias)),
-                features, top=polysemantic.TOP, batch_size=ctx.config.sweep.batch_size, device=ctx.device,
-                progress=bar)
+            probe = polysemantic.Probe(layer, lambda acts: torch.relu(pre_activations(acts, weight, bias)), features)
+            (found,) = polysemantic.strongest(model, [probe], ctx.dataset, top=polysemantic.TOP,
+                                              batch_size=ctx.config.sweep.batch_size, device=ctx.device, progress=bar)
         directions = trained.sae.decoder.detach().T.numpy()
         polysemantic.write(ctx, wrapped, polysemantic.STAGE, poly, info, found, directions,
                            names=list(range(features)))

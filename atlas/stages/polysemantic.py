@@ -44,7 +44,7 @@ from atlas.stages.examples import StreamingTopK, spatial_max
 from atlas.store import write_json
 
 STAGE = "polysemanticity"
-FORMAT = 2  # 2: channels centred, not standardised; silent units unscored
+FORMAT = 3  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star"
 TOP = 48  # strong examples clustered per unit
 BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
 SHOWN = 6  # examples shown (and cropped) per cluster
@@ -111,49 +111,67 @@ class Strongest:
     mean: np.ndarray  # (C,) each channel's mean over every position of the dataset
 
 
-def strongest(model: LoadedModel, layer: LayerInfo, dataset, readout: Readout, units: int, *,
-              top: int, batch_size: int, device: torch.device, progress=None) -> Strongest:
-    """Two passes over ``dataset``: the top examples of every readout unit and each
-    channel's mean, then the layer's vectors at those examples only."""
-    channels = layer.channels
-    sums = torch.zeros(channels, dtype=torch.float64)
-    count = 0
-    best = StreamingTopK(units, top)
+@dataclass(frozen=True)
+class Probe:
+    """What to find strong examples of in one layer: ``units`` values read from its output."""
 
-    def forward(pixels: np.ndarray) -> torch.Tensor:
+    layer: LayerInfo
+    readout: Readout
+    units: int
+
+
+def strongest(model: LoadedModel, probes: Sequence[Probe], dataset, *, top: int, batch_size: int,
+              device: torch.device, progress=None) -> list[Strongest]:
+    """Two passes over ``dataset`` for all probes at once: the top examples of every
+    readout unit and each channel's mean, then each layer's vectors at its examples
+    only (the images some unit needs, loaded once for all layers); one result per probe."""
+    names = list(dict.fromkeys(p.layer.name for p in probes))
+    sums = {name: 0.0 for name in names}
+    count = {name: 0 for name in names}
+    best = [StreamingTopK(p.units, top) for p in probes]
+    grids: dict[str, tuple[int, int]] = {}
+
+    def forward(pixels: np.ndarray) -> dict[str, torch.Tensor]:
         x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255
-        acts = capture(model.module, model.normalize(x), [layer.name])[layer.name].float()
-        return acts if acts.dim() == 4 else acts[:, :, None, None]
+        found = capture(model.module, model.normalize(x), names)
+        return {name: acts.float() if acts.dim() == 4 else acts.float()[:, :, None, None]
+                for name, acts in found.items()}
 
     with torch.no_grad():
         for indices, pixels in dataset.batches(model.input_size, batch_size):
-            acts = forward(pixels)
-            sums += acts.sum((0, 2, 3)).double().cpu()
-            count += acts.shape[0] * acts.shape[2] * acts.shape[3]
-            values, positions = spatial_max(readout(acts))
-            best.update(values, torch.tensor(indices), positions)
+            outputs = forward(pixels)
+            for name, acts in outputs.items():
+                sums[name] = sums[name] + acts.sum((0, 2, 3)).double().cpu()
+                count[name] += acts.shape[0] * acts.shape[2] * acts.shape[3]
+                grids[name] = (int(acts.shape[2]), int(acts.shape[3]))
+            for probe, top_k in zip(probes, best):
+                values, positions = spatial_max(probe.readout(outputs[probe.layer.name]))
+                top_k.update(values, torch.tensor(indices), positions)
             if progress is not None:
                 progress.update(len(indices))
-    mean = (sums / max(count, 1)).float()
-    values = best.values.numpy()
-    images, positions = best.images.numpy(), best.positions.numpy()
-    height, width = acts.shape[2:]
-    vectors = np.zeros((*values.shape, channels), np.float32)
-    wanted: dict[int, list[tuple[int, int]]] = {}
-    for unit in range(values.shape[0]):
-        for rank in range(values.shape[1]):
-            if np.isfinite(values[unit, rank]):
-                wanted.setdefault(int(images[unit, rank]), []).append((unit, rank))
+    means = {name: (sums[name] / max(count[name], 1)).float() for name in names}
+    # Every (probe, unit, rank) that needs a vector, grouped by image.
+    wanted: dict[int, list[tuple[int, int, int]]] = {}
+    for p, top_k in enumerate(best):
+        finite = np.argwhere(np.isfinite(top_k.values.numpy()))
+        for unit, rank in finite.tolist():
+            wanted.setdefault(int(top_k.images[unit, rank]), []).append((p, unit, rank))
+    vectors = [np.zeros((*top_k.values.shape, probe.layer.channels), np.float32)
+               for probe, top_k in zip(probes, best)]
     order = sorted(wanted)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             ids = order[start:start + batch_size]
-            pixels = np.stack([dataset.load(i, model.input_size) for i in ids])
-            centred = (forward(pixels).cpu() - mean[None, :, None, None]).flatten(2).numpy()
+            outputs = forward(np.stack([dataset.load(i, model.input_size) for i in ids]))
+            centred = {name: (acts.cpu() - means[name][None, :, None, None]).flatten(2).numpy()
+                       for name, acts in outputs.items()}
             for row, image in enumerate(ids):
-                for unit, rank in wanted[image]:
-                    vectors[unit, rank] = centred[row, :, positions[unit, rank]]
-    return Strongest(values, images, positions, vectors, (int(height), int(width)), mean.numpy())
+                for p, unit, rank in wanted[image]:
+                    position = int(best[p].positions[unit, rank])
+                    vectors[p][unit, rank] = centred[probes[p].layer.name][row, :, position]
+    return [Strongest(top_k.values.numpy(), top_k.images.numpy(), top_k.positions.numpy(), v,
+                      grids[probe.layer.name], means[probe.layer.name].numpy())
+            for probe, top_k, v in zip(probes, best, vectors)]
 
 
 def unit_directions(layer: LayerInfo) -> np.ndarray:
@@ -174,7 +192,7 @@ def where_it_fired(dataset, image: int, fx: float, fy: float) -> str:
         inside = [p for p in obj.get("parts", []) if _inside(p["box"], x, y)]
         if inside:
             part = min(inside, key=lambda p: (p["box"][2] - p["box"][0]) * (p["box"][3] - p["box"][1]))
-            return f"{obj['class']} {part['name']}"
+            return obj["class"] if part["name"] == obj["class"] else f"{obj['class']} {part['name']}"
         if _inside(obj["box"], x, y):
             return obj["class"]
     return "background"
@@ -226,17 +244,23 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                                      input_size=model.input_size, layer=layer.name, units=layer.units,
                                      data=ctx.dataset.digest(), top=TOP, diversity=_diversity_source(ctx, layer))
             for layer in layers}
+    todo = [layer for layer in layers if ctx.needs(STAGE, keys[layer.name])]
+    if todo:
+        probes = [Probe(layer, _channels(layer, ctx.device), len(layer.units)) for layer in todo]
+        with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity") as bar:
+            found = strongest(model, probes, ctx.dataset, top=TOP, batch_size=ctx.config.sweep.batch_size,
+                              device=ctx.device, progress=bar)
+        for layer, result in zip(todo, found):
+            write(ctx, model, STAGE, keys[layer.name], layer, result, unit_directions(layer),
+                  _diversity_vectors(ctx, model, layer, result))
     for layer in layers:
-        if ctx.needs(STAGE, keys[layer.name]):
-            index = torch.tensor(layer.units, device=ctx.device)
-            with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity {layer.name}") as bar:
-                found = strongest(model, layer, ctx.dataset, lambda acts: acts.index_select(1, index),
-                                  len(layer.units), top=TOP, batch_size=ctx.config.sweep.batch_size,
-                                  device=ctx.device, progress=bar)
-            diversity = _diversity_vectors(ctx, model, layer, found)
-            write(ctx, model, STAGE, keys[layer.name], layer, found, unit_directions(layer), diversity)
         ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
     return {name: [key] for name, key in keys.items()}
+
+
+def _channels(layer: LayerInfo, device: torch.device) -> Readout:
+    index = torch.tensor(layer.units, device=device)
+    return lambda acts: acts.index_select(1, index)
 
 
 def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: LayerInfo, found: Strongest,

@@ -26,10 +26,10 @@ from atlas.stages import StageContext, artifact_key, derive_seed
 from atlas.store import write_json
 
 STAGE = "superposition"
-FORMAT = 1
+FORMAT = 2  # 2: the geometry experiment's importances decay (0.9 ** i)
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
-DECAY = 0.85  # importance of feature i: DECAY ** i (0.7 ** i in the paper for n = 5; gentler for n = 20)
-EXPERIMENTS = ({"name": "geometry", "features": 5, "dims": 2, "decay": 1.0},
+DECAY = 0.85  # importance of feature i: DECAY ** i, for n = 20 (0.9 ** i for n = 5)
+EXPERIMENTS = ({"name": "geometry", "features": 5, "dims": 2, "decay": 0.9},
                {"name": "capacity", "features": 20, "dims": 5, "decay": DECAY})
 STORED = 0.5  # a feature counts as stored when its column's norm is at least this
 STEPS, BATCH, LR = 1500, 512, 0.01

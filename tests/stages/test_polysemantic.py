@@ -8,7 +8,7 @@ from torch import nn
 from atlas.data import Dataset, ImageRecord, WorldDataset
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo
-from atlas.stages.polysemantic import _disagreement, meanings, strongest, unit_directions, where_it_fired
+from atlas.stages.polysemantic import Probe, _disagreement, meanings, strongest, unit_directions, where_it_fired
 
 RED, BLUE, GREEN = 0, 1, 2
 OR_UNIT, PURE_UNIT = 3, 4
@@ -55,8 +55,9 @@ def detectors() -> LoadedModel:
 @pytest.fixture(scope="module")
 def found():
     layer = LayerInfo("relu", (5, 16, 16), tuple(range(5)))
-    return layer, strongest(detectors(), layer, Squares(), lambda acts: acts, 5, top=24, batch_size=16,
-                            device=torch.device("cpu"))
+    (found,) = strongest(detectors(), [Probe(layer, lambda acts: acts, 5)], Squares(), top=24, batch_size=16,
+                         device=torch.device("cpu"))
+    return layer, found
 
 
 def scores(layer, found):
@@ -132,3 +133,15 @@ def test_diversity_images_disagree_when_they_point_different_ways():
     assert _disagreement(same, own) == pytest.approx(0, abs=1e-9)
     apart = np.array([[5.0, 1, 0, 0], [9.0, 0, 3, 0]])
     assert _disagreement(apart, own) == pytest.approx(1)
+
+
+def test_probing_several_layers_in_one_pass_gives_each_the_same_answer(found):
+    layer, alone = found
+    conv = LayerInfo("conv", (5, 16, 16), tuple(range(5)))
+    two = [Probe(conv, lambda acts: acts[:, :2], 2), Probe(layer, lambda acts: acts, 5)]
+    first, second = strongest(detectors(), two, Squares(), top=24, batch_size=16, device=torch.device("cpu"))
+    for name in ("values", "images", "positions", "vectors", "mean"):
+        assert np.array_equal(getattr(second, name), getattr(alone, name)), name
+    assert first.values.shape == (2, 24) and first.vectors.shape == (2, 24, 5)
+    # Before the ReLU, the red detector's strongest examples are the same red squares.
+    assert set(first.images[RED].tolist()) == set(alone.images[RED].tolist())
