@@ -85,6 +85,11 @@ class DictionaryConfig:
 
 
 @dataclass(frozen=True)
+class SuperpositionConfig:
+    steps: int = 1500  # Adam steps of the toy models (all sparsities train at once)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str  # id used in URLs and on the pages
     arch: str  # torchvision:<name> | lucent:inceptionv1 | package.module:factory
@@ -110,6 +115,7 @@ class Config:
     featurevis: FeaturevisConfig = FeaturevisConfig()
     examples: ExamplesConfig = ExamplesConfig()
     dictionary: DictionaryConfig = DictionaryConfig()
+    superposition: SuperpositionConfig = SuperpositionConfig()
     # Not TOML keys: where the config came from, to resolve relative paths.
     root: Path = field(default=Path("."), metadata={"internal": True})
     source: str = field(default="atlas.toml", metadata={"internal": True})
@@ -185,6 +191,7 @@ def _check(config: Config) -> None:
         require(getattr(config.dictionary, name) >= 1, f"dictionary.{name}", "must be at least 1")
     require(config.dictionary.l1 >= 0, "dictionary.l1", "must not be negative")
     require(config.dictionary.lr > 0, "dictionary.lr", "must be positive")
+    require(config.superposition.steps >= 1, "superposition.steps", "must be at least 1")
     if config.data is not None:
         require(config.data.limit >= 1, "data.limit", "must be at least 1")
     require(len(config.models) > 0, "models", "at least one [[models]] table is required")

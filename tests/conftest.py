@@ -37,6 +37,9 @@ expansion = 2
 steps = 50
 samples = 2048
 
+[superposition]
+steps = 100
+
 [[models]]
 name = "color <script>alert(1)</script> net"
 arch = "tests.tiny_models:make_color_net"

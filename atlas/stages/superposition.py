@@ -32,7 +32,7 @@ DECAY = 0.85  # importance of feature i: DECAY ** i, for n = 20 (0.9 ** i for n 
 EXPERIMENTS = ({"name": "geometry", "features": 5, "dims": 2, "decay": 0.9},
                {"name": "capacity", "features": 20, "dims": 5, "decay": DECAY})
 STORED = 0.5  # a feature counts as stored when its column's norm is at least this
-STEPS, BATCH, LR = 1500, 512, 0.01
+BATCH, LR = 512, 0.01
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ToyModels:
     losses: np.ndarray  # (sparsities,) final loss of each
 
 
-def train(features: int, dims: int, sparsities: Sequence[float], *, decay: float, steps: int = STEPS,
+def train(features: int, dims: int, sparsities: Sequence[float], *, decay: float, steps: int = 1500,
           batch: int = BATCH, lr: float = LR, seed: int = 0) -> ToyModels:
     """One toy model per sparsity, all trained together."""
     generator = torch.Generator().manual_seed(seed)
@@ -115,14 +115,15 @@ def summary(models: ToyModels) -> dict[str, Any]:
 def run(ctx: StageContext) -> str:
     """Train both experiments once per build (cached like every artifact); the key."""
     seed = derive_seed(ctx.config.sweep.seed, STAGE)
-    key = artifact_key(stage=STAGE, format=FORMAT, sparsities=SPARSITIES, experiments=EXPERIMENTS, steps=STEPS,
+    steps = ctx.config.superposition.steps
+    key = artifact_key(stage=STAGE, format=FORMAT, sparsities=SPARSITIES, experiments=EXPERIMENTS, steps=steps,
                        batch=BATCH, lr=LR, seed=seed)
     if ctx.needs(STAGE, key):
         with ctx.progress(len(EXPERIMENTS), "toy models of superposition") as bar:
             results = {}
             for experiment in EXPERIMENTS:
                 models = train(experiment["features"], experiment["dims"], SPARSITIES, decay=experiment["decay"],
-                               seed=seed)
+                               steps=steps, seed=seed)
                 results[experiment["name"]] = summary(models)
                 bar.update(1)
         with ctx.store.writing(STAGE, key) as folder:
