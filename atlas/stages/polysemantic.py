@@ -22,9 +22,10 @@ world the object part under the place it fired, from the scene's ground truth) a
 when the unit has diversity visualizations, how much they disagree in the same
 representation.
 
-``measure`` works for any readout of a layer: the layer's own channels (this stage)
-or the features of a sparse dictionary over it (``atlas.stages.dictionary``), whose
-directions are then the dictionary's, so both are judged by the same measure.
+``strongest`` takes any readout of a layer (a ``Probe``): the layer's own channels
+(this stage) or the features of a sparse dictionary over it
+(``atlas.stages.dictionary``), whose directions are then the dictionary's, so both
+are judged by the same measure.
 """
 
 from __future__ import annotations
@@ -179,23 +180,24 @@ def unit_directions(layer: LayerInfo) -> np.ndarray:
     return np.eye(layer.channels, dtype=np.float32)[list(layer.units)]
 
 
-def where_it_fired(dataset, image: int, fx: float, fy: float) -> str:
+def where_it_fired(dataset, image: int, fx: float, fy: float) -> tuple[str, str | None]:
     """What the ground truth has at a place (fractions of the width and height) of an
-    image: "animal snout", "animal" (on the object, no named part), "background";
-    the image's label where the dataset has no ground truth."""
+    image, as (object, part): ("animal", "snout"), ("animal", None) on the object but
+    no named part, ("background", None); (the image's label, None) where the dataset
+    has no ground truth."""
     truth = dataset.truth(image)
     if truth is None:
-        return dataset.records[image].label or "?"
+        return dataset.records[image].label or "?", None
     size = dataset.truth_size
     x, y = fx * size, fy * size
     for obj in truth:
         inside = [p for p in obj.get("parts", []) if _inside(p["box"], x, y)]
         if inside:
             part = min(inside, key=lambda p: (p["box"][2] - p["box"][0]) * (p["box"][3] - p["box"][1]))
-            return obj["class"] if part["name"] == obj["class"] else f"{obj['class']} {part['name']}"
+            return obj["class"], None if part["name"] == obj["class"] else part["name"]
         if _inside(obj["box"], x, y):
-            return obj["class"]
-    return "background"
+            return obj["class"], None
+    return "background", None
 
 
 def _inside(box: Sequence[float], x: float, y: float) -> bool:
@@ -216,8 +218,9 @@ def describe(found: Strongest, row: int, result: Meanings, dataset) -> list[dict
         for r in members:
             image, position = int(found.images[row, r]), int(found.positions[row, r])
             y, x = divmod(position, width)
+            obj, part = where_it_fired(dataset, image, (x + 0.5) / width, (y + 0.5) / height)
             examples.append({"image": image, "value": float(found.values[row, r]), "y": y, "x": x,
-                             "thing": where_it_fired(dataset, image, (x + 0.5) / width, (y + 0.5) / height),
+                             "object": obj, "thing": obj if part is None else f"{obj} {part}",
                              "label": dataset.records[image].label})
         clusters.append({"size": len(members), "examples": examples,
                          "labels": _shares(e["label"] for e in examples),
@@ -232,8 +235,8 @@ def _shares(items) -> list[list[Any]]:
 
 
 def label_purity(clusters: list[dict[str, Any]]) -> float:
-    """Share of all examples whose ground-truth object class is the most common one."""
-    classes = Counter(e["thing"].split(" ")[0] for c in clusters for e in c["examples"])
+    """Share of all examples on the most common ground-truth object (or label)."""
+    classes = Counter(e["object"] for c in clusters for e in c["examples"])
     return max(classes.values()) / sum(classes.values()) if classes else 1.0
 
 

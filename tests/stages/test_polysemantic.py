@@ -120,11 +120,11 @@ def test_the_world_says_what_is_under_a_place():
     obj = world.truth(3)[0]
     x0, y0, x1, y1 = obj["parts"][1]["box"]
     fx, fy = (x0 + x1) / 2 / world.truth_size, (y0 + y1) / 2 / world.truth_size
-    assert where_it_fired(world, 3, fx, fy) == f"{obj['class']} {obj['parts'][1]['name']}"
+    assert where_it_fired(world, 3, fx, fy) == (obj["class"], obj["parts"][1]["name"])
     corner = next((x, y) for x, y in [(0.01, 0.01), (0.99, 0.01), (0.01, 0.99), (0.99, 0.99)]
                   if not (obj["box"][0] <= x * 64 <= obj["box"][2] and obj["box"][1] <= y * 64 <= obj["box"][3]))
-    assert where_it_fired(world, 3, *corner) == "background"
-    assert where_it_fired(Squares(), 0, 0.5, 0.5) == "red"  # no ground truth: the label
+    assert where_it_fired(world, 3, *corner) == ("background", None)
+    assert where_it_fired(Squares(), 0, 0.5, 0.5) == ("red", None)  # no ground truth: the label
 
 
 def test_diversity_images_disagree_when_they_point_different_ways():
