@@ -34,33 +34,61 @@ MODELS = {
 }
 
 
-def measure(arch: str, count: int, mode: str) -> dict:
-    from atlas.config import Config, ModelConfig, SweepConfig
+def setup(arch: str, layers: list[str], count: int):
+    """A model of the benchmark (zoo weights trained, torchvision random), its layers and N world images."""
+    from atlas.config import ModelConfig
     from atlas.data import WorldDataset
     from atlas.models import load_model
-    from atlas.pipeline import inspect_layers, no_progress
+    from atlas.pipeline import inspect_layers
+
+    weights = "trained" if arch.startswith("zoo") else "none"
+    spec = ModelConfig(name="m", arch=arch, layers=tuple(layers), weights=weights)
+    model = load_model(spec)
+    return model, inspect_layers(model, spec.layers, None, torch.device("cpu"), "models[0]"), WorldDataset(count)
+
+
+def bare_pass(model, dataset) -> None:
+    """A plain full forward pass over the dataset, loading included: the floor to compare with."""
+    with torch.no_grad():
+        for _, pixels in dataset.batches(model.input_size, 32):
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+            model.module(model.normalize(x))
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(arch: str, count: int, mode: str) -> dict:
+    from atlas.config import Config, SweepConfig
+    from atlas.pipeline import no_progress
     from atlas.stages import StageContext, examples
     from atlas.store import Store
 
-    weights = "trained" if arch.startswith("zoo") else "none"
-    spec = ModelConfig(name="m", arch=arch, layers=tuple(MODELS[arch]), weights=weights)
-    model = load_model(spec)
-    device = torch.device("cpu")
-    layers = inspect_layers(model, spec.layers, None, device, "models[0]")
-    dataset = WorldDataset(count)
-    config = Config(models=(spec,), sweep=SweepConfig(batch_size=32))
+    model, layers, dataset = setup(arch, MODELS[arch], count)
+    config = Config(models=(), sweep=SweepConfig(batch_size=32))
     start = time.perf_counter()
     if mode == "bare":
-        with torch.no_grad():
-            for _, pixels in dataset.batches(model.input_size, 32):
-                x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-                model.module(model.normalize(x))
+        bare_pass(model, dataset)
     else:
-        ctx = StageContext(config=config, store=Store(Path("/tmp/atlas-bench-store")), device=device,
+        ctx = StageContext(config=config, store=Store(Path("/tmp/atlas-bench-store")), device=torch.device("cpu"),
                            progress=no_progress, dataset=dataset)
         examples._sweep_dataset(ctx, model, layers)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+
+
+def compare(script: str, runs: list[tuple[str, int]]) -> None:
+    """Run ``script --one ARCH N MODE`` for bare and atlas in fresh processes; print the table."""
+    print(f"{'model':<22} {'N':>5}  {'bare s':>7} {'atlas s':>8} {'ratio':>6}  {'bare MB':>8} {'atlas MB':>9}")
+    for arch, count in runs:
+        result = {}
+        for mode in ("bare", "atlas"):
+            out = subprocess.run([sys.executable, script, "--one", arch, str(count), mode],
+                                 capture_output=True, text=True, check=True).stdout
+            result[mode] = json.loads(out.strip().splitlines()[-1])
+        ratio = result["atlas"]["seconds"] / result["bare"]["seconds"]
+        print(f"{arch:<22} {count:>5}  {result['bare']['seconds']:>7.1f} {result['atlas']['seconds']:>8.1f} "
+              f"{ratio:>6.2f}  {result['bare']['peak_mb']:>8.0f} {result['atlas']['peak_mb']:>9.0f}")
 
 
 def main() -> None:
@@ -72,17 +100,7 @@ def main() -> None:
         arch, count, mode = args.one
         print(json.dumps(measure(arch, int(count), mode)))
         return
-    print(f"{'model':<22} {'N':>5}  {'bare s':>7} {'atlas s':>8} {'ratio':>6}  {'bare MB':>8} {'atlas MB':>9}")
-    for arch in MODELS:
-        for count in args.sizes:
-            result = {}
-            for mode in ("bare", "atlas"):
-                out = subprocess.run([sys.executable, __file__, "--one", arch, str(count), mode],
-                                     capture_output=True, text=True, check=True).stdout
-                result[mode] = json.loads(out.strip().splitlines()[-1])
-            ratio = result["atlas"]["seconds"] / result["bare"]["seconds"]
-            print(f"{arch:<22} {count:>5}  {result['bare']['seconds']:>7.1f} {result['atlas']['seconds']:>8.1f} "
-                  f"{ratio:>6.2f}  {result['bare']['peak_mb']:>8.0f} {result['atlas']['peak_mb']:>9.0f}")
+    compare(__file__, [(arch, count) for arch in MODELS for count in args.sizes])
 
 
 if __name__ == "__main__":

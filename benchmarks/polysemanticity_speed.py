@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.examples_speed import bare_pass, compare, peak_mb, setup  # noqa: E402
+
 MODELS = {
     "zoo:inception": ["conv2d0", "conv2d2", "mixed3a", "mixed3b", "mixed4a"],
     "torchvision:googlenet": ["inception3a", "inception3b", "inception4a", "inception4e", "inception5b"],
@@ -40,29 +40,16 @@ MODELS = {
 
 
 def measure(arch: str, count: int, mode: str) -> dict:
-    from atlas.config import ModelConfig
-    from atlas.data import WorldDataset
-    from atlas.models import load_model
-    from atlas.pipeline import inspect_layers
     from atlas.stages import polysemantic
 
-    weights = "trained" if arch.startswith("zoo") else "none"
-    spec = ModelConfig(name="m", arch=arch, layers=tuple(MODELS[arch]), weights=weights)
-    model = load_model(spec)
-    device = torch.device("cpu")
-    layers = inspect_layers(model, spec.layers, None, device, "models[0]")
-    dataset = WorldDataset(count)
+    model, layers, dataset = setup(arch, MODELS[arch], count)
     start = time.perf_counter()
     if mode == "bare":
-        with torch.no_grad():
-            for _, pixels in dataset.batches(model.input_size, 32):
-                x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-                model.module(model.normalize(x))
+        bare_pass(model, dataset)
     else:
         probes = [polysemantic.Probe(layer, lambda acts: acts, layer.channels) for layer in layers]
-        polysemantic.strongest(model, probes, dataset, top=polysemantic.TOP, batch_size=32, device=device)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        polysemantic.strongest(model, probes, dataset, top=polysemantic.TOP, batch_size=32, device=torch.device("cpu"))
+    return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
 
 
 def in_process() -> None:
@@ -93,17 +80,7 @@ def main() -> None:
         arch, count, mode = args.one
         print(json.dumps(measure(arch, int(count), mode)))
         return
-    print(f"{'model':<22} {'N':>5}  {'bare s':>7} {'atlas s':>8} {'ratio':>6}  {'bare MB':>8} {'atlas MB':>9}")
-    for arch, sizes in (("zoo:inception", args.sizes), ("torchvision:googlenet", args.googlenet)):
-        for count in sizes:
-            result = {}
-            for mode in ("bare", "atlas"):
-                out = subprocess.run([sys.executable, __file__, "--one", arch, str(count), mode],
-                                     capture_output=True, text=True, check=True).stdout
-                result[mode] = json.loads(out.strip().splitlines()[-1])
-            ratio = result["atlas"]["seconds"] / result["bare"]["seconds"]
-            print(f"{arch:<22} {count:>5}  {result['bare']['seconds']:>7.1f} {result['atlas']['seconds']:>8.1f} "
-                  f"{ratio:>6.2f}  {result['bare']['peak_mb']:>8.0f} {result['atlas']['peak_mb']:>9.0f}")
+    compare(__file__, [("zoo:inception", n) for n in args.sizes] + [("torchvision:googlenet", n) for n in args.googlenet])
     in_process()
 
 
