@@ -1,9 +1,9 @@
 """Render the static site from the store: never imports torch, never runs a model.
 
-``render_site`` gathers every page model first (``pages.build_site``), renders
-every page to a string, and only then writes: into a fresh folder beside the
-output that replaces the old site in one rename, so a failed render leaves the
-previous site untouched. Jinja runs with autoescape on and StrictUndefined, since
+``render_site`` gathers every page model first (``pages.build_site``), lists every
+page with its template context (``site_pages``), then renders and writes them, one
+forked process per core, into a fresh folder beside the output that replaces the old
+site in one rename, so a failed render leaves the previous site untouched. Jinja runs with autoescape on and StrictUndefined, since
 model, layer, class and file names are untrusted text.
 """
 
@@ -139,12 +139,6 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
                     page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
                          model=model, layer=layer, unit=unit)
     return pages
-
-
-def render_pages(site: SiteModel, title: str) -> dict[str, str]:
-    """Every page of the site: {site path: html}."""
-    env = _environment()
-    return {p.path: env.get_template(p.template).render(p.context) for p in site_pages(site, title)}
 
 
 _FORKED: list[Page] = []  # the pages a forked worker renders, inherited from the parent

@@ -370,7 +370,7 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
         found = _read(folder)
         for unit, scored in found["units"].items():
             if scored["score"] is None:
-                continue  # silent: it never fired on the dataset
+                continue  # silent: its strongest responses are all equal (a channel that never fires)
             units[int(unit)].polysemanticity = Polysemanticity(
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found["top"],
