@@ -131,7 +131,7 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
                  chart=charts.layer_activations(layer),
                  comparison_chart=charts.units_against_features(of, layer) if of else None)
             for unit in layer.units:
-                unit_crumbs = layer_crumbs + [(f"unit {unit.index}", unit.url)]
+                unit_crumbs = layer_crumbs + [(f"{'feature' if layer.dictionary else 'unit'} {unit.index}", unit.url)]
                 page("unit.html", unit.url, unit_crumbs, margin=margin,
                      model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
                      tuning_chart=charts.orientation_tuning(unit), joint_chart=charts.joint_tuning(unit))
