@@ -80,6 +80,10 @@ def test_every_documented_key_is_read(tmp_path):
     (MINIMAL.replace('layers = ["layer1"]', 'layers = ["layer1"]\nmean = [0.5]'),
      "atlas.toml: models[0].mean: give three values"),
     ("title = 'x'\n" + MINIMAL, "atlas.toml: title: unknown key"),
+    (MINIMAL.replace('layers = ["layer1"]', 'layers = ["layer1"]\ndictionary = ["layer2"]'),
+     "atlas.toml: models[0].dictionary[0]: 'layer2' is not one of the model's layers (layer1)"),
+    (MINIMAL + "[dictionary]\nexpansion = 0\n", "atlas.toml: dictionary.expansion: must be at least 1"),
+    (MINIMAL + "[superposition]\nsteps = 0\n", "atlas.toml: superposition.steps: must be at least 1"),
 ])
 def test_bad_config_names_the_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
