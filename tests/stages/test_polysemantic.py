@@ -145,3 +145,34 @@ def test_probing_several_layers_in_one_pass_gives_each_the_same_answer(found):
     assert first.values.shape == (2, 24) and first.vectors.shape == (2, 24, 5)
     # Before the ReLU, the red detector's strongest examples are the same red squares.
     assert set(first.images[RED].tolist()) == set(alone.images[RED].tolist())
+
+
+def test_the_stage_writes_scores_clusters_and_crops_and_leaves_silent_units_unscored(tmp_path):
+    import json
+
+    from atlas.config import Config, ModelConfig
+    from atlas.pipeline import no_progress
+    from atlas.stages import StageContext, polysemantic
+    from atlas.store import Store
+
+    model = detectors()
+    with torch.no_grad():  # unit 2 (green) made silent: negative everywhere, then the ReLU
+        model.module.conv.weight[GREEN] = -1.0
+    config = Config(models=(ModelConfig(name="detectors", arch="test", layers=("relu",)),))
+    ctx = StageContext(config=config, store=Store(tmp_path), device=torch.device("cpu"), progress=no_progress,
+                       dataset=Squares())
+    layer = LayerInfo("relu", (5, 16, 16), tuple(range(5)))
+    (key,) = polysemantic.run(ctx, model, [layer])["relu"]
+    folder = ctx.store.path(polysemantic.STAGE, key)
+    units = json.loads((folder / "data.json").read_text())["units"]
+    assert units[str(GREEN)] == {"score": None, "silent": True, "clusters": []}
+    mixed = units[str(OR_UNIT)]
+    assert mixed["score"] > 0.7 and len(mixed["clusters"]) == 2
+    # Each cluster is one color, which is also what is "under" it (no ground truth: the label).
+    assert sorted(c["labels"][0][0] for c in mixed["clusters"]) == ["blue", "red"]
+    assert all(c["labels"][0][1] == 1.0 and c["things"] == c["labels"] for c in mixed["clusters"])
+    assert mixed["purity"] == round(max(c["size"] for c in mixed["clusters"]) / 48, 4)  # the larger color
+    shown = [ex for c in mixed["clusters"] for ex in c["examples"] if "crop" in ex]
+    assert len(shown) == 12 and all((folder / ex["crop"]).is_file() for ex in shown)
+    # 40 of the 120 squares are red: its 48 strongest are those 40 and 8 others.
+    assert units[str(RED)]["score"] < 0.2 and units[str(RED)]["purity"] == round(40 / 48, 4)
