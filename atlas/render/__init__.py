@@ -3,8 +3,9 @@
 ``render_site`` gathers every page model first (``pages.build_site``), lists every
 page with its template context (``site_pages``), then renders and writes them, one
 forked process per core, into a fresh folder beside the output that replaces the old
-site in one rename, so a failed render leaves the previous site untouched. Jinja runs with autoescape on and StrictUndefined, since
-model, layer, class and file names are untrusted text.
+site in one rename, so a failed render leaves the previous site untouched. Jinja runs
+with autoescape on and StrictUndefined, since model, layer, class and file names are
+untrusted text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 import numpy as np
@@ -158,17 +159,21 @@ def _write_share(folder: Path, worker: int, workers: int) -> int:
     return len(share)
 
 
-def _write_pages_parallel(folder: Path, pages: list[Page], workers: int) -> None:
+def _write_pages_parallel(folder: Path, pages: list[Page], workers: int,
+                          meanwhile: Callable[[], None] = lambda: None) -> None:
     """Render and write ``pages`` in ``workers`` forked processes (each inherits the page
-    models, so nothing is pickled but the folder and a number); serially where fork is
-    not available or one worker is asked for."""
+    models, so nothing is pickled but the folder and a number), running ``meanwhile`` in
+    this process as they work; serially where fork is not available or one worker is asked for."""
     if workers <= 1 or len(pages) < 2 * workers or "fork" not in multiprocessing.get_all_start_methods():
         _write_pages(folder, pages)
+        meanwhile()
         return
     _FORKED[:] = pages
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            written = pool.starmap(_write_share, [(folder, i, workers) for i in range(workers)])
+            pending = pool.starmap_async(_write_share, [(folder, i, workers) for i in range(workers)])
+            meanwhile()
+            written = pending.get()
     finally:
         _FORKED.clear()
     assert sum(written) == len(pages)
@@ -251,16 +256,19 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
     try:
         shutil.copytree(TEMPLATES / "static", building / "static")
-        _write_pages_parallel(building, pages, workers)
+
+        def place_images() -> None:  # while the pages render: linking is system calls, not CPU
+            made: set[Path] = set()
+            for path, source in site.copies.items():
+                target = building / path
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                _place(source, target)
+
+        _write_pages_parallel(building, pages, workers, meanwhile=place_images)
         for path, text in data.items():
             _write_text(building / path, text)
-        made: set[Path] = set()
-        for path, source in site.copies.items():
-            target = building / path
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            _place(source, target)
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
         (building / SITE_MARKER).touch()
         _swap(building, out)

@@ -291,8 +291,8 @@ def _universality(folder: Path, site: SiteModel) -> Universality:
                           m["chance"], m["buddy"], m["above_chance"]) for m in matches]
     sets = [{"units": [(u["model"], u["layer"], units[u["model"], u["layer"], u["index"]]) for u in s["units"]],
              "score": s["score"]} for s in found["sets"]]
-    return Universality(url="universality.html", margin=found["margin"], sets=sets, cka=found["cka"], families=_family_table(site),
-                        agreement=_family_agreement(site))
+    return Universality(url="universality.html", margin=found["margin"], sets=sets, cka=found["cka"],
+                        families=_family_table(site), agreement=_family_agreement(site))
 
 
 def _family_table(site: SiteModel) -> list[dict[str, Any]]:
@@ -312,7 +312,8 @@ def _family_agreement(site: SiteModel) -> dict[str, Any] | None:
     """Do best buddies share their family? Counted over pairs of units that both have a named
     family (not "other"), against the agreement expected if families were independent."""
     def named(unit: Unit) -> str | None:
-        return unit.family.symbol if unit.family and unit.family.kind == "named" and unit.family.symbol != "Ot" else None
+        family = unit.family
+        return family.symbol if family and family.kind == "named" and family.symbol != "Ot" else None
 
     pairs = {tuple(sorted(((a.url, named(a)), (m.unit.url, named(m.unit)))))
              for model in site.models for layer in model.layers for a in layer.units
@@ -337,7 +338,8 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
             for kind, value in values.items():
                 if kind == "channel":
                     u.featurevis = _copy(copies, f"{base}/img/fv-{unit}.webp", folder / f"{unit}.webp")
-                    u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp", folder / f"{unit}-thumb.webp")
+                    u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp",
+                                               folder / f"{unit}-thumb.webp")
                     u.featurevis_activation = value
                 else:
                     src = _copy(copies, f"{base}/img/fv-{unit}-{kind}.webp", folder / f"{unit}-{kind}.webp")
@@ -590,7 +592,8 @@ def search_index(site: SiteModel) -> list[list[str]]:
         for layer in m.layers:
             entries.append(["layer", f"{m.name} · {layer.name} · {layer.channels} units", layer.url])
             for f in layer.families:
-                entries.append(["family", f"{m.name} · {layer.name} · {f.symbol} {f.name} · {len(f.members)} units", f.url])
+                text = f"{m.name} · {layer.name} · {f.symbol} {f.name} · {len(f.members)} units"
+                entries.append(["family", text, f.url])
             for u in layer.units:
                 text = f"{m.name} · {layer.name} · unit {u.index}"
                 if u.family:

@@ -49,7 +49,8 @@ def train(features: int, dims: int, sparsities: Sequence[float], *, decay: float
     """One toy model per sparsity, all trained together."""
     generator = torch.Generator().manual_seed(seed)
     k = len(sparsities)
-    weights = torch.nn.Parameter(torch.empty(k, dims, features).uniform_(-1, 1, generator=generator) * (1 / dims ** 0.5))
+    weights = torch.empty(k, dims, features).uniform_(-1, 1, generator=generator) * (1 / dims ** 0.5)
+    weights = torch.nn.Parameter(weights)
     biases = torch.nn.Parameter(torch.zeros(k, features))
     importance = decay ** torch.arange(features, dtype=torch.float32)
     keep = 1 - torch.tensor(sparsities, dtype=torch.float32)[:, None, None]  # (k, 1, 1) chance a feature is on
