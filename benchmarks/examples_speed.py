@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -91,16 +92,26 @@ def compare(script: str, runs: list[tuple[str, int]]) -> None:
               f"{ratio:>6.2f}  {result['bare']['peak_mb']:>8.0f} {result['atlas']['peak_mb']:>9.0f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str, measure: Callable[[str, int, str], dict],
+              extra: Callable[[argparse.ArgumentParser], None] = lambda parser: None) -> argparse.Namespace | None:
+    """The benchmark's arguments (``--sizes`` and ``extra``'s); None when this process was
+    started by ``compare`` to measure one run (``--one``), which it then did."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--one", nargs=3, metavar=("ARCH", "N", "MODE"), help=argparse.SUPPRESS)
+    extra(parser)
     args = parser.parse_args()
     if args.one:
         arch, count, mode = args.one
         print(json.dumps(measure(arch, int(count), mode)))
-        return
-    compare(__file__, [(arch, count) for arch in MODELS for count in args.sizes])
+        return None
+    return args
+
+
+def main() -> None:
+    args = arguments(__doc__, measure)
+    if args is not None:
+        compare(__file__, [(arch, count) for arch in MODELS for count in args.sizes])
 
 
 if __name__ == "__main__":

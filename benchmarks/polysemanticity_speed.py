@@ -21,8 +21,6 @@ Run:  python benchmarks/polysemanticity_speed.py [--sizes 500 2000] [--googlenet
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.examples_speed import bare_pass, compare, peak_mb, setup  # noqa: E402
+from benchmarks.examples_speed import arguments, bare_pass, compare, peak_mb, setup  # noqa: E402
 
 MODELS = {
     "zoo:inception": ["conv2d0", "conv2d2", "mixed3a", "mixed3b", "mixed4a"],
@@ -71,14 +69,9 @@ def in_process() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
-    parser.add_argument("--googlenet", type=int, nargs="+", default=[64, 128], help="images for GoogLeNet")
-    parser.add_argument("--one", nargs=3, metavar=("ARCH", "N", "MODE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        arch, count, mode = args.one
-        print(json.dumps(measure(arch, int(count), mode)))
+    args = arguments(__doc__, measure, lambda parser: parser.add_argument(
+        "--googlenet", type=int, nargs="+", default=[64, 128], help="images for GoogLeNet"))
+    if args is None:
         return
     compare(__file__, [("zoo:inception", n) for n in args.sizes] + [("torchvision:googlenet", n) for n in args.googlenet])
     in_process()

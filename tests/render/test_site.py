@@ -232,15 +232,16 @@ def test_render_refuses_to_replace_a_folder_it_did_not_make(built_site, tmp_path
 def test_polysemanticity_dictionary_and_superposition_reach_the_site(built_site):
     catalog = json.loads((built_site / "catalog.json").read_text())
     model = catalog["models"][0]
-    for layer in model["layers"]:
-        for unit in layer["units"]:
-            assert 0 <= unit["polysemanticity"] <= 1
-            clusters = unit["polysemanticity_clusters"]
-            # Every image's strongest place, clustered: 5 readable images, so 5 examples (fewer than 48).
-            assert 1 <= len(clusters) <= 2 and sum(c["size"] for c in clusters) == 5
-            assert all(share <= 1 for c in clusters for _, share in c["things"])
-            # The tiny atlas makes 4 diversity images per unit: how much they disagree is evidence too.
-            assert 0 <= unit["polysemanticity_evidence"]["diversity"] <= 2
+    units = [unit for layer in model["layers"] for unit in layer["units"]]
+    assert len(units) == 6 and all(0 <= unit["polysemanticity"] <= 1 for unit in units)
+    # Every image's strongest place is clustered: 5 readable images, so 5 examples (fewer than 48),
+    # in one or two clusters, each listing what lies under its examples as shares that add up to 1.
+    sizes = [[c["size"] for c in unit["polysemanticity_clusters"]] for unit in units]
+    assert [sum(s) for s in sizes] == [5] * 6 and {len(s) for s in sizes} <= {1, 2}
+    shares = [sum(share for _, share in c["things"]) for u in units for c in u["polysemanticity_clusters"]]
+    assert shares == pytest.approx([1.0] * len(shares), abs=0.01)
+    # The tiny atlas makes 4 diversity images per unit: how much they disagree is evidence too.
+    assert all(0 <= unit["polysemanticity_evidence"]["diversity"] <= 2 for unit in units)
     (dictionary,) = model["dictionaries"]
     assert dictionary["of"] == "conv1" and len(dictionary["units"]) == 8 and dictionary["shape"][0] == 8
     assert all(u["featurevis"] and u["examples"] and u["polysemanticity"] is not None for u in dictionary["units"])
