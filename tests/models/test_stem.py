@@ -7,7 +7,7 @@ from atlas.models.stem import SpaceToDepthConv, space_to_depth_stems
 
 
 @pytest.mark.parametrize("kernel, stride, padding, size",
-                         [(7, 2, 3, 152), (7, 2, 3, 151), (3, 2, 1, 33), (4, 4, 0, 64)])
+                         [(7, 2, 3, 152), (7, 2, 3, 151), (3, 2, 1, 33), (4, 4, 0, 64), (5, 3, 2, 50)])
 def test_space_to_depth_computes_the_same_convolution(kernel, stride, padding, size):
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 8, kernel, stride, padding)
@@ -15,6 +15,7 @@ def test_space_to_depth_computes_the_same_convolution(kernel, stride, padding, s
     expected = conv(x)
     found = SpaceToDepthConv(conv)(x)
     torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
+    assert found._base is None  # not a view: an in-place ReLU on a view makes autograd copy its gradient
     # And the gradient feature visualization needs: the input's.
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
     (grad_found,) = torch.autograd.grad(SpaceToDepthConv(conv)(x).square().sum(), x)
