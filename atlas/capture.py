@@ -8,6 +8,8 @@ last requested layer has produced its output: layers past it are never computed.
 Hooks are registered in ``try`` and removed in ``finally``, whatever happens.
 
 A module called more than once in a forward pass is captured at its first call.
+``layer_inputs`` stops at a layer's input instead (feature visualization computes
+the layer itself in part: ``atlas.narrow``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,28 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
         raise AtlasError(f"layers {missing} were never called in the forward pass "
                          f"(a module defined but not used by forward()?)")
     return {name: outputs[name] for name in layers}
+
+
+def layer_inputs(model: nn.Module, x: torch.Tensor, layer: str) -> tuple:
+    """The positional inputs ``layer`` receives at its first call in ``model(x)``; the
+    forward pass stops there, so the layer itself is not computed."""
+    module = find_modules(model, [layer])[layer]
+    seen: list[tuple] = []
+
+    def hook(module: nn.Module, inputs) -> None:
+        seen.append(inputs)
+        raise _EnoughLayers
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        model(x)
+    except _EnoughLayers:
+        pass
+    finally:
+        handle.remove()
+    if not seen:
+        raise AtlasError(f"layer {layer!r} was never called in the forward pass")
+    return seen[0]
 
 
 def describe_layers(model: nn.Module, x: torch.Tensor) -> list[dict]:

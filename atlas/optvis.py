@@ -106,14 +106,18 @@ class Robustness:
         return F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def objective_values(acts: torch.Tensor, units: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
-    """Each batch element's objective value (to maximise), from layer activations.
+def unit_maps(acts: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """Each batch element's own unit from layer activations (N, C, H, W) or (N, C):
+    (N, H, W) or (N,)."""
+    return acts[torch.arange(acts.shape[0], device=acts.device), units]
 
-    acts: (N, C, H, W) or (N, C); units: (N,) the channel of each element; kinds: the
+
+def objective_values(maps: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+    """Each batch element's objective value (to maximise), from its unit's map.
+
+    maps: (N, H, W) or (N,), element i's own unit (``unit_maps``); kinds: the
     objective of each element. Diversity elements use the channel objective here; the
     group penalty is ``diversity_penalty``."""
-    rows = torch.arange(acts.shape[0], device=acts.device)
-    maps = acts[rows, units]  # (N, H, W) or (N,)
     if maps.dim() == 1:
         channel = neuron = maps
     else:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from atlas.capture import capture, describe_layers
+from atlas.capture import capture, describe_layers, layer_inputs
 from atlas.errors import AtlasError
 from tests.tiny_models import ColorNet
 
@@ -60,3 +60,13 @@ def test_describe_layers_lists_shapes_and_repeated_calls():
     records = {r["name"]: r for r in describe_layers(model, torch.zeros(1, 3, 9, 9))}
     assert records["0"]["shape"] == (5, 4, 4) and records["2"]["shape"] == (7, 4, 4)
     assert records["1"]["calls"] == 2 and records["1"]["shape"] == (5, 4, 4)
+
+
+def test_layer_inputs_are_what_the_layer_receives_and_the_layer_never_runs():
+    model = ColorNet(boom=True).eval()  # its head raises if it ever runs
+    x = _image([0.75, 0.25, 0.5])
+    (inputs,) = layer_inputs(model, x, "head")
+    torch.testing.assert_close(inputs, capture(model, x, ["conv2"])["conv2"])
+    assert all(not m._forward_pre_hooks for m in model.modules())
+    with pytest.raises(AtlasError, match="not a module"):
+        layer_inputs(model, x, "conv3")

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from atlas import optvis
-from atlas.capture import capture
+from atlas.capture import capture, layer_inputs
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
+from atlas.narrow import narrow_layer
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 from atlas.store import write_json
 
@@ -84,16 +85,23 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     # Channels-last convolutions: 1.25-1.34x faster on a 2-core AVX2 CPU at every
     # GoogLeNet depth we measured, and the layout tensor cores want on CUDA.
     model.module.to(memory_format=torch.channels_last)
+    # The diversity penalty compares whole layers; every other objective reads one
+    # channel per element, so the layer computes only those (``atlas.narrow``).
+    narrowed = None if groups and diversity_weight > 0 else _narrowed_layer(model, layer, element_units, images)
 
-    def layer_output(x: torch.Tensor) -> torch.Tensor:
+    def unit_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The layer's activations (None when narrowed) and each element's own unit's map."""
         x = model.normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-            return capture(model.module, x, [layer], detach=False)[layer].float()
+            if narrowed is not None:
+                return None, narrowed(*layer_inputs(model.module, x, layer))[:, 0].float()
+            acts = capture(model.module, x, [layer], detach=False)[layer].float()
+        return acts, optvis.unit_maps(acts, unit_index)
 
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        acts = layer_output(robustness(images(), draws[step]))
-        values = optvis.objective_values(acts, unit_index, kinds)
+        acts, maps = unit_maps(robustness(images(), draws[step]))
+        values = optvis.objective_values(maps, kinds)
         loss = -values.sum()
         if groups and diversity_weight > 0:
             loss = loss + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
@@ -101,11 +109,21 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         optimizer.step()
     with torch.no_grad():
         final = images()
-        values = optvis.objective_values(layer_output(final), unit_index, kinds)
+        values = optvis.objective_values(unit_maps(final)[1], kinds)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
     activations = torch.where(torch.tensor([k == "negative" for k in kinds], device=device), -values, values)
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
                     activations.float().cpu().numpy())
+
+
+def _narrowed_layer(model: LoadedModel, layer: str, channels: Sequence[int], images: optvis.FourierImages):
+    """``atlas.narrow``'s layer for these channels, checked on the first images; or None."""
+    with torch.no_grad():
+        x = model.normalize(images()).contiguous(memory_format=torch.channels_last)
+        inputs = layer_inputs(model.module, x, layer)
+    if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
+        return None
+    return narrow_layer(model.module.get_submodule(layer), channels, inputs[0])
 
 
 def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:

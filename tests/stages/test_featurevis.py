@@ -6,6 +6,7 @@ import torch
 
 from atlas.config import ModelConfig
 from atlas.models import load_model
+from atlas.narrow import narrow_layer
 from atlas.stages import featurevis
 from atlas.stages.featurevis import render_units
 
@@ -56,6 +57,17 @@ def test_images_are_deterministic_and_independent_of_batch_mates():
     alone = render([2], seed=7)
     assert np.abs(alone.images[0].astype(int) - a.images[1].astype(int)).max() <= 1
     assert not np.array_equal(render([0, 2], seed=8).images, a.images)
+
+
+def test_narrowing_the_layer_changes_no_image(monkeypatch):
+    made = []
+    monkeypatch.setattr(featurevis, "narrow_layer", lambda *args: made.append(narrow_layer(*args)) or made[-1])
+    narrowed = render([0, 2, 3], steps=16)
+    assert len(made) == 1 and made[0] is not None  # conv1 computes the 3 channels asked for, not all 4
+    monkeypatch.setattr(featurevis, "_narrowed_layer", lambda *args: None)
+    full = render([0, 2, 3], steps=16)
+    assert np.abs(narrowed.images.astype(int) - full.images.astype(int)).max() <= 1
+    np.testing.assert_allclose(narrowed.activations, full.activations, rtol=1e-4, atol=1e-5)
 
 
 def test_diversity_images_differ():
