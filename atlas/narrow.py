@@ -121,7 +121,8 @@ class NarrowedLayer:
         if key in self._full:
             return self._full[key]
         if node.op == "placeholder":
-            value = self._input[self._index(rows)] if rows != tuple(range(len(self._input))) else self._input
+            value = self._input if rows == tuple(range(len(self._input))) else \
+                _TakeRows.apply(self._input, self._index(rows))
         elif node.op == "get_attr":
             value = operator.attrgetter(node.target)(self.graph_module)
         else:
@@ -175,6 +176,26 @@ def narrow_layer(module: nn.Module, channels: Sequence[int], example: torch.Tens
                     type(module).__name__)
         return None
     return narrowed
+
+
+class _TakeRows(torch.autograd.Function):
+    """``x[index]`` whose gradient keeps ``x``'s memory format. Plain indexing's backward
+    scatters into a new NCHW tensor, and a channels-last layer before it then converts
+    (GoogLeNet's pool before inception3a: 6 instead of 1.3 ms per 8 images)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        ctx.channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=layout).zero_()
+        return out.index_add_(0, index, grad), None
 
 
 # -- node predicates ------------------------------------------------------------------

@@ -122,3 +122,15 @@ def test_layers_that_cannot_be_narrowed_give_none(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         assert narrow_layer(Block().eval(), [0, 1], x) is None
     assert "computing it in full" in caplog.text
+
+
+def test_elements_taken_by_branches_give_a_channels_last_gradient_to_a_channels_last_input():
+    # Convolutions and pools before the layer run channels-last; a gradient in another
+    # layout would be converted at each of them.
+    x = torch.randn(4, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    narrowed = narrow_layer(Block().eval(), [0, 3, 5, 2], x)
+    before = x.clone().requires_grad_() * 2  # the output of a layer before, channels-last
+    seen = []
+    before.register_hook(seen.append)
+    narrowed(before).sum().backward()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)

@@ -1,10 +1,12 @@
 """Feature visualization of every swept unit: channel, neuron, negative, diversity.
 
 ``render_units`` optimises one image per (unit, objective) element, all in one batch
-(see ``atlas.optvis``). The forward pass stops at the target layer, the model's
-weights are frozen (autograd computes gradients for the images only), convolutions
-run channels-last, and on CUDA the model runs under bf16 autocast. ``prepare`` folds
-the model's batch norms into its convolutions first (``atlas.models.fold``).
+(see ``atlas.optvis``). The forward pass stops at the target layer's input and the
+layer computes only each element's own channel (``atlas.narrow``: one Inception
+branch, a few of its convolution's channels), the model's weights are frozen
+(autograd computes gradients for the images only), convolutions run channels-last,
+and on CUDA the model runs under bf16 autocast. ``prepare`` folds the model's batch
+norms into its convolutions first (``atlas.models.fold``).
 
 Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
 units run in one optimisation is separate: ``featurevis.batch`` if set, else as
