@@ -27,6 +27,19 @@ def test_shift_moves_content_by_whole_pixels():
     assert out[0, 0].argmax().item() == (4 + 1) * 10 + (4 + 2)
 
 
+def test_rotation_turns_about_the_centre_and_scale_zooms():
+    images = torch.rand(2, 3, 9, 9)
+    quarter = torch.tensor([[0.0, 0.0, 1.0, torch.pi / 2], [0.0, 0.0, 1.0, -torch.pi / 2]])
+    out = optvis.Robustness(pad=0)(images, quarter)
+    torch.testing.assert_close(out[0], torch.rot90(images[0], 1, (1, 2)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1], torch.rot90(images[1], -1, (1, 2)), atol=1e-5, rtol=0)
+    # Scale 3 about the centre, on a ramp (which bilinear sampling keeps exactly):
+    # column j shows column 4 + (j - 4) / 3.
+    ramp = torch.arange(9.0).expand(1, 3, 9, 9)
+    zoomed = optvis.Robustness(pad=0)(ramp, torch.tensor([[0.0, 0.0, 3.0, 0.0]]))
+    torch.testing.assert_close(zoomed[0, 0, 5], 4 + (torch.arange(9.0) - 4) / 3, atol=1e-5, rtol=0)
+
+
 def test_draws_are_per_element_and_reproducible():
     robustness = optvis.Robustness()
     both = robustness.draw([5, 6], steps=7)
