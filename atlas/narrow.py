@@ -128,7 +128,7 @@ class NarrowedLayer:
         else:
             args = fx.node.map_arg(node.args, lambda a: self._eval(a, rows))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: self._eval(a, rows))
-            if _mutates(node) and any(len(a.users) > 1 for a in _tensor_args(node)):
+            if self._mutates(node) and any(len(a.users) > 1 for a in _tensor_args(node)):
                 args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
             if node.op == "call_module":
                 value = self.modules[node.target](*args, **kwargs)
@@ -138,6 +138,13 @@ class NarrowedLayer:
                 value = getattr(args[0], node.target)(*args[1:], **kwargs)
         self._full[key] = value
         return value
+
+    def _mutates(self, node: fx.Node) -> bool:
+        """Whether the node writes into its input (which must then not be shared)."""
+        if node.op == "call_module":
+            return bool(getattr(self.modules[node.target], "inplace", False))
+        return (node.kwargs.get("inplace", False) or node.target in IN_PLACE
+                or (node.op == "call_method" and str(node.target).endswith("_")))
 
     def _pick(self, full: torch.Tensor, rows: Rows, channels: Rows) -> torch.Tensor:
         """full[rows[k], channels[k]] as (n, 1, H, W): advanced indexing, a copy, never a view."""
@@ -195,7 +202,7 @@ class _TakeRows(torch.autograd.Function):
         (index,) = ctx.saved_tensors
         layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
         out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=layout).zero_()
-        return out.index_add_(0, index, grad), None
+        return out.index_copy_(0, index, grad), None  # rows are distinct: a copy, no atomics on CUDA
 
 
 # -- node predicates ------------------------------------------------------------------
@@ -216,11 +223,6 @@ def _same_shapes(node: fx.Node) -> bool:
     args = node.args[:2]
     return (len(node.args) == 2 and not node.kwargs and all(isinstance(a, fx.Node) for a in args)
             and args[0].meta["tensor_meta"].shape == args[1].meta["tensor_meta"].shape)
-
-
-def _mutates(node: fx.Node) -> bool:
-    return (node.kwargs.get("inplace", False) or node.target in IN_PLACE
-            or (node.op == "call_method" and str(node.target).endswith("_")))
 
 
 def _call(node: fx.Node, x: torch.Tensor) -> torch.Tensor:

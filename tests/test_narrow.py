@@ -40,6 +40,20 @@ class NormBlock(nn.Module):
         return self.lrn(nn.functional.relu(self.bn(self.conv(x)), inplace=True))
 
 
+class SharedInPlace(nn.Module):
+    """An in-place ReLU on a value something else read before it, under a cross-channel
+    op (so the graph runs in full): evaluated out of program order, it must not mutate."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu, self.lrn = nn.Conv2d(4, 3, 1), nn.ReLU(inplace=True), nn.LocalResponseNorm(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        doubled = y * 2
+        return self.lrn(torch.cat([self.relu(y), doubled], 1))
+
+
 def layers():
     torch.manual_seed(0)
     googlenet = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
@@ -56,6 +70,7 @@ def layers():
         "zoo mixed": (Mixed(8, 4, 4, 6, 2, 4, 2), 8, [0, 15, 4, 9, 11]),
         "batch norm": (NormBlock(cross_channel=False), 4, [5, 0, 2]),
         "cross-channel": (NormBlock(cross_channel=True), 4, [5, 0, 2]),
+        "in-place on a shared value": (SharedInPlace(), 4, [0, 5, 3]),
         "conv": (nn.Conv2d(4, 3, 3), 4, [2, 0, 1, 1, 2]),  # more elements than channels: computed in full
     }
 
