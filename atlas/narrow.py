@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ class NarrowedLayer:
         return full[self._index(rows)[:, None], self._index(channels)[:, None]]
 
     def _index(self, values: Rows) -> torch.Tensor:
-        """An index tensor on the layer's device, made once per plan: no per-step transfers."""
+        """An index tensor on the input's device, made once and kept: no per-step transfers."""
         device = self._input.device if self._input is not None else torch.device("cpu")
         key = (values, device)
         if key not in self._indices:
@@ -159,14 +159,15 @@ class NarrowedLayer:
         return self._indices[key]
 
 
-def narrow_layer(module: nn.Module, channels: Sequence[int], example: torch.Tensor
-                 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def narrow_layer(module: nn.Module, channels: Sequence[int], example: torch.Tensor) -> NarrowedLayer | None:
     """A function of the layer's input giving each element's own channel (N, 1, H, W),
-    or None where the layer cannot be narrowed (then compute it in full)."""
+    or None where the layer cannot be narrowed (then compute it in full). ``example``
+    is an input of the batch's size; each use gets a copy, as a layer may write into it."""
+    example = example.detach()
     try:
         narrowed = NarrowedLayer(module, channels)
         with torch.no_grad():
-            ShapeProp(narrowed.graph_module).propagate(example.detach())
+            ShapeProp(narrowed.graph_module).propagate(example.clone())
     except Exception as error:  # noqa: BLE001 - tracing arbitrary user code fails in arbitrary ways
         log.debug("layer %s not narrowed: %s", type(module).__name__, error)
         return None
@@ -174,10 +175,9 @@ def narrow_layer(module: nn.Module, channels: Sequence[int], example: torch.Tens
     if len(shape) != 4 or len(example) != len(narrowed.channels) or not all(0 <= c < shape[1] for c in channels):
         return None
     with torch.no_grad():
-        expected = module(example.detach())
         rows = torch.arange(len(example), device=example.device)
-        expected = expected[rows, torch.tensor(narrowed.channels, device=example.device)]
-        found = narrowed(example.detach())[:, 0]
+        expected = module(example.clone())[rows, torch.tensor(narrowed.channels, device=example.device)]
+        found = narrowed(example.clone())[:, 0]
     if found.shape != expected.shape or not torch.allclose(found.float(), expected.float(), rtol=1e-3, atol=1e-4):
         log.warning("layer %s: its narrowed graph does not compute what it does; computing it in full",
                     type(module).__name__)

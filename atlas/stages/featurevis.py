@@ -31,7 +31,7 @@ from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
-from atlas.narrow import narrow_layer
+from atlas.narrow import NarrowedLayer, narrow_layer
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 from atlas.store import write_json
 
@@ -91,7 +91,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     # channel per element, so the layer computes only those (``atlas.narrow``).
     narrowed = None if groups and diversity_weight > 0 else _narrowed_layer(model, layer, element_units, images)
 
-    def unit_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def layer_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The layer's activations (None when narrowed) and each element's own unit's map."""
         x = model.normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
@@ -102,7 +102,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
 
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        acts, maps = unit_maps(robustness(images(), draws[step]))
+        acts, maps = layer_maps(robustness(images(), draws[step]))
         values = optvis.objective_values(maps, kinds)
         loss = -values.sum()
         if groups and diversity_weight > 0:
@@ -111,14 +111,15 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         optimizer.step()
     with torch.no_grad():
         final = images()
-        values = optvis.objective_values(unit_maps(final)[1], kinds)
+        values = optvis.objective_values(layer_maps(final)[1], kinds)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
     activations = torch.where(torch.tensor([k == "negative" for k in kinds], device=device), -values, values)
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
                     activations.float().cpu().numpy())
 
 
-def _narrowed_layer(model: LoadedModel, layer: str, channels: Sequence[int], images: optvis.FourierImages):
+def _narrowed_layer(model: LoadedModel, layer: str, channels: Sequence[int],
+                    images: optvis.FourierImages) -> NarrowedLayer | None:
     """``atlas.narrow``'s layer for these channels, checked on the first images; or None."""
     with torch.no_grad():
         x = model.normalize(images()).contiguous(memory_format=torch.channels_last)
