@@ -66,6 +66,7 @@ class FeaturevisConfig:
     diversity: int = 4  # images per unit for the diversity objective
     diversity_weight: float = 0.5  # strength of the diversity penalty, relative to the activation
     batch: int | None = None  # units optimised together; unset: as many as fit the device
+    workers: int | None = None  # CPU processes optimising batches side by side; unset: one per thread
     thumbnail: int = 64  # side of the thumbnails shown in grids
 
 
@@ -179,6 +180,8 @@ def _check(config: Config) -> None:
     require(config.featurevis.steps >= 1, "featurevis.steps", "must be at least 1")
     require(config.featurevis.size >= 16, "featurevis.size", "must be at least 16")
     require(config.featurevis.batch is None or config.featurevis.batch >= 1, "featurevis.batch", "must be at least 1")
+    require(config.featurevis.workers is None or config.featurevis.workers >= 1, "featurevis.workers",
+            "must be at least 1")
     require(config.featurevis.diversity >= 2, "featurevis.diversity", "must be at least 2")
     require(config.featurevis.diversity_weight >= 0, "featurevis.diversity_weight", "must not be negative")
     require(len(config.featurevis.objectives) > 0, "featurevis.objectives", "list at least one objective")

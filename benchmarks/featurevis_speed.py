@@ -48,7 +48,7 @@ from atlas.models import LoadedModel, load_model  # noqa: E402
 from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from atlas.narrow import narrow_layer  # noqa: E402
 from atlas.optvis import unit_maps  # noqa: E402
-from atlas.stages.featurevis import prepare, render_units  # noqa: E402
+from atlas.stages.featurevis import prepare, render_batches, workers_for  # noqa: E402
 
 
 def calibrated_googlenet(device: torch.device) -> LoadedModel:
@@ -119,9 +119,12 @@ def step_flops(model: LoadedModel, layer: str, units: list[int], side: int, devi
 
 
 def run_atlas(model, layer, units, steps, size, device) -> tuple[float, np.ndarray]:
+    """As the featurevis stage renders them: the whole layer's units in one batch, which
+    on a CPU is shared among one single-threaded process per torch thread."""
     start = time.perf_counter()
-    rendered = render_units(prepare(model, [layer], device), layer, units, objectives=("channel",), diversity=2,
-                            diversity_weight=0.0, steps=steps, size=size, lr=0.05, seed=0, device=device)
+    rendered = render_batches(prepare(model, [layer], device), layer, units, batch_units=len(units),
+                              workers=workers_for(device), objectives=("channel",), diversity=2,
+                              diversity_weight=0.0, steps=steps, size=size, lr=0.05, seed=0, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, rendered.images

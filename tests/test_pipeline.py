@@ -65,7 +65,8 @@ def test_second_sweep_does_no_work(tiny_project, monkeypatch):
 
 
 def test_force_recomputes(tiny_project, monkeypatch):
-    config = load_config(tiny_project / "atlas.toml", ["sweep.stages=['featurevis']"])
+    # One worker: the patched renderer counts its calls in this process.
+    config = load_config(tiny_project / "atlas.toml", ["sweep.stages=['featurevis']", "featurevis.workers=1"])
     sweep(config)
     calls = []
     original = featurevis.render_units

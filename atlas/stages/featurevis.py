@@ -11,14 +11,19 @@ norms into its convolutions first (``atlas.models.fold``).
 Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
 units run in one optimisation is separate: ``featurevis.batch`` if set, else as
 many as fit in the device's memory (a fixed number on the CPU), halved and retried
-when the device runs out of memory. Because every element has its own seed and its
+when the device runs out of memory. On a CPU, ``featurevis.workers`` forked
+processes of one thread each (default: one per torch thread) optimise batches side by
+side (``render_batches``). Because every element has its own seed and its
 own transform draws, a unit's images are the same whatever its batch-mates.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import math
+import multiprocessing
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -155,18 +160,23 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
                     pending: list[tuple[tuple[int, ...], str]], bar) -> None:
-    """Render pending chunks, several per optimisation, shrinking the batch on OOM."""
+    """Render pending chunks, several per optimisation (and one optimisation per
+    worker), shrinking the batch on OOM."""
     cfg = ctx.config.featurevis
     per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
     batch_units = cfg.batch or _auto_batch(ctx.device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
+    workers = workers_for(ctx.device, cfg.workers)
+    options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
+                   steps=cfg.steps, size=cfg.size, lr=cfg.lr,
+                   seed=derive_seed(ctx.config.sweep.seed, model.digest, layer), device=ctx.device)
     while pending:
         group, used = [], 0
-        while pending and (not group or used + len(pending[0][0]) <= batch_units):
+        while pending and (not group or used + len(pending[0][0]) <= batch_units * workers):
             group.append(pending.pop(0))
             used += len(group[-1][0])
         units = [u for chunk_units, _ in group for u in chunk_units]
         try:
-            rendered = _render_in_batches(ctx, model, layer, units, batch_units)
+            rendered = render_batches(model, layer, units, batch_units=batch_units, workers=workers, **options)
         except torch.cuda.OutOfMemoryError:
             if batch_units == 1:
                 raise
@@ -180,15 +190,49 @@ def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
             bar.update(len(chunk_units))
 
 
-def _render_in_batches(ctx: StageContext, model: LoadedModel, layer: str, units: list[int],
-                       batch_units: int) -> Rendered:
-    cfg = ctx.config.featurevis
-    parts = [render_units(model, layer, part, objectives=cfg.objectives, diversity=cfg.diversity,
-                          diversity_weight=cfg.diversity_weight, steps=cfg.steps, size=cfg.size, lr=cfg.lr,
-                          seed=derive_seed(ctx.config.sweep.seed, model.digest, layer), device=ctx.device)
-             for part in chunks(units, batch_units)]
-    return Rendered(sum((p.units for p in parts), []), sum((p.kinds for p in parts), []),
-                    np.concatenate([p.images for p in parts]), np.concatenate([p.activations for p in parts]))
+def render_batches(model: LoadedModel, layer: str, units: Sequence[int], *, batch_units: int, workers: int = 1,
+                   **options) -> Rendered:
+    """``render_units`` over ``units`` in batches of at most ``batch_units``. With
+    ``workers`` > 1 (a CPU), the batches are shared among that many forked processes of
+    one thread each, which inherit the model (nothing is pickled but the units and the
+    images back): independent optimisations side by side use two cores better than one
+    optimisation's operations split over two threads (1.14x at GoogLeNet's inception3a,
+    1.06x at 5a). The model must be ``prepare``d."""
+    size = batch_units if workers <= 1 else max(1, min(batch_units, math.ceil(len(units) / workers)))
+    parts = [list(part) for part in chunks(units, size)]
+    render = functools.partial(render_units, model, layer, **options)
+    if workers > 1 and len(parts) > 1:
+        results = _in_processes(render, parts, workers)
+    else:
+        results = [render(part) for part in parts]
+    return Rendered(sum((r.units for r in results), []), sum((r.kinds for r in results), []),
+                    np.concatenate([r.images for r in results]), np.concatenate([r.activations for r in results]))
+
+
+_FORKED: list = []  # what forked workers inherit: (function, items)
+
+
+def _in_processes(function, items: list, workers: int) -> list:
+    """``[function(item) for item in items]`` in forked processes of one torch thread each."""
+    _FORKED[:] = [function, items]
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return pool.map(_run_forked, range(len(items)), chunksize=1)
+    finally:
+        _FORKED.clear()
+
+
+def _run_forked(index: int):
+    function, items = _FORKED
+    return function(items[index])
+
+
+def workers_for(device: torch.device, configured: int | None = None) -> int:
+    """Processes rendering side by side: one on CUDA (the device is shared) or without fork."""
+    if device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return configured or torch.get_num_threads()
 
 
 def _auto_batch(device: torch.device, per_unit: int, side: int) -> int:

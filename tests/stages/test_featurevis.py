@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -70,6 +71,26 @@ def test_narrowing_the_layer_changes_no_image(monkeypatch):
     np.testing.assert_allclose(narrowed.activations, full.activations, rtol=1e-4, atol=1e-5)
 
 
+def test_batches_shared_among_worker_processes_give_the_same_images():
+    options = dict(objectives=("channel", "negative"), diversity=2, diversity_weight=0.0, steps=16, size=32,
+                   lr=0.05, seed=3, device=torch.device("cpu"))
+    model = featurevis.prepare(color_net(), ["conv1"], torch.device("cpu"))
+    serial = featurevis.render_batches(model, "conv1", [0, 1, 2, 3], batch_units=4, **options)
+    forked = featurevis.render_batches(model, "conv1", [0, 1, 2, 3], batch_units=4, workers=2, **options)
+    assert forked.units == serial.units == [0, 0, 1, 1, 2, 2, 3, 3] and forked.kinds == serial.kinds
+    assert np.abs(forked.images.astype(int) - serial.images.astype(int)).max() <= 1
+    np.testing.assert_allclose(forked.activations, serial.activations, rtol=1e-4, atol=1e-5)
+
+
+
+def test_worker_processes_run_one_thread_each_and_keep_the_order():
+    threads = torch.get_num_threads()
+    results = featurevis._in_processes(lambda item: (os.getpid(), torch.get_num_threads(), item * 2), [1, 2, 3], 2)
+    assert [doubled for _, _, doubled in results] == [2, 4, 6]
+    assert all(pid != os.getpid() and count == 1 for pid, count, _ in results)
+    assert torch.get_num_threads() == threads and featurevis._FORKED == []
+
+
 def test_diversity_images_differ():
     result = render([3], objectives=("diversity",), diversity=3, steps=32)
     assert result.kinds == ["diversity"] * 3 and result.units == [3, 3, 3]
@@ -81,7 +102,8 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_result(tiny_project, 
     from atlas.pipeline import sweep
     from tests.test_pipeline import _artifacts
 
-    overrides = ["sweep.stages=['featurevis']", "featurevis.batch=4", "featurevis.objectives=['channel']"]
+    overrides = ["sweep.stages=['featurevis']", "featurevis.batch=4", "featurevis.objectives=['channel']",
+                 "featurevis.workers=1"]  # the monkeypatched renderer counts its calls in this process
     sweep(load_config(tiny_project / "atlas.toml", overrides))
     expected = _artifacts(tiny_project / "cache")
     original, tried, done = featurevis.render_units, [], []
