@@ -81,9 +81,7 @@ class NarrowedLayer:
             if isinstance(module, nn.BatchNorm2d) and not module.training and module.track_running_stats:
                 return _batch_norm_channels(module, self._narrow(node.args[0], rows, channels),
                                             self._index(channels))
-        if node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS and not _tensor_args(node)[1:]:
-            return _call(node, self._narrow(node.args[0], rows, channels))
-        if node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+        if _per_channel_call(node):
             return _call(node, self._narrow(node.args[0], rows, channels))
         if node.op == "call_function" and node.target in ELEMENTWISE_BINARY and _same_shapes(node):
             left, right = (self._narrow(arg, rows, channels) for arg in node.args[:2])
@@ -217,6 +215,13 @@ def _is_channel_cat(node: fx.Node) -> bool:
 
 def _tensor_args(node: fx.Node) -> list[fx.Node]:
     return [a for a in node.args if isinstance(a, fx.Node)]
+
+
+def _per_channel_call(node: fx.Node) -> bool:
+    """A function or method of one tensor that acts on each channel alone."""
+    if node.op == "call_method":
+        return node.target in PER_CHANNEL_METHODS
+    return node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS and not _tensor_args(node)[1:]
 
 
 def _same_shapes(node: fx.Node) -> bool:
