@@ -34,6 +34,7 @@ STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families",
 
 DEVICES = ("auto", "cpu", "cuda")
 OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualization objectives
+PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class SweepConfig:
 class FeaturevisConfig:
     steps: int = 512  # optimisation steps per image (Lucid's default threshold)
     size: int = 128  # side of the optimised image, in pixels
-    lr: float = 0.05  # Adam learning rate on the Fourier parameterisation
+    lr: float = 0.05  # Adam learning rate on the image parameterisation
+    param: str = "fft"  # fft: lucent's decorrelated Fourier spectrum; maco: its phase only, natural magnitude
+    redirect: int = 16  # first steps with redirected rectifier gradients (no dead starts); 0: never
     objectives: tuple[str, ...] = OBJECTIVES  # which images each unit gets
     diversity: int = 4  # images per unit for the diversity objective
     diversity_weight: float = 0.5  # strength of the diversity penalty, relative to the activation
@@ -189,6 +192,9 @@ def _check(config: Config) -> None:
         require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.lr > 0, "featurevis.lr", "must be positive")
+    require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
+            f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
+    require(config.featurevis.redirect >= 0, "featurevis.redirect", "must not be negative")
     require(config.examples.top >= 1, "examples.top", "must be at least 1")
     for name in ("expansion", "steps", "batch", "samples"):
         require(getattr(config.dictionary, name) >= 1, f"dictionary.{name}", "must be at least 1")

@@ -11,10 +11,15 @@ one optimisation with no per-step Python work the device would wait on:
   scale 0.9-1.1, rotate -10..10 degrees, jitter 4), drawn independently for every
   batch element from a CPU generator and applied as *one* affine resampling per
   step (lucent applies four ops, three of them warps, with one draw for the batch).
-- **Objectives** per batch element: ``channel`` (mean over space), ``neuron`` (the
-  spatial centre), ``negative`` (minimise the channel), and ``diversity`` (a group
-  of images of one unit, penalised for similar Gram matrices, as lucent's
-  ``diversity`` objective).
+- **MaCo** (Fel et al., NeurIPS 2023), the other parameterisation: only the Fourier
+  phase is optimised; the magnitude spectrum is fixed to natural images' (a power
+  law measured on photographs, ``NATURAL_AMPLITUDE``), so an image cannot drift into
+  high-frequency noise or a flat field however deep the layer.
+- **Objectives** per batch element, on the unit's response (``atlas.response``: the
+  activation that follows a linear layer, or its positive part): ``channel`` (mean
+  over space), ``neuron`` (the spatial centre), ``negative`` (minimise the signed
+  value before the activation), and ``diversity`` (a group of images of one unit,
+  penalised for similar Gram matrices, as lucent's ``diversity`` objective).
 """
 
 from __future__ import annotations
@@ -67,6 +72,46 @@ class FourierImages(torch.nn.Module):
         return torch.sigmoid(image)
 
 
+# Natural images' amplitude spectrum in lucent's decorrelated color space: amplitude
+# proportional to 1 / f^EXPONENT, per channel relative to the first. Fitted by
+# ``scripts/natural-spectrum.py`` to the photographs that ship with scikit-image,
+# scikit-learn and matplotlib (least squares on the log radial average).
+NATURAL_AMPLITUDE = {"exponent": 1.0, "channels": (1.0, 1.0, 1.0)}
+
+
+class MacoImages(torch.nn.Module):
+    """A batch of images whose Fourier magnitude is fixed to natural images' and whose
+    phase is optimised (MaCo). Same interface as ``FourierImages``."""
+
+    def __init__(self, seeds: Sequence[int], size: int, device: torch.device,
+                 exponent: float = NATURAL_AMPLITUDE["exponent"],
+                 channels: Sequence[float] = NATURAL_AMPLITUDE["channels"]):
+        super().__init__()
+        rfft2d_freqs, color_matrix = _lucent_constants()
+        freqs = rfft2d_freqs(size, size)
+        phases = [torch.randn((3, *freqs.shape), generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        self.phase = torch.nn.Parameter(torch.stack(phases).to(device))
+        magnitude = 1.0 / np.maximum(freqs, 1.0 / size) ** exponent
+        magnitude[0, 0] = 0.0  # no DC term: the mean color is the sigmoid's centre, grey
+        magnitude = np.asarray(channels, dtype=np.float64)[:, None, None] * magnitude[None]
+        self.register_buffer("magnitude", torch.tensor(magnitude, dtype=torch.float32, device=device)[None])
+        self.register_buffer("colors", torch.tensor(color_matrix.T, dtype=torch.float32, device=device))
+        self.size = size
+
+    def forward(self) -> torch.Tensor:
+        """RGB images in [0, 1], (N, 3, size, size)."""
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")
+        # Standardised per image: the magnitude fixes the contrast, the phase only arranges it.
+        flat = image.flatten(1)
+        image = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-8)).view_as(image)
+        image = (self.colors.T @ image.flatten(2)).view_as(image)
+        return torch.sigmoid(image)
+
+
+PARAMETERISATIONS = {"fft": FourierImages, "maco": MacoImages}
+
+
 @dataclass(frozen=True)
 class Robustness:
     """lucent's standard transforms, drawn per batch element, applied as one warp."""
@@ -104,7 +149,10 @@ class Robustness:
         centres = (torch.arange(size, device=images.device, dtype=images.dtype) * 2 + 1) / size - 1
         across, down = centres[None, None, :], centres[None, :, None]
         grid = torch.stack([cos * across - sin * down - dx * 2 / size, sin * across + cos * down - dy * 2 / size], -1)
-        return F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # Sampled around grey, so what a rotation brings in from outside is grey, not
+        # black: black corners are edges that early units fire on, and their gradient
+        # reaches no pixel of the image (it traps a silent unit at the border).
+        return F.grid_sample(padded - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
 
 
 def unit_maps(acts: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
@@ -113,19 +161,22 @@ def unit_maps(acts: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     return acts[torch.arange(acts.shape[0], device=acts.device), units]
 
 
-def objective_values(maps: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
     """Each batch element's objective value (to maximise), from its unit's map.
 
-    maps: (N, H, W) or (N,), element i's own unit (``unit_maps``); kinds: the
-    objective of each element. Diversity elements use the channel objective here; the
-    group penalty is ``diversity_penalty``."""
-    if maps.dim() == 1:
-        channel = neuron = maps
+    response, signed: (N, H, W) or (N,), element i's own unit's response and its
+    signed value before the activation (``atlas.response``); kinds: the objective of
+    each element. Diversity elements use the channel objective here; the group penalty
+    is ``diversity_penalty``."""
+    if response.dim() == 1:
+        channel = neuron = response
+        negative = -signed
     else:
-        channel = maps.flatten(1).mean(1)
-        h, w = maps.shape[1:]
-        neuron = maps[:, h // 2, w // 2]
-    choose = {"channel": channel, "diversity": channel, "neuron": neuron, "negative": -channel}
+        channel = response.flatten(1).mean(1)
+        h, w = response.shape[1:]
+        neuron = response[:, h // 2, w // 2]
+        negative = -signed.flatten(1).mean(1)
+    choose = {"channel": channel, "diversity": channel, "neuron": neuron, "negative": negative}
     return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(set(kinds)) > 1 \
         else choose[kinds[0]]
 

@@ -92,6 +92,10 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(tmp.with_name(tmp.name + "-old"), ignore_errors=True)
 
+    def read_json(self, stage: str, key: str, name: str = "data.json") -> Any:
+        """A finished artifact's JSON file."""
+        return json.loads((self.path(stage, key) / name).read_text())
+
     def record(self, stage: str, key: str, meta: dict[str, Any]) -> None:
         """Note a finished artifact in the stage's manifest (idempotent)."""
         manifest = self.manifest(stage)

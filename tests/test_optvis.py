@@ -57,10 +57,10 @@ def test_objective_values():
     acts[1, 0] = 5.0  # another element's unit: not read
     maps = optvis.unit_maps(acts, torch.tensor([1, 1, 1]))
     assert maps.shape == (3, 3, 3)
-    values = optvis.objective_values(maps, ["channel", "neuron", "negative"])
-    assert values.tolist() == [2.0, 10.0, -2.0]
-    assert optvis.objective_values(optvis.unit_maps(acts[:, :, 1, 1], torch.tensor([0, 0, 1])),
-                                   ["channel", "neuron", "channel"]).tolist() == [0.0, 5.0, 10.0]
+    values = optvis.objective_values(maps, maps - 1, ["channel", "neuron", "negative"])
+    assert values.tolist() == [2.0, 10.0, -1.0]  # negative: minus the signed value's mean
+    points = optvis.unit_maps(acts[:, :, 1, 1], torch.tensor([0, 0, 1]))
+    assert optvis.objective_values(points, points, ["channel", "neuron", "channel"]).tolist() == [0.0, 5.0, 10.0]
 
 
 def test_diversity_penalty_is_high_for_alike_images_and_zero_for_disjoint_ones():

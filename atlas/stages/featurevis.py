@@ -37,6 +37,8 @@ from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
 from atlas.narrow import NarrowedLayer, narrow_layer
+from atlas.redirect import redirected_rectifiers
+from atlas.response import Response, find_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 from atlas.store import write_json
 
@@ -49,6 +51,11 @@ CHUNK = 16  # units per stored artifact: the unit of resumption
 CPU_PIXELS = 200_000
 
 
+PROBES = 8  # random images each unit's optimised image must beat
+GAIN = 0.1  # ... and its start by this share of the larger of the two
+FLOOR = 1e-3  # ... and by this share of the layer's largest response to a random image
+
+
 @dataclass
 class Rendered:
     """One optimisation's results, one entry per batch element."""
@@ -56,7 +63,12 @@ class Rendered:
     units: list[int]
     kinds: list[str]
     images: np.ndarray  # uint8 (N, size, size, 3)
-    activations: np.ndarray  # (N,) each element's objective value on its final image
+    activations: np.ndarray  # (N,) each element's objective value on its final image (signed for negative)
+    start: np.ndarray  # (N,) the same on the starting image
+    random: np.ndarray  # (N,) the same on the best of PROBES random images
+    failed: np.ndarray  # (N,) bool: the image did not raise the objective clearly (``failures``)
+    layer_mean: np.ndarray  # (N,) the layer's own channel mean on the final image, before any rectification
+    response: str  # what the channel objective maximised (``atlas.response``)
 
 
 def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> LoadedModel:
@@ -72,10 +84,19 @@ def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> 
     return dataclasses.replace(model, module=module.to(memory_format=torch.channels_last))
 
 
+def failures(start: torch.Tensor, end: torch.Tensor, random: torch.Tensor, scale: float) -> torch.Tensor:
+    """Which optimisations failed, from objective values (to maximise): an image must
+    beat every random probe image, and its start by ``GAIN`` of the larger value and by
+    ``FLOOR`` of the layer's scale (a unit at numerical noise cannot pass)."""
+    gain = end - start
+    return (gain <= GAIN * torch.maximum(start.abs(), end.abs()) + FLOOR * scale) | (end <= random)
+
+
 def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, objectives: Sequence[str],
                  diversity: int, diversity_weight: float, steps: int, size: int, lr: float, seed: int,
-                 device: torch.device) -> Rendered:
-    """Optimise the images of ``units`` for every objective in one batch."""
+                 device: torch.device, param: str = "fft", redirect: int = 16) -> Rendered:
+    """Optimise the images of ``units`` for every objective in one batch, the first
+    ``redirect`` steps with redirected rectifier gradients (``atlas.redirect``)."""
     element_units, kinds, groups = optvis.objective_batch(units, objectives, diversity)
     # Seeded by (unit, objective, which image of it), never by position in the batch.
     seen: dict[tuple[int, str], int] = {}
@@ -83,7 +104,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     for unit, kind in zip(element_units, kinds):
         k = seen[(unit, kind)] = seen.get((unit, kind), -1) + 1
         seeds.append(derive_seed(seed, unit, kind, k))
-    images = optvis.FourierImages(seeds, size, device)
+    images = optvis.PARAMETERISATIONS[param](seeds, size, device)
     robustness = optvis.Robustness()
     draws = robustness.draw(seeds, steps).to(device)
     unit_index = torch.tensor(element_units, device=device)
@@ -92,6 +113,9 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     # Channels-last convolutions: 1.25-1.34x faster on a 2-core AVX2 CPU at every
     # GoogLeNet depth we measured, and the layout tensor cores want on CUDA.
     model.module.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        first = robustness(images()[:1], draws[0, :1])
+        response = find_response(model.module, layer, model.normalize(first))
     # The diversity penalty compares whole layers; every other objective reads one
     # channel per element, so the layer computes only those (``atlas.narrow``).
     narrowed = None if groups and diversity_weight > 0 else _narrowed_layer(model, layer, element_units, images)
@@ -105,10 +129,17 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
             acts = capture(model.module, x, [layer], detach=False)[layer].float()
         return acts, optvis.unit_maps(acts, unit_index)
 
+    def objectives_of(maps: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+        signed = response.signed(maps, unit_index)
+        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds)
+
+    with torch.no_grad():
+        start = objectives_of(layer_maps(images())[1])
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        acts, maps = layer_maps(robustness(images(), draws[step]))
-        values = optvis.objective_values(maps, kinds)
+        with redirected_rectifiers(step < redirect):
+            acts, maps = layer_maps(robustness(images(), draws[step]))
+            values = objectives_of(maps, warm_up=step < redirect)
         loss = -values.sum()
         if groups and diversity_weight > 0:
             loss = loss + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
@@ -116,11 +147,41 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         optimizer.step()
     with torch.no_grad():
         final = images()
-        values = optvis.objective_values(layer_maps(final)[1], kinds)
+        maps = layer_maps(final)[1]
+        values = objectives_of(maps)
+        random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
+    negative = torch.tensor([k == "negative" for k in kinds], device=device)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
-    activations = torch.where(torch.tensor([k == "negative" for k in kinds], device=device), -values, values)
+    signed = lambda v: torch.where(negative, -v, v).float().cpu().numpy()  # noqa: E731
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
-                    activations.float().cpu().numpy())
+                    signed(values), signed(start), signed(random),
+                    failures(start, values, random, scale).cpu().numpy(),
+                    maps.flatten(1).mean(1).float().cpu().numpy() if maps.dim() > 1 else maps.float().cpu().numpy(),
+                    response.description)
+
+
+def _random_probes(model: LoadedModel, layer: str, response: Response, units: Sequence[int], kinds: Sequence[str],
+                   size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, float]:
+    """Each element's best objective value on ``PROBES`` random images (uniform noise,
+    half of it blurred), and the layer's scale: the largest mean response of any of its
+    units to one of them. The probes depend on the layer's seed only, never on the batch."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(PROBES, 3, size, size, generator=g)
+    noise[PROBES // 2:] = torch.nn.functional.avg_pool2d(noise[PROBES // 2:], 5, 1, 2, count_include_pad=False)
+    x = model.normalize(noise.to(device)).contiguous(memory_format=torch.channels_last)
+    acts = capture(model.module, x, [layer])[layer].float()  # (P, C, ...)
+    channels = torch.arange(acts.shape[1], device=device)
+    flat = acts.transpose(0, 1).reshape(acts.shape[1] * PROBES, *acts.shape[2:])  # channel-major
+    index = channels.repeat_interleave(PROBES)
+    rectified = response(flat, index)
+    signed = response.signed(flat, index)
+    means = (rectified.flatten(1).mean(1) if rectified.dim() > 1 else rectified).view(-1, PROBES)
+    scale = float(means.abs().max())
+    best = []
+    for unit, kind in zip(units, kinds):
+        rows = slice(unit * PROBES, (unit + 1) * PROBES)
+        best.append(optvis.objective_values(rectified[rows], signed[rows], [kind] * PROBES).max())
+    return torch.stack(best), scale
 
 
 def _narrowed_layer(model: LoadedModel, layer: str, channels: Sequence[int],
@@ -141,7 +202,8 @@ def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     cfg = ctx.config.featurevis
     params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
-              "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed}
+              "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed,
+              "param": cfg.param, "redirect": cfg.redirect, "check": [PROBES, GAIN, FLOOR]}
     keys = {layer.name: [artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units,
                                       **params) for units in chunks(layer.units, CHUNK)] for layer in layers}
     pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
@@ -155,7 +217,20 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             _render_pending(ctx, model, layer.name, pending[layer.name], bar)
             for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name]):
                 ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name, "units": list(units)})
+            _report_failures(ctx, model.name, layer, keys[layer.name])
     return keys
+
+
+def _report_failures(ctx: StageContext, model: str, layer: LayerInfo, keys: list[str]) -> None:
+    """Say how many of the layer's channel images failed (``failures``)."""
+    failed = sorted(int(u) for key in keys for u, variants in ctx.store.read_json(STAGE, key)["failed"].items()
+                    if "channel" in variants)
+    if failed:
+        shown = ", ".join(map(str, failed[:12])) + (" ..." if len(failed) > 12 else "")
+        log.warning("%s %s: feature visualization failed for %d of %d units (%s)", model, layer.name,
+                    len(failed), len(layer.units), shown)
+    else:
+        log.info("%s %s: feature visualization raised every unit's objective", model, layer.name)
 
 
 def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
@@ -167,7 +242,7 @@ def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
     batch_units = cfg.batch or _auto_batch(ctx.device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
     workers = workers_for(ctx.device, cfg.workers)
     options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
-                   steps=cfg.steps, size=cfg.size, lr=cfg.lr,
+                   steps=cfg.steps, size=cfg.size, lr=cfg.lr, param=cfg.param, redirect=cfg.redirect,
                    seed=derive_seed(ctx.config.sweep.seed, model.digest, layer), device=ctx.device)
     while pending:
         group, used = [], 0
@@ -206,7 +281,9 @@ def render_batches(model: LoadedModel, layer: str, units: Sequence[int], *, batc
     else:
         results = [render(part) for part in parts]
     return Rendered(sum((r.units for r in results), []), sum((r.kinds for r in results), []),
-                    np.concatenate([r.images for r in results]), np.concatenate([r.activations for r in results]))
+                    *(np.concatenate([getattr(r, f) for r in results])
+                      for f in ("images", "activations", "start", "random", "failed", "layer_mean")),
+                    results[0].response)
 
 
 _FORKED: list = []  # what forked workers inherit: (function, items)
@@ -247,21 +324,35 @@ def _auto_batch(device: torch.device, per_unit: int, side: int) -> int:
 
 def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: Rendered) -> None:
     """Files per unit: ``U.webp`` and ``U-thumb.webp`` (channel), ``U-neuron.webp``,
-    ``U-negative.webp``, ``U-diversity-K.webp``; ``data.json`` has each one's activation."""
+    ``U-negative.webp``, ``U-diversity-K.webp``; ``data.json`` has each one's
+    activation, the same on its starting image and on the best random image, which
+    failed, and what the channel objective maximised."""
     cfg = ctx.config.featurevis
     activation: dict[str, dict[str, float]] = {}
+    start: dict[str, dict[str, float]] = {}
+    random: dict[str, dict[str, float]] = {}
+    failed: dict[str, list[str]] = {}
+    layer_mean: dict[str, float] = {}
     with ctx.store.writing(STAGE, key) as folder:
-        for unit, kind, pixels, value in zip(rendered.units, rendered.kinds, rendered.images, rendered.activations):
+        for i, (unit, kind, pixels) in enumerate(zip(rendered.units, rendered.kinds, rendered.images)):
             if unit not in units:
                 continue
-            variants = activation.setdefault(str(unit), {})
+            u = str(unit)
+            variants = activation.setdefault(u, {})
             variant = kind if kind != "diversity" else f"diversity-{sum(v.startswith('diversity') for v in variants)}"
-            variants[variant] = float(value)
+            variants[variant] = float(rendered.activations[i])
+            start.setdefault(u, {})[variant] = float(rendered.start[i])
+            random.setdefault(u, {})[variant] = float(rendered.random[i])
+            if rendered.failed[i]:
+                failed.setdefault(u, []).append(variant)
             if variant == "channel":
+                layer_mean[u] = float(rendered.layer_mean[i])
                 save_webp(pixels, folder / f"{unit}.webp")
                 save_webp(pixels, folder / f"{unit}-thumb.webp", size=cfg.thumbnail)
             else:
                 save_webp(pixels, folder / f"{unit}-{variant}.webp")
-        write_json(folder / "data.json", {"units": list(units), "activation": activation,
+        write_json(folder / "data.json", {"units": list(units), "activation": activation, "start": start,
+                                          "random": random, "failed": failed, "layer_mean": layer_mean,
+                                          "response": rendered.response, "param": cfg.param,
                                           "objectives": list(cfg.objectives), "diversity": cfg.diversity,
                                           "size": cfg.size, "thumbnail": cfg.thumbnail})

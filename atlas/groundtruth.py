@@ -1,0 +1,244 @@
+"""Ground-truth networks: seeded constructions whose every unit is known.
+
+A method that labels units or draws what they detect is only as good as its record
+on networks where the answer is known, and on many of them, not one fixture.
+``make_network(seed)`` draws one network of a varied construction:
+
+- ``conv1`` reads RGB (in [0, 1]; the network subtracts grey, so a grey image is
+  zero) with kernels of size 5-11 at stride 1 or 2: luminance **Gabors** (random
+  orientation, frequency, phase and sign), **color-opponent** units (red-green or
+  blue-yellow, either sign, as an edge or a blob), **center-surround** units
+  (difference of Gaussians, on or off) and **noise** units (smoothed random kernels),
+  in shuffled channel order; with or without a bias that keeps it silent on grey;
+- then, maybe, eval-mode batch norm (per-channel scales of either sign: a negative
+  one flips what the unit detects, and the truth records that), an activation
+  (ReLU, ReLU6 or GELU) and max or average pooling;
+- ``conv2`` reads ``conv1``'s rectified units: each **combination** unit adds up the
+  Gabors of one orientation over a small neighbourhood, behind a first layer that is
+  silent on the starting image whenever ``conv1`` has its negative bias.
+
+Layers are named by their ``Conv2d`` modules, so the requested outputs are linear,
+as a user who picks modules by name gets them. ``truth`` records, per layer and
+channel, the unit's kind and what it prefers (orientation of the wave vector in
+degrees, x right and y down, modulo 180; frequency in cycles per input pixel; the
+color axis it prefers, sign included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from atlas.models import LoadedModel
+
+GABOR, COLOR, CENTER_SURROUND, NOISE, COMBINATION = "gabor", "color", "center-surround", "noise", "combination"
+RED_GREEN = (1.0, -1.0, 0.0)
+BLUE_YELLOW = (-0.5, -0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class UnitTruth:
+    kind: str
+    orientation: float | None = None  # degrees in [0, 180): the wave vector's direction, x right, y down
+    frequency: float | None = None  # cycles per input pixel
+    color: tuple[float, float, float] | None = None  # the color axis that drives the unit, sign included
+    silent_start: bool = False  # every input of the unit is silent on a grey image
+
+
+@dataclass
+class Construction:
+    """How one network was drawn (for reports)."""
+
+    kernel: int
+    stride: int
+    norm: bool
+    activation: str
+    pool: str | None
+    silent: bool
+    layers: dict[str, list[UnitTruth]] = field(default_factory=dict)
+
+
+class GroundTruthNet(nn.Module):
+    def __init__(self, conv1: nn.Conv2d, after: nn.Sequential, conv2: nn.Conv2d):
+        super().__init__()
+        self.conv1, self.after, self.conv2 = conv1, after, conv2
+        self.act2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.conv2(self.after(self.conv1(x - 0.5))))
+
+
+def _grid(k: int) -> tuple[np.ndarray, np.ndarray]:
+    c = np.arange(k) - (k - 1) / 2
+    return c[None, :], c[:, None]  # x right, y down: array columns and rows
+
+
+def gabor(k: int, orientation: float, frequency: float, sigma: float, phase: float) -> np.ndarray:
+    x, y = _grid(k)
+    t = math.radians(orientation)
+    along = x * math.cos(t) + y * math.sin(t)
+    return np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2)) * np.cos(2 * math.pi * frequency * along + phase)
+
+
+def gaussian(k: int, sigma: float) -> np.ndarray:
+    x, y = _grid(k)
+    g = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _smoothed_noise(k: int, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.normal(size=(3, k + 4, k + 4))
+    blur = gaussian(5, 1.0)
+    out = np.zeros((3, k, k))
+    for c in range(3):
+        for i in range(k):
+            for j in range(k):
+                out[c, i, j] = (noise[c, i:i + 5, j:j + 5] * blur).sum()
+    return out
+
+
+def _unit_norm(kernel: np.ndarray) -> np.ndarray:
+    return kernel / np.sqrt((kernel ** 2).sum())
+
+
+def first_layer(k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[UnitTruth]]:
+    """Kernels (3, k, k) of unit norm and their truths, in shuffled order."""
+    kernels, truths = [], []
+    sigma = k / 4.5
+    for _ in range(6):
+        orientation = float(rng.uniform(0, 180))
+        frequency = float(rng.uniform(max(0.1, 1.2 / k), 0.3))  # a cycle or more in the kernel
+        spatial = gabor(k, orientation, frequency, sigma, float(rng.uniform(0, 2 * math.pi)))
+        spatial -= spatial.mean()
+        kernels.append(np.stack([spatial] * 3) * rng.choice([-1, 1]))
+        truths.append(UnitTruth(GABOR, orientation, frequency))
+    for axis in (RED_GREEN, BLUE_YELLOW, RED_GREEN if rng.random() < 0.5 else BLUE_YELLOW):
+        sign = float(rng.choice([-1, 1]))
+        if rng.random() < 0.5:  # a blob of the color
+            spatial = gaussian(k, k / 5)
+        else:  # an edge between the color and its opponent
+            spatial = gabor(k, float(rng.uniform(0, 180)), 1.0 / (2 * k), k / 3.5, math.pi / 2)
+        kernels.append(np.stack([spatial * c for c in axis]) * sign)
+        truths.append(UnitTruth(COLOR, color=tuple(sign * c for c in axis)))
+    for _ in range(2):
+        dog = gaussian(k, k / 9) - gaussian(k, k / 4)
+        kernels.append(np.stack([dog] * 3) * rng.choice([-1, 1]))
+        truths.append(UnitTruth(CENTER_SURROUND))
+    for _ in range(2):
+        kernels.append(_smoothed_noise(k, rng))
+        truths.append(UnitTruth(NOISE))
+    order = rng.permutation(len(kernels))
+    return [_unit_norm(kernels[i]) for i in order], [truths[i] for i in order]
+
+
+def make_network(seed: int) -> tuple[LoadedModel, Construction]:
+    """A seeded ground-truth network, as a ``LoadedModel`` (input RGB in [0, 1])."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.choice([5, 7, 9, 11]))
+    stride = int(rng.choice([1, 2]))
+    norm = bool(rng.random() < 0.5)
+    activation = str(rng.choice(["relu", "relu6", "gelu"]))
+    pool = [None, "max", "avg"][int(rng.integers(3))]
+    silent = bool(rng.random() < 0.6)
+    kernels, truths = first_layer(k, rng)
+    scales = np.ones(len(kernels))
+    if norm:  # per-channel scales of either sign
+        scales = rng.uniform(0.5, 2.0, len(kernels)) * rng.choice([-1, 1], len(kernels), p=[0.25, 0.75])
+    conv1 = nn.Conv2d(3, len(kernels), k, stride=stride, padding=k // 2)
+    with torch.no_grad():
+        conv1.weight.copy_(torch.tensor(np.stack(kernels), dtype=torch.float32))
+        # Silent on grey: below zero after the scale, whatever its sign.
+        conv1.bias.copy_(torch.tensor(-0.2 * np.sign(scales) if silent else np.zeros(len(kernels)),
+                                      dtype=torch.float32))
+    after: list[nn.Module] = []
+    if norm:
+        bn = nn.BatchNorm2d(len(kernels))
+        with torch.no_grad():
+            bn.weight.copy_(torch.tensor(scales, dtype=torch.float32))
+            bn.bias.zero_()
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        after.append(bn)
+        # A negative scale: the rectified unit fires for the opposite polarity.
+        truths = [_flipped(t) if s < 0 else t for t, s in zip(truths, scales)]
+    after.append({"relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(), "gelu": nn.GELU()}[activation])
+    if pool == "max":
+        after.append(nn.MaxPool2d(3, 2, 1))
+    elif pool == "avg":
+        after.append(nn.AvgPool2d(3, 2, 1))
+    conv2, second = _second_layer(truths, silent and activation != "gelu", rng)
+    net = GroundTruthNet(conv1, nn.Sequential(*after), conv2).eval().requires_grad_(False)
+    construction = Construction(k, stride, norm, activation, pool, silent, {"conv1": truths, "conv2": second})
+    size = 64
+    return LoadedModel(f"groundtruth-{seed}", f"groundtruth:{seed}", net, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+                       size, f"groundtruth-{seed}"), construction
+
+
+def _flipped(truth: UnitTruth) -> UnitTruth:
+    if truth.color is None:
+        return truth  # orientation and frequency do not depend on the sign
+    return UnitTruth(truth.kind, truth.orientation, truth.frequency, tuple(-c for c in truth.color), truth.silent_start)
+
+
+def _second_layer(truths: list[UnitTruth], silent: bool, rng: np.random.Generator
+                  ) -> tuple[nn.Conv2d, list[UnitTruth]]:
+    """Combination units: each adds up the Gabors of one orientation (3x3 taps)."""
+    gabors = [i for i, t in enumerate(truths) if t.kind == GABOR]
+    picks = list(rng.permutation(gabors)[:4])
+    conv2 = nn.Conv2d(len(truths), len(picks), 3, padding=1)
+    second = []
+    with torch.no_grad():
+        conv2.weight.zero_()
+        conv2.bias.fill_(-0.01)
+        for out, source in enumerate(picks):
+            conv2.weight[out, source] = torch.tensor(gaussian(3, 1.0) * 9, dtype=torch.float32)
+            t = truths[source]
+            second.append(UnitTruth(COMBINATION, t.orientation, t.frequency, silent_start=silent))
+    return conv2, second
+
+
+# -- what an image shows -------------------------------------------------------------
+
+def dominant_grating(image: np.ndarray, lowest: float = 0.03) -> tuple[float, float]:
+    """The orientation (degrees, [0, 180), x right and y down) and frequency (cycles
+    per pixel) of the strongest Fourier component of an image's luminance (H, W, 3),
+    ignoring frequencies below ``lowest``. Strongest against natural images' spectrum
+    (power times f squared): both parameterisations start from a 1 / f amplitude
+    spectrum, so what an optimisation added shows above that prior, as a reader sees
+    stripes over shading."""
+    luminance = image.astype(np.float64).mean(-1)
+    luminance = luminance - luminance.mean()
+    h, w = luminance.shape
+    window = np.outer(np.hanning(h), np.hanning(w))  # no edge artefacts in the spectrum
+    power = np.abs(np.fft.fft2(luminance * window)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    radius = np.hypot(fx, fy)
+    power = power * radius ** 2
+    power[radius < lowest] = 0
+    i = np.unravel_index(np.argmax(power), power.shape)
+    return math.degrees(math.atan2(fy[i], fx[i])) % 180, float(radius[i])
+
+
+def orientation_error(a: float, b: float) -> float:
+    """Degrees between two orientations, modulo 180."""
+    d = abs(a - b) % 180
+    return min(d, 180 - d)
+
+
+def color_share(image: np.ndarray, axis: tuple[float, float, float]) -> tuple[float, float]:
+    """How much of an image's chromatic content lies along a color axis: (its share of
+    the chromatic variance, the mean projection onto the axis, in [0, 1] pixel units)."""
+    pixels = image.reshape(-1, 3).astype(np.float64) / 255
+    luminance = np.ones(3) / math.sqrt(3)
+    a = np.asarray(axis, dtype=np.float64)
+    a = a - a.dot(luminance) * luminance
+    a /= np.linalg.norm(a)
+    b = np.cross(luminance, a)
+    centred = pixels - 0.5
+    along, across = centred @ a, centred @ b
+    share = (along ** 2).mean() / ((along ** 2).mean() + (across ** 2).mean() + 1e-12)
+    return float(share), float(along.mean())
