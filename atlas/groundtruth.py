@@ -26,6 +26,7 @@ color axis it prefers, sign included).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -47,6 +48,7 @@ class UnitTruth:
     frequency: float | None = None  # cycles per input pixel
     color: tuple[float, float, float] | None = None  # the color axis that drives the unit, sign included
     silent_start: bool = False  # every input of the unit is silent on a grey image
+    bandwidth: float | None = None  # a Gabor's frequency tuning width, 1 / (2 pi sigma), cycles per pixel
 
 
 @dataclass
@@ -115,7 +117,7 @@ def first_layer(k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], lis
         spatial = gabor(k, orientation, frequency, sigma, float(rng.uniform(0, 2 * math.pi)))
         spatial -= spatial.mean()
         kernels.append(np.stack([spatial] * 3) * rng.choice([-1, 1]))
-        truths.append(UnitTruth(GABOR, orientation, frequency))
+        truths.append(UnitTruth(GABOR, orientation, frequency, bandwidth=1 / (2 * math.pi * sigma)))
     for axis in (RED_GREEN, BLUE_YELLOW, RED_GREEN if rng.random() < 0.5 else BLUE_YELLOW):
         sign = float(rng.choice([-1, 1]))
         if rng.random() < 0.5:  # a blob of the color
@@ -181,7 +183,7 @@ def make_network(seed: int) -> tuple[LoadedModel, Construction]:
 def _flipped(truth: UnitTruth) -> UnitTruth:
     if truth.color is None:
         return truth  # orientation and frequency do not depend on the sign
-    return UnitTruth(truth.kind, truth.orientation, truth.frequency, tuple(-c for c in truth.color), truth.silent_start)
+    return dataclasses.replace(truth, color=tuple(-c for c in truth.color))
 
 
 def _second_layer(truths: list[UnitTruth], silent: bool, rng: np.random.Generator
@@ -197,7 +199,7 @@ def _second_layer(truths: list[UnitTruth], silent: bool, rng: np.random.Generato
         for out, source in enumerate(picks):
             conv2.weight[out, source] = torch.tensor(gaussian(3, 1.0) * 9, dtype=torch.float32)
             t = truths[source]
-            second.append(UnitTruth(COMBINATION, t.orientation, t.frequency, silent_start=silent))
+            second.append(dataclasses.replace(t, kind=COMBINATION, silent_start=silent))
     return conv2, second
 
 
@@ -242,3 +244,19 @@ def color_share(image: np.ndarray, axis: tuple[float, float, float]) -> tuple[fl
     along, across = centred @ a, centred @ b
     share = (along ** 2).mean() / ((along ** 2).mean() + (across ** 2).mean() + 1e-12)
     return float(share), float(along.mean())
+
+
+def image_matches(image: np.ndarray, truth: UnitTruth) -> bool | None:
+    """Whether a unit's channel image shows what the unit was built to detect: a Gabor
+    (or a combination of Gabors) its grating, at its orientation (within 15 degrees)
+    and frequency (within its tuning width: a grating there drives it to at least 61%
+    of its best); a color unit its colors (most of the chromatic variance on its axis,
+    and a mean on the right side of grey for a blob). None: no criterion for the kind."""
+    if truth.kind in (GABOR, COMBINATION):
+        orientation, frequency = dominant_grating(image)
+        return (orientation_error(orientation, truth.orientation) <= 15
+                and abs(frequency - truth.frequency) <= truth.bandwidth)
+    if truth.kind == COLOR:
+        share, _ = color_share(image, truth.color)
+        return share > 0.5
+    return None

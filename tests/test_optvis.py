@@ -77,3 +77,13 @@ def test_objective_batch_layout():
     assert units == [4, 4, 4, 7, 7, 7]
     assert kinds == ["channel", "diversity", "diversity"] * 2
     assert groups == [[1, 2], [4, 5]]
+
+
+def test_maco_images_fix_the_magnitude_and_seed_per_element():
+    images = optvis.MacoImages([1, 2], 24, torch.device("cpu"))
+    a, b = images(), optvis.MacoImages([2], 24, torch.device("cpu"))()
+    assert a.shape == (2, 3, 24, 24) and 0 < a.min() and a.max() < 1
+    assert torch.equal(a[1], b[0])
+    # Only the phase is a parameter; the magnitude is a buffer, the same for every image.
+    assert [name for name, _ in images.named_parameters()] == ["phase"]
+    assert images.magnitude[0, 0, 0, 0] == 0  # no DC: grey on average

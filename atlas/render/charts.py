@@ -22,9 +22,10 @@ _WIDTH = "container"
 
 def layer_activations(layer: Layer) -> dict[str, Any] | None:
     """Bar chart: the activation each unit's feature visualization reached."""
-    rows = [{"unit": u.index, "activation": u.featurevis_activation}
+    rows = [{"unit": u.index, "activation": u.featurevis_activation,
+             "result": "failed" if u.featurevis_failed else "raised"}
             for u in layer.units if u.featurevis_activation is not None]
-    return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160)
+    return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160, color="result:N")
 
 
 def orientation_tuning(unit: Unit) -> dict[str, Any] | None:
@@ -241,20 +242,23 @@ def _phase() -> alt.Chart:
     return (dims + lines).properties(width=_WIDTH, height=200)
 
 
-def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int
-          ) -> dict[str, Any] | None:
-    """Bars of ``activation`` over ``x``, with a tooltip naming each bar by ``label``."""
+def _bars(rows: list[dict], x: str, x_title: str, y_title: str, label: str, *, height: int,
+          color: str | None = None) -> dict[str, Any] | None:
+    """Bars of ``activation`` over ``x``, with a tooltip naming each bar by ``label``,
+    colored by the field ``color`` if given."""
     if not rows:
         return None
-    return _filled(_bar_chart, rows, x, x_title, y_title, label, height)
+    return _filled(_bar_chart, rows, x, x_title, y_title, label, height, color)
 
 
-def _bar_chart(x: str, x_title: str, y_title: str, label: str, height: int) -> alt.Chart:
-    return alt.Chart(alt.Data(values=[])).mark_bar().encode(
-        x=alt.X(x, title=x_title),
-        y=alt.Y("activation:Q", title=y_title),
-        tooltip=[label, alt.Tooltip("activation:Q", format=".3f")],
-    ).properties(width=_WIDTH, height=height)
+def _bar_chart(x: str, x_title: str, y_title: str, label: str, height: int, color: str | None) -> alt.Chart:
+    tooltip = [label, alt.Tooltip("activation:Q", format=".3f")]
+    encoding = dict(x=alt.X(x, title=x_title), y=alt.Y("activation:Q", title=y_title))
+    if color is not None:
+        encoding["color"] = alt.Color(color, title=None, scale=alt.Scale(domain=["raised", "failed"]))
+        tooltip.append(color)
+    return alt.Chart(alt.Data(values=[])).mark_bar().encode(**encoding, tooltip=tooltip
+                                                            ).properties(width=_WIDTH, height=height)
 
 
 @functools.lru_cache(maxsize=None)

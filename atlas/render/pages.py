@@ -37,6 +37,7 @@ class Variant:
     kind: str  # neuron | negative | diversity-0 ...
     src: str
     activation: float
+    failed: bool = False  # the image did not raise its objective clearly
 
 
 @dataclass
@@ -104,6 +105,11 @@ class Unit:
     featurevis: str | None = None
     featurevis_thumb: str | None = None
     featurevis_activation: float | None = None
+    featurevis_start: float | None = None  # the same objective on the starting image
+    featurevis_random: float | None = None  # ... and on the best of a few random images
+    featurevis_failed: bool = False  # the image did not raise its objective clearly
+    featurevis_objective: str | None = None  # what the channel objective maximised
+    dead: bool = False  # never active on the dataset
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
     examples: list[Example] = field(default_factory=list)  # strongest first
@@ -333,17 +339,23 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     artifacts = entry["artifacts"]
     for key in artifacts.get("featurevis", []):
         folder = store.path("featurevis", key)
-        for unit, values in _read(folder)["activation"].items():
+        found = _read(folder)
+        for unit, values in found["activation"].items():
             u = units[int(unit)]
+            failed = found["failed"].get(unit, [])
             for kind, value in values.items():
                 if kind == "channel":
                     u.featurevis = _copy(copies, f"{base}/img/fv-{unit}.webp", folder / f"{unit}.webp")
                     u.featurevis_thumb = _copy(copies, f"{base}/img/fv-{unit}-thumb.webp",
                                                folder / f"{unit}-thumb.webp")
                     u.featurevis_activation = value
+                    u.featurevis_start = found["start"][unit][kind]
+                    u.featurevis_random = found["random"][unit][kind]
+                    u.featurevis_failed = kind in failed
+                    u.featurevis_objective = found["response"]
                 else:
                     src = _copy(copies, f"{base}/img/fv-{unit}-{kind}.webp", folder / f"{unit}-{kind}.webp")
-                    u.variants.append(Variant(kind, src, value))
+                    u.variants.append(Variant(kind, src, value, kind in failed))
     for key in artifacts.get("weights", []):
         folder = store.path("weights", key)
         for unit in _read(folder)["units"]:
@@ -360,6 +372,7 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
+            u.dead = summary["dead"]
     for key in artifacts.get("tuning", []):
         folder = store.path("tuning", key)
         for unit, summary in _read(folder)["units"].items():
@@ -554,7 +567,11 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
         "units": [{
             "index": u.index, "url": u.url,
             "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
-            "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation} for v in u.variants},
+            "featurevis_start": u.featurevis_start, "featurevis_random": u.featurevis_random,
+            "featurevis_failed": u.featurevis_failed, "featurevis_objective": u.featurevis_objective,
+            "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation, "failed": v.failed}
+                                    for v in u.variants},
+            "dead": u.dead,
             "weights": u.weights,
             "examples": [e.crop or e.src for e in u.examples],
             "example_values": [e.value for e in u.examples],

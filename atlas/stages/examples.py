@@ -220,6 +220,8 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
                 if len(values) else [],
                 "histogram": _histogram(values),
                 "fraction_active": float(summary.active[row]) / max(summary.positions, 1),
+                # Never above zero on any image: a unit the dataset never activates.
+                "dead": not top or top[0]["value"] <= 0,
             }
         write_json(folder / "data.json", {
             "units": units, "grid": [height, width], "input_size": model.input_size,

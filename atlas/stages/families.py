@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -340,8 +341,10 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     examples = {int(u): s for u, s in examples_data["units"].items()} if examples_data else {}
     image_labels = {int(i): r["label"] for i, r in examples_data["images"].items() if r.get("label")} \
         if examples_data else {}
-    featurevis = {int(u): a["channel"] for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
-                  for u, a in d["activation"].items() if "channel" in a}
+    # The layer's own mean on the image, comparable with the dataset's values; a failed
+    # visualization is evidence of nothing it detects.
+    featurevis = {int(u): -math.inf if "channel" in d["failed"].get(u, []) else value
+                  for d in _read(ctx, "featurevis", inputs.get("featurevis", [])) for u, value in d["layer_mean"].items()}
     circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)
     edits = {int(u): d["edit"] for u, d in circuits["units"].items() if "edit" in d} if circuits else None
     uses = next(iter(_read(ctx, "circuits", inputs.get("uses", []))), None)

@@ -1,0 +1,82 @@
+"""Ground-truth networks, and feature visualization checked against them (small, exact)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from atlas import groundtruth as gt
+from atlas.stages.featurevis import render_units
+
+CPU = torch.device("cpu")
+
+
+def test_networks_are_seeded_and_record_every_unit():
+    (a, ca), (b, cb) = gt.make_network(3), gt.make_network(3)
+    assert ca == cb and all(torch.equal(p, q) for p, q in zip(a.module.parameters(), b.module.parameters()))
+    kinds = [t.kind for t in ca.layers["conv1"]]
+    assert len(kinds) == a.module.conv1.out_channels == 13
+    assert kinds.count(gt.GABOR) == 6 and kinds.count(gt.COLOR) == 3 and kinds.count(gt.NOISE) == 2
+    assert [t.kind for t in ca.layers["conv2"]] == [gt.COMBINATION] * a.module.conv2.out_channels
+    assert len({(c.kernel, c.stride, c.norm, c.activation, c.pool) for c in
+                (gt.make_network(s)[1] for s in range(12))}) >= 8  # varied constructions
+
+
+def test_a_silent_first_layer_is_silent_on_grey():
+    model, construction = next(m for m in (gt.make_network(s) for s in range(20)) if m[1].silent and m[1].norm)
+    with torch.no_grad():
+        grey = model.module.after(model.module.conv1(torch.zeros(1, 3, 32, 32)))
+    assert grey.max() <= 0
+
+
+def _grating(orientation, frequency, size=64):
+    y, x = np.mgrid[:size, :size]
+    t = math.radians(orientation)
+    wave = np.cos(2 * math.pi * frequency * (x * math.cos(t) + y * math.sin(t)))
+    return np.repeat(((wave + 1) * 127.5)[..., None], 3, -1)
+
+
+@pytest.mark.parametrize("orientation, frequency", [(0, 0.1), (30, 0.2), (100, 0.15), (160, 0.25)])
+def test_dominant_grating_reads_orientation_and_frequency(orientation, frequency):
+    found, f = gt.dominant_grating(_grating(orientation, frequency))
+    assert gt.orientation_error(found, orientation) <= 3 and f == pytest.approx(frequency, abs=0.02)
+
+
+def test_color_share():
+    image = np.full((8, 8, 3), 128.0)
+    image[:, :4] = (220, 40, 128)  # red half, green half: all chromatic variance on red-green
+    image[:, 4:] = (40, 220, 128)
+    share, _ = gt.color_share(image, gt.RED_GREEN)
+    assert share > 0.95 and gt.color_share(image, gt.BLUE_YELLOW)[0] < 0.05
+
+
+def _render(model, layer, count, **options):
+    settings = dict(objectives=("channel",), diversity=2, diversity_weight=0.0, steps=96, size=64, lr=0.1,
+                    seed=0, device=CPU)
+    return render_units(model, layer, list(range(count)), **{**settings, **options})
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])
+def test_images_show_what_ground_truth_units_detect(seed):
+    """Gabors at their orientation and frequency, color units in their colors, and every
+    unit behind silent ReLUs lifted above its start; what fails is flagged."""
+    model, construction = gt.make_network(seed)
+    checked = matched = 0
+    for layer, truths in construction.layers.items():
+        rendered = _render(model, layer, len(truths))
+        for unit, truth in enumerate(truths):
+            assert rendered.activations[unit] > rendered.start[unit] and not rendered.failed[unit]
+            matches = gt.image_matches(rendered.images[unit], truth)
+            checked += matches is not None
+            matched += bool(matches)
+    assert matched >= checked - 1
+
+
+def test_without_redirection_a_dead_start_stays_dead_and_says_so():
+    model, construction = gt.make_network(2)  # silent first layer, batch norm, ReLU6, average pooling
+    assert construction.silent and all(t.silent_start for t in construction.layers["conv2"])
+    stuck = _render(model, "conv2", 4, redirect=0, steps=24)
+    assert (stuck.activations == stuck.start).all() and stuck.failed.all()
+    woken = _render(model, "conv2", 4, steps=24)
+    assert (woken.activations > woken.start + 0.5).all() and not woken.failed.any()
