@@ -42,17 +42,26 @@ class _Redirected(torch.autograd.Function):
     """``forward(x)``, whose backward is redirected where the true one vanishes."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, forward: Callable, low: float | None, high: float | None) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, forward: Callable, low: float | None, high: float | None,
+                piecewise: bool) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.function, ctx.low, ctx.high = forward, low, high
+        ctx.function, ctx.low, ctx.high, ctx.piecewise = forward, low, high, piecewise
         return forward(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (true,) = torch.autograd.grad(ctx.function(leaf), leaf, grad)
+        if ctx.piecewise:  # slope 1 inside the range, 0 outside: no need to differentiate
+            inside = torch.ones_like(x, dtype=torch.bool)
+            if ctx.low is not None:
+                inside &= x > ctx.low
+            if ctx.high is not None:
+                inside &= x < ctx.high
+            true = grad * inside
+        else:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (true,) = torch.autograd.grad(ctx.function(leaf), leaf, grad)
         blocked = torch.zeros_like(x, dtype=torch.bool)
         if ctx.low is not None:
             blocked |= (x < ctx.low) & (grad > 0)
@@ -60,10 +69,10 @@ class _Redirected(torch.autograd.Function):
             blocked |= (x > ctx.high) & (grad < 0)
         redirected = grad.masked_fill(blocked, 0)
         if x.dim() == 0:
-            return (redirected if true.abs() <= DEAD * redirected.abs() else true), None, None, None
+            return (redirected if true.abs() <= DEAD * redirected.abs() else true), None, None, None, None
         dead = true.flatten(1).norm(dim=1) <= DEAD * redirected.flatten(1).norm(dim=1)
         dead = dead.view(-1, *([1] * (x.dim() - 1)))
-        return torch.where(dead, redirected, true), None, None, None
+        return torch.where(dead, redirected, true), None, None, None, None
 
 
 def _bound(value: Any) -> float | None:
@@ -79,6 +88,7 @@ class Rectifier:
     forward: Callable[[torch.Tensor], torch.Tensor]
     low: float | None
     high: float | None
+    piecewise: bool = False  # slope 1 between low and high, 0 outside (ReLU, ReLU6, clamps)
 
 
 def rectifier_call(func: Callable, args: tuple, kwargs: dict) -> Rectifier | None:
@@ -89,20 +99,21 @@ def rectifier_call(func: Callable, args: tuple, kwargs: dict) -> Rectifier | Non
         return args[i] if len(args) > i else rest.get(name, default)
 
     if func in _RELUS:
-        return Rectifier("ReLU", torch.relu, 0.0, None)
+        return Rectifier("ReLU", torch.relu, 0.0, None, True)
     if func is F.relu6:
-        return Rectifier("ReLU6", F.relu6, 0.0, 6.0)
+        return Rectifier("ReLU6", F.relu6, 0.0, 6.0, True)
     if func is F.hardtanh:
         low, high = arg(1, "min_val", -1.0), arg(2, "max_val", 1.0)
         name = "ReLU6" if (low, high) == (0, 6) else f"hardtanh({low:g}, {high:g})"
-        return Rectifier(name, lambda x: F.hardtanh(x, low, high), _bound(low), _bound(high))
+        return Rectifier(name, lambda x: F.hardtanh(x, low, high), _bound(low), _bound(high), True)
     if func in _CLAMPS:
         low, high = arg(1, "min"), arg(2, "max")
         if func in (torch.clamp_min, torch.Tensor.clamp_min, torch.Tensor.clamp_min_):
             high = None
         if not all(b is None or isinstance(b, (int, float)) for b in (low, high)) or (low is None and high is None):
             return None  # tensor bounds: not a rectifier
-        return Rectifier(f"clamp({low}, {high})", lambda x: torch.clamp(x, low, high), _bound(low), _bound(high))
+        return Rectifier(f"clamp({low}, {high})", lambda x: torch.clamp(x, low, high), _bound(low), _bound(high),
+                         True)
     if func is F.hardswish:
         return Rectifier("hard swish", F.hardswish, -3.0, None)
     if func is F.gelu:
@@ -130,7 +141,7 @@ class _RedirectMode(TorchFunctionMode):
         found = rectifier_call(func, args, kwargs) if args and isinstance(args[0], torch.Tensor) else None
         if found is None or not args[0].requires_grad or (found.low is None and found.high is None):
             return func(*args, **kwargs)
-        return _Redirected.apply(args[0], found.forward, found.low, found.high)
+        return _Redirected.apply(args[0], found.forward, found.low, found.high, found.piecewise)
 
 
 @contextlib.contextmanager
