@@ -73,9 +73,10 @@ class FourierImages(torch.nn.Module):
 
 
 # Natural images' amplitude spectrum in lucent's decorrelated color space: amplitude
-# proportional to 1 / f^EXPONENT, per channel relative to the first. Fitted by
-# ``scripts/natural-spectrum.py`` to the photographs that ship with scikit-image,
-# scikit-learn and matplotlib (least squares on the log radial average).
+# proportional to 1 / f^EXPONENT (the classical power law of natural images, Field
+# 1987), per channel relative to the first. MaCo's own template is ImageNet's mean
+# spectrum, which cannot be downloaded here; fitting the law to the photographs that
+# ship with scikit-image is left to do.
 NATURAL_AMPLITUDE = {"exponent": 1.0, "channels": (1.0, 1.0, 1.0)}
 
 
