@@ -238,11 +238,18 @@ def _call(node: fx.Node, x: torch.Tensor) -> torch.Tensor:
 
 
 def _batch_norm_channels(bn: nn.BatchNorm2d, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-    """Eval-mode batch norm of each element's one channel, with that channel's statistics."""
-    scale = torch.rsqrt(bn.running_var[channels] + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight[channels]
-    shift = -bn.running_mean[channels] * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias[channels]
-    return x * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
+    return batch_norm_channels(x, channels, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
+
+
+def batch_norm_channels(x: torch.Tensor, channels: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+                        weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Eval-mode batch norm of each element's one channel, with that channel's statistics:
+    element i of ``x`` ((N, ...), any trailing shape) is of channel ``channels[i]``."""
+    scale = torch.rsqrt(var[channels] + eps)
+    if weight is not None:
+        scale = scale * weight[channels]
+    shift = -mean[channels] * scale
+    if bias is not None:
+        shift = shift + bias[channels]
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from atlas.narrow import batch_norm_channels
 from atlas.redirect import rectifier_call
 
 FOLLOWING, POSITIVE, AS_IS = "following", "positive part", "as is"
@@ -48,14 +49,7 @@ class _BatchNorm:
     eps: float
 
     def __call__(self, maps: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(self.var[channels] + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight[channels]
-        shift = -self.mean[channels] * scale
-        if self.bias is not None:
-            shift = shift + self.bias[channels]
-        shape = (-1,) + (1,) * (maps.dim() - 1)
-        return maps * scale.view(shape).to(maps.dtype) + shift.view(shape).to(maps.dtype)
+        return batch_norm_channels(maps, channels, self.mean, self.var, self.weight, self.bias, self.eps)
 
 
 @dataclass(frozen=True)
