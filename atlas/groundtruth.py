@@ -180,6 +180,12 @@ def make_network(seed: int) -> tuple[LoadedModel, Construction]:
                        size, f"groundtruth-{seed}"), construction
 
 
+def network(seed: int = 2) -> nn.Module:
+    """The module of ``make_network(seed)``, for a config's ``arch =
+    "atlas.groundtruth:network"`` (RGB in [0, 1], no normalisation)."""
+    return make_network(seed)[0].module
+
+
 def _flipped(truth: UnitTruth) -> UnitTruth:
     if truth.color is None:
         return truth  # orientation and frequency do not depend on the sign

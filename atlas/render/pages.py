@@ -366,13 +366,14 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
         found = _read(folder)
         for unit, summary in found["units"].items():
             u = units[int(unit)]
-            u.examples = [_example(ex, found, folder, base, thumbnails, copies) for ex in summary["top"]]
-            u.quantiles = [[_example(ex, found, folder, base, thumbnails, copies) for ex in group]
-                           for group in summary["quantiles"]]
+            u.dead = summary["dead"]
+            if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
+                u.examples = [_example(ex, found, folder, base, thumbnails, copies) for ex in summary["top"]]
+                u.quantiles = [[_example(ex, found, folder, base, thumbnails, copies) for ex in group]
+                               for group in summary["quantiles"]]
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
-            u.dead = summary["dead"]
     for key in artifacts.get("tuning", []):
         folder = store.path("tuning", key)
         for unit, summary in _read(folder)["units"].items():

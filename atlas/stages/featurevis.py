@@ -152,9 +152,9 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
     negative = torch.tensor([k == "negative" for k in kinds], device=device)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
-    signed = lambda v: torch.where(negative, -v, v).float().cpu().numpy()  # noqa: E731
+    reported = lambda v: torch.where(negative, -v, v).float().cpu().numpy()  # noqa: E731
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
-                    signed(values), signed(start), signed(random),
+                    reported(values), reported(start), reported(random),
                     failures(start, values, random, scale).cpu().numpy(),
                     maps.flatten(1).mean(1).float().cpu().numpy() if maps.dim() > 1 else maps.float().cpu().numpy(),
                     response.description)

@@ -122,6 +122,16 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     assert all("/img/crop-0-" in e for e in unit["examples"])
     assert len(unit["activation_quantiles"]) == 11 and unit["fraction_active"] == pytest.approx(0.4)
     assert conv2["units"][0]["weights"] is None  # not an RGB layer
+    # conv2's unit 0 reads ReLU outputs with only negative weights: it can never fire.
+    # Its optimisation cannot raise it, and the catalog says so instead of showing it as a feature.
+    never = conv2["units"][0]
+    assert never["dead"] and never["examples"] == []
+    assert never["featurevis_failed"] and never["featurevis_activation"] == never["featurevis_start"] == 0
+    assert not unit["dead"] and "ReLU" in unit["featurevis_objective"]
+    # Six steps (the tiny config) do not beat uniform noise on R - G: flagged, not shown as a feature.
+    assert unit["featurevis_failed"] == (unit["featurevis_activation"] <= unit["featurevis_random"])
+    page = (built_site / never["url"]).read_text()
+    assert "Feature visualization failed." in page and "Dead unit" in page
     tuning = {u["index"]: u["tuning"] for u in conv1["units"]}
     assert tuning[0]["color_opponency"] > 0.5  # unit 0 = R - G: color edges, not luminance edges
     assert tuning[3]["color_opponency"] < 0  # unit 3 = mean(R, G, B): luminance
