@@ -15,13 +15,14 @@ rectifier a forward pass calls, whatever the model's code looks like: ``nn.ReLU`
 for a bound, hard swish, and GELU, SiLU and ELU (whose gradients vanish far below zero). In-place
 variants are computed out of place (the result is what the model uses either way).
 
-In the backward pass, for rectifier input ``x``, outgoing gradient ``g`` (of a loss
-that is minimised) and a range ``[low, high]`` outside which the true derivative
-vanishes: the redirected gradient is ``g``, except where it would push ``x`` further
-out of range (``x < low`` and ``g > 0``, or ``x > high`` and ``g < 0``), where it is
-zero. An element whose true gradient has less than
-``1e-4`` of the redirected gradient's norm gets the redirected one; every other
-element keeps the true one.
+A batch element is *silent* at a rectifier when none of its inputs lies in the range
+``(low, high)`` where the rectifier passes its gradient (below zero for a ReLU; below
+zero or above six for a ReLU6; below zero for GELU, SiLU and ELU, whose gradients
+vanish far below it). Found in the forward pass, so a rectifier with no silent element
+runs as it is, with its own backward. A silent element's gradient, for rectifier input
+``x`` and incoming gradient ``g`` (of a loss that is minimised), is ``g``, except where
+it would push ``x`` further out of range (``x < low`` and ``g > 0``, or ``x > high``
+and ``g < 0``), where it is zero; every other element keeps the true gradient.
 """
 
 from __future__ import annotations
@@ -35,44 +36,42 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-DEAD = 1e-4  # an element's true gradient below this share of the redirected one counts as none
-
-
 class _Redirected(torch.autograd.Function):
-    """``forward(x)``, whose backward is redirected where the true one vanishes."""
+    """``forward(x)``, whose backward is redirected for the silent elements."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, forward: Callable, low: float | None, high: float | None,
-                piecewise: bool) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.function, ctx.low, ctx.high, ctx.piecewise = forward, low, high, piecewise
-        return forward(x)
+    def forward(ctx, x: torch.Tensor, rectifier: "Rectifier", silent: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, silent)
+        ctx.rectifier = rectifier
+        return rectifier.forward(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        if ctx.piecewise:  # slope 1 inside the range, 0 outside: no need to differentiate
-            inside = torch.ones_like(x, dtype=torch.bool)
-            if ctx.low is not None:
-                inside &= x > ctx.low
-            if ctx.high is not None:
-                inside &= x < ctx.high
-            true = grad * inside
+        x, silent = ctx.saved_tensors
+        r = ctx.rectifier
+        if r.piecewise:  # slope 1 inside the range, 0 outside: no need to differentiate
+            true = grad * _inside(x, r)
         else:
             with torch.enable_grad():
                 leaf = x.detach().requires_grad_(True)
-                (true,) = torch.autograd.grad(ctx.function(leaf), leaf, grad)
+                (true,) = torch.autograd.grad(r.forward(leaf), leaf, grad)
         blocked = torch.zeros_like(x, dtype=torch.bool)
-        if ctx.low is not None:
-            blocked |= (x < ctx.low) & (grad > 0)
-        if ctx.high is not None:
-            blocked |= (x > ctx.high) & (grad < 0)
+        if r.low is not None:
+            blocked |= (x < r.low) & (grad > 0)
+        if r.high is not None:
+            blocked |= (x > r.high) & (grad < 0)
         redirected = grad.masked_fill(blocked, 0)
-        if x.dim() == 0:
-            return (redirected if true.abs() <= DEAD * redirected.abs() else true), None, None, None, None
-        dead = true.flatten(1).norm(dim=1) <= DEAD * redirected.flatten(1).norm(dim=1)
-        dead = dead.view(-1, *([1] * (x.dim() - 1)))
-        return torch.where(dead, redirected, true), None, None, None, None
+        return torch.where(silent.view(-1, *([1] * (x.dim() - 1))), redirected, true), None, None
+
+
+def _inside(x: torch.Tensor, r: "Rectifier") -> torch.Tensor:
+    """Where the rectifier passes its gradient."""
+    inside = torch.ones_like(x, dtype=torch.bool)
+    if r.low is not None:
+        inside &= x > r.low
+    if r.high is not None:
+        inside &= x < r.high
+    return inside
 
 
 def _bound(value: Any) -> float | None:
@@ -139,9 +138,14 @@ class _RedirectMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         found = rectifier_call(func, args, kwargs) if args and isinstance(args[0], torch.Tensor) else None
-        if found is None or not args[0].requires_grad or (found.low is None and found.high is None):
+        passes = found is not None and (found.low is not None or found.high is not None)
+        if not passes or not args[0].requires_grad or args[0].dim() == 0:
             return func(*args, **kwargs)
-        return _Redirected.apply(args[0], found.forward, found.low, found.high, found.piecewise)
+        x = args[0]
+        silent = ~_inside(x.detach(), found).reshape(len(x), -1).any(1)
+        if not silent.any():  # the common case once the optimisation is under way
+            return func(*args, **kwargs)
+        return _Redirected.apply(x, found, silent)
 
 
 @contextlib.contextmanager

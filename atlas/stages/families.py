@@ -344,7 +344,8 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     # The layer's own mean on the image, comparable with the dataset's values; a failed
     # visualization is evidence of nothing it detects.
     featurevis = {int(u): -math.inf if "channel" in d["failed"].get(u, []) else value
-                  for d in _read(ctx, "featurevis", inputs.get("featurevis", [])) for u, value in d["layer_mean"].items()}
+                  for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
+                  for u, value in d["layer_mean"].items()}
     circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)
     edits = {int(u): d["edit"] for u, d in circuits["units"].items() if "edit" in d} if circuits else None
     uses = next(iter(_read(ctx, "circuits", inputs.get("uses", []))), None)

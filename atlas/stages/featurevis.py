@@ -202,8 +202,8 @@ def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     cfg = ctx.config.featurevis
     params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
-              "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail, "seed": ctx.config.sweep.seed,
-              "param": cfg.param, "redirect": cfg.redirect, "check": [PROBES, GAIN, FLOOR]}
+              "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail,
+              "seed": ctx.config.sweep.seed, "param": cfg.param, "redirect": cfg.redirect, "check": [PROBES, GAIN, FLOOR]}
     keys = {layer.name: [artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units,
                                       **params) for units in chunks(layer.units, CHUNK)] for layer in layers}
     pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
