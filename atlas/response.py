@@ -9,7 +9,8 @@ unit's output is rectify it, so the objective does too:
 
 - **following**: the output goes through per-channel operations only (eval-mode batch
   norm, dropout) into an activation function; the response is that activation's
-  output, e.g. ``ReLU6(batch norm _bn0(x))`` for EfficientNet's stem;
+  output without its ceiling, if it has one, e.g. ``ReLU(batch norm _bn0(x))`` for
+  EfficientNet's stem, whose ReLU6 would make a saturating flat field an optimum;
 - **positive part**: the output is signed, but no activation takes it directly (a
   residual sum comes first, or nothing follows); the response is ``relu(x)``;
 - **as is**: the output is never negative (it is a ReLU's): the response is ``x``.
@@ -31,7 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from atlas.narrow import batch_norm_channels
-from atlas.redirect import rectifier_call
+from atlas.redirect import Rectifier, rectifier_call
 
 FOLLOWING, POSITIVE, AS_IS = "following", "positive part", "as is"
 _PASS_THROUGH = {F.dropout, F.dropout2d, F.dropout1d, F.alpha_dropout, torch.Tensor.contiguous, torch.Tensor.clone}
@@ -109,9 +110,19 @@ def find_response(module: nn.Module, layer: str, example: torch.Tensor) -> Respo
     if follower.output is None:
         return AS_IS_RESPONSE  # the layer did not run: nothing to learn
     if follower.activation is not None:
-        return Response(FOLLOWING, tuple(follower.norms), follower.activation.forward, follower.activation.name)
+        return Response(FOLLOWING, tuple(follower.norms), *_without_ceiling(follower.activation))
     signed = bool((follower.output < 0).any())
     return Response(POSITIVE) if signed else AS_IS_RESPONSE
+
+
+def _without_ceiling(rectifier: Rectifier) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """The activation as the objective uses it: a ceiling (ReLU6's 6) is dropped. Every
+    position at the ceiling maximises a capped mean, so a flat field that saturates the
+    unit everywhere would be an optimum, and it shows nothing of what the unit detects."""
+    if not (rectifier.piecewise and rectifier.high is not None):
+        return rectifier.forward, rectifier.name
+    low = rectifier.low
+    return (torch.relu if low == 0 else (lambda x: torch.clamp(x, min=low))), f"{rectifier.name} (without its ceiling)"
 
 
 class _Found(Exception):
