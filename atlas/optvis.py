@@ -12,9 +12,9 @@ one optimisation with no per-step Python work the device would wait on:
   batch element from a CPU generator and applied as *one* affine resampling per
   step (lucent applies four ops, three of them warps, with one draw for the batch).
 - **MaCo** (Fel et al., NeurIPS 2023), the other parameterisation: only the Fourier
-  phase is optimised; the magnitude spectrum is fixed to natural images' (a power
-  law measured on photographs, ``NATURAL_AMPLITUDE``), so an image cannot drift into
-  high-frequency noise or a flat field however deep the layer.
+  phase is optimised; the magnitude spectrum is fixed to natural images' (the 1 / f
+  power law, ``NATURAL_AMPLITUDE``), so an image keeps natural contrast at every
+  scale: it cannot drift into high-frequency noise or a flat field.
 - **Objectives** per batch element, on the unit's response (``atlas.response``: the
   activation that follows a linear layer, or its positive part): ``channel`` (mean
   over space), ``neuron`` (the spatial centre), ``negative`` (minimise the signed

@@ -8,6 +8,13 @@ branch, a few of its convolution's channels), the model's weights are frozen
 and on CUDA the model runs under bf16 autocast. ``prepare`` folds the model's batch
 norms into its convolutions first (``atlas.models.fold``).
 
+What is maximised is the unit's response (``atlas.response``: the activation that
+follows a linear layer, or its positive part), and the first ``featurevis.redirect``
+steps run with redirected rectifier gradients (``atlas.redirect``) on the signed value,
+so no image starts dead. Every image is then checked (``failures``) against its
+starting image and a few random ones; a failure is stored, shown and logged, never
+passed off as what the unit detects.
+
 Artifacts are chunks of ``CHUNK`` units, so a sweep resumes chunk by chunk. How many
 units run in one optimisation is separate: ``featurevis.batch`` if set, else as
 many as fit in the device's memory (a fixed number on the CPU), halved and retried
