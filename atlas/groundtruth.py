@@ -37,6 +37,7 @@ from torch import nn
 from atlas.models import LoadedModel
 
 GABOR, COLOR, CENTER_SURROUND, NOISE, COMBINATION = "gabor", "color", "center-surround", "noise", "combination"
+LINE, CURVE = "line", "curve"
 RED_GREEN = (1.0, -1.0, 0.0)
 BLUE_YELLOW = (-0.5, -0.5, 1.0)
 
@@ -49,6 +50,7 @@ class UnitTruth:
     color: tuple[float, float, float] | None = None  # the color axis that drives the unit, sign included
     silent_start: bool = False  # every input of the unit is silent on a grey image
     bandwidth: float | None = None  # a Gabor's frequency tuning width, 1 / (2 pi sigma), cycles per pixel
+    family: str = "Ot"  # the family (atlas.stages.families) the unit was built to belong to
 
 
 @dataclass
@@ -65,13 +67,17 @@ class Construction:
 
 
 class GroundTruthNet(nn.Module):
-    def __init__(self, conv1: nn.Conv2d, after: nn.Sequential, conv2: nn.Conv2d):
+    def __init__(self, conv1: nn.Conv2d, after: nn.Sequential, conv2: nn.Conv2d, lines: nn.Sequential,
+                 contours: nn.Conv2d):
         super().__init__()
         self.conv1, self.after, self.conv2 = conv1, after, conv2
+        self.lines, self.contours = lines, contours
         self.act2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.conv2(self.after(self.conv1(x - 0.5))))
+        grey = x - 0.5
+        early = self.act2(self.conv2(self.after(self.conv1(grey)))).mean((2, 3))
+        return early.sum(1) + self.act2(self.contours(self.lines(grey))).mean((2, 3)).sum(1)
 
 
 def _grid(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +99,10 @@ def gaussian(k: int, sigma: float) -> np.ndarray:
 
 
 def _smoothed_noise(k: int, rng: np.random.Generator) -> np.ndarray:
+    """Random RGB kernels blurred at a tenth of their size: noise at the kernel's own
+    scale (blurred more, a small kernel would be one smooth gradient, an edge detector)."""
     noise = rng.normal(size=(3, k + 4, k + 4))
-    blur = gaussian(5, 1.0)
+    blur = gaussian(5, max(k / 10, 0.5))
     out = np.zeros((3, k, k))
     for c in range(3):
         for i in range(k):
@@ -108,29 +116,32 @@ def _unit_norm(kernel: np.ndarray) -> np.ndarray:
 
 
 def first_layer(k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[UnitTruth]]:
-    """Kernels (3, k, k) of unit norm and their truths, in shuffled order."""
+    """Kernels (3, k, k) of unit norm and their truths, in shuffled order. A kernel of
+    3 pixels has no room for smoothed noise that is not an edge or a blob detector
+    itself, so it gets no noise units."""
     kernels, truths = [], []
-    sigma = k / 4.5
+    sigma = max(k / 4.5, 0.9)
     for _ in range(6):
         orientation = float(rng.uniform(0, 180))
-        frequency = float(rng.uniform(max(0.1, 1.2 / k), 0.3))  # a cycle or more in the kernel
+        frequency = float(rng.uniform(min(max(0.1, 1.2 / k), 0.25), 0.3))  # a cycle or more in the kernel
         spatial = gabor(k, orientation, frequency, sigma, float(rng.uniform(0, 2 * math.pi)))
         spatial -= spatial.mean()
         kernels.append(np.stack([spatial] * 3) * rng.choice([-1, 1]))
-        truths.append(UnitTruth(GABOR, orientation, frequency, bandwidth=1 / (2 * math.pi * sigma)))
-    for axis in (RED_GREEN, BLUE_YELLOW, RED_GREEN if rng.random() < 0.5 else BLUE_YELLOW):
+        truths.append(UnitTruth(GABOR, orientation, frequency, bandwidth=1 / (2 * math.pi * sigma), family="Ga"))
+    dog = gaussian(k, k / 9) - gaussian(k, k / 4)  # a centre and its surround: zero on a uniform field
+    for shape in ("edge", "edge", "spot", "spot"):
+        axis = RED_GREEN if rng.random() < 0.5 else BLUE_YELLOW
         sign = float(rng.choice([-1, 1]))
-        if rng.random() < 0.5:  # a blob of the color
-            spatial = gaussian(k, k / 5)
+        if shape == "spot":  # single-opponent: the color in the centre, its opponent around it
+            spatial = dog
         else:  # an edge between the color and its opponent
             spatial = gabor(k, float(rng.uniform(0, 180)), 1.0 / (2 * k), k / 3.5, math.pi / 2)
         kernels.append(np.stack([spatial * c for c in axis]) * sign)
-        truths.append(UnitTruth(COLOR, color=tuple(sign * c for c in axis)))
+        truths.append(UnitTruth(COLOR, color=tuple(sign * c for c in axis), family="Cc" if shape == "edge" else "Cs"))
     for _ in range(2):
-        dog = gaussian(k, k / 9) - gaussian(k, k / 4)
         kernels.append(np.stack([dog] * 3) * rng.choice([-1, 1]))
-        truths.append(UnitTruth(CENTER_SURROUND))
-    for _ in range(2):
+        truths.append(UnitTruth(CENTER_SURROUND, family="Bw"))
+    for _ in range(2 if k >= 5 else 0):
         kernels.append(_smoothed_noise(k, rng))
         truths.append(UnitTruth(NOISE))
     order = rng.permutation(len(kernels))
@@ -173,8 +184,10 @@ def make_network(seed: int) -> tuple[LoadedModel, Construction]:
     elif pool == "avg":
         after.append(nn.AvgPool2d(3, 2, 1))
     conv2, second = _second_layer(truths, silent and activation != "gelu", rng)
-    net = GroundTruthNet(conv1, nn.Sequential(*after), conv2).eval().requires_grad_(False)
-    construction = Construction(k, stride, norm, activation, pool, silent, {"conv1": truths, "conv2": second})
+    lines, contours, contour_truths = contour_layer(np.random.default_rng([seed, 1]), activation)
+    net = GroundTruthNet(conv1, nn.Sequential(*after), conv2, lines, contours).eval().requires_grad_(False)
+    construction = Construction(k, stride, norm, activation, pool, silent,
+                                {"conv1": truths, "conv2": second, "contours": contour_truths})
     size = 64
     return LoadedModel(f"groundtruth-{seed}", f"groundtruth:{seed}", net, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
                        size, f"groundtruth-{seed}"), construction
@@ -205,8 +218,120 @@ def _second_layer(truths: list[UnitTruth], silent: bool, rng: np.random.Generato
         for out, source in enumerate(picks):
             conv2.weight[out, source] = torch.tensor(gaussian(3, 1.0) * 9, dtype=torch.float32)
             t = truths[source]
-            second.append(dataclasses.replace(t, kind=COMBINATION, silent_start=silent))
+            second.append(dataclasses.replace(t, kind=COMBINATION, silent_start=silent, family="Ga"))
     return conv2, second
+
+
+# -- contours: lines and curves built from line detectors ----------------------------------
+
+CONTOUR_AXES = tuple(range(0, 180, 15))  # the line detectors' normals, as atlas.data.stimuli draws lines
+
+
+def line_detectors(k: int, width: float) -> np.ndarray:
+    """Zero-mean bars through the centre at every ``CONTOUR_AXES`` normal, light then
+    dark: (2 * 12, 3, k, k), unit norm."""
+    from atlas.data import stimuli  # a light import, kept local: the stimuli module draws the bars
+
+    bars = np.stack([stimuli.line(k, axis, 0.8 * k, width=width) for axis in CONTOUR_AXES])
+    bars = bars - bars.mean((1, 2), keepdims=True)
+    bars /= np.sqrt((bars ** 2).sum((1, 2), keepdims=True) * 3)
+    bars = np.concatenate([bars, -bars])
+    return np.repeat(bars[:, None], 3, axis=1)
+
+
+def _splat(weights: np.ndarray, px: float, py: float, taps: np.ndarray) -> None:
+    """Add ``taps`` (one per channel) at (px, py) pixels from the centre, y up, bilinearly."""
+    k = weights.shape[-1]
+    r, c = (k - 1) / 2 - py, (k - 1) / 2 + px
+    r0, c0 = int(math.floor(r)), int(math.floor(c))
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        if 0 <= r0 + dr < k and 0 <= c0 + dc < k:
+            weights[:, r0 + dr, c0 + dc] += (1 - abs(r - r0 - dr)) * (1 - abs(c - c0 - dc)) * taps
+
+
+def _tangent_taps(normal: float, polarity: int) -> np.ndarray:
+    """Excite the line detector along ``normal``, inhibit those 45 degrees or more from it."""
+    apart = np.abs((np.array(CONTOUR_AXES) - normal % 180 + 90) % 180 - 90)
+    taps = np.zeros(2 * len(CONTOUR_AXES))
+    block = slice(polarity * len(CONTOUR_AXES), (polarity + 1) * len(CONTOUR_AXES))
+    taps[block] = np.where(apart < 8, 1.0, np.where(apart >= 45, -0.5, 0.0))
+    return taps
+
+
+def curve_weights(k: int, orientation: float, radius: float, polarity: int) -> np.ndarray:
+    """A curve unit (the Curve Circuits construction): line detectors tangent to an arc
+    through the centre bulging towards ``orientation`` excite it; along the mirror arc,
+    and along the straight line that continues the centre's tangent, they inhibit it."""
+    weights = np.zeros((2 * len(CONTOUR_AXES), k, k))
+    for sign, bulge in ((1.0, orientation), (-1.0, orientation + 180)):
+        theta = math.radians(bulge)
+        cx, cy = -radius * math.cos(theta), -radius * math.sin(theta)  # the centre of curvature
+        for phi in np.linspace(-60, 60, 13):
+            a = theta + math.radians(phi)
+            _splat(weights, cx + radius * math.cos(a), cy + radius * math.sin(a),
+                   sign * _tangent_taps(math.degrees(a), polarity))
+    theta = math.radians(orientation)
+    straight = -np.clip(_tangent_taps(orientation, polarity), 0, None)
+    for t in np.linspace(0.7 * radius, radius, 3):
+        for s in (-1, 1):
+            _splat(weights, -s * t * math.sin(theta), s * t * math.cos(theta), straight)
+    return weights
+
+
+def line_weights(k: int, normal: float, polarity: int) -> np.ndarray:
+    """A long-line unit: the line detectors of its axis, collinear along the whole kernel."""
+    weights = np.zeros((2 * len(CONTOUR_AXES), k, k))
+    theta = math.radians(normal)
+    half = (k - 1) / 2
+    for t in np.arange(-half, half + 0.5):
+        _splat(weights, -t * math.sin(theta), t * math.cos(theta), _tangent_taps(normal, polarity))
+    return weights
+
+
+def contour_layer(rng: np.random.Generator, activation: str) -> tuple[nn.Sequential, nn.Conv2d, list[UnitTruth]]:
+    """A hidden layer of line detectors (kernel 5 or 7, stride 1 or 2) and ``contours``
+    over it: curve units (random orientation, radius and polarity), long-line units
+    and noise units (random taps), in shuffled order, each with a threshold at a random
+    fraction of what its own stimulus gives it."""
+    from atlas.data import stimuli
+
+    k_line, stride = int(rng.choice([5, 7])), int(rng.choice([1, 2]))
+    width = float(rng.choice([1.0, 1.5]))
+    lines = nn.Conv2d(3, 2 * len(CONTOUR_AXES), k_line, stride=stride, padding=k_line // 2, bias=False)
+    # Curves wider than a line detector is long, or line detectors cannot follow them.
+    radius = float(rng.uniform(1.3, 1.8)) * k_line / stride  # in line-detector pixels
+    k = 2 * math.ceil(radius) + 3
+    weights, truths, stimulus = [], [], []
+    for _ in range(4):
+        orientation, polarity = float(rng.uniform(0, 360)), int(rng.integers(2))
+        weights.append(curve_weights(k, orientation, radius, polarity))
+        truths.append(UnitTruth(CURVE, orientation=orientation, family="Cv"))
+        stimulus.append((stimuli.curve(64, orientation, radius * stride, width=width * stride), polarity))
+    for _ in range(3):
+        normal, polarity = float(rng.uniform(0, 180)), int(rng.integers(2))
+        weights.append(line_weights(k, normal, polarity))
+        truths.append(UnitTruth(LINE, orientation=normal, family="Ln"))
+        stimulus.append((stimuli.line(64, normal, 2 * k * stride, width=width * stride), polarity))
+    for _ in range(2):
+        # Dense random taps: a few sparse ones would make a shifted line detector.
+        weights.append(rng.normal(size=(2 * len(CONTOUR_AXES), k, k)) * (rng.random((2 * len(CONTOUR_AXES), k, k)) < 0.3))
+        truths.append(UnitTruth(NOISE))
+        stimulus.append(None)
+    order = rng.permutation(len(weights))
+    contours = nn.Conv2d(2 * len(CONTOUR_AXES), len(weights), k, padding=k // 2)
+    act = {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "gelu": nn.GELU()}[activation]
+    with torch.no_grad():
+        lines.weight.copy_(torch.tensor(line_detectors(k_line, width), dtype=torch.float32))
+        contours.weight.copy_(torch.tensor(np.stack([weights[i] for i in order]), dtype=torch.float32))
+        contours.bias.zero_()
+        hidden = nn.Sequential(lines, act)
+        for row, i in enumerate(order):
+            if stimulus[i] is not None:
+                coverage, polarity = stimulus[i]
+                image = torch.tensor(coverage if polarity == 0 else -coverage, dtype=torch.float32) * 0.5
+                peak = contours(hidden(image.expand(1, 3, 64, 64)))[0, row, 32 // stride, 32 // stride]
+                contours.bias[row] = -float(rng.uniform(0.2, 0.5)) * float(peak.clamp_min(0))
+    return hidden, contours, [truths[i] for i in order]
 
 
 # -- what an image shows -------------------------------------------------------------
@@ -266,3 +391,29 @@ def image_matches(image: np.ndarray, truth: UnitTruth) -> bool | None:
         share, _ = color_share(image, truth.color)
         return share > 0.5
     return None
+
+
+# -- families checked against the truth ------------------------------------------------
+
+def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cpu") -> dict[int, dict]:
+    """Every unit of a ground-truth layer labelled as a sweep labels it (tuning on the
+    stimulus bank, kernel statistics for a convolution over RGB, the family criteria),
+    without a store: {unit: the families stage's per-unit record}."""
+    from atlas.capture import find_modules
+    from atlas.kernels import kernel_stats
+    from atlas.receptive_field import receptive_field
+    from atlas.stages import families, tuning
+    from atlas.stages.weights import input_conv
+
+    units = list(range(find_modules(model.module, [layer])[layer].out_channels))
+    field = receptive_field(model, layer)
+    extent = max(field.size_y, field.size_x)
+    bank = tuning.stimulus_bank(model.input_size, extent)
+    responses = tuning.respond(model, layer, bank, units, torch.device(device))
+    summaries = dict(zip(units, tuning.summarize(responses, bank)))
+    conv = input_conv(find_modules(model.module, [layer])[layer])
+    kernels = None
+    if conv is not None:
+        stats = kernel_stats(conv.weight)
+        kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units}
+    return families.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective)

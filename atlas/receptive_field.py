@@ -30,6 +30,7 @@ class ReceptiveField:
     offset_y: float
     offset_x: float
     input_size: int
+    effective: float = 0.0  # the diameter (pixels) of the centred disc holding 90% of the gradient's energy
 
     def box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """(top, left, bottom, right), exclusive, of position (y, x), clipped to the image."""
@@ -38,13 +39,15 @@ class ReceptiveField:
         return clip(top), clip(left), clip(top + self.size_y), clip(left + self.size_x)
 
 
-def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tensor) -> tuple[int, int, int, int]:
-    """Bounding box (top, left, bottom, right) of input pixels that reach position (y, x).
+def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tensor
+             ) -> tuple[tuple[int, int, int, int], torch.Tensor]:
+    """Bounding box (top, left, bottom, right) of input pixels that reach position (y, x),
+    and the gradient's energy at every input pixel (H, W).
 
     Max pooling sends the gradient to one input of each window and a ReLU to its
     active inputs only, so one probe can miss part of the field: the union over
     many random probes (a few at a time, to bound memory) finds all of it."""
-    reached = torch.zeros(probes.shape[2:], dtype=torch.bool)
+    energy = torch.zeros(probes.shape[2:], dtype=torch.float64)
     step = max(1, (4 * 224 * 224) // (probes.shape[2] * probes.shape[3]))  # about four 224 px images at once
     for start in range(0, len(probes), step):
         images = probes[start:start + step].clone().requires_grad_(True)
@@ -52,12 +55,26 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
         # Squared, so that channels whose weights are each other's negatives cannot
         # cancel in the sum (a plain sum has zero gradient for such a pair).
         acts[:, :, y, x].pow(2).sum().backward()
-        reached |= (images.grad.abs().sum((0, 1)) > 0).cpu()
-    where = reached.nonzero()
+        energy += images.grad.double().pow(2).sum((0, 1)).cpu()
+    where = (energy > 0).nonzero()
     if len(where) == 0:
-        return 0, 0, probes.shape[2], probes.shape[3]
+        return (0, 0, probes.shape[2], probes.shape[3]), energy
     (top, left), (bottom, right) = where.min(0).values.tolist(), where.max(0).values.tolist()
-    return top, left, bottom + 1, right + 1
+    return (top, left, bottom + 1, right + 1), energy
+
+
+def _effective(energy: torch.Tensor, share: float = 0.9) -> float:
+    """The diameter of the disc about the energy's centre of mass that holds ``share`` of it."""
+    total = float(energy.sum())
+    if total <= 0:
+        return 0.0
+    ys, xs = torch.meshgrid(torch.arange(energy.shape[0], dtype=torch.float64),
+                            torch.arange(energy.shape[1], dtype=torch.float64), indexing="ij")
+    cy, cx = float((energy * ys).sum()) / total, float((energy * xs).sum()) / total
+    radius = torch.hypot(ys - cy, xs - cx).flatten()
+    order = radius.argsort()
+    held = energy.flatten()[order].cumsum(0) / total
+    return float(2 * radius[order][int(torch.searchsorted(held, share))] + 1)
 
 
 def _measure(model: LoadedModel, layer: str, images: torch.Tensor) -> tuple[ReceptiveField, bool]:
@@ -66,11 +83,11 @@ def _measure(model: LoadedModel, layer: str, images: torch.Tensor) -> tuple[Rece
     with torch.no_grad():
         height, width = capture(model.module, images[:1], [layer])[layer].shape[-2:]
     cy, cx = height // 2, width // 2
-    top, left, bottom, right = _support(model, layer, cy, cx, images)
+    (top, left, bottom, right), energy = _support(model, layer, cy, cx, images)
     stride_y, stride_x = side / height, side / width  # fallback for 1x1 maps
     if height > 1 and width > 1:
         ny, nx = (cy + 1, cx + 1) if cy + 1 < height and cx + 1 < width else (cy - 1, cx - 1)
-        t2, l2, b2, r2 = _support(model, layer, ny, nx, images)
+        (t2, l2, b2, r2), _ = _support(model, layer, ny, nx, images)
         # Centres move by one stride per position; they are robust to a clipped edge.
         measured_y = ((t2 + b2) - (top + bottom)) / 2 / (ny - cy)
         measured_x = ((l2 + r2) - (left + right)) / 2 / (nx - cx)
@@ -78,7 +95,7 @@ def _measure(model: LoadedModel, layer: str, images: torch.Tensor) -> tuple[Rece
         stride_x = measured_x if measured_x > 0 else stride_x
     clipped = top == 0 or left == 0 or bottom == side or right == side
     field = ReceptiveField(bottom - top, right - left, stride_y, stride_x,
-                           top - cy * stride_y, left - cx * stride_x, model.input_size)
+                           top - cy * stride_y, left - cx * stride_x, model.input_size, _effective(energy))
     return field, clipped
 
 

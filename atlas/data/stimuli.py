@@ -98,6 +98,15 @@ def edge(size: int, orientation: float) -> np.ndarray:
     return np.clip(0.5 + _along(size, orientation), 0.0, 1.0)
 
 
+def curved_edge(size: int, orientation: float, radius: float) -> np.ndarray:
+    """The boundary of a disc of ``radius`` through the centre, bulging towards
+    ``orientation`` as ``curve`` does: 1 inside the disc, 0 outside, antialiased."""
+    x, y = _grid(size)
+    theta = np.radians(orientation)
+    cx, cy = -radius * np.cos(theta), -radius * np.sin(theta)
+    return np.clip(radius + 0.5 - np.hypot(x - cx, y - cy), 0.0, 1.0)
+
+
 def grating(size: int, orientation: float, frequency: float, phase: float) -> np.ndarray:
     """A sinusoidal grating in [0, 1] varying along ``orientation``; ``frequency`` in cycles/pixel."""
     return 0.5 + 0.5 * np.cos(2 * np.pi * frequency * _along(size, orientation) + np.radians(phase))

@@ -39,26 +39,42 @@ from atlas.stages.tuning import PERIODIC_180
 from atlas.store import write_json
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
+BORDERLINE = 0.15  # a runner-up within this of the winner's score: the unit is "A or B"
 CLUSTER_CORRELATION = 0.6  # discovered families: members' signatures correlate at least this much on average
 MIN_MEMBERS = 3
+FLOOR = 0.2  # a contrast of two responses both below this share of the unit's peak is no evidence
+KERNEL_EVIDENCE = 0.5  # a kernel fit is evidence when it closes this share of the gap from its null to 1 ...
+UNINFORMATIVE_NULL = 0.9  # ... and means nothing when random kernels of its size and smoothness fit this well
+DEAD = 1e-4  # a unit whose responses (or kernel) are below this share of the layer's median is dead
+CONTOURS = ("line", "curve", "edge", "curved_edge")  # single contours, judged among themselves
+THIN = 4.0  # cycles of its preferred grating across its field: a line or a texture beyond, a Gabor below
 
 
 @dataclass(frozen=True)
 class Condition:
+    """A threshold on one metric. A metric not measured for the unit (kernel statistics
+    beyond the first layer) skips the condition; one measured without evidence (None:
+    both responses of a contrast under ``FLOOR`` of the peak) fails a requirement
+    (``low``) and skips a veto (``high``)."""
+
     metric: str
     low: float | None = None  # the metric must be at least this ...
     high: float | None = None  # ... or at most this
     width: float = 0.15  # the soft margin
+    layers: str = "all"  # "first": only where kernels are measured; "later": only beyond the first layer
 
-    def score(self, metrics: dict[str, float]) -> float | None:
-        value = metrics.get(self.metric)
-        if value is None:
+    def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float | None:
+        if self.metric not in metrics or self.layers == ("later" if first_layer else "first"):
             return None
+        value = metrics[self.metric]
+        if value is None:
+            return 0.0 if self.low is not None else None
         margin = value - self.low if self.low is not None else self.high - value
         return float(np.clip(0.5 + 0.5 * margin / self.width, 0.0, 1.0))
 
     def text(self) -> str:
-        return f"{self.metric} ≥ {self.low:g}" if self.low is not None else f"{self.metric} ≤ {self.high:g}"
+        rule = f"{self.metric} ≥ {self.low:g}" if self.low is not None else f"{self.metric} ≤ {self.high:g}"
+        return rule + {"all": "", "first": " (first layer)", "later": " (beyond the first layer)"}[self.layers]
 
 
 @dataclass(frozen=True)
@@ -69,88 +85,199 @@ class Family:
     conditions: tuple[Condition, ...]
     order_by: str = "confidence"  # "orientation", "hue" or "confidence"
     handwritten: str | None = None  # the detector atlas.handwritten builds for it
+    first_layer: bool = True  # whether a first layer's kernel (a linear filter of the image) can be one
+    min_extent: float = 0.0  # the receptive field (pixels) the family's stimuli need
 
-    def score(self, metrics: dict[str, float]) -> float:
-        scores = [s for s in (c.score(metrics) for c in self.conditions) if s is not None]
+    def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
+        scores = [s for s in (c.score(metrics, first_layer) for c in self.conditions) if s is not None]
         return min(scores) if scores else 0.0
+
+    def possible(self, first_layer: bool, extent: float) -> bool:
+        return (self.first_layer or not first_layer) and extent >= self.min_extent
 
 
 ORIENTED = Condition("orientation_selectivity", low=0.3)
 FAMILIES = (
     Family("Ga", "Gabor", "Oriented edge or grating detectors: an edge or a grating drives them most, at one "
-           "orientation, luminance more than color, and a curve clearly less. In the first layer the kernel "
-           "must also fit a Gabor.",
+           "orientation, luminance more than color, more than a thin line and more than a curved contour. "
+           "In a first layer the kernel must fit a Gabor better than random kernels of its size and smoothness.",
            (Condition("share_edge_or_grating", low=0.9, width=0.05), ORIENTED, Condition("color_opponency", high=0.1),
-            Condition("share_curve", high=0.9, width=0.05), Condition("gabor_r2", low=0.5)), "orientation", "template"),
-    Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge.",
-           (Condition("color_opponency", low=0.15), Condition("center_surround", high=0.3),
-            Condition("color_fraction", low=0.3)), "hue", "template"),
+            Condition("edge_or_grating_vs_line", low=0.1, width=0.1), Condition("own_curvature", high=0.2),
+            Condition("cycles_in_field", high=THIN, width=1.0),
+            Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1)),
+           "orientation", "template"),
+    Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge, and "
+           "more than any colored spot. In a first layer the kernel is chromatic, fits a Gabor better than "
+           "random kernels do, and better than a center-surround.",
+           (Condition("color_opponency", low=0.15), Condition("color_edge_vs_spot", low=0.0),
+            Condition("color_fraction", low=0.3), Condition("gabor_excess", low=KERNEL_EVIDENCE),
+            Condition("dog_vs_gabor", high=0.0, width=0.1)), "hue", "template"),
     Family("Cs", "Color center-surround", "A colored spot drives them, the same color over the whole field "
-           "much less, and a hue more than white or black.",
-           (Condition("share_blob", low=0.9, width=0.05), Condition("center_surround", low=0.3),
-            Condition("achromatic", high=-0.1)), "hue", "template"),
-    Family("Bw", "Black and white", "A spot or a field drives them most, white or black more than any hue, "
-           "luminance edges more than color edges, and they are untuned to orientation.",
-           (Condition("share_spot", low=0.9, width=0.05), Condition("achromatic", low=0.3),
-            Condition("color_opponency", high=-0.2), Condition("orientation_selectivity", high=0.3))),
-    Family("Ln", "Line", "A straight line drives them most, more than any curve, at one orientation.",
-           (Condition("share_line", low=0.9, width=0.05), Condition("curve_vs_line", high=-0.05), ORIENTED),
-           "orientation", "line"),
-    Family("Cv", "Curve", "A curve drives them most, clearly more than any straight line, bulging towards one "
-           "orientation.",
-           (Condition("share_curve", low=0.9, width=0.05), Condition("curve_vs_line", low=0.2), ORIENTED),
-           "orientation", "curve"),
+           "much less, and a hue more than white or black. In a first layer the kernel is chromatic and fits a "
+           "difference of Gaussians better than random kernels do, and better than a Gabor.",
+           (Condition("share_spot", low=0.5), Condition("center_surround", low=0.3),
+            Condition("achromatic", high=-0.1), Condition("color_fraction", low=0.3),
+            Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1)),
+           "hue", "template"),
+    Family("Bw", "Black and white", "A spot or a field drives them at least a quarter as hard as anything, white or "
+           "black more than any hue, luminance edges more than color edges, and they are untuned to orientation. "
+           "In a first layer, where stimuli a few pixels wide are too coarse to measure orientation, the kernel "
+           "fits a difference of Gaussians better than random kernels do, and better than a Gabor.",
+           (Condition("share_spot", low=0.25, width=0.1, layers="later"), Condition("achromatic", low=0.3),
+            Condition("color_opponency", high=-0.2), Condition("orientation_selectivity", high=0.3, layers="later"),
+            Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1))),
+    Family("Ln", "Line", "Among single contours a straight thin line drives them about as much as anything, a "
+           "thin curve no more than it, at one orientation; a grating not much more than the line.",
+           (Condition("contour_line", low=0.8, width=0.1), Condition("curve_vs_line", high=0.1, width=0.1), ORIENTED,
+            Condition("line_vs_grating", low=-0.3), Condition("cycles_in_field", low=THIN, width=1.0)),
+           "orientation", "line", first_layer=False, min_extent=7),
+    Family("Cv", "Curve", "Among single contours a curve drives them most, clearly more than the straight "
+           "contour of its kind (a thin curve than a thin line, a disc's boundary than a straight edge), "
+           "bulging towards one orientation.",
+           (Condition("contour_curve", low=0.9, width=0.05), Condition("curvature", low=0.15, width=0.1),
+            Condition("bulge_selectivity", low=0.2, width=0.1)),
+           "orientation", "curve", first_layer=False, min_extent=9),
     Family("Hl", "High-low frequency", "A boundary between fine texture and a flat region drives them most, more "
            "than a plain edge, at one orientation.",
            (Condition("share_high_low", low=0.9, width=0.05), Condition("high_low_vs_edge", low=0.15),
-            Condition("orientation_selectivity", low=0.2)), "orientation"),
-    Family("Tx", "Texture / hatch", "A repeating grating drives them most, clearly more than a single edge or line.",
-           (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.2)), "orientation"),
+            Condition("high_low_selectivity", low=0.2)), "orientation", first_layer=False, min_extent=15),
+    Family("Tx", "Texture / hatch", "A repeating grating drives them most, clearly more than a single edge or line, "
+           "at one orientation.",
+           (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.3), ORIENTED,
+            Condition("cycles_in_field", low=THIN, width=1.0)),
+           "orientation",
+           first_layer=False, min_extent=9),
 )
 OTHER = Family("Ot", "Other", "No named family's criteria hold, and no discovered family claims them.", ())
 
 
-def _contrast(a: float, b: float) -> float:
-    return float((a - b) / max(abs(a) + abs(b), 1e-12))
+def _contrast(a: float, b: float, peak: float) -> float | None:
+    """(a - b) / (a + b) of two responses (rectified), or None when both are under
+    ``FLOOR`` of the unit's peak: two near-zero numbers are no evidence either way."""
+    a, b = max(a, 0.0), max(b, 0.0)
+    if max(a, b) < FLOOR * peak or peak <= 0:
+        return None
+    return (a - b) / (a + b)
+
+
+def _selectivity(curve: dict[str, list], period: int) -> float:
+    """The resultant length (0..1) of an orientation tuning curve {angles, response}."""
+    weights = np.clip(np.asarray(curve["response"], dtype=float), 0, None)
+    phase = np.exp(1j * np.radians(np.asarray(curve["angles"])) * 360 / period)
+    return float(abs((weights * phase).sum()) / max(weights.sum(), 1e-12))
+
+
+def _excess(r2: float, null: float) -> float | None:
+    """How much of the gap from the null's fit to a perfect fit a kernel's fit closes."""
+    return (r2 - null) / max(1 - null, 1e-6)
 
 
 def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
-            kernel: dict[str, float] | None = None) -> dict[str, float]:
+            kernel: dict[str, float] | None = None, extent: float | None = None) -> dict[str, float | None]:
     """The numbers the criteria read, for one unit: its tuning summary, its
-    responses to the stimulus bank (one per stimulus) and, in the first layer, its
-    kernel statistics."""
-    best = {kind: p["response"] for kind, p in summary["preferred"].items()}
-    peak = max(max(best.values()), 1e-12)
-    spots = [(i, p["color"]) for i, p in enumerate(params) if p["kind"] in ("blob", "field")]
-    achromatic = [i for i, color in spots if color in ("white", "black")]
-    hued = [i for i, color in spots if color in stimuli.HUES]
-    out = {f"share_{kind}": max(value, 0.0) / peak for kind, value in best.items()}
+    responses to the stimulus bank (one per stimulus), in the first layer its
+    kernel statistics, and the width of its receptive field (``extent``, pixels).
+    None: measured, but no evidence either way."""
+    best = {kind: max(p["response"], 0.0) for kind, p in summary["preferred"].items()}
+    peak = max(best.values())
+    scale = max(peak, 1e-12)
+    # Spots and fields on grey (a spot on another hue has a luminance contrast of its own).
+    spots = [(i, p["color"]) for i, p in enumerate(params) if p["kind"] in ("blob", "field") and "surround" not in p]
+    achromatic = float(responses[[i for i, color in spots if color in ("white", "black")]].max())
+    hued = float(responses[[i for i, color in spots if color in stimuli.HUES]].max())
+    contour_peak = max(best.get(kind, 0.0) for kind in CONTOURS)
+    contours_count = contour_peak >= FLOOR * peak and peak > 0
+    out: dict[str, float | None] = {f"share_{kind}": value / scale for kind, value in best.items()}
     out.update({
-        "peak": float(max(best.values())),
+        "peak": peak,
         "share_edge_or_grating": max(out["share_edge"], out["share_grating"]),
         "share_spot": max(out["share_blob"], out["share_field"]),
-        "orientation_selectivity": summary["orientation_selectivity"],
-        "curve_vs_line": summary["curve_vs_line"],
-        "color_opponency": summary["color_opponency"],
-        "center_surround": summary["center_surround"],
-        "achromatic": _contrast(float(responses[achromatic].max()), float(responses[hued].max())),
-        "high_low_vs_edge": _contrast(best["high_low"], best["edge"]),
-        "grating_vs_edge": _contrast(best["grating"], max(best["edge"], best["line"])),
+        "contour_line": best["line"] / contour_peak if contours_count else None,
+        "contour_curve": max(best["curve"], best.get("curved_edge", 0.0)) / contour_peak if contours_count else None,
+        # Straight kinds say how oriented a filter is; a curve's bulge is another kind of orientation.
+        "orientation_selectivity": summary["straight_selectivity"],
+        "bulge_selectivity": summary["bulge_selectivity"],
+        "curve_vs_line": _contrast(best["curve"], best["line"], peak),
+        "curved_vs_edge": _contrast(best.get("curved_edge", 0.0), best["edge"], peak),
+        "color_opponency": _contrast(best["color_edge"], best["edge"], peak),
+        "center_surround": _contrast(best["blob"], best["field"], peak),
+        "achromatic": _contrast(achromatic, hued, peak),
+        "high_low_vs_edge": _contrast(best["high_low"], best["edge"], peak),
+        "grating_vs_edge": _contrast(best["grating"], max(best["edge"], best["line"]), peak),
+        "edge_or_grating_vs_line": _contrast(max(best["edge"], best["grating"]), best["line"], peak),
+        "line_vs_grating": _contrast(best["line"], best["grating"], peak),
+        "color_edge_vs_spot": _contrast(best["color_edge"], hued, peak),
+        "high_low_selectivity": _selectivity(summary["curves"]["high_low"], 360),
     })
+    if extent:  # how thin the unit's structure is against its field: a line's many, a Gabor's few
+        out["cycles_in_field"] = summary["frequency_preference"] * extent
+    curved = [v for v in (out["curve_vs_line"], out["curved_vs_edge"]) if v is not None]
+    out["curvature"] = max(curved) if curved else None  # either kind of contour, against its straight twin
+    # The curvature of the kind of contour that drives the unit more: thin strokes or edges.
+    thin = max(best["curve"], best["line"]) >= max(best.get("curved_edge", 0.0), best["edge"])
+    out["own_curvature"] = out["curve_vs_line"] if thin else out["curved_vs_edge"]
     if kernel:
-        out.update({"gabor_r2": kernel["gabor_r2"], "color_fraction": kernel["color_fraction"]})
-    return {k: round(float(v), 4) for k, v in out.items()}
+        # A first layer's thin line detector is a Gabor: the two are not told apart there.
+        del out["edge_or_grating_vs_line"]
+        out.pop("cycles_in_field", None)
+        out["color_fraction"] = kernel["color_fraction"]
+        excess = {}
+        for fit in ("gabor", "dog"):
+            if f"{fit}_null" in kernel and kernel[f"{fit}_null"] < UNINFORMATIVE_NULL:
+                excess[fit] = out[f"{fit}_excess"] = _excess(kernel[f"{fit}_r2"], kernel[f"{fit}_null"])
+        if len(excess) == 2:  # which shape describes the kernel better
+            out["dog_vs_gabor"] = excess["dog"] - excess["gabor"]
+    return {k: None if v is None else round(float(v), 4) for k, v in out.items()}
 
 
-def classify(unit_metrics: dict[str, float]) -> tuple[str, float, dict[str, float]]:
-    """(family symbol, confidence, every named family's score) for one unit."""
-    scores = {f.symbol: round(f.score(unit_metrics), 4) for f in FAMILIES}
-    if unit_metrics["peak"] <= 0:  # nothing in the bank drives it
+def classify(unit_metrics: dict[str, float | None], possible: Sequence[Family] = FAMILIES,
+             first_layer: bool = False) -> tuple[str, float, dict[str, float]]:
+    """(family symbol, confidence, the score of every family ``possible`` here) for one unit."""
+    scores = {f.symbol: round(f.score(unit_metrics, first_layer), 4) for f in possible}
+    if unit_metrics["peak"] <= 0 or not scores:  # nothing in the bank drives it
         return OTHER.symbol, 1.0, scores
     symbol = max(scores, key=scores.get)
     if scores[symbol] >= CONFIDENT:
         return symbol, scores[symbol], scores
     return OTHER.symbol, round(1 - scores[symbol], 4), scores
+
+
+def runner_up(scores: dict[str, float], symbol: str) -> tuple[str | None, float | None]:
+    """The best-scoring family other than ``symbol``, and its score."""
+    others = {s: v for s, v in scores.items() if s != symbol}
+    if not others:
+        return None, None
+    best = max(others, key=others.get)
+    return best, others[best]
+
+
+def possible_families(first_layer: bool, extent: float) -> list[Family]:
+    """The named families a layer can show: a first layer's units are linear filters of
+    the image (no lines or curves beyond a Gabor's), and a family needs a receptive
+    field that holds its stimuli."""
+    return [f for f in FAMILIES if f.possible(first_layer, extent)]
+
+
+def label_units(units: Sequence[int], summaries: dict[int, dict[str, Any]], responses: np.ndarray,
+                params: list[dict], kernels: dict[int, dict[str, float]] | None, extent: float,
+                effective: float | None = None) -> dict[int, dict[str, Any]]:
+    """Every unit's named family (or "other"), confidence, scores and metrics, from its
+    tuning (``responses``: stimuli x units, in ``units`` order), in a first layer
+    (``kernels`` given) its kernel statistics, and the layer's receptive field: its
+    full ``extent`` and its ``effective`` diameter (pixels)."""
+    possible = possible_families(kernels is not None, extent)
+    per_unit = {}
+    for row, u in enumerate(units):
+        m = metrics(summaries[u], responses[:, row], params, (kernels or {}).get(u), effective or extent)
+        symbol, confidence, scores = classify(m, possible, kernels is not None)
+        second, second_score = runner_up(scores, symbol)
+        per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m,
+                       "second": second, "second_score": second_score,
+                       "borderline": second is not None and second_score >= CONFIDENT - BORDERLINE
+                       and second_score >= scores.get(symbol, 0.0) - BORDERLINE,
+                       "orientation_deg": summaries[u]["orientation_deg"],
+                       "orientation_period": 180 if summaries[u]["orientation_kind"] in PERIODIC_180 else 360}
+    return per_unit
 
 
 def signatures(responses: np.ndarray) -> np.ndarray:
@@ -353,13 +480,8 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     used = {e["index"] for d in uses["units"].values() for e in d["inputs"][:evidence.USED_TOP]} \
         if uses and uses["connected"] else None
 
-    per_unit: dict[int, dict[str, Any]] = {}
-    for row, u in enumerate(units):
-        m = metrics(summaries[u], responses[:, row], params, kernels.get(u))
-        symbol, confidence, scores = classify(m)
-        per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m,
-                       "orientation_deg": summaries[u]["orientation_deg"],
-                       "orientation_period": 180 if summaries[u]["orientation_kind"] in PERIODIC_180 else 360}
+    per_unit = label_units(units, summaries, responses, params, kernels or None, tuning["extent"],
+                           tuning.get("effective"))
     labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
                   if ex["image"] in image_labels] for u in units}
     discovered = discover(units, {u: per_unit[u]["family"] for u in units}, responses, params, labels)

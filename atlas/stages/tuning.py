@@ -39,10 +39,13 @@ from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_
 from atlas.store import write_json
 
 STAGE = "tuning"
-FORMAT = 1
+FORMAT = 2
 ORIENTATIONS = tuple(range(0, 360, 15))  # 24 directions for stimuli that differ at 180 degrees
 AXES = tuple(range(0, 180, 15))  # 12 axes for stimuli that repeat every 180 degrees
 PERIODIC_180 = {"line", "grating"}  # kinds whose orientation repeats every 180 degrees
+ORIENTED = ("curve", "curved_edge", "edge", "color_edge", "high_low", "line", "grating")
+STRAIGHT = ("edge", "color_edge", "line", "grating")  # high-low boundaries are random texture: too noisy
+CURVED = ("curve", "curved_edge")
 
 
 @dataclass
@@ -68,11 +71,21 @@ def stimulus_bank(size: int, extent: float) -> Bank:
                 arc = stimuli.curve(size, orientation, radius, span=100.0, width=max(1.0, extent / 16))
                 bank.add(paper + (ink - paper) * arc, extent, kind="curve", orientation=orientation,
                          radius=round(radius, 2), polarity="light" if ink else "dark")
+                # The boundary of a disc, a curved edge, is compared with straight edges; its
+                # orientation is an edge's, the way its bright side faces (the disc bulges
+                # towards its bright side when the disc is dark).
+                if radius < 0.5 * extent:
+                    continue  # a small disc is a spot, not an edge
+                disc = stimuli.curved_edge(size, orientation, radius)
+                bank.add(paper + (ink - paper) * disc, extent, kind="curved_edge",
+                         orientation=(orientation + 180 * bool(ink)) % 360, radius=round(radius, 2),
+                         bulge="dark" if ink else "bright")
         bank.add(stimuli.edge(size, orientation), extent, kind="edge", orientation=orientation)
         bank.add(stimuli.high_low(size, orientation), extent, kind="high_low", orientation=orientation)
     for orientation in AXES:
         for ink, paper in ((1.0, 0.0), (0.0, 1.0)):
-            bar = stimuli.line(size, orientation, 0.8 * extent, width=max(1.0, extent / 16))
+            # As long as the aperture is wide, as the arcs are: like is compared with like.
+            bar = stimuli.line(size, orientation, extent, width=max(1.0, extent / 16))
             bank.add(paper + (ink - paper) * bar, extent, kind="line", orientation=orientation,
                      polarity="light" if ink else "dark")
         for period in (2.5, 4.0, 7.0, 12.0):
@@ -91,6 +104,10 @@ def stimulus_bank(size: int, extent: float) -> Bank:
         # The same color over the whole receptive field: a centre-surround unit's
         # surround cancels its centre, so it prefers the spot.
         bank.add(stimuli.blob(size, extent, rgb, grey), extent, kind="field", color=name)
+    for near, far in ((a, b) for a in stimuli.HUES for b in stimuli.HUES if a != b):
+        # A spot on its opponent: what drives a color-opponent centre and its surround at once.
+        bank.add(stimuli.blob(size, 0.3 * extent, stimuli.HUES[near], stimuli.HUES[far]), extent,
+                 kind="blob", color=near, surround=far, radius=round(0.3 * extent, 2))
     return bank
 
 
@@ -136,7 +153,7 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
     kinds = sorted({p["kind"] for p in params})
     best = {kind: responses[bank.kind(kind)].max(0) for kind in kinds}
     best_index = {kind: bank.kind(kind)[responses[bank.kind(kind)].argmax(0)] for kind in kinds}
-    oriented = ["curve", "edge", "high_low", "line", "grating"]
+    oriented = list(ORIENTED)
     curves = {kind: _orientation_curve(responses, params, bank.kind(kind)) for kind in oriented}
     grating_rows = bank.kind("grating")
     frequencies = sorted({params[i]["frequency"] for i in grating_rows})
@@ -147,6 +164,11 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
         strongest = max(oriented, key=lambda kind: best[kind][u])
         angles, curve = curves[strongest]
         preferred, selectivity = _resultant(curve[:, u:u + 1], angles, 180 if strongest in PERIODIC_180 else 360)
+        straight = max(STRAIGHT, key=lambda kind: best[kind][u])
+        straight_selectivity = _resultant(curves[straight][1][:, u:u + 1], curves[straight][0],
+                                          180 if straight in PERIODIC_180 else 360)[1]
+        bulge = max(CURVED, key=lambda kind: best[kind][u])
+        bulge_deg, bulge_selectivity = _resultant(curves[bulge][1][:, u:u + 1], curves[bulge][0], 360)
         summaries.append({
             "best_kind": max(kinds, key=lambda kind: best[kind][u]),
             "preferred": {kind: {**params[int(best_index[kind][u])], "index": int(best_index[kind][u]),
@@ -154,6 +176,13 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
             "orientation_kind": strongest,
             "orientation_deg": round(float(preferred[0]), 1),
             "orientation_selectivity": round(float(selectivity[0]), 4),
+            # The same for its strongest straight kind: the orientation of a linear filter.
+            "straight_kind": straight,
+            "straight_selectivity": round(float(straight_selectivity[0]), 4),
+            # ... and for its strongest curved kind: the way a curve bulges.
+            "bulge_kind": bulge,
+            "bulge_deg": round(float(bulge_deg[0]), 1),
+            "bulge_selectivity": round(float(bulge_selectivity[0]), 4),
             "curve_vs_line": round(float(_contrast(best["curve"][u], best["line"][u])), 4),
             "frequency_preference": frequencies[int(frequency_curve[:, u].argmax())],
             "color_opponency": round(float(_contrast(best["color_edge"][u], best["edge"][u])), 4),
@@ -267,4 +296,5 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
             save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / f"s-{index}.webp", size=64)
         np.save(folder / "responses.npy", responses.astype(np.float32))
         write_json(folder / "data.json", {"units": {str(u): s for u, s in zip(layer.units, summaries)},
-                                          "stimuli": bank.params, "extent": max(field_.size_y, field_.size_x)})
+                                          "stimuli": bank.params, "extent": max(field_.size_y, field_.size_x),
+                                          "effective": round(field_.effective, 2)})
