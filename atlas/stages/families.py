@@ -142,9 +142,9 @@ FAMILIES = (
            (Condition("share_high_low", low=0.9, width=0.05), Condition("high_low_vs_edge", low=0.15),
             Condition("high_low_selectivity", low=0.2)), "orientation", first_layer=False, min_extent=15),
     Family("Tx", "Texture / hatch", "A repeating grating drives them most, clearly more than a single edge or line, "
-           "at one orientation.",
+           "at one orientation, wherever its stripes fall (at every phase), with many stripes across the field.",
            (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.3), ORIENTED,
-            Condition("cycles_in_field", low=THIN, width=1.0)),
+            Condition("cycles_in_field", low=THIN, width=1.0), Condition("phase_invariance", low=0.5)),
            "orientation",
            first_layer=False, min_extent=9),
 )
@@ -165,6 +165,15 @@ def _selectivity(curve: dict[str, list], period: int) -> float:
     weights = np.clip(np.asarray(curve["response"], dtype=float), 0, None)
     phase = np.exp(1j * np.radians(np.asarray(curve["angles"])) * 360 / period)
     return float(abs((weights * phase).sum()) / max(weights.sum(), 1e-12))
+
+
+def _phase_invariance(preferred: dict[str, Any], responses: np.ndarray, params: list[dict]) -> float:
+    """The weakest response over the phases of the unit's best grating over the strongest:
+    a texture unit answers a texture wherever its stripes fall, a simple edge unit does not."""
+    same = [i for i, p in enumerate(params) if p["kind"] == "grating" and p["orientation"] == preferred["orientation"]
+            and p["frequency"] == preferred["frequency"]]
+    values = np.clip(responses[same], 0, None)
+    return float(values.min() / values.max()) if values.max() > 0 else 0.0
 
 
 def _excess(r2: float, null: float) -> float | None:
@@ -208,6 +217,7 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "line_vs_grating": _contrast(best["line"], best["grating"], peak),
         "color_edge_vs_spot": _contrast(best["color_edge"], hued, peak),
         "high_low_selectivity": _selectivity(summary["curves"]["high_low"], 360),
+        "phase_invariance": _phase_invariance(summary["preferred"]["grating"], responses, params),
     })
     if extent:  # how thin the unit's structure is against its field: a line's many, a Gabor's few
         out["cycles_in_field"] = summary["frequency_preference"] * extent
