@@ -192,6 +192,31 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
         click.echo(f"{record['name']:<40} {record['type']:<20} {channels:>8}  {size}{calls}")
 
 
+@main.group()
+def data() -> None:
+    """Make dataset folders."""
+
+
+@data.command("samples")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--crops", "per_photo", type=int, default=25, show_default=True, help="Random crops per photograph.")
+@click.option("--size", type=int, default=256, show_default=True, help="Pixels on a side of each crop.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_samples(folder: Path, per_photo: int, size: int, seed: int) -> None:
+    """Write seeded random crops of the photographs shipped by scikit-image,
+    scikit-learn and matplotlib into FOLDER (one subfolder per photograph), a dataset
+    for `[data] images` (needs the real extra: pip install -e ".[real]")."""
+    from atlas.data.samples import write_samples
+
+    logging.basicConfig(level=logging.WARNING, format="atlas: %(message)s")
+    try:
+        counts = write_samples(folder, per_photo=per_photo, size=size, seed=seed)
+    except AtlasError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"{folder}: {sum(counts.values())} crops of {len(counts)} photographs ({', '.join(counts)})")
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--epochs", type=int, help="Passes over the training scenes (default: the recipe's).")

@@ -399,21 +399,23 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     """Every unit of a ground-truth layer labelled as a sweep labels it (tuning on the
     stimulus bank, kernel statistics for a convolution over RGB, the family criteria),
     without a store: {unit: the families stage's per-unit record}."""
-    from atlas.capture import find_modules
+    from atlas.capture import capture, find_modules
     from atlas.kernels import kernel_stats
     from atlas.receptive_field import receptive_field
     from atlas.stages import families, tuning
     from atlas.stages.weights import input_conv
 
-    units = list(range(find_modules(model.module, [layer])[layer].out_channels))
+    with torch.no_grad():
+        blank = torch.zeros(1, 3, model.input_size, model.input_size)
+        units = list(range(capture(model.module, blank, [layer])[layer].shape[1]))
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
-    bank = tuning.stimulus_bank(model.input_size, extent)
+    bank = tuning.stimulus_bank(model.input_size, extent, tuning.field_centre(field, model.input_size))
     responses = tuning.respond(model, layer, bank, units, torch.device(device))
     summaries = dict(zip(units, tuning.summarize(responses, bank)))
     conv = input_conv(find_modules(model.module, [layer])[layer])
     kernels = None
-    if conv is not None:
+    if conv is not None and conv.out_channels == len(units):  # as the weights stage decides
         stats = kernel_stats(conv.weight)
         kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units}
     return families.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective)

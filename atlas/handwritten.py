@@ -91,29 +91,33 @@ def template(stimulus: np.ndarray, chromatic: bool = False, surround: float | No
     return Detector("template", (kernel / kernel.norm().clamp_min(1e-12))[None], [(0, 0.0, 0.0, 1.0)])
 
 
-def line_maps(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """The line detectors' signed responses everywhere (light lines positive): (N, len(LINE_AXES), S, S)."""
-    return F.conv2d(images.float() - stimuli.GREY, kernels, padding=kernels.shape[-1] // 2)
+def line_responses(images: torch.Tensor, kernel: torch.Tensor, px: float, py: float) -> torch.Tensor:
+    """One line detector's signed response (light lines positive) at (px, py) pixels from
+    the centre (y up) of each image: (N,). The detector is read only where a circuit
+    samples it, not convolved over the whole image: a field of 200 px needs 70 px line
+    detectors, and a full convolution of those over every stimulus is minutes and
+    gigabytes, where the samples are milliseconds."""
+    n, _, size, _ = images.shape
+    k = kernel.shape[-1]
+    offsets = (torch.arange(k, dtype=torch.float32) - (k - 1) / 2)
+    # Pixel positions of the patch (x right, y down in the image) -> grid_sample's [-1, 1] (align_corners=False).
+    xs = (size - 1) / 2 + px + offsets
+    ys = (size - 1) / 2 - py + offsets
+    gx, gy = (2 * xs + 1) / size - 1, (2 * ys + 1) / size - 1
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1).expand(n, k, k, 2)
+    patch = F.grid_sample(images.float() - stimuli.GREY, grid, align_corners=False, padding_mode="zeros")
+    return (patch * kernel).sum((1, 2, 3))
 
 
-def respond(detector: Detector, images: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
     """The detector's response to each image (N, 3, S, S) in [0, 1], before any
-    rectification of its own: (N,). ``maps``: the images' ``line_maps`` when already
-    computed (they do not depend on the unit)."""
+    rectification of its own: (N,)."""
     if detector.kind == "template":
         kernel = detector.kernels[0].flatten()
         return images.float().flatten(1) @ kernel - stimuli.GREY * kernel.sum()  # (x - grey) . kernel
-    if maps is None:
-        maps = line_maps(images, detector.kernels)
-    needed = sorted({index for index, *_ in detector.samples})
-    maps = maps[:, needed]
-    light, dark = F.relu(maps), F.relu(-maps)
-    maps = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
-    size = images.shape[-1]
     total = torch.zeros(len(images))
     for index, px, py, weight in detector.samples:
-        # Pixel offsets from the centre (y up) -> grid_sample's [-1, 1] coordinates (y down).
-        grid = torch.tensor([[[[px / (size / 2), -py / (size / 2)]]]], dtype=torch.float32).expand(len(images), 1, 1, 2)
-        channel = needed.index(index)
-        total += weight * F.grid_sample(maps[:, channel:channel + 1], grid, align_corners=False).flatten()
+        signed = line_responses(images, detector.kernels[index], px, py)
+        light, dark = F.relu(signed), F.relu(-signed)
+        total += weight * {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
     return total

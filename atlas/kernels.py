@@ -151,7 +151,13 @@ def kernel_stats(weight: torch.Tensor) -> dict[str, np.ndarray]:
     gabor_null = fit_gabors(null)[0].view(c, SURROGATES).quantile(NULL_QUANTILE, dim=1)
     dog_null = fit_dogs(null).view(c, SURROGATES).quantile(NULL_QUANTILE, dim=1)
     norm = energy.sqrt()
+    # Opponency of the dominant color axis: its negative weights against its positive ones
+    # (1 for red vs green or blue vs yellow, 0 for a single channel or for gray).
+    axis = u[:, :, 0]
+    positive, negative = axis.clamp_min(0).sum(1), (-axis).clamp_min(0).sum(1)
+    opponency = torch.minimum(positive, negative) / torch.maximum(positive, negative).clamp_min(1e-30)
     return {"gabor_r2": gabor_r2.numpy(), "gabor_frequency": frequency.numpy(), "gabor_null": gabor_null.numpy(),
             "dog_r2": dog_r2.numpy(), "dog_null": dog_null.numpy(), "color_fraction": color_fraction.numpy(),
             "separability": (s[:, 0] ** 2 / (s ** 2).sum(1).clamp_min(1e-30)).numpy(),
+            "axis_opponency": opponency.numpy(),
             "norm": (norm / norm.median().clamp_min(1e-30)).numpy()}

@@ -76,7 +76,9 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
         for stage in stages:
             for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
                 ctx.artifacts[layer_name][stage] = keys
-        plan["models"].append({**_model_entry(model, spec.weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
+        # A factory that loads its own weights says which (``atlas_weights``), where the config says "none".
+        weights = getattr(model.module, "atlas_weights", spec.weights) if spec.weights == "none" else spec.weights
+        plan["models"].append({**_model_entry(model, weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
         ctx.store.write_plan(config.sweep_digest(), plan)
         del model
     if "universality" in config.sweep.stages:

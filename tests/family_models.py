@@ -2,7 +2,8 @@
 
 - ``early`` (conv over RGB, 11x11): Gabor edge detectors at four orientations,
   red-green and blue-yellow color contrast edges, red and blue center-surround spots;
-- ``lines`` (conv over RGB, 11x11): light-line detectors at eight orientations;
+- ``lines`` (7x7, over a fixed 1x1 "retina" that passes RGB on: not a first layer,
+  whose linear filters would be Gabor-like): light-line detectors at eight orientations;
 - ``curves`` (conv over ``lines``): curve detectors at eight orientations, each
   adding up the line detectors tangent to an arc (the Curve Circuits construction).
 
@@ -121,11 +122,15 @@ class FamilyNet(nn.Module):
         self.kinds["curves"] = ["Cv"] * len(curve_orients)
         self.curve_orientations = [curve_orients[i] for i in curve_order]
         self.early = nn.Conv2d(3, len(early), K, padding=K // 2)
-        self.lines = nn.Conv2d(3, len(LINE_AXES), LINE_K, padding=LINE_K // 2)
+        retina = nn.Conv2d(3, 4, 1, bias=False)  # RGB passed on, and a fourth channel of nothing
+        lines = nn.Conv2d(4, len(LINE_AXES), LINE_K, padding=LINE_K // 2)
+        self.lines = nn.Sequential(retina, lines)
         conv = nn.Conv2d(len(LINE_AXES), len(curves), CURVE_K, padding=CURVE_K // 2)
         self.curves = nn.Sequential(conv, nn.ReLU())
         with torch.no_grad():
-            for layer, w in ((self.early, early), (self.lines, line_kernels()), (conv, curves)):
+            retina.weight.copy_(torch.eye(4, 3)[:, :, None, None])
+            over_retina = np.concatenate([line_kernels(), np.zeros((len(LINE_AXES), 1, LINE_K, LINE_K))], axis=1)
+            for layer, w in ((self.early, early), (lines, over_retina), (conv, curves)):
                 layer.weight.copy_(torch.from_numpy(w).float())
                 layer.bias.zero_()
             # A threshold at half of what each unit's own curve gives it: only close

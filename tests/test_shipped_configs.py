@@ -22,6 +22,9 @@ def _skeleton(arch: str) -> torch.nn.Module:
             return tvm.get_model(name)
         if source == "zoo":
             return zoo.ZOO[name].build()
+        if source == "atlas.models.efficientnet_lite":
+            efficientnet = pytest.importorskip("efficientnet_lite_pytorch")  # the real extra
+            return efficientnet.EfficientNet.from_name(f"efficientnet-{name}")
         from lucent.modelzoo.inceptionv1 import InceptionV1
         return InceptionV1()
 

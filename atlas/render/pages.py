@@ -110,6 +110,7 @@ class Unit:
     featurevis_failed: bool = False  # the image did not raise its objective clearly
     featurevis_objective: str | None = None  # what the channel objective maximised
     dead: bool = False  # never active on the dataset
+    dead_reason: str = "never active on the dataset"  # why its numbers are noise
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
     examples: list[Example] = field(default_factory=list)  # strongest first
@@ -123,6 +124,8 @@ class Unit:
     next_url: str | None = None
     family: "Family | None" = None
     family_confidence: float | None = None
+    # The best-scoring named family other than its own, its score, and whether the two are close.
+    family_second: dict[str, Any] | None = None
     # Circuits: strongest inputs from the swept layer before, uses in the one after.
     inputs: list[Edge] = field(default_factory=list)
     inhibitory: list[Edge] = field(default_factory=list)
@@ -411,6 +414,9 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
 
 def _families(found: dict[str, Any], layer: str, units: dict[int, Unit], base: str) -> list[Family]:
     """A families artifact's families, each unit pointed at its own."""
+    for index, record in found["units"].items():
+        if record.get("dead") and int(index) in units:  # numbers at noise: in no family
+            units[int(index)].dead, units[int(index)].dead_reason = True, record["dead"]
     families = []
     for f in found["families"]:
         family = Family(
@@ -419,7 +425,12 @@ def _families(found: dict[str, Any], layer: str, units: dict[int, Unit], base: s
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
             evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
         for u in family.members:
-            u.family, u.family_confidence = family, found["units"][str(u.index)]["confidence"]
+            record = found["units"][str(u.index)]
+            u.family, u.family_confidence = family, record["confidence"]
+            if record.get("second"):
+                second = next((c for c in found["criteria"] if c["symbol"] == record["second"]), None)
+                u.family_second = {"symbol": record["second"], "name": second["name"] if second else record["second"],
+                                   "score": record["second_score"], "borderline": record.get("borderline", False)}
         families.append(family)
     return families
 
@@ -573,6 +584,7 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
             "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation, "failed": v.failed}
                                     for v in u.variants},
             "dead": u.dead,
+            "dead_reason": u.dead_reason if u.dead else None,
             "weights": u.weights,
             "examples": [e.crop or e.src for e in u.examples],
             "example_values": [e.value for e in u.examples],
@@ -591,6 +603,9 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
             "family": u.family.name if u.family else None,
             "family_symbol": u.family.symbol if u.family else None,
             "family_confidence": u.family_confidence,
+            "family_second": u.family_second["symbol"] if u.family_second else None,
+            "family_second_score": u.family_second["score"] if u.family_second else None,
+            "family_borderline": bool(u.family_second and u.family_second["borderline"]),
             "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
             "preferred": None if u.tuning is None else {
                 kind: {k: v for k, v in p.items() if k not in ("index", "src")}

@@ -154,7 +154,8 @@ def _probes(ctx: StageContext, model: LoadedModel, target: LayerInfo) -> dict[in
     found: dict[int, tuple[list, list]] = {}
     if inputs.get("tuning"):
         tuning = json.loads((ctx.store.path("tuning", inputs["tuning"][0]) / "data.json").read_text())
-        bank = stimulus_bank(model.input_size, tuning["extent"])
+        centre = tuning.get("centre")  # where the tuning stage drew them: on the centre unit's field
+        bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
         for unit, summary in tuning["units"].items():
             best = sorted(summary["preferred"].values(), key=lambda p: -p["response"])[:PROBES]
             found[int(unit)] = ([bank.images[p["index"]] for p in best], [(height // 2, width // 2)] * len(best))

@@ -148,13 +148,13 @@ class Handwritten:
         self._images = images
         self._bank = None
         self._stimuli: torch.Tensor | None = None
-        self._stimuli_maps: torch.Tensor | None = None
 
     @property
     def bank(self):
         """The tuning stage's stimulus bank, redrawn (it is a pure function of size and extent)."""
         if self._bank is None:
-            self._bank = stimulus_bank(self.model.input_size, self.tuning["extent"])
+            centre = self.tuning.get("centre")
+            self._bank = stimulus_bank(self.model.input_size, self.tuning["extent"], tuple(centre) if centre else None)
         return self._bank
 
     @property
@@ -181,21 +181,17 @@ class Handwritten:
         out = {}
         for u in members:
             detector = self.detector(symbol, kind, self.tuning["units"][str(u)])
-            if detector.kind != "template" and self._stimuli_maps is None:
-                self._stimuli_maps = handwritten.line_maps(self.stimuli, detector.kernels)
-            maps = None if detector.kind == "template" else self._stimuli_maps
             unit = self.responses[:, self.layer.units.index(u)]
             rectified = unit.min() >= 0  # a unit that never goes negative has a rectifier: so does its detector
-            on_stimuli = correlation(_rectify(handwritten.respond(detector, self.stimuli, maps), rectified), unit)
+            on_stimuli = correlation(_rectify(handwritten.respond(detector, self.stimuli), rectified), unit)
             out[u] = (on_stimuli, self._on_data(detector, u, rectified))
         return out
 
     def scatter(self, symbol: str, kind: str, unit: int) -> dict[str, list[float]]:
         """The unit's and its detector's responses to every stimulus: the argument's figure."""
         detector = self.detector(symbol, kind, self.tuning["units"][str(unit)])
-        maps = None if detector.kind == "template" else handwritten.line_maps(self.stimuli, detector.kernels)
         responses = self.responses[:, self.layer.units.index(unit)]
-        found = _rectify(handwritten.respond(detector, self.stimuli, maps), responses.min() >= 0)
+        found = _rectify(handwritten.respond(detector, self.stimuli), responses.min() >= 0)
         return {"detector": np.round(found, 4).tolist(), "unit": np.round(responses, 4).tolist()}
 
     def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:

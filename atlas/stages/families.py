@@ -98,25 +98,32 @@ class Family:
 
 ORIENTED = Condition("orientation_selectivity", low=0.3)
 FAMILIES = (
-    Family("Ga", "Gabor", "Oriented edge or grating detectors: an edge or a grating drives them most, at one "
-           "orientation, luminance more than color, more than a thin line and more than a curved contour. "
-           "In a first layer the kernel must fit a Gabor better than random kernels of its size and smoothness.",
-           (Condition("share_edge_or_grating", low=0.9, width=0.05), ORIENTED, Condition("color_opponency", high=0.1),
-            Condition("edge_or_grating_vs_line", low=0.1, width=0.1), Condition("own_curvature", high=0.2),
-            Condition("cycles_in_field", high=THIN, width=1.0),
+    Family("Ga", "Gabor", "Oriented edge or grating detectors: at one orientation, luminance more than color. "
+           "Beyond the first layer an edge or a grating drives them most, at least as much as a thin line, the "
+           "curved twin of their contour no more, with few cycles of the grating across the field. In a first "
+           "layer (where a thin line's filter is a Gabor too) an edge, a line or a grating drives them most, and "
+           "the kernel fits a Gabor better than random kernels of its size and smoothness, and better than a "
+           "center-surround.",
+           (Condition("share_edge_or_grating", low=0.9, width=0.05, layers="later"),
+            Condition("share_straight", low=0.9, width=0.05, layers="first"), ORIENTED,
+            Condition("color_opponency", high=0.1), Condition("edge_or_grating_vs_line", low=0.0, width=0.1), Condition("own_curvature", high=0.2, layers="later"),
+            Condition("thinness", high=1.0, width=0.25),
             Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1)),
            "orientation", "template"),
-    Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge, and "
-           "more than any colored spot. In a first layer the kernel is chromatic, fits a Gabor better than "
+    Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge; beyond "
+           "the first layer a colored spot no more than the same color everywhere. In a first layer the kernel is chromatic "
+           "along an opponent axis (red against green, blue against yellow), fits a Gabor better than "
            "random kernels do, and better than a center-surround.",
-           (Condition("color_opponency", low=0.15), Condition("color_edge_vs_spot", low=0.0),
-            Condition("color_fraction", low=0.3), Condition("gabor_excess", low=KERNEL_EVIDENCE),
+           (Condition("color_opponency", low=0.15), Condition("center_surround", high=0.3, layers="later"),
+            Condition("color_fraction", low=0.3), Condition("axis_opponency", low=0.3),
+            Condition("gabor_excess", low=KERNEL_EVIDENCE),
             Condition("dog_vs_gabor", high=0.0, width=0.1)), "hue", "template"),
     Family("Cs", "Color center-surround", "A colored spot drives them, the same color over the whole field "
            "much less, and a hue more than white or black. In a first layer the kernel is chromatic and fits a "
            "difference of Gaussians better than random kernels do, and better than a Gabor.",
            (Condition("share_spot", low=0.5), Condition("center_surround", low=0.3),
             Condition("achromatic", high=-0.1), Condition("color_fraction", low=0.3),
+            Condition("axis_opponency", low=0.3),
             Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1)),
            "hue", "template"),
     Family("Bw", "Black and white", "A spot or a field drives them at least a quarter as hard as anything, white or "
@@ -129,7 +136,7 @@ FAMILIES = (
     Family("Ln", "Line", "Among single contours a straight thin line drives them about as much as anything, a "
            "thin curve no more than it, at one orientation; a grating not much more than the line.",
            (Condition("contour_line", low=0.8, width=0.1), Condition("curve_vs_line", high=0.1, width=0.1), ORIENTED,
-            Condition("line_vs_grating", low=-0.3), Condition("cycles_in_field", low=THIN, width=1.0)),
+            Condition("line_vs_grating", low=-0.3), Condition("thinness", low=0.7, width=0.2)),
            "orientation", "line", first_layer=False, min_extent=7),
     Family("Cv", "Curve", "Among single contours a curve drives them most, clearly more than the straight "
            "contour of its kind (a thin curve than a thin line, a disc's boundary than a straight edge), "
@@ -144,7 +151,7 @@ FAMILIES = (
     Family("Tx", "Texture / hatch", "A repeating grating drives them most, clearly more than a single edge or line, "
            "at one orientation, wherever its stripes fall (at every phase), with many stripes across the field.",
            (Condition("share_grating", low=0.9, width=0.05), Condition("grating_vs_edge", low=0.3), ORIENTED,
-            Condition("cycles_in_field", low=THIN, width=1.0), Condition("phase_invariance", low=0.5)),
+            Condition("thinness", low=1.0, width=0.25), Condition("phase_invariance", low=0.5)),
            "orientation",
            first_layer=False, min_extent=9),
 )
@@ -201,6 +208,7 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "peak": peak,
         "share_edge_or_grating": max(out["share_edge"], out["share_grating"]),
         "share_spot": max(out["share_blob"], out["share_field"]),
+        "share_straight": max(out["share_edge"], out["share_grating"], out["share_line"]),
         "contour_line": best["line"] / contour_peak if contours_count else None,
         "contour_curve": max(best["curve"], best.get("curved_edge", 0.0)) / contour_peak if contours_count else None,
         # Straight kinds say how oriented a filter is; a curve's bulge is another kind of orientation.
@@ -219,8 +227,11 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "high_low_selectivity": _selectivity(summary["curves"]["high_low"], 360),
         "phase_invariance": _phase_invariance(summary["preferred"]["grating"], responses, params),
     })
-    if extent:  # how thin the unit's structure is against its field: a line's many, a Gabor's few
-        out["cycles_in_field"] = summary["frequency_preference"] * extent
+    if extent:  # how thin the unit's structure is against its field
+        # A line's preferred grating has many cycles across its field, a Gabor's few; a small field
+        # holds few cycles of even the finest grating: "thin" is then most of what it holds.
+        finest = max(p["frequency"] for p in params if p["kind"] == "grating")
+        out["thinness"] = summary["frequency_preference"] * extent / min(THIN, 0.8 * finest * extent)
     curved = [v for v in (out["curve_vs_line"], out["curved_vs_edge"]) if v is not None]
     out["curvature"] = max(curved) if curved else None  # either kind of contour, against its straight twin
     # The curvature of the kind of contour that drives the unit more: thin strokes or edges.
@@ -229,8 +240,10 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
     if kernel:
         # A first layer's thin line detector is a Gabor: the two are not told apart there.
         del out["edge_or_grating_vs_line"]
-        out.pop("cycles_in_field", None)
+        out.pop("thinness", None)
         out["color_fraction"] = kernel["color_fraction"]
+        if "axis_opponency" in kernel:
+            out["axis_opponency"] = kernel["axis_opponency"]
         excess = {}
         for fit in ("gabor", "dog"):
             if f"{fit}_null" in kernel and kernel[f"{fit}_null"] < UNINFORMATIVE_NULL:
@@ -384,7 +397,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 9  # part of the key: bump when the artifact changes
+FORMAT = 10  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -490,11 +503,14 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     used = {e["index"] for d in uses["units"].values() for e in d["inputs"][:evidence.USED_TOP]} \
         if uses and uses["connected"] else None
 
-    per_unit = label_units(units, summaries, responses, params, kernels or None, tuning["extent"],
+    dead = dead_units(units, responses, kernels, examples)
+    live = [u for u in units if u not in dead]
+    rows = [units.index(u) for u in live]
+    per_unit = label_units(live, summaries, responses[:, rows], params, kernels or None, tuning["extent"],
                            tuning.get("effective"))
     labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
-                  if ex["image"] in image_labels] for u in units}
-    discovered = discover(units, {u: per_unit[u]["family"] for u in units}, responses, params, labels)
+                  if ex["image"] in image_labels] for u in live}
+    discovered = discover(live, {u: per_unit[u]["family"] for u in live}, responses[:, rows], params, labels)
     for family in discovered:
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
@@ -503,7 +519,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
                                      {} if images is None else images)
     families = []
     for family in (*FAMILIES, OTHER):
-        members = [u for u in units if per_unit[u]["family"] == family.symbol]
+        members = [u for u in live if per_unit[u]["family"] == family.symbol]
         if members:
             families.append({"symbol": family.symbol, "name": family.name, "kind": "named",
                              "description": family.definition, "order_by": family.order_by,
@@ -516,7 +532,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
                          "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u))})
     for family in families:
         members = family["members"]
-        family.update(count=len(members), share=round(len(members) / len(units), 4), representative=max(
+        family.update(count=len(members), share=round(len(members) / len(live), 4), representative=max(
             members, key=lambda u: (per_unit[u]["confidence"], -u)))
         family["evidence"] = evidence.scorecard(
             members, oriented=family["order_by"] == "orientation",
@@ -528,5 +544,29 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         if family["handwritten"]:  # the seventh argument's figure, for the most typical member
             family["handwritten_scatter"] = detectors.scatter(family["symbol"], family["handwritten"],
                                                               family["representative"])
+    for u, why in dead.items():  # in no family and no scorecard: their numbers are noise
+        per_unit[u] = {"family": None, "confidence": None, "dead": why, "scores": {}, "metrics": {},
+                       "second": None, "second_score": None, "borderline": False,
+                       "orientation_deg": summaries[u]["orientation_deg"], "orientation_period": 360}
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
-            "families": families}
+            "families": families, "dead": sorted(dead),
+            "possible": [f.symbol for f in possible_families(bool(kernels), tuning["extent"])]}
+
+
+def dead_units(units: Sequence[int], responses: np.ndarray, kernels: dict[int, dict[str, float]],
+               examples: dict[int, dict[str, Any]]) -> dict[int, str]:
+    """Units whose numbers are noise, and why: a kernel or a response to every stimulus
+    under ``DEAD`` of the layer's median (weights of 1e-8 are scaled up to look like
+    filters, and ranked examples of such a unit rank rounding errors), or no positive
+    response to any dataset image."""
+    dead = {}
+    reach = np.abs(responses).max(0)
+    floor = DEAD * float(np.median(reach))
+    for row, u in enumerate(units):
+        if u in kernels and kernels[u].get("norm", 1.0) < DEAD:
+            dead[u] = f"its kernel's norm is {kernels[u]['norm']:.1e} of the layer's median"
+        elif reach[row] <= floor:
+            dead[u] = "no stimulus moves it from zero"
+        elif examples.get(u, {}).get("dead"):
+            dead[u] = "never active on the dataset"
+    return dead

@@ -39,7 +39,7 @@ from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_
 from atlas.store import write_json
 
 STAGE = "tuning"
-FORMAT = 2
+FORMAT = 3
 ORIENTATIONS = tuple(range(0, 360, 15))  # 24 directions for stimuli that differ at 180 degrees
 AXES = tuple(range(0, 180, 15))  # 12 axes for stimuli that repeat every 180 degrees
 PERIODIC_180 = {"line", "grating"}  # kinds whose orientation repeats every 180 degrees
@@ -61,8 +61,20 @@ class Bank:
         return np.array([i for i, p in enumerate(self.params) if p["kind"] == name])
 
 
-def stimulus_bank(size: int, extent: float) -> Bank:
-    """Every stimulus, drawn within a centred disc of diameter ``extent`` on grey."""
+def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None = None) -> Bank:
+    """Every stimulus, drawn within a disc of diameter ``extent`` on grey, centred on the
+    image or on ``centre`` (row, column; to the nearest half pixel: each stimulus is
+    drawn on a larger canvas whose centre lands there, and cut out)."""
+    if centre is not None:
+        margin = int(np.ceil(max(abs(c - (size - 1) / 2) for c in centre))) + 1
+        canvas = size + 2 * margin
+        if canvas % 2 == int(round(2 * centre[0])) % 2:  # an integer centre needs an odd canvas, a half one even
+            canvas += 1
+        middle = (canvas - 1) / 2
+        top, left = (int(round(middle - c)) for c in centre)
+        bank = stimulus_bank(canvas, extent)
+        bank.images = [image[:, top:top + size, left:left + size].copy() for image in bank.images]
+        return bank
     bank = Bank()
     extent = float(min(max(extent, 6.0), size))
     for orientation in ORIENTATIONS:
@@ -109,6 +121,16 @@ def stimulus_bank(size: int, extent: float) -> Bank:
         bank.add(stimuli.blob(size, 0.3 * extent, stimuli.HUES[near], stimuli.HUES[far]), extent,
                  kind="blob", color=near, surround=far, radius=round(0.3 * extent, 2))
     return bank
+
+
+def field_centre(field, size: int) -> tuple[float, float]:
+    """(row, column) in pixels of the centre of the receptive field of the unit ``respond``
+    reads (the feature map's centre). Half a pixel or a stride from the image's centre
+    on even sizes: nothing in a field of 200 px, everything in one of 3 (every edge
+    through a 3 px stem's centre would look oriented), so stimuli are drawn there."""
+    def axis(offset: float, stride: float, extent: int) -> float:
+        return offset + (round(size / stride) // 2) * stride + (extent - 1) / 2
+    return axis(field.offset_y, field.stride_y, field.size_y), axis(field.offset_x, field.stride_x, field.size_x)
 
 
 def respond(model: LoadedModel, layer: str, bank: Bank, units: Sequence[int], device: torch.device,
@@ -273,7 +295,8 @@ def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examp
 
 def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, examples_key: str | None) -> None:
     field_ = layer_receptive_field(ctx, model, layer.name)
-    bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x))
+    centre = field_centre(field_, model.input_size)
+    bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x), centre)
     responses = respond(model, layer.name, bank, layer.units, ctx.device)
     summaries = summarize(responses, bank)
     joint = joint_tuning(model, layer.name, layer.units,
@@ -297,4 +320,5 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
         np.save(folder / "responses.npy", responses.astype(np.float32))
         write_json(folder / "data.json", {"units": {str(u): s for u, s in zip(layer.units, summaries)},
                                           "stimuli": bank.params, "extent": max(field_.size_y, field_.size_x),
-                                          "effective": round(field_.effective, 2)})
+                                          "effective": round(field_.effective, 2),
+                                          "centre": list(centre)})

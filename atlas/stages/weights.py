@@ -45,7 +45,7 @@ from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
 from atlas.store import write_json
 
 STAGE = "weights"
-FORMAT = 2  # part of the key: bump when the artifact's files change
+FORMAT = 3  # part of the key: bump when the artifact's files change
 IMAGE_SIZE = 64  # pixels on a side of a kernel image
 
 

@@ -95,7 +95,7 @@ def test_scorecards_hold_every_argument_in_order_with_handwritten_evidence(swept
 def test_criteria_travel_with_the_artifact(swept_families):
     criteria = swept_families["early"]["criteria"]
     assert [c["symbol"] for c in criteria] == [f.symbol for f in (*FAMILIES, OTHER)]
-    assert "share_curve ≥ 0.9" in next(c for c in criteria if c["symbol"] == "Cv")["conditions"]
+    assert "contour_curve ≥ 0.9" in next(c for c in criteria if c["symbol"] == "Cv")["conditions"]
 
 
 def test_a_condition_scores_half_at_its_threshold_and_is_skipped_without_its_metric():
@@ -107,16 +107,54 @@ def test_a_condition_scores_half_at_its_threshold_and_is_skipped_without_its_met
     assert at_most.score({"x": 0.05}) == 0.75
 
 
+CURVE_METRICS = {"peak": 3.0, "share_curve": 1.0, "contour_curve": 1.0, "contour_line": 0.3, "curvature": 0.5,
+                 "curve_vs_line": 0.5, "bulge_selectivity": 0.6, "orientation_selectivity": 0.8,
+                 "share_line": 0.3, "share_edge_or_grating": 0.2, "share_spot": 0.0, "share_blob": 0.0,
+                 "share_high_low": 0.1, "share_grating": 0.2, "color_opponency": -0.5, "center_surround": None,
+                 "achromatic": None, "high_low_vs_edge": -0.5, "grating_vs_edge": -0.3}
+
+
 def test_classify_takes_the_best_family_or_other():
-    curve = {"peak": 3.0, "share_curve": 1.0, "curve_vs_line": 0.5, "orientation_selectivity": 0.8,
-             "share_line": 0.3, "share_edge_or_grating": 0.2, "share_spot": 0.0, "share_blob": 0.0,
-             "share_high_low": 0.1, "share_grating": 0.2, "color_opponency": -0.5, "center_surround": 0.0,
-             "achromatic": 0.0, "high_low_vs_edge": -0.5, "grating_vs_edge": -0.3}
-    symbol, confidence, scores = classify(curve)
+    symbol, confidence, scores = classify(CURVE_METRICS)
     assert symbol == "Cv" and confidence == 1.0 and scores["Ga"] == 0.0
-    symbol, confidence, _ = classify({**curve, "curve_vs_line": 0.15})  # below the threshold by a third of the margin
+    # Below the threshold (0.15) by a third of the margin (0.1): "other", at the complement of its score.
+    symbol, confidence, _ = classify({**CURVE_METRICS, "curvature": 0.15 - 0.1 / 3})
     assert symbol == OTHER.symbol and confidence == pytest.approx(1 - 0.3333, abs=1e-3)
-    assert classify({**curve, "peak": 0.0})[0] == OTHER.symbol  # silent units are "other", confidently
+    assert classify({**CURVE_METRICS, "peak": 0.0})[0] == OTHER.symbol  # silent units are "other", confidently
+
+
+def test_a_contrast_of_two_weak_responses_is_no_evidence():
+    from atlas.stages.families import FLOOR, _contrast
+
+    assert _contrast(0.15, 0.0, peak=1.0) is None  # both below a fifth of the peak: no evidence either way
+    assert _contrast(0.5, 0.1, peak=1.0) == pytest.approx(0.4 / 0.6)
+    # No evidence fails a requirement and skips a veto.
+    assert Condition("center_surround", low=0.3).score({"center_surround": None}) == 0.0
+    assert Condition("center_surround", high=0.3).score({"center_surround": None}) is None
+    assert FLOOR == 0.2
+
+
+def test_first_layer_conditions_apply_only_where_kernels_are_measured():
+    condition = Condition("dog_excess", low=0.5, layers="first")
+    assert condition.score({"dog_excess": 0.0}, first_layer=False) is None
+    assert condition.score({"dog_excess": 0.0}, first_layer=True) == 0.0
+    assert "(first layer)" in condition.text()
+
+
+def test_a_layer_shows_only_the_families_its_field_can_hold():
+    from atlas.stages.families import possible_families
+
+    assert {f.symbol for f in possible_families(True, 11)} == {"Ga", "Cc", "Cs", "Bw"}  # linear filters of pixels
+    assert {f.symbol for f in possible_families(False, 5)} == {"Ga", "Cc", "Cs", "Bw"}  # no room for contours
+    assert {"Ln", "Cv", "Tx"} <= {f.symbol for f in possible_families(False, 12)}
+    assert "Hl" in {f.symbol for f in possible_families(False, 40)}
+
+
+def test_runner_up_and_borderline_units():
+    from atlas.stages.families import runner_up
+
+    assert runner_up({"Ga": 0.9, "Cv": 0.8, "Ln": 0.1}, "Ga") == ("Cv", 0.8)
+    assert runner_up({"Ga": 0.9}, "Ga") == (None, None)
 
 
 def test_clustering_groups_correlated_signatures_and_discover_keeps_unnamed_clusters():
@@ -213,3 +251,17 @@ def test_the_curve_family_page_shows_the_grid_from_lines_with_its_equivariance(f
     grid = re.search(r'<table class="weight-grid">(.*?)</table>', page, re.S).group(1)
     assert grid.count('class="weight-map pixelated"') == 64  # 8 curves x 8 lines
     assert re.search(r"equivariance 0\.[89]\d", page)
+
+
+def test_units_at_numerical_noise_are_dead_and_say_why():
+    from atlas.stages.families import dead_units
+
+    rng = np.random.default_rng(0)
+    responses = rng.normal(size=(40, 4))
+    responses[:, 1] *= 1e-9  # a kernel of 1e-8: its responses are rounding errors
+    kernels = {u: {"norm": 1.0} for u in range(4)}
+    kernels[2]["norm"] = 1e-7  # weights at noise
+    examples = {3: {"dead": True}}  # never positive on any dataset image
+    dead = dead_units(range(4), responses, kernels, examples)
+    assert sorted(dead) == [1, 2, 3]
+    assert "kernel" in dead[2] and "stimulus" in dead[1] and "dataset" in dead[3]

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -61,9 +62,22 @@ def test_a_red_minus_green_unit_is_color_opponent():
 def test_bank_covers_every_kind_within_the_aperture():
     bank = stimulus_bank(32, 10)
     kinds = {p["kind"] for p in bank.params}
-    assert kinds == {"curve", "edge", "high_low", "line", "grating", "color_edge", "blob", "field"}
+    assert kinds == {"curve", "curved_edge", "edge", "high_low", "line", "grating", "color_edge", "blob", "field"}
     corners = np.stack(bank.images)[:, :, :3, :3]
     assert np.allclose(corners, 0.5)  # outside the receptive field: grey
+
+
+def test_curved_edges_face_their_bright_side_as_edges_do():
+    """A curved edge's orientation is the way its bright side faces, whichever side the disc is."""
+    bank = stimulus_bank(32, 20)
+    for i in bank.kind("curved_edge"):
+        p, image = bank.params[i], bank.images[i][0]
+        theta = np.radians(p["orientation"])
+        # Two pixels either side of the centre along the orientation (y up in stimuli, rows down here).
+        ahead = image[int(round(15.5 - 3 * np.sin(theta))), int(round(15.5 + 3 * np.cos(theta)))]
+        behind = image[int(round(15.5 + 3 * np.sin(theta))), int(round(15.5 - 3 * np.cos(theta)))]
+        assert ahead > behind, p
+    assert {bank.params[i]["bulge"] for i in bank.kind("curved_edge")} == {"bright", "dark"}
 
 
 def test_rotations_turn_counter_clockwise_about_the_given_point():
@@ -90,3 +104,15 @@ def test_joint_tuning_hands_over_between_rotated_copies_of_a_detector():
     takeover = curves[0].argmax(1)
     for unit, angle in enumerate((0, 90, 180, 270)):  # turning the image hands over to each unit in turn
         assert takeover[JOINT_ANGLES.index(angle)] == unit
+
+
+@pytest.mark.parametrize("size, centre", [(16, (8.0, 8.0)), (16, (7.5, 7.5)), (15, (7.0, 7.0)), (15, (8.5, 8.5))])
+def test_stimuli_are_drawn_on_the_centre_they_are_asked_for(size, centre):
+    """A spot drawn for a unit whose field is centred half a pixel off the image's centre
+    (even sizes) lands on that unit's pixel, exactly: tiny fields need it."""
+    bank = stimulus_bank(size, 6, centre)
+    spot = next(i for i, p in enumerate(bank.params) if p["kind"] == "blob" and p["color"] == "white"
+                and "surround" not in p)
+    image = bank.images[spot][0]
+    rows, cols = np.nonzero(image > 0.75)
+    assert (rows.mean(), cols.mean()) == pytest.approx(centre, abs=1e-6)
