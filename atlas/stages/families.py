@@ -35,7 +35,7 @@ import numpy as np
 from atlas.data import stimuli
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, evidence, motifs
-from atlas.stages.tuning import PERIODIC_180
+from atlas.stages.tuning import PERIODIC_180, resultant
 from atlas.store import write_json
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
@@ -167,13 +167,6 @@ def _contrast(a: float, b: float, peak: float) -> float | None:
     return (a - b) / (a + b)
 
 
-def _selectivity(curve: dict[str, list], period: int) -> float:
-    """The resultant length (0..1) of an orientation tuning curve {angles, response}."""
-    weights = np.clip(np.asarray(curve["response"], dtype=float), 0, None)
-    phase = np.exp(1j * np.radians(np.asarray(curve["angles"])) * 360 / period)
-    return float(abs((weights * phase).sum()) / max(weights.sum(), 1e-12))
-
-
 def _phase_invariance(preferred: dict[str, Any], responses: np.ndarray, params: list[dict]) -> float:
     """The weakest response over the phases of the unit's best grating over the strongest:
     a texture unit answers a texture wherever its stripes fall, a simple edge unit does not."""
@@ -224,7 +217,8 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "edge_or_grating_vs_line": _contrast(max(best["edge"], best["grating"]), best["line"], peak),
         "line_vs_grating": _contrast(best["line"], best["grating"], peak),
         "color_edge_vs_spot": _contrast(best["color_edge"], hued, peak),
-        "high_low_selectivity": _selectivity(summary["curves"]["high_low"], 360),
+        "high_low_selectivity": float(resultant(np.asarray(summary["curves"]["high_low"]["response"])[:, None],
+                                                summary["curves"]["high_low"]["angles"], 360)[1][0]),
         "phase_invariance": _phase_invariance(summary["preferred"]["grating"], responses, params),
     })
     if extent:  # how thin the unit's structure is against its field

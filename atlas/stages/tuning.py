@@ -155,7 +155,7 @@ def _orientation_curve(responses: np.ndarray, params: list[dict], rows: np.ndarr
     return angles, curve
 
 
-def _resultant(curve: np.ndarray, angles: Sequence[int], period: int) -> tuple[np.ndarray, np.ndarray]:
+def resultant(curve: np.ndarray, angles: Sequence[int], period: int) -> tuple[np.ndarray, np.ndarray]:
     """Preferred orientation (degrees) and selectivity (resultant length, 0..1) per unit."""
     weights = np.clip(curve, 0, None)
     phase = np.exp(1j * np.radians(np.asarray(angles)) * (360 / period))[:, None]
@@ -185,12 +185,12 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
     for u in range(responses.shape[1]):
         strongest = max(oriented, key=lambda kind: best[kind][u])
         angles, curve = curves[strongest]
-        preferred, selectivity = _resultant(curve[:, u:u + 1], angles, 180 if strongest in PERIODIC_180 else 360)
+        preferred, selectivity = resultant(curve[:, u:u + 1], angles, 180 if strongest in PERIODIC_180 else 360)
         straight = max(STRAIGHT, key=lambda kind: best[kind][u])
-        straight_selectivity = _resultant(curves[straight][1][:, u:u + 1], curves[straight][0],
+        straight_selectivity = resultant(curves[straight][1][:, u:u + 1], curves[straight][0],
                                           180 if straight in PERIODIC_180 else 360)[1]
         bulge = max(CURVED, key=lambda kind: best[kind][u])
-        bulge_deg, bulge_selectivity = _resultant(curves[bulge][1][:, u:u + 1], curves[bulge][0], 360)
+        bulge_deg, bulge_selectivity = resultant(curves[bulge][1][:, u:u + 1], curves[bulge][0], 360)
         summaries.append({
             "best_kind": max(kinds, key=lambda kind: best[kind][u]),
             "preferred": {kind: {**params[int(best_index[kind][u])], "index": int(best_index[kind][u]),
