@@ -159,6 +159,8 @@ class Family:
     representative: Unit
     order_by: str
     evidence: list[dict[str, Any]]  # the seven arguments in order: {argument, verdict, value, rule}
+    confidence: float | None = None  # the members' median confidence
+    borderline: int = 0  # members whose runner-up family scores within a margin of their own
     handwritten_scatter: dict[str, list[float]] | None = None  # the representative's and its detector's responses
     # Grids of weights from the previous layer's families: {source, source_name, strength, equivariance,
     # rows (Units of this family), columns (Units of the source family), maps}.
@@ -424,6 +426,9 @@ def _families(found: dict[str, Any], layer: str, units: dict[int, Unit], base: s
             url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
             evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
+        confidences = [found["units"][str(u.index)]["confidence"] for u in family.members]
+        family.confidence = float(np.median(confidences)) if confidences else None
+        family.borderline = sum(bool(found["units"][str(u.index)].get("borderline")) for u in family.members)
         for u in family.members:
             record = found["units"][str(u.index)]
             u.family, u.family_confidence = family, record["confidence"]
