@@ -10,6 +10,15 @@ family with the highest score if that is at least 0.5, else "other". A condition
 on a metric the unit lacks (no kernel statistics beyond the first layer) is
 skipped. ``FAMILIES`` is the one place the criteria live; the site prints them.
 
+What holds on networks nobody tuned the criteria to (``atlas.groundtruth`` and
+``benchmarks/families_groundtruth.py`` measure it): a contrast of two responses too
+weak to matter (``FLOOR``) is no evidence, not +1 or -1; contours are judged among
+single contours; a first layer's kernel fits count only beyond their surrogate
+null (``atlas.kernels``); a layer is offered only the families its field can show
+(``possible_families``); dead units (``dead_units``: kernels or responses at
+numerical noise, or never active on data) are in no family; and every unit keeps
+its runner-up, "borderline" when it is close.
+
 **Discovered families**: the layer's units are clustered by their response
 signatures over the stimulus bank (average-linkage clustering on correlation,
 cut at ``CLUSTER_CORRELATION``). A cluster of at least ``MIN_MEMBERS`` units, most of
