@@ -177,6 +177,8 @@ class Layer:
     prev_url: str | None = None  # the model's previous and next swept layers
     next_url: str | None = None
     dictionary: dict[str, Any] | None = None  # a dictionary's features: its training numbers, {"of": layer}
+    # Named families this layer cannot show (a first layer's linear filters, or a field too small for them).
+    impossible: list[str] = field(default_factory=list)
 
     def family(self, symbol: str) -> Family | None:
         return next((f for f in self.families if f.symbol == symbol), None)
@@ -409,9 +411,11 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
     ordered = list(units.values())
     for before, after in zip(ordered, ordered[1:]):
         before.next_url, after.prev_url = after.url, before.url
+    found = [_read(store.path("families", key)) for key in artifacts.get("families", [])]
     return Layer(name=entry["name"], url=f"{base}/index.html", shape=entry["shape"], units=ordered,
-                 families=[f for key in artifacts.get("families", []) for f in _families(_read(
-                     store.path("families", key)), entry["name"], units, base)])
+                 families=[f for data in found for f in _families(data, entry["name"], units, base)],
+                 impossible=[c["name"] for data in found if "possible" in data for c in data["criteria"]
+                             if c["symbol"] not in data["possible"] and c["symbol"] != "Ot"])
 
 
 def _families(found: dict[str, Any], layer: str, units: dict[int, Unit], base: str) -> list[Family]:
@@ -616,6 +620,7 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
                 kind: {k: v for k, v in p.items() if k not in ("index", "src")}
                 for kind, p in u.tuning["preferred"].items()},
         } for u in layer.units],
+        "impossible_families": layer.impossible,
         "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
                       "share": f.share, "url": f.url} for f in layer.families],
     }

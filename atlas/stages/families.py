@@ -115,8 +115,11 @@ FAMILIES = (
            "center-surround.",
            (Condition("share_edge_or_grating", low=0.9, width=0.05, layers="later"),
             Condition("share_straight", low=0.9, width=0.05, layers="first"), ORIENTED,
-            Condition("color_opponency", high=0.1), Condition("edge_or_grating_vs_line", low=0.0, width=0.1), Condition("own_curvature", high=0.2, layers="later"),
-            Condition("thinness", high=1.0, width=0.25),
+            Condition("color_opponency", high=0.1),
+            # In a first layer a thin line's filter is a Gabor: lines are not told apart there.
+            Condition("edge_or_grating_vs_line", low=0.0, width=0.1, layers="later"),
+            Condition("own_curvature", high=0.2, layers="later"),
+            Condition("thinness", high=1.0, width=0.25, layers="later"),
             Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1)),
            "orientation", "template"),
     Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge; beyond "
@@ -185,7 +188,7 @@ def _phase_invariance(preferred: dict[str, Any], responses: np.ndarray, params: 
     return float(values.min() / values.max()) if values.max() > 0 else 0.0
 
 
-def _excess(r2: float, null: float) -> float | None:
+def _excess(r2: float, null: float) -> float:
     """How much of the gap from the null's fit to a perfect fit a kernel's fit closes."""
     return (r2 - null) / max(1 - null, 1e-6)
 
@@ -212,12 +215,12 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "share_spot": max(out["share_blob"], out["share_field"]),
         "share_straight": max(out["share_edge"], out["share_grating"], out["share_line"]),
         "contour_line": best["line"] / contour_peak if contours_count else None,
-        "contour_curve": max(best["curve"], best.get("curved_edge", 0.0)) / contour_peak if contours_count else None,
+        "contour_curve": max(best["curve"], best["curved_edge"]) / contour_peak if contours_count else None,
         # Straight kinds say how oriented a filter is; a curve's bulge is another kind of orientation.
         "orientation_selectivity": summary["straight_selectivity"],
         "bulge_selectivity": summary["bulge_selectivity"],
         "curve_vs_line": _contrast(best["curve"], best["line"], peak),
-        "curved_vs_edge": _contrast(best.get("curved_edge", 0.0), best["edge"], peak),
+        "curved_vs_edge": _contrast(best["curved_edge"], best["edge"], peak),
         "color_opponency": _contrast(best["color_edge"], best["edge"], peak),
         "center_surround": _contrast(best["blob"], best["field"], peak),
         "achromatic": _contrast(achromatic, hued, peak),
@@ -225,7 +228,6 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
         "grating_vs_edge": _contrast(best["grating"], max(best["edge"], best["line"]), peak),
         "edge_or_grating_vs_line": _contrast(max(best["edge"], best["grating"]), best["line"], peak),
         "line_vs_grating": _contrast(best["line"], best["grating"], peak),
-        "color_edge_vs_spot": _contrast(best["color_edge"], hued, peak),
         "high_low_selectivity": float(resultant(np.asarray(summary["curves"]["high_low"]["response"])[:, None],
                                                 summary["curves"]["high_low"]["angles"], 360)[1][0]),
         "phase_invariance": _phase_invariance(summary["preferred"]["grating"], responses, params),
@@ -238,12 +240,9 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
     curved = [v for v in (out["curve_vs_line"], out["curved_vs_edge"]) if v is not None]
     out["curvature"] = max(curved) if curved else None  # either kind of contour, against its straight twin
     # The curvature of the kind of contour that drives the unit more: thin strokes or edges.
-    thin = max(best["curve"], best["line"]) >= max(best.get("curved_edge", 0.0), best["edge"])
+    thin = max(best["curve"], best["line"]) >= max(best["curved_edge"], best["edge"])
     out["own_curvature"] = out["curve_vs_line"] if thin else out["curved_vs_edge"]
     if kernel:
-        # A first layer's thin line detector is a Gabor: the two are not told apart there.
-        del out["edge_or_grating_vs_line"]
-        out.pop("thinness", None)
         out["color_fraction"] = kernel["color_fraction"]
         if "axis_opponency" in kernel:
             out["axis_opponency"] = kernel["axis_opponency"]

@@ -343,3 +343,11 @@ def test_every_image_declares_its_size_so_pages_do_not_jump(built_site):
         html = page.read_text()
         for tag in re.findall(r"<img\b[^>]*>", html):
             assert re.search(r'\bwidth="\d+"', tag) and re.search(r'\bheight="\d+"', tag), f"{page}: {tag}"
+
+
+def test_a_first_layer_says_which_families_it_cannot_show(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    conv1 = catalog["models"][0]["layers"][0]
+    assert {"Line", "Curve", "Texture / hatch", "High-low frequency"} <= set(conv1["impossible_families"])
+    page = (built_site / conv1["units"][0]["url"]).parent / "index.html"
+    assert "Families this layer cannot show" in page.read_text()
