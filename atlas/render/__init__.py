@@ -14,7 +14,6 @@ import base64
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import struct
@@ -30,6 +29,7 @@ import numpy as np
 
 from atlas.config import Config
 from atlas.errors import AtlasError
+from atlas.forked import can_fork, map_forked
 from atlas.names import slug
 from atlas.render import charts
 from atlas.render.pages import SiteModel, build_site, catalog, polysemantic_overview, search_index
@@ -142,40 +142,25 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
     return pages
 
 
-_FORKED: list[Page] = []  # the pages a forked worker renders, inherited from the parent
-
-
-def _write_pages(folder: Path, pages: list[Page]) -> None:
+def _write_pages(folder: Path, pages: list[Page]) -> int:
     env = _environment()
     for p in pages:
         _write_text(folder / p.path, env.get_template(p.template).render(p.context))
-
-
-def _write_share(folder: Path, worker: int, workers: int) -> int:
-    """A forked worker's share of ``_FORKED``: every ``workers``-th page, so that each
-    gets its part of every page type."""
-    share = _FORKED[worker::workers]
-    _write_pages(folder, share)
-    return len(share)
+    return len(pages)
 
 
 def _write_pages_parallel(folder: Path, pages: list[Page], workers: int,
                           meanwhile: Callable[[], None] = lambda: None) -> None:
     """Render and write ``pages`` in ``workers`` forked processes (each inherits the page
-    models, so nothing is pickled but the folder and a number), running ``meanwhile`` in
-    this process as they work; serially where fork is not available or one worker is asked for."""
-    if workers <= 1 or len(pages) < 2 * workers or "fork" not in multiprocessing.get_all_start_methods():
+    models, so nothing is pickled but a number; each gets every ``workers``-th page, its
+    part of every page type), running ``meanwhile`` in this process as they work;
+    serially where fork is not available or one worker is asked for."""
+    if workers <= 1 or len(pages) < 2 * workers or not can_fork():
         _write_pages(folder, pages)
         meanwhile()
         return
-    _FORKED[:] = pages
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pending = pool.starmap_async(_write_share, [(folder, i, workers) for i in range(workers)])
-            meanwhile()
-            written = pending.get()
-    finally:
-        _FORKED.clear()
+    written = map_forked(lambda share: _write_pages(folder, pages[share::workers]), range(workers), workers,
+                         meanwhile=meanwhile)
     assert sum(written) == len(pages)
 
 

@@ -30,7 +30,6 @@ import dataclasses
 import functools
 import logging
 import math
-import multiprocessing
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,6 +38,7 @@ import torch
 
 from atlas import optvis
 from atlas.capture import capture, layer_inputs
+from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
@@ -284,7 +284,7 @@ def render_batches(model: LoadedModel, layer: str, units: Sequence[int], *, batc
     parts = [list(part) for part in chunks(units, size)]
     render = functools.partial(render_units, model, layer, **options)
     if workers > 1 and len(parts) > 1:
-        results = _in_processes(render, parts, workers)
+        results = map_forked(render, parts, workers, initializer=functools.partial(torch.set_num_threads, 1))
     else:
         results = [render(part) for part in parts]
     return Rendered(sum((r.units for r in results), []), sum((r.kinds for r in results), []),
@@ -293,28 +293,9 @@ def render_batches(model: LoadedModel, layer: str, units: Sequence[int], *, batc
                     results[0].response)
 
 
-_FORKED: list = []  # what forked workers inherit: (function, items)
-
-
-def _in_processes(function, items: list, workers: int) -> list:
-    """``[function(item) for item in items]`` in forked processes of one torch thread each."""
-    _FORKED[:] = [function, items]
-    try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            return pool.map(_run_forked, range(len(items)), chunksize=1)
-    finally:
-        _FORKED.clear()
-
-
-def _run_forked(index: int):
-    function, items = _FORKED
-    return function(items[index])
-
-
 def workers_for(device: torch.device, configured: int | None = None) -> int:
     """Processes rendering side by side: one on CUDA (the device is shared) or without fork."""
-    if device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+    if device.type != "cpu" or not can_fork():
         return 1
     return configured or torch.get_num_threads()
 

@@ -190,7 +190,8 @@ def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.T
     by ``batch`` zero maps of ``shape``: element i's gradient of the target at
     ``centre``, summed over ``units[i]`` weighted by ``weights[i]``. (batch, *shape)."""
     replacement = torch.zeros(batch, *shape, device=probe.device, requires_grad=True)
-    handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement)
+    # A copy, not the leaf itself: the model may change its layer output in place (`out += identity`).
+    handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement.clone())
     try:
         with Linearized():
             out = capture(module, probe, [target], detach=False)[target]

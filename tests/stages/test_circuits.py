@@ -154,3 +154,48 @@ def test_a_layer_that_does_not_read_the_source_is_reported():
 
     with pytest.raises(ValueError, match="does not depend"):
         expanded_weights(loaded(TwoHeads(), 4), "a", "b", [0, 1])
+
+
+def test_expanded_weights_from_inside_a_torchvision_resnet_block_and_into_its_downsample():
+    """Layers inside blocks, batch norms and downsample branches, where torchvision's
+    ``out += identity`` changes the source's output in place."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    model = loaded(net, 64)
+    # bn2 -> (+ identity) -> ReLU (set aside) -> the block output -> layer2's 1x1 stride-2 downsample.
+    into_downsample = expanded_weights(model, "layer1.1.bn2", "layer2.0.downsample.0", [0, 3, 7])
+    np.testing.assert_allclose(into_downsample.weights, net.layer2[0].downsample[0].weight[[0, 3, 7]].numpy(),
+                               atol=1e-6)
+    inside = expanded_weights(model, "layer1.0.conv1", "layer1.1.bn2", [0, 1])
+    assert np.isfinite(inside.weights).all() and np.abs(inside.weights).max() > 0
+    assert inside.weights.shape[:2] == (2, 64)
+
+
+def test_expanded_weights_through_a_vgg_max_pool_and_a_googlenet_inception_block():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg11(weights=None)
+    found = expanded_weights(loaded(vgg.features, 32), "0", "3", [0, 5])  # conv, ReLU, max pool 2, conv
+    # The max pool averages on the linear path: each 3x3 weight spreads over a 2x2 block at a quarter.
+    expected = np.kron(vgg.features[3].weight[[0, 5]].numpy(), np.ones((2, 2)) / 4)
+    np.testing.assert_allclose(found.weights, expected, atol=1e-6)
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    inception = expanded_weights(loaded(googlenet, 64), "inception3a", "inception3b", [0, 200])
+    assert inception.weights.shape[:2] == (2, 256) and np.abs(inception.weights).max() > 0
+    # Unit 0 is in the 1x1 branch: a 1x1 convolution of the source, batch norm folded in.
+    branch = googlenet.inception3b.branch1
+    bn = branch.bn
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    direct = (branch.conv.weight[0, :, 0, 0] * scale[0]).numpy()
+    centre = [s // 2 for s in inception.weights.shape[2:]]
+    np.testing.assert_allclose(inception.weights[0, :, centre[0], centre[1]], direct, atol=1e-5)
+
+
+def test_expanded_weights_on_efficientnet_lite0():
+    efficientnet = pytest.importorskip("efficientnet_lite_pytorch")
+    torch.manual_seed(0)
+    net = efficientnet.EfficientNet.from_name("efficientnet-lite0")
+    found = expanded_weights(loaded(net, 64), "_blocks.1", "_blocks.2", [0, 1])
+    assert found.weights.shape[:2] == (2, 24) and np.isfinite(found.weights).all()
+    assert np.abs(found.weights).max() > 0

@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import pytest
@@ -86,14 +85,6 @@ def test_batches_shared_among_worker_processes_give_the_same_images():
     assert np.abs(forked.images.astype(int) - serial.images.astype(int)).max() <= 1
     np.testing.assert_allclose(forked.activations, serial.activations, rtol=1e-4, atol=1e-5)
 
-
-
-def test_worker_processes_run_one_thread_each_and_keep_the_order():
-    threads = torch.get_num_threads()
-    results = featurevis._in_processes(lambda item: (os.getpid(), torch.get_num_threads(), item * 2), [1, 2, 3], 2)
-    assert [doubled for _, _, doubled in results] == [2, 4, 6]
-    assert all(pid != os.getpid() and count == 1 for pid, count, _ in results)
-    assert torch.get_num_threads() == threads and featurevis._FORKED == []
 
 
 def test_diversity_images_differ():
