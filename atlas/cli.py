@@ -13,16 +13,43 @@ import functools
 import http.server
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 import click
 
-from atlas.config import Config, load_config
-from atlas.errors import AtlasError
+from atlas.config import DEVICES, Config, load_config, valid_device
+from atlas.errors import AtlasError, user_os_error
 
 log = logging.getLogger("atlas")
+
+
+def _one_line_errors(func: Callable) -> Callable:
+    """Bad input and a machine's limits (a full disk, a read-only folder) end the
+    command with one line naming the key or file, exit 2; Ctrl-C with a word on what
+    was kept, exit 130; anything else is a bug and keeps its traceback."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except AtlasError as e:
+            _fail(str(e))
+        except OSError as e:
+            line = user_os_error(e)
+            if line is None:
+                raise
+            _fail(line)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is kept; run the command again to resume", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
 
 
 def _config_options(func: Callable) -> Callable:
@@ -32,24 +59,36 @@ def _config_options(func: Callable) -> Callable:
                   help="Override a config value, e.g. --set featurevis.steps=64 (repeatable).")
     @click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
     @functools.wraps(func)
+    @_one_line_errors
     def wrapper(config_path: Path, overrides: tuple[str, ...], verbose: bool, **kwargs):
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="atlas: %(message)s")
-        try:
-            return func(config_path=config_path, overrides=overrides, **kwargs)
-        except AtlasError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted: finished work is kept; run the command again to resume", err=True)
-            sys.exit(130)
+        return func(config_path=config_path, overrides=overrides, **kwargs)
     return wrapper
+
+
+def _writable(config: Config, *keys: str) -> None:
+    """Before any work: the folders that ``keys`` (site.out, sweep.cache) name can be
+    written (their nearest existing folder, for one still to be made)."""
+    for key in keys:
+        section, name = key.split(".")
+        folder = config.resolve(getattr(getattr(config, section), name))
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            reason = "a read-only file system" if _read_only(existing) else "permission denied"
+            raise AtlasError(f"{key}: cannot write {existing} ({reason}); choose a folder you can write")
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _load(config_path: Path, overrides: tuple[str, ...], *, out: Path | None = None,
           device: str | None = None) -> Config:
     extra = []
     if device is not None:
+        if not valid_device(device):
+            raise AtlasError(f"--device: must be one of {', '.join(DEVICES)} or cuda:N (got {device!r})")
         extra.append(f"sweep.device={json.dumps(device)}")
     if out is not None:  # relative to where the command runs, not to the config file
         extra.append(f"site.out={json.dumps(str(out.resolve()))}")
@@ -86,6 +125,7 @@ def build(config_path: Path, overrides: tuple[str, ...], out: Path | None, devic
     from atlas.render import render_site
 
     config = _load(config_path, overrides, out=out, device=device)
+    _writable(config, "sweep.cache", "site.out")
     sweep(config, force=force, progress=_progress)
     report = render_site(config)
     click.echo(f"built {report.pages} pages in {report.out}")
@@ -100,6 +140,7 @@ def sweep_command(config_path: Path, overrides: tuple[str, ...], device: str | N
     from atlas.pipeline import sweep
 
     config = _load(config_path, overrides, device=device)
+    _writable(config, "sweep.cache")
     plan = sweep(config, force=force, progress=_progress)
     units = sum(len(layer["units"]) for model in plan["models"] for layer in model["layers"])
     click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
@@ -112,7 +153,9 @@ def render(config_path: Path, overrides: tuple[str, ...], out: Path | None) -> N
     """Render the site from the store (no model is run)."""
     from atlas.render import render_site
 
-    report = render_site(_load(config_path, overrides, out=out))
+    config = _load(config_path, overrides, out=out)
+    _writable(config, "site.out")
+    report = render_site(config)
     click.echo(f"rendered {report.pages} pages in {report.out} ({report.pages / report.seconds:.0f} pages/s)")
 
 
@@ -129,7 +172,7 @@ def serve(config_path: Path, overrides: tuple[str, ...], out: Path | None, port:
     if not (root / "index.html").exists():
         raise AtlasError(f"site.out: no site in {root}; run `atlas build` first")
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(root, base))
+        server = _Server(("127.0.0.1", port), _handler(root, base))
     except OSError as e:
         raise AtlasError(f"--port: cannot listen on 127.0.0.1:{port} ({e.strerror}); choose another port") from None
     click.echo(f"serving {root} at http://127.0.0.1:{server.server_port}{_normalize_base(base)} (Ctrl-C stops)")
@@ -141,10 +184,22 @@ def _normalize_base(base: str) -> str:
     return "/" + base.strip("/") + "/" if base.strip("/") else "/"
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """A thread per request, and room for a burst of connections (the default
+    backlog of 5 refused half of 200 concurrent requests)."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def _handler(root: Path, base: str) -> type[http.server.SimpleHTTPRequestHandler]:
     prefix = _normalize_base(base)
 
     class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".webp": "image/webp", ".js": "text/javascript", ".json": "application/json",
+                          ".svg": "image/svg+xml", ".css": "text/css", ".html": "text/html"}
+
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=str(root), **kwargs)
 
@@ -152,6 +207,10 @@ def _handler(root: Path, base: str) -> type[http.server.SimpleHTTPRequestHandler
             if not path.startswith(prefix):
                 return str(root / "__outside_base__")  # answered with 404
             return super().translate_path("/" + path[len(prefix):])
+
+        def list_directory(self, path):  # a folder without index.html is not shown
+            self.send_error(404, "Not found")
+            return None
 
         def log_message(self, format: str, *args) -> None:
             log.info("serve: " + format, *args)
@@ -162,8 +221,9 @@ def _handler(root: Path, base: str) -> type[http.server.SimpleHTTPRequestHandler
 @main.command()
 @click.argument("arch")
 @click.option("--weights", default="none", show_default=True, help="none, a weights name, or a state dict path.")
-@click.option("--input-size", type=int, help="Side of the probe image (default: the model's).")
+@click.option("--input-size", type=click.IntRange(8, 8192), help="Side of the probe image (default: the model's).")
 @click.option("--all", "show_all", is_flag=True, help="Also list modules that output no tensor or repeat.")
+@_one_line_errors
 def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> None:
     """List the layers of ARCH (e.g. torchvision:resnet18) with channels and output sizes."""
     import torch
@@ -172,14 +232,10 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
     from atlas.config import ModelConfig
     from atlas.models import load_model
 
-    try:
-        spec = ModelConfig(name=arch, arch=arch, layers=(), weights=weights, input_size=input_size)
-        model = load_model(spec, root=Path.cwd(), key="")
-        probe = torch.zeros(1, 3, model.input_size, model.input_size)
-        records = describe_layers(model.module, model.normalize(probe))
-    except AtlasError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    spec = ModelConfig(name=arch, arch=arch, layers=(), weights=weights, input_size=input_size)
+    model = load_model(spec, root=Path.cwd(), key="")
+    probe = torch.zeros(1, 3, model.input_size, model.input_size)
+    records = describe_layers(model.module, model.normalize(probe))
     click.echo(f"{arch}: input 3×{model.input_size}×{model.input_size}")
     click.echo(f"{'layer':<40} {'type':<20} {'channels':>8}  output")
     for record in records:
@@ -199,9 +255,10 @@ def data() -> None:
 
 @data.command("samples")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--crops", "per_photo", type=int, default=25, show_default=True, help="Random crops per photograph.")
-@click.option("--size", type=int, default=256, show_default=True, help="Pixels on a side of each crop.")
+@click.option("--crops", "per_photo", type=click.IntRange(1, 100_000), default=25, show_default=True, help="Random crops per photograph.")
+@click.option("--size", type=click.IntRange(8, 8192), default=256, show_default=True, help="Pixels on a side of each crop.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@_one_line_errors
 def data_samples(folder: Path, per_photo: int, size: int, seed: int) -> None:
     """Write seeded random crops of the photographs shipped by scikit-image,
     scikit-learn and matplotlib into FOLDER (one subfolder per photograph), a dataset
@@ -209,11 +266,7 @@ def data_samples(folder: Path, per_photo: int, size: int, seed: int) -> None:
     from atlas.data.samples import write_samples
 
     logging.basicConfig(level=logging.WARNING, format="atlas: %(message)s")
-    try:
-        counts = write_samples(folder, per_photo=per_photo, size=size, seed=seed)
-    except AtlasError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    counts = write_samples(folder, per_photo=per_photo, size=size, seed=seed)
     click.echo(f"{folder}: {sum(counts.values())} crops of {len(counts)} photographs ({', '.join(counts)})")
 
 
@@ -225,6 +278,7 @@ def data_samples(folder: Path, per_photo: int, size: int, seed: int) -> None:
               help="Where to write NAME.pt and NAME.log.jsonl (default: the zoo's weights folder).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path(".atlas-cache/world"),
               show_default=True, help="Where generated training scenes are kept between runs.")
+@_one_line_errors
 def train(names: tuple[str, ...], epochs: int | None, images: int | None, out: Path | None,
           cache: Path) -> None:
     """Train zoo models on the world from scratch (all of them when no NAMES are given)."""
@@ -234,8 +288,7 @@ def train(names: tuple[str, ...], epochs: int | None, images: int | None, out: P
     logging.basicConfig(level=logging.INFO, format="atlas: %(message)s")
     unknown = [n for n in names if n not in zoo.ZOO]
     if unknown:
-        click.echo(f"error: unknown zoo model {unknown[0]!r}; the zoo has {', '.join(zoo.ZOO)}", err=True)
-        sys.exit(2)
+        raise AtlasError(f"unknown zoo model {unknown[0]!r}; the zoo has {', '.join(zoo.ZOO)}")
     for name in names or tuple(zoo.ZOO):
         entry = zoo.ZOO[name]
         overrides = {k: v for k, v in {"epochs": epochs, "train_images": images}.items() if v is not None}

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -37,6 +38,12 @@ OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualiza
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
 
 
+def ranged(default: Any, low: float, high: float, *, above: bool = False) -> Any:
+    """A number field's default and its range: ``low <= value <= high`` (``low < value``
+    when ``above``), checked on load like a type, for every item of a list."""
+    return field(default=default, metadata={"range": (low, high, above)})
+
+
 @dataclass(frozen=True)
 class SiteConfig:
     title: str = "Atlas"  # shown in every page header
@@ -46,51 +53,51 @@ class SiteConfig:
 @dataclass(frozen=True)
 class DataConfig:
     images: str  # a folder of images (flat, or one subfolder per class)
-    limit: int = 2000  # use the first N images in sorted order: a fixed, reproducible set
+    limit: int = ranged(2000, 1, 10_000_000)  # use the first N images in sorted order: a fixed, reproducible set
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     device: str = "auto"  # auto picks cuda when available; cpu and cuda force one
-    seed: int = 0  # global seed; each unit's seed derives from it and the unit's id
+    seed: int = ranged(0, 0, 2**63 - 1)  # global seed; each unit's seed derives from it and the unit's id
     cache: Path = Path(".atlas-cache")  # the artifact store (relative to the config file)
     stages: tuple[str, ...] = STAGES  # which analyses run
-    batch_size: int = 32  # images per forward pass when streaming a dataset
+    batch_size: int = ranged(32, 1, 65_536)  # images per forward pass when streaming a dataset
 
 
 @dataclass(frozen=True)
 class FeaturevisConfig:
-    steps: int = 512  # optimisation steps per image (Lucid's default threshold)
-    size: int = 128  # side of the optimised image, in pixels
-    lr: float = 0.05  # Adam learning rate on the image parameterisation
+    steps: int = ranged(512, 1, 1_000_000)  # optimisation steps per image (Lucid's default threshold)
+    size: int = ranged(128, 16, 4096)  # side of the optimised image, in pixels
+    lr: float = ranged(0.05, 0, 100, above=True)  # Adam learning rate on the image parameterisation
     param: str = "fft"  # fft: lucent's decorrelated Fourier spectrum; maco: its phase only, natural magnitude
-    redirect: int = 16  # first steps with redirected rectifier gradients (no dead starts); 0: never
+    redirect: int = ranged(16, 0, 1_000_000)  # first steps with redirected rectifier gradients (no dead starts); 0: never
     objectives: tuple[str, ...] = OBJECTIVES  # which images each unit gets
-    diversity: int = 4  # images per unit for the diversity objective
-    diversity_weight: float = 0.5  # strength of the diversity penalty, relative to the activation
-    batch: int | None = None  # units optimised together; unset: as many as fit the device
-    workers: int | None = None  # CPU processes optimising batches side by side; unset: one per thread
-    thumbnail: int = 64  # side of the thumbnails shown in grids
+    diversity: int = ranged(4, 2, 256)  # images per unit for the diversity objective
+    diversity_weight: float = ranged(0.5, 0, 1000)  # strength of the diversity penalty, relative to the activation
+    batch: int | None = ranged(None, 1, 65_536)  # units optimised together; unset: as many as fit the device
+    workers: int | None = ranged(None, 1, 1024)  # CPU processes optimising batches side by side; unset: one per thread
+    thumbnail: int = ranged(64, 8, 4096)  # side of the thumbnails shown in grids
 
 
 @dataclass(frozen=True)
 class ExamplesConfig:
-    top: int = 9  # dataset examples kept per unit, strongest first
+    top: int = ranged(9, 1, 10_000)  # dataset examples kept per unit, strongest first
 
 
 @dataclass(frozen=True)
 class DictionaryConfig:
-    expansion: int = 4  # dictionary features per unit of the layer
-    l1: float = 0.01  # sparsity penalty (inputs are scaled to mean squared norm = their width)
-    steps: int = 3000  # Adam steps
-    batch: int = 1024  # activation vectors per step
-    samples: int = 65536  # activation vectors (image x position) it is trained on, drawn from the dataset
-    lr: float = 0.003
+    expansion: int = ranged(4, 1, 1024)  # dictionary features per unit of the layer
+    l1: float = ranged(0.01, 0, 1000)  # sparsity penalty (inputs are scaled to mean squared norm = their width)
+    steps: int = ranged(3000, 1, 10_000_000)  # Adam steps
+    batch: int = ranged(1024, 1, 10_000_000)  # activation vectors per step
+    samples: int = ranged(65536, 1, 100_000_000)  # activation vectors (image x position) it is trained on, drawn from the dataset
+    lr: float = ranged(0.003, 0, 100, above=True)
 
 
 @dataclass(frozen=True)
 class SuperpositionConfig:
-    steps: int = 1500  # Adam steps of the toy models (all sparsities train at once)
+    steps: int = ranged(1500, 1, 10_000_000)  # Adam steps of the toy models (all sparsities train at once)
 
 
 @dataclass(frozen=True)
@@ -99,10 +106,10 @@ class ModelConfig:
     arch: str  # torchvision:<name> | lucent:inceptionv1 | package.module:factory
     layers: tuple[str, ...]  # dotted names from named_modules()
     weights: str = "none"  # none | a named weight set | a path to a state dict
-    units: int | None = None  # only the first N units of each layer (all when unset)
-    mean: tuple[float, ...] | None = None  # input normalisation, for import-path models
-    std: tuple[float, ...] | None = None
-    input_size: int | None = None  # side of the model's input image
+    units: int | None = ranged(None, 1, 10_000_000)  # only the first N units of each layer (all when unset)
+    mean: tuple[float, ...] | None = ranged(None, -1000, 1000)  # input normalisation, for import-path models
+    std: tuple[float, ...] | None = ranged(None, 0, 1000, above=True)
+    input_size: int | None = ranged(None, 8, 8192)  # side of the model's input image
     dictionary: tuple[str, ...] = ()  # layers (of ``layers``) to take apart with a sparse autoencoder
 
     @property
@@ -150,7 +157,25 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
     for override in overrides:
         _apply_override(raw, override)
         config = _parse(raw, f"--set {override}")
-    return dataclasses.replace(config, root=path.resolve().parent, source=source)
+    config = dataclasses.replace(config, root=path.resolve().parent, source=source)
+    _check_folders(config)
+    return config
+
+
+def _check_folders(config: Config) -> None:
+    """The site and the store are folders, and neither inside the other: rendering
+    replaces the whole site folder (a cache inside it would be deleted), and a sweep
+    would index a site inside the cache."""
+    site, cache = config.resolve(config.site.out), config.resolve(config.sweep.cache)
+    for key, folder in (("site.out", site), ("sweep.cache", cache)):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{config.source}: {key}: {folder} is a file, not a folder")
+    if site == cache or site in cache.parents:
+        raise ConfigError(f"{config.source}: sweep.cache: {cache} is inside site.out ({site}), which every render "
+                          "replaces; keep the cache outside the site")
+    if cache in site.parents:
+        raise ConfigError(f"{config.source}: site.out: {site} is inside sweep.cache ({cache}); "
+                          "keep the site outside the cache")
 
 
 def _parse(raw: dict, source: str) -> Config:
@@ -168,41 +193,28 @@ class _KeyProblem(Exception):
         self.key, self.problem = key, problem
 
 
+def valid_device(name: str) -> bool:
+    return name in DEVICES or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 def _check(config: Config) -> None:
     """Value checks that types alone cannot express."""
     def require(ok: bool, key: str, problem: str) -> None:
         if not ok:
             raise _KeyProblem(key, problem)
 
-    require(config.sweep.device in DEVICES or config.sweep.device.startswith("cuda:"),
-            "sweep.device", f"must be one of {', '.join(DEVICES)} (got {config.sweep.device!r})")
+    require(valid_device(config.sweep.device), "sweep.device",
+            f"must be one of {', '.join(DEVICES)} or cuda:N (got {config.sweep.device!r})")
     for i, stage in enumerate(config.sweep.stages):
+        require(stage not in config.sweep.stages[:i], f"sweep.stages[{i}]", f"{stage!r} is listed twice")
         require(stage in STAGES, f"sweep.stages[{i}]", f"unknown stage {stage!r}{_suggest(stage, STAGES)}"
                 f"; stages are {', '.join(STAGES)}")
-    require(config.sweep.batch_size >= 1, "sweep.batch_size", "must be at least 1")
-    require(config.featurevis.steps >= 1, "featurevis.steps", "must be at least 1")
-    require(config.featurevis.size >= 16, "featurevis.size", "must be at least 16")
-    require(config.featurevis.batch is None or config.featurevis.batch >= 1, "featurevis.batch", "must be at least 1")
-    require(config.featurevis.workers is None or config.featurevis.workers >= 1, "featurevis.workers",
-            "must be at least 1")
-    require(config.featurevis.diversity >= 2, "featurevis.diversity", "must be at least 2")
-    require(config.featurevis.diversity_weight >= 0, "featurevis.diversity_weight", "must not be negative")
     require(len(config.featurevis.objectives) > 0, "featurevis.objectives", "list at least one objective")
     for i, kind in enumerate(config.featurevis.objectives):
         require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
-    require(config.featurevis.lr > 0, "featurevis.lr", "must be positive")
     require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
             f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
-    require(config.featurevis.redirect >= 0, "featurevis.redirect", "must not be negative")
-    require(config.examples.top >= 1, "examples.top", "must be at least 1")
-    for name in ("expansion", "steps", "batch", "samples"):
-        require(getattr(config.dictionary, name) >= 1, f"dictionary.{name}", "must be at least 1")
-    require(config.dictionary.l1 >= 0, "dictionary.l1", "must not be negative")
-    require(config.dictionary.lr > 0, "dictionary.lr", "must be positive")
-    require(config.superposition.steps >= 1, "superposition.steps", "must be at least 1")
-    if config.data is not None:
-        require(config.data.limit >= 1, "data.limit", "must be at least 1")
     require(len(config.models) > 0, "models", "at least one [[models]] table is required")
     seen: dict[str, str] = {}
     for i, model in enumerate(config.models):
@@ -213,15 +225,12 @@ def _check(config: Config) -> None:
         seen[model.slug] = model.name
         require(len(model.layers) > 0, f"{key}.layers", "list at least one layer")
         require(len(set(model.layers)) == len(model.layers), f"{key}.layers", "a layer is listed twice")
-        require(model.units is None or model.units >= 1, f"{key}.units", "must be at least 1")
         for j, layer in enumerate(model.dictionary):
             require(layer in model.layers, f"{key}.dictionary[{j}]",
                     f"{layer!r} is not one of the model's layers ({', '.join(model.layers)})")
-        require(model.input_size is None or model.input_size >= 8, f"{key}.input_size", "must be at least 8")
         for name in ("mean", "std"):
             value = getattr(model, name)
             require(value is None or len(value) == 3, f"{key}.{name}", "give three values (R, G, B)")
-        require(model.std is None or all(s > 0 for s in model.std), f"{key}.std", "must be positive")
 
 
 # -- generic TOML -> dataclass conversion -------------------------------------------
@@ -240,6 +249,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if key not in fields:
             raise _KeyProblem(path, f"unknown key{_suggest(key, fields)}")
         kwargs[key] = _convert(value, hints[key], path)
+        if "range" in fields[key].metadata:
+            _check_range(kwargs[key], *fields[key].metadata["range"], path)
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in kwargs:
@@ -268,7 +279,20 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     }[tp]
     if not ok:
         raise _KeyProblem(where, f"expected {_TYPE_NAMES[tp]}, got {_describe(value)}")
+    if tp is float and not math.isfinite(value):
+        raise _KeyProblem(where, f"must be a finite number (got {value})")
     return tp(value)
+
+
+def _check_range(value: Any, low: float, high: float, above: bool, where: str) -> None:
+    for i, v in enumerate(value) if isinstance(value, tuple) else [(None, value)]:
+        key = where if i is None else f"{where}[{i}]"
+        if above and v <= low:
+            raise _KeyProblem(key, f"must be more than {low} (got {v})")
+        if v < low:
+            raise _KeyProblem(key, f"must be at least {low} (got {v})")
+        if v > high:
+            raise _KeyProblem(key, f"must be at most {high} (got {v})")
 
 
 def _describe(value: Any) -> str:
@@ -294,13 +318,17 @@ def _apply_override(raw: dict, override: str) -> None:
     node: Any = raw
     parts = keypath.strip().split(".")
     for depth, part in enumerate(parts):
-        name, _, index = part.partition("[")
+        where = ".".join(parts[:depth + 1])
+        name, bracket, index = part.partition("[")
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override}: {'.'.join(parts[:depth])}: is not a table")
+        if not name or (bracket and not (index.endswith("]") and index[:-1].isdigit())):
+            raise ConfigError(f"--set {override}: {where}: expected a key, or a key and a list index as in models[0]")
         last = depth == len(parts) - 1
-        if index:
-            items = node.get(name)
-            i = int(index.rstrip("]"))
+        if bracket:
+            items, i = node.get(name), int(index[:-1])
             if not isinstance(items, list) or not 0 <= i < len(items):
-                raise ConfigError(f"--set {override}: {'.'.join(parts[:depth + 1])}: no such list item")
+                raise ConfigError(f"--set {override}: {where}: no such list item")
             if last:
                 items[i] = value
             node = items[i]
@@ -308,8 +336,6 @@ def _apply_override(raw: dict, override: str) -> None:
             node[name] = value
         else:
             node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {override}: {'.'.join(parts[:depth + 1])}: is not a table")
 
 
 def _plain(obj: Any) -> Any:

@@ -55,19 +55,32 @@ def pick_device(name: str) -> torch.device:
 
 
 def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress) -> dict[str, Any]:
-    """Fill the store with every artifact the config asks for; return the sweep plan."""
+    """Fill the store with every artifact the config asks for; return the sweep plan.
+    One sweep writes a store at a time: a second one waits for the first, then finds
+    its work done."""
+    _preflight(config)
+    store = Store(config.resolve(config.sweep.cache))
+
+    def waiting(holder: str) -> None:
+        log.warning("%s: another atlas sweep (pid %s) is writing this cache; waiting for it to finish, "
+                    "then its work is reused", store.root, holder)
+
+    with store.lock(waiting):
+        return _sweep(config, store, force, progress)
+
+
+def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory) -> dict[str, Any]:
     stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
     if config.data is not None and DATASET_STAGES & set(config.sweep.stages):
         dataset = open_dataset(config.data.images, config.data.limit, config.root)
-    ctx = StageContext(config=config, store=Store(config.resolve(config.sweep.cache)),
+    ctx = StageContext(config=config, store=store,
                        device=pick_device(config.sweep.device), progress=progress,
                        force=force, dataset=dataset)
-    _preflight(config)
     plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [],
                             "data": _dataset_summary(ctx) if dataset is not None else None}
     for i, spec in enumerate(config.models):
-        key = f"models[{i}]"
+        key = f"{config.source}: models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
@@ -95,8 +108,9 @@ def _preflight(config: Config) -> None:
     holds one model), so that a mistake in the last model is reported before the first
     is swept."""
     for i, spec in enumerate(config.models):
-        model = load_model(spec, root=config.root, seed=config.sweep.seed, key=f"models[{i}]")
-        inspect_layers(model, spec.layers, spec.units, torch.device("cpu"), f"models[{i}]")
+        key = f"{config.source}: models[{i}]"  # errors name the file and the key
+        model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key)
+        inspect_layers(model, spec.layers, spec.units, torch.device("cpu"), key)
         del model
 
 

@@ -11,12 +11,24 @@ moment (even ``kill -9``) leaves either the finished artifact or nothing, and th
 rerun resumes at the first missing key. A manifest per stage lists the finished
 keys with a readable description of each, for people and for ``render``.
 
-The store is for one writer at a time (one ``atlas sweep`` per cache folder).
+Each artifact lists its files and their sizes (``.complete``), so that one damaged
+afterwards (a truncated ``data.json``, a deleted image) is found: ``has`` says no, the
+sweep recomputes it, and ``render`` refuses to show it. Folders and files get the
+modes the umask gives (not ``mkdtemp``'s private 0700), so a web server running as
+another user can read a site made from them.
+
+One writer at a time: ``Store.lock`` takes an exclusive ``flock`` on ``lock`` in the
+cache folder, so a second ``atlas sweep`` on the same cache waits (and says so) until
+the first is done, then finds its work done. The kernel releases the lock of a process
+that dies, even by ``kill -9``: a stale lock is taken over without anyone's help.
+Readers (``render``, ``serve``) never take it: they read finished artifacts only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +38,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import atlas
+from atlas.errors import DISK_FULL, DiskFull, folder_size
+
+CONTENTS = ".complete"  # an artifact's files and their sizes, written last
 
 
 def artifact_key(**parts: Any) -> str:
@@ -41,20 +56,24 @@ def _umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+FOLDER_MODE = 0o777 & ~_umask()  # what mkdir() would give; mkdtemp's folders are private (0700)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file so that readers see the old content or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(payload)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise DiskFull(path.parent, len(payload), path.name) from None
         raise
 
 
@@ -74,7 +93,29 @@ class Store:
         return self.root / "objects" / stage / key
 
     def has(self, stage: str, key: str) -> bool:
-        return self.path(stage, key).is_dir()
+        """Whether the artifact is there, whole: every file it was written with, at its size."""
+        return self.damage(stage, key) is None
+
+    def damage(self, stage: str, key: str) -> str | None:
+        """What is wrong with a finished artifact's files, or None. (An artifact from
+        before contents were listed is taken as it is.)"""
+        folder = self.path(stage, key)
+        contents = folder / CONTENTS
+        if not folder.is_dir():
+            return "missing"
+        if not contents.exists():
+            return None
+        try:
+            listed = json.loads(contents.read_text())
+        except (ValueError, OSError):
+            return f"its list of files ({contents}) is unreadable"
+        for name, size in listed.items():
+            path = folder / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if path.stat().st_size != size:
+                return f"{name} has {path.stat().st_size} bytes, not {size}"
+        return None
 
     @contextlib.contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
@@ -82,15 +123,44 @@ class Store:
         self._tmp.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self._tmp, prefix=f"{os.getpid()}-{stage}-"))
         try:
-            yield tmp
+            try:
+                yield tmp
+                _list_contents(tmp)
+            except OSError as e:
+                if e.errno in DISK_FULL:
+                    raise DiskFull(self.root, folder_size(tmp), f"a {stage} artifact") from None
+                raise
+            os.chmod(tmp, FOLDER_MODE)
             final = self.path(stage, key)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # --force: move the old one aside first (a folder
+            if final.exists():  # --force, or a damaged one: move it aside first (a folder
                 os.replace(final, tmp.with_name(tmp.name + "-old"))  # can't be replaced when full)
             os.replace(tmp, final)  # atomic: a folder appears complete or not at all
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(tmp.with_name(tmp.name + "-old"), ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self, waiting=lambda holder: None) -> Iterator[None]:
+        """Hold the store's one-writer lock; ``waiting(holder)`` is called once, with
+        the holder's pid as it wrote it, when another process has it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                waiting(handle.read().strip() or "?")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read_json(self, stage: str, key: str, name: str = "data.json") -> Any:
         """A finished artifact's JSON file."""
@@ -127,11 +197,32 @@ class Store:
             return
         for entry in self._tmp.iterdir():
             pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def plan_artifacts(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every (stage, key) a sweep plan names."""
+    for model in plan["models"]:
+        for entry in [*model["layers"], *model.get("dictionaries", [])]:
+            for stage, keys in entry["artifacts"].items():
+                for key in keys:
+                    yield stage, key
+    if (plan.get("data") or {}).get("thumbnails"):
+        yield "thumbnails", plan["data"]["thumbnails"]
+    if plan.get("universality"):
+        for key in [*plan["universality"]["pairs"], plan["universality"]["summary"]]:
+            yield "universality", key
+    if plan.get("superposition"):
+        yield "superposition", plan["superposition"]
+
+
+def _list_contents(folder: Path) -> None:
+    sizes = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / CONTENTS).write_text(json.dumps(sizes, sort_keys=True))
+
+
+def alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:

@@ -1,12 +1,14 @@
+import concurrent.futures
+import contextlib
 import http.client
 import json
 import threading
-from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from atlas.cli import _handler, main
+from atlas.cli import _handler, _Server, main
 
 
 def run(*args, cwd=None):
@@ -70,29 +72,56 @@ def test_help_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
-def test_serve_answers_under_a_sub_path_like_github_pages(built_site):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(built_site, "/atlas"))
+@contextlib.contextmanager
+def serving(root: Path, base: str = "/"):
+    server = _Server(("127.0.0.1", 0), _handler(root, base))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-
-    def get(path: str) -> tuple[int, bytes]:  # to our own server on the loopback address
-        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
     try:
-        status, body = get("/atlas/index.html")
-        assert status == 200 and b"Tiny &lt;b&gt;atlas&lt;/b&gt;" in body
-        status, body = get("/atlas/catalog.json")
-        assert status == 200 and json.loads(body)["models"]
-        assert get("/index.html")[0] == 404
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
+
+
+def get(port: int, path: str, timeout: float = 20) -> tuple[int, str, bytes]:
+    """(status, content type, body) from our own server on the loopback address."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        connection.close()
+
+
+def test_serve_answers_under_a_sub_path_like_github_pages(built_site):
+    with serving(built_site, "/atlas") as port:
+        status, _, body = get(port, "/atlas/index.html")
+        assert status == 200 and b"Tiny &lt;b&gt;atlas&lt;/b&gt;" in body
+        status, kind, body = get(port, "/atlas/catalog.json")
+        assert status == 200 and kind == "application/json" and json.loads(body)["models"]
+        assert get(port, "/index.html")[0] == 404
+
+
+def test_serve_types_files_lists_no_folders_and_answers_a_burst(built_site):
+    image = next(built_site.rglob("*.webp")).relative_to(built_site).as_posix()
+    with serving(built_site) as port:
+        assert get(port, f"/{image}")[:2] == (200, "image/webp")
+        assert get(port, "/search-index.js")[:2] == (200, "text/javascript")
+        assert get(port, "/static/")[0] == 404  # a folder without index.html: no listing
+        assert get(port, "/")[0] == 200  # a folder with one: the page
+        together = threading.Barrier(200)
+
+        def one(_) -> int | str:  # all 200 connect at once; a full backlog leaves some unanswered for seconds
+            together.wait()
+            try:
+                return get(port, "/catalog.json", timeout=2)[0]
+            except OSError as e:
+                return type(e).__name__
+        with concurrent.futures.ThreadPoolExecutor(200) as pool:
+            statuses = list(pool.map(one, range(200)))
+    assert statuses == [200] * 200
 
 
 def test_serve_on_a_busy_port_is_a_clear_error(built_site):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from atlas.store import Store, artifact_key, write_atomic
+from atlas.store import CONTENTS, Store, artifact_key, write_atomic
 
 
 def test_keys_are_stable_and_change_with_any_part():
@@ -32,7 +32,7 @@ def test_rewriting_an_artifact_replaces_it(tmp_path):
     for value in ("old", "new"):
         with store.writing("stage", "k") as folder:
             (folder / value).write_text(value)
-    assert sorted(p.name for p in store.path("stage", "k").iterdir()) == ["new"]
+    assert sorted(p.name for p in store.path("stage", "k").iterdir()) == [CONTENTS, "new"]
 
 
 def test_temp_folders_of_dead_writers_are_removed(tmp_path):

@@ -191,7 +191,7 @@ def _weights_path(spec: ModelConfig, root: Path, key: str, names: list[str]) -> 
     path = (root / Path(spec.weights).expanduser()).resolve()
     if not path.is_file():
         named = f"; or one of: none, {', '.join(names)}" if names else "; or none"
-        raise AtlasError(f"{key}weights: {spec.weights!r} is not a file{named}")
+        raise AtlasError(f"{key}weights: {spec.weights!r} is not a file ({path}){named}")
     return path
 
 

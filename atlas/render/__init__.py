@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import glob
 import json
 import logging
 import os
@@ -28,13 +29,13 @@ import jinja2
 import numpy as np
 
 from atlas.config import Config
-from atlas.errors import AtlasError
+from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
 from atlas.forked import can_fork, map_forked
 from atlas.names import slug
 from atlas.render import charts
 from atlas.render.pages import SiteModel, build_site, catalog, polysemantic_overview, search_index
 from atlas.render.urls import relative_url
-from atlas.store import Store
+from atlas.store import FOLDER_MODE, Store, alive, plan_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     if plan is None:
         raise AtlasError(f"{config.source}: no sweep of this config in {store.root} yet; "
                          "run `atlas sweep` (or `atlas build`) first")
+    for stage, key in plan_artifacts(plan):  # never render a damaged artifact as if it were whole
+        damage = store.damage(stage, key)
+        if damage is not None:
+            raise AtlasError(f"{config.source}: the {stage} artifact {store.path(stage, key)} is "
+                             f"{'missing' if damage == 'missing' else 'damaged: ' + damage}; "
+                             "run `atlas sweep` (or `atlas build`) to recompute it")
     try:
         site = build_site(plan, store)
     except FileNotFoundError as e:  # the plan names an artifact someone deleted
@@ -238,7 +245,8 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
         raise AtlasError(f"site.out: {out} exists and was not made by Atlas; "
                          "refusing to replace it (choose another folder)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    _remove_abandoned(out)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-{os.getpid()}-"))
     try:
         shutil.copytree(TEMPLATES / "static", building / "static")
 
@@ -256,9 +264,24 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
             _write_text(building / path, text)
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
         (building / SITE_MARKER).touch()
+        # mkdtemp's folder is private (0700): give it the old site's mode, or what mkdir would.
+        os.chmod(building, out.stat().st_mode & 0o7777 if out.exists() else FOLDER_MODE)
         _swap(building, out)
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise DiskFull(out.parent, folder_size(building), f"the site {out.name}") from None
+        raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _remove_abandoned(out: Path) -> None:
+    """What renders that died left beside ``out`` (their pid is in the name and gone)."""
+    for entry in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, rest = entry.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("building", "old") and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _place(source: Path | str, target: Path) -> None:

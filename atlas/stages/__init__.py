@@ -9,6 +9,7 @@ pipeline records in the sweep plan that ``render`` reads.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
@@ -17,6 +18,8 @@ import torch
 from atlas.config import Config
 from atlas.models import LoadedModel
 from atlas.store import Store, artifact_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,12 @@ class StageContext:
     derived: list[dict[str, Any]] = field(default_factory=list)
 
     def needs(self, stage: str, key: str) -> bool:
-        return self.force or not self.store.has(stage, key)
+        if self.force:
+            return True
+        damage = self.store.damage(stage, key)
+        if damage not in (None, "missing"):
+            log.warning("store: the %s artifact %s is damaged (%s); recomputing it", stage, key, damage)
+        return damage is not None
 
 
 def layer_receptive_field(ctx: StageContext, model: LoadedModel, layer: str):

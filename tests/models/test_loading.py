@@ -61,7 +61,7 @@ def test_torchvision_named_weights_offline_say_where_to_put_the_file(tmp_path, m
 
 @pytest.mark.parametrize("arch, weights, message", [
     ("torchvision:resnet81", "none", "models[0].arch: torchvision has no classification model 'resnet81' (did you mean"),
-    ("torchvision:resnet18", "missing.pt", "models[0].weights: 'missing.pt' is not a file; or one of: none, IMAGENET1K_V1"),
+    ("torchvision:resnet18", "missing.pt", "models[0].weights: 'missing.pt' is not a file ("),
     ("lucent:inception", "none", "models[0].arch: lucent has no model 'inception'"),
     ("resnet18", "none", "models[0].arch: 'resnet18' is not SOURCE:NAME"),
     ("no_such_package.mod:make", "none", "models[0].arch: cannot import 'no_such_package.mod'"),

@@ -319,7 +319,7 @@ def test_a_deleted_artifact_is_reported_and_rebuilt(tiny_project):
     sweep(config)
     (artifact,) = (tiny_project / "cache" / "objects" / "weights").iterdir()
     shutil.rmtree(artifact)
-    with pytest.raises(AtlasError, match=r"lacks .*data.json; run `atlas sweep`"):
+    with pytest.raises(AtlasError, match=r"the weights artifact .* is missing; run `atlas sweep`"):
         render_site(config)
     sweep(config)
     assert render_site(config).pages == 10
