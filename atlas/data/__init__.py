@@ -28,6 +28,7 @@ from atlas.errors import AtlasError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_PIXELS = 64_000_000  # larger images are skipped: a dataset image is shown at a few hundred pixels
 EMBEDDED = ("world",)
 
 
@@ -108,10 +109,14 @@ class ImageFolder(Dataset):
         record = self.records[index]
         try:
             with Image.open(self._paths[index]) as img:
+                if img.width * img.height > MAX_PIXELS:  # decoding would take gigabytes
+                    raise ValueError(f"{img.width}x{img.height} pixels, more than the {MAX_PIXELS:,} Atlas reads")
                 img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            self.skipped.setdefault(record.name, str(e) or type(e).__name__)
+            # The reason without the folder: it is stored, keyed by the dataset's content, not its place.
+            why = (str(e) or type(e).__name__).replace(str(self._paths[index]), record.name)
+            self.skipped.setdefault(record.name, why)
             log.debug("skipping unreadable image %s: %s", self._paths[index], e)
             return None
 

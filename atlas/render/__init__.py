@@ -248,7 +248,13 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
     _remove_abandoned(out)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-{os.getpid()}-"))
     try:
-        shutil.copytree(TEMPLATES / "static", building / "static")
+        (building / "static").mkdir()
+        for source in sorted((TEMPLATES / "static").rglob("*")):  # not copytree: it hides a full disk's OSError
+            target = building / source.relative_to(TEMPLATES)
+            if source.is_dir():
+                target.mkdir()
+            else:
+                shutil.copyfile(source, target)
 
         def place_images() -> None:  # while the pages render: linking is system calls, not CPU
             made: set[Path] = set()
