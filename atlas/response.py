@@ -75,6 +75,16 @@ class Response:
             return torch.relu(maps)
         return self.activation(self.signed(maps, channels))
 
+    def of_layer(self, acts: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """The response of a layer's output (B, U, ...), whose column i is channel ``channels[i]``."""
+        return self(acts.transpose(0, 1), channels).transpose(0, 1)
+
+    @property
+    def unrectified(self) -> bool:
+        """Whether the layer's output is signed with no activation after it: then zero is
+        not a threshold the network uses, and "active" (above zero) means nothing."""
+        return self.kind == POSITIVE
+
     @property
     def description(self) -> str:
         """For the page: what the channel objective maximised."""

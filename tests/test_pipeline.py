@@ -44,7 +44,9 @@ def test_sweep_finds_exact_dataset_examples_and_skips_corrupt_files(tiny_project
     # R - G > 0 only in the red and orange images, everywhere in them: 2 of 5 images' positions.
     assert unit0["fraction_active"] == pytest.approx(0.4)
     quantiles = unit0["activation_quantiles"]
-    assert quantiles[0] == pytest.approx((20 - 220) / 255, abs=1e-5) and quantiles[-1] == pytest.approx(1.0, abs=1e-5)
+    # Values are as the network reads them: conv1's ReLU follows, so R - G of green (-200/255) counts as 0.
+    assert quantiles[0] == 0.0 and quantiles[-1] == pytest.approx(1.0, abs=1e-5)
+    assert data["response"] == "the ReLU that follows this linear layer" and not data["unrectified"]
     assert sum(len(group) for group in unit0["quantiles"]) == 5  # each of the 5 images, once
     assert unit0["quantiles"][0][0]["value"] == pytest.approx(1.0)  # strongest tenth first
     conv2 = json.loads((store.path("examples", model["layers"][1]["artifacts"]["examples"][0]) / "data.json").read_text())

@@ -58,3 +58,38 @@ def make_twin_color_net() -> ColorNet:
 
 def make_not_a_model() -> str:
     return "not a module"
+
+
+class SignedNet(nn.Module):
+    """Two ways a layer's output is signed.
+
+    ``pre`` (1x1 over RGB): unit 0 = R - G, unit 1 = B - 0.5, then a batch norm whose
+    scale is -1 on unit 1 and a ReLU: the network passes unit 1 where blue is *below*
+    half. ``block`` (1x1 over RGB): unit 0 = R - G, unit 1 = G - B, added to a skip of
+    zeros and read by a convolution: signed, and no activation ever takes it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Conv2d(3, 2, kernel_size=1)
+        self.bn = nn.BatchNorm2d(2)
+        self.block = nn.Conv2d(3, 2, kernel_size=1)
+        self.head = nn.Conv2d(4, 2, kernel_size=1)
+        with torch.no_grad():
+            self.pre.weight.copy_(torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]).view(2, 3, 1, 1))
+            self.pre.bias.copy_(torch.tensor([0.0, -0.5]))
+            self.bn.weight.copy_(torch.tensor([1.0, -1.0]))
+            self.bn.bias.zero_()
+            self.bn.running_var.fill_(1.0 - self.bn.eps)  # exactly unit scale
+            self.block.weight.copy_(torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]]).view(2, 3, 1, 1))
+            self.block.bias.zero_()
+        self.eval()
+
+    def forward(self, x):
+        rectified = torch.relu(self.bn(self.pre(x)))
+        summed = self.block(x) + torch.zeros_like(x[:, :2])  # a residual sum: signed, no activation
+        return self.head(torch.cat([rectified, summed], 1))
+
+
+def make_signed_net() -> SignedNet:
+    return SignedNet()

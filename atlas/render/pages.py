@@ -118,6 +118,8 @@ class Unit:
     activation_quantiles: list[float] = field(default_factory=list)  # 0%, 10%, ..., 100%
     histogram: dict[str, list[float]] | None = None
     fraction_active: float | None = None
+    negative_examples: list[Example] = field(default_factory=list)  # an unrectified layer's most negative
+    unrectified: bool = False  # its layer is signed and no activation follows: no "active", two ends
     tuning: dict[str, Any] | None = None  # summary numbers, preferred stimuli, orientation curves
     takeover: list[dict[str, Any]] = field(default_factory=list)  # joint tuning: units owning each angle
     prev_url: str | None = None
@@ -381,6 +383,9 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
+            u.unrectified = found.get("unrectified", False)
+            u.negative_examples = [_example(ex, found, folder, base, thumbnails, copies)
+                                   for ex in summary.get("bottom", [])]
     for key in artifacts.get("tuning", []):
         folder = store.path("tuning", key)
         for unit, summary in _read(folder)["units"].items():
@@ -599,6 +604,8 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
             "example_values": [e.value for e in u.examples],
             "activation_quantiles": u.activation_quantiles,
             "fraction_active": u.fraction_active,
+            "unrectified": u.unrectified,
+            "negative_examples": [e.crop or e.src for e in u.negative_examples],
             "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
             "inputs": _edges(u.inputs + u.inhibitory),
             "outputs": _edges(u.outputs + u.outputs_inhibitory),

@@ -85,9 +85,11 @@ def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, f
         "the share of members whose visualization, averaged over the image, drives them as hard as a typical "
         f"dataset image does at its strongest position: strong from {STRONG_SHARE:.0%}, weak from {WEAK_SHARE:.0%}")
     card["dataset examples"] = _verdict(
-        share(lambda u: top(u) > 0 and examples[u]["fraction_active"] <= 0.5, examples), STRONG_SHARE, WEAK_SHARE,
-        "the share of members that fire on data, at no more than half of all positions: strong from "
-        f"{STRONG_SHARE:.0%}, weak from {WEAK_SHARE:.0%}")
+        share(lambda u: top(u) > 0 and examples[u]["fraction_active"] <= 0.5,
+              {u: e for u, e in examples.items() if e.get("fraction_active") is not None}), STRONG_SHARE, WEAK_SHARE,
+        "the share of members that fire on data, at no more than half of all positions (no answer in a signed "
+        f"layer that no activation follows: it has no threshold): strong from {STRONG_SHARE:.0%}, weak from "
+        f"{WEAK_SHARE:.0%}")
     card["synthetic examples"] = _verdict(
         float(np.median([confidence[u] for u in members])) if members else None, STRONG_CONFIDENCE, 0.5,
         f"the members' median confidence: strong from {STRONG_CONFIDENCE}, weak from 0.5")

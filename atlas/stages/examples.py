@@ -12,6 +12,16 @@ are streamed, so memory stays bounded whatever the dataset size:
   dashboards for language-model features do), all estimated from the sample.
 - the fraction of all positions (image x place) where the unit is active (> 0), exact.
 
+A unit's value is its response as the network reads it (``atlas.response``): for a
+linear layer that a batch norm and an activation follow (a convolution before its
+BN-ReLU), that activation's output, so that "active" is what the network's own
+rectifier passes and the strongest images are the ones it passes most (a batch norm
+of negative scale turns the raw maximum into the minimum). A layer whose output is
+signed and that no activation takes (a residual block's sum) has no threshold: about
+half of its positions are above zero by construction, so no fraction active is given
+(None, with the reason on the page), and its most negative images are kept beside the
+strongest (``bottom``): a signed direction has two ends.
+
 Images are shown from one set of thumbnails per dataset (``thumbnails`` artifact).
 """
 
@@ -26,11 +36,12 @@ import torch
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
+from atlas.response import FOLLOWING, Response, find_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.store import write_json
 
 STAGE = "examples"
-FORMAT = 2  # part of the key: bump when the artifact's files change
+FORMAT = 3  # part of the key: bump when the artifact's files change (3: responses, signed layers)
 THUMBNAIL = 96  # pixels on a side of a dataset image on the pages
 CROP = 64  # pixels on a side of a receptive-field crop
 SAMPLE = 1024  # images in the reservoir that quantiles and histograms are estimated from
@@ -113,7 +124,15 @@ class _LayerSummary:
     top: StreamingTopK
     reservoir: ImageReservoir
     active: torch.Tensor  # (units,) positions with activation > 0
+    response: Response
+    bottom: StreamingTopK | None = None  # an unrectified layer's most negative images (of the negated values)
     positions: int = 0  # positions seen per unit
+
+
+def layer_response(model: LoadedModel, layer: str, device: torch.device, seed: int = 0) -> Response:
+    """How the network reads ``layer``'s output, from one pass of a seeded noise image."""
+    noise = torch.rand(1, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(seed))
+    return find_response(model.module, layer, model.normalize(noise.to(device)))
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
@@ -153,21 +172,28 @@ def _images(dataset, size: int):
 
 def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, _LayerSummary]:
     seed = ctx.config.sweep.seed
-    summaries = {layer.name: _LayerSummary(StreamingTopK(len(layer.units), ctx.config.examples.top),
-                                           ImageReservoir(len(layer.units), seed=seed),
-                                           torch.zeros(len(layer.units), dtype=torch.long))
-                 for layer in layers}
-    selected = {layer.name: None if list(layer.units) == list(range(layer.channels))
-                else torch.tensor(layer.units, device=ctx.device) for layer in layers}
+    summaries = {}
+    for layer in layers:
+        response = layer_response(model, layer.name, ctx.device)
+        summaries[layer.name] = _LayerSummary(
+            StreamingTopK(len(layer.units), ctx.config.examples.top), ImageReservoir(len(layer.units), seed=seed),
+            torch.zeros(len(layer.units), dtype=torch.long), response,
+            StreamingTopK(len(layer.units), ctx.config.examples.top) if response.unrectified else None)
+    channels = {layer.name: torch.tensor(layer.units, device=ctx.device) for layer in layers}
+    everything = {layer.name: list(layer.units) == list(range(layer.channels)) for layer in layers}
 
-    def reduce(name: str, acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """A layer's map -> per-image maxima and their positions, positions active."""
-        if selected[name] is not None:
-            acts = acts.index_select(1, selected[name])
-        values, positions = spatial_max(acts)
+    def reduce(name: str, acts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A layer's map -> per-image maxima and their positions, positions active, and
+        for an unrectified layer the minima (negated) and theirs."""
+        if not everything[name]:
+            acts = acts.index_select(1, channels[name])
+        response = summaries[name].response
+        values = response.of_layer(acts, channels[name]) if response.kind == FOLLOWING else acts
+        maxima, positions = spatial_max(values)
         # Summing over the contiguous spatial axis in int32 is twice as fast as over (0, 2, 3).
-        active = acts.flatten(2).gt(0).sum(2, dtype=torch.int32).sum(0) if acts.dim() == 4 else acts.gt(0).sum(0)
-        return values, positions, active, acts[:, 0].numel()
+        active = values.flatten(2).gt(0).sum(2, dtype=torch.int32).sum(0) if values.dim() == 4 else values.gt(0).sum(0)
+        minima = spatial_max(-acts) if response.unrectified else None
+        return maxima, positions, active, acts[:, 0].numel(), minima
 
     names = [layer.name for layer in layers]
     with ctx.progress(len(ctx.dataset.records), f"{model.name}: dataset examples") as bar, torch.no_grad():
@@ -176,12 +202,14 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
             reduced = capture(model.module, model.normalize(x), names, reduce=reduce)
             ids = torch.tensor(indices)
             for name in names:
-                values, positions, active, count = reduced[name]
+                values, positions, active, count, minima = reduced[name]
                 summary = summaries[name]
                 summary.top.update(values, ids, positions)
                 summary.reservoir.update(values, ids, positions)
                 summary.active += active.cpu()
                 summary.positions += count
+                if minima is not None:
+                    summary.bottom.update(*minima[:1], ids, minima[1])
             bar.update(len(indices))
     return summaries
 
@@ -198,19 +226,25 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
         used.add(int(image))
         return {"image": int(image), "value": float(value), "y": int(position) // width, "x": int(position) % width}
 
+    def examples(found: StreamingTopK, row: int, unit: int, kind: str, sign: float = 1.0) -> list[dict[str, Any]]:
+        """A unit's kept images, each with a crop of its receptive field where it fired."""
+        kept = [example(sign * v, i, p) for v, i, p in zip(found.values[row].tolist(), found.images[row].tolist(),
+                                                           found.positions[row].tolist()) if v > float("-inf")]
+        for rank, ex in enumerate(kept):
+            if ex["image"] not in loaded:
+                loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
+            pixels = loaded[ex["image"]]
+            if pixels is not None:
+                box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
+                ex["box"] = list(box)
+                ex["crop"] = f"crop-{kind}{unit}-{rank}.webp"
+                save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
+        return kept
+
+    unrectified = summary.response.unrectified
     with ctx.store.writing(STAGE, key) as folder:
         for row, unit in enumerate(layer.units):
-            top = [example(v, i, p) for v, i, p in zip(summary.top.values[row].tolist(), summary.top.images[row].tolist(),
-                                                      summary.top.positions[row].tolist()) if v > float("-inf")]
-            for rank, ex in enumerate(top):
-                if ex["image"] not in loaded:
-                    loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
-                pixels = loaded[ex["image"]]
-                if pixels is not None:
-                    box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
-                    ex["box"] = list(box)
-                    ex["crop"] = f"crop-{unit}-{rank}.webp"
-                    save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
+            top = examples(summary.top, row, unit, "")
             values, images, positions = summary.reservoir.sample(row)
             units[str(unit)] = {
                 "top": top,
@@ -219,12 +253,16 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
                 "activation_quantiles": np.quantile(values, np.linspace(0, 1, BINS + 1)).round(5).tolist()
                 if len(values) else [],
                 "histogram": _histogram(values),
-                "fraction_active": float(summary.active[row]) / max(summary.positions, 1),
+                # An unrectified layer has no threshold: "above zero" is about half by construction.
+                "fraction_active": None if unrectified else float(summary.active[row]) / max(summary.positions, 1),
                 # Never above zero on any image: a unit the dataset never activates.
                 "dead": not top or top[0]["value"] <= 0,
             }
+            if unrectified:
+                units[str(unit)]["bottom"] = examples(summary.bottom, row, unit, "negative-", sign=-1.0)
         write_json(folder / "data.json", {
             "units": units, "grid": [height, width], "input_size": model.input_size,
+            "response": summary.response.description, "unrectified": unrectified,
             "receptive_field": None if field is None else {"size": [field.size_y, field.size_x],
                                                            "stride": [field.stride_y, field.stride_x]},
             "images": {str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}

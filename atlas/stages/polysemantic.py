@@ -10,12 +10,19 @@ dominate every vector it appears in; on AlexNet-like layers with many silent
 channels, that made nearly every unit look mixed.) The examples are split in two by
 spherical 2-means, and
 
-    score = separation x min(1, balance / BALANCED)
+    score = excess x separation x min(1, balance / BALANCED)
 
-where separation is ``1 - cos`` between the two clusters' mean directions (0 when
-they point the same way, 1 when orthogonal, capped at 1) and balance is the smaller
-cluster's share of the examples, so that a few odd examples are not a second
-meaning. A unit whose strongest responses are all equal (a channel that never
+where excess is how much more of the vectors' variance the split explains than the
+same split finds in structureless data: the examples with each channel's values
+shuffled among them (``SHUFFLES`` times; same channels, same values, no joint
+structure), ``(explained - null) / (1 - null)``; separation is ``1 - cos`` between
+the clusters' mean directions (0 when they point the same way and differ only in
+how consistent they are, 1 when orthogonal, capped at 1); balance is the smaller
+cluster's share of the examples, so that a few odd examples are not a second meaning. The
+null matters most in layers whose channels are dense and signed (block outputs with
+no activation): there the context of any unit's examples is high-dimensional noise,
+which 2-means splits into two "orthogonal" halves every time (separation is near 1
+for pure noise), and 27 of 32 units of an EfficientNet block output looked mixed. A unit whose strongest responses are all equal (a channel that never
 fires, after a ReLU) has no score. Evidence beside the
 score: the labels behind each cluster (the dataset's class, and on the embedded
 world the object part under the place it fired, from the scene's ground truth) and,
@@ -41,16 +48,18 @@ from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
-from atlas.stages.examples import StreamingTopK, spatial_max
+from atlas.response import FOLLOWING, Response
+from atlas.stages.examples import StreamingTopK, layer_response, spatial_max
 from atlas.store import write_json
 
 STAGE = "polysemanticity"
-FORMAT = 3  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star"
+FORMAT = 4  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4: the null
 TOP = 48  # strong examples clustered per unit
 BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
 SHOWN = 6  # examples shown (and cropped) per cluster
 CROP = 64
 ITERATIONS = 25
+SHUFFLES = 8  # shuffled copies of a unit's examples that its split is compared with
 
 Readout = Callable[[torch.Tensor], torch.Tensor]  # a layer's output (B, C, H, W) -> unit values (B, K, H, W)
 
@@ -61,11 +70,15 @@ class Meanings:
     separation: float
     balance: float
     assignment: np.ndarray  # (n,) cluster 0 or 1 per example; cluster 0 holds the strongest example
+    explained: float = 0.0  # share of the variance of the examples' directions between the clusters
+    null: float = 0.0  # the same for the examples with each channel shuffled among them
 
 
-def meanings(vectors: np.ndarray, direction: np.ndarray | None = None) -> Meanings:
-    """Split examples (rows of ``vectors``, strongest first) in two and score how
-    different the two halves are; ``direction`` (the unit's own) is projected out first."""
+def meanings(vectors: np.ndarray, direction: np.ndarray | None = None, *, shuffles: int = SHUFFLES,
+             seed: int = 0) -> Meanings:
+    """Split examples (rows of ``vectors``, strongest first) in two and score how much
+    more the split explains than it does in the same values with no joint structure;
+    ``direction`` (the unit's own) is projected out first."""
     v = np.asarray(vectors, dtype=np.float64)
     if direction is not None:
         d = np.asarray(direction, dtype=np.float64)
@@ -75,7 +88,27 @@ def meanings(vectors: np.ndarray, direction: np.ndarray | None = None) -> Meanin
     n = len(v)
     if n < 4:
         return Meanings(0.0, 0.0, 0.0, np.zeros(n, dtype=int))
-    # Deterministic start: the strongest example, and the example least like it.
+    assignment = _two_means(v)
+    balance = float(min(assignment.mean(), 1 - assignment.mean()))
+    if balance == 0:
+        return Meanings(0.0, 0.0, 0.0, assignment)
+    means = _unit_rows(np.stack([v[assignment == k].mean(0) for k in (0, 1)]))
+    separation = float(np.clip(1 - means[0] @ means[1], 0, 1))
+    explained = _explained(v, assignment)
+    rng = np.random.default_rng(seed)
+    nulls = []
+    for _ in range(shuffles):
+        shuffled = _unit_rows(rng.permuted(v, axis=0))  # each column (channel) shuffled on its own
+        nulls.append(_explained(shuffled, _two_means(shuffled)))
+    null = float(np.mean(nulls)) if nulls else 0.0
+    excess = float(np.clip((explained - null) / (1 - null), 0, 1)) if null < 1 else 0.0
+    return Meanings(excess * separation * min(1.0, balance / BALANCED), separation, balance, assignment, explained,
+                    null)
+
+
+def _two_means(v: np.ndarray) -> np.ndarray:
+    """Spherical 2-means of unit rows; deterministic start: the first row, and the row
+    least like it. Cluster 0 holds the first row."""
     centers = np.stack([v[0], v[int(np.argmin(v @ v[0]))]])
     assignment = None
     for _ in range(ITERATIONS):
@@ -85,14 +118,16 @@ def meanings(vectors: np.ndarray, direction: np.ndarray | None = None) -> Meanin
         assignment = new
         centers = np.stack([_unit_rows(v[assignment == k].sum(0, keepdims=True))[0] if (assignment == k).any()
                             else centers[k] for k in (0, 1)])
-    if assignment[0] == 1:
-        assignment = 1 - assignment
-    balance = float(min(assignment.mean(), 1 - assignment.mean()))
-    if balance == 0:
-        return Meanings(0.0, 0.0, 0.0, assignment)
-    means = _unit_rows(np.stack([v[assignment == k].mean(0) for k in (0, 1)]))
-    separation = float(np.clip(1 - means[0] @ means[1], 0, 1))
-    return Meanings(separation * min(1.0, balance / BALANCED), separation, balance, assignment)
+    return 1 - assignment if assignment[0] == 1 else assignment
+
+
+def _explained(v: np.ndarray, assignment: np.ndarray) -> float:
+    """Share of the rows' total variance that lies between the two clusters' means."""
+    centre = v.mean(0)
+    total = float(((v - centre) ** 2).sum())
+    between = sum(float((assignment == k).sum() * ((v[assignment == k].mean(0) - centre) ** 2).sum())
+                  for k in (0, 1) if (assignment == k).any())
+    return between / total if total > 1e-12 else 0.0
 
 
 def _unit_rows(v: np.ndarray) -> np.ndarray:
@@ -249,7 +284,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             for layer in layers}
     todo = [layer for layer in layers if ctx.needs(STAGE, keys[layer.name])]
     if todo:
-        probes = [Probe(layer, _channels(layer, ctx.device), len(layer.units)) for layer in todo]
+        probes = [Probe(layer, _channels(layer, layer_response(model, layer.name, ctx.device), ctx.device),
+                        len(layer.units)) for layer in todo]
         with ctx.progress(len(ctx.dataset.records), f"{model.name}: polysemanticity") as bar:
             found = strongest(model, probes, ctx.dataset, top=TOP, batch_size=ctx.config.sweep.batch_size,
                               device=ctx.device, progress=bar)
@@ -261,8 +297,11 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     return {name: [key] for name, key in keys.items()}
 
 
-def _channels(layer: LayerInfo, device: torch.device) -> Readout:
+def _channels(layer: LayerInfo, response: Response, device: torch.device) -> Readout:
+    """The swept units of a layer, as the network reads them (see ``atlas.stages.examples``)."""
     index = torch.tensor(layer.units, device=device)
+    if response.kind == FOLLOWING:
+        return lambda acts: response.of_layer(acts.index_select(1, index), index)
     return lambda acts: acts.index_select(1, index)
 
 
@@ -298,7 +337,8 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
                     pixels = loaded[ex["image"]]
                     save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
             entry = {"score": round(result.score, 4), "separation": round(result.separation, 4),
-                     "balance": round(result.balance, 4), "purity": round(label_purity(clusters), 4),
+                     "balance": round(result.balance, 4), "explained": round(result.explained, 4),
+                     "null": round(result.null, 4), "purity": round(label_purity(clusters), 4),
                      "clusters": clusters}
             if diversity and unit in diversity:
                 entry["diversity"] = round(_disagreement(diversity[unit], directions[row]), 4)

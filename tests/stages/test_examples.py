@@ -68,3 +68,38 @@ def test_quantile_examples_pick_evenly_within_tenths_strongest_first():
     groups = quantile_examples(list(range(100)), bins=10, per_bin=3)
     assert groups[0] == [99, 94, 90] and groups[-1] == [9, 4, 0]  # linspace, rounded half to even
     assert quantile_examples(list(range(3)), bins=10, per_bin=5).count([]) == 7
+
+
+def test_values_are_what_the_network_passes_and_an_unrectified_layer_keeps_both_ends(tiny_project):
+    import json
+
+    import pytest
+
+    from atlas.config import load_config
+    from atlas.pipeline import sweep
+    from atlas.store import Store
+
+    config = load_config(tiny_project / "atlas.toml", [
+        "sweep.stages=['examples']", "models[0].arch='tests.tiny_models:make_signed_net'",
+        "models[0].layers=['pre', 'block']"])
+    (model,) = sweep(config)["models"]
+    store = Store(tiny_project / "cache")
+    pre, block = (json.loads((store.path("examples", layer["artifacts"]["examples"][0]) / "data.json").read_text())
+                  for layer in model["layers"])
+    names = {int(i): image["name"] for data in (pre, block) for i, image in data["images"].items()}
+    # pre unit 1: the batch norm's scale is -1, so the ReLU passes blue below half: the least
+    # blue pixel (the red image's pure red one, B = 0) is its strongest, not the blue image (the raw maximum).
+    strongest = pre["units"]["1"]["top"][0]
+    assert names[strongest["image"]] == "warm/red.png" and (strongest["y"], strongest["x"]) == (3, 12)
+    assert strongest["value"] == pytest.approx(0.5, abs=1e-6)
+    assert names[pre["units"]["1"]["top"][1]["image"]] in ("warm/red.png", "warm/orange.png")
+    assert pre["units"]["1"]["fraction_active"] == pytest.approx(3 / 5)  # red, orange, green (B = 30)
+    assert not pre["unrectified"] and "bottom" not in pre["units"]["1"]
+    # block: signed with no activation. No fraction active; the most negative images are kept.
+    assert block["unrectified"] and block["units"]["0"]["fraction_active"] is None
+    unit = block["units"]["0"]  # R - G
+    assert names[unit["top"][0]["image"]] == "warm/red.png"
+    assert names[unit["bottom"][0]["image"]] == "cool/green.png"
+    assert unit["bottom"][0]["value"] == pytest.approx((20 - 220) / 255, abs=1e-5)
+    folder = store.path("examples", model["layers"][1]["artifacts"]["examples"][0])
+    assert (folder / unit["bottom"][0]["crop"]).is_file()
