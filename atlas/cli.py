@@ -101,9 +101,9 @@ def _progress(total: int, description: str):
                 disable=not sys.stderr.isatty(), file=sys.stderr)
 
 
-_out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+_out_option = click.option("--out", type=click.Path(path_type=Path),  # a file there: the config's check says so
                            help="Output folder for the site (default: site.out).")
-_device_option = click.option("--device", help="auto, cpu or cuda (default: sweep.device).")
+_device_option = click.option("--device", help="auto, cpu, cuda or cuda:N (default: sweep.device).")
 _force_option = click.option("--force", is_flag=True, help="Recompute artifacts that exist.")
 
 

@@ -402,6 +402,7 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     from atlas.capture import capture, find_modules
     from atlas.kernels import kernel_stats
     from atlas.receptive_field import receptive_field
+    from atlas.response import layer_response
     from atlas.stages import families, tuning
     from atlas.stages.weights import input_conv
 
@@ -411,7 +412,8 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
     bank = tuning.stimulus_bank(model.input_size, extent, tuning.field_centre(field, model.input_size))
-    responses = tuning.respond(model, layer, bank, units, torch.device(device))
+    responses = tuning.respond(model, layer, bank, units, torch.device(device),
+                               response=layer_response(model, layer, device))
     summaries = dict(zip(units, tuning.summarize(responses, bank)))
     conv = input_conv(find_modules(model.module, [layer])[layer])
     kernels = None

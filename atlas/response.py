@@ -99,6 +99,19 @@ class Response:
 AS_IS_RESPONSE = Response(AS_IS)
 
 
+def layer_response(model, layer: str, device: torch.device | str = "cpu", seed: int = 0) -> Response:
+    """How the network reads ``layer``'s output (a ``LoadedModel``'s), from one pass of a
+    seeded noise image."""
+    noise = torch.rand(1, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(seed))
+    return find_response(model.module, layer, model.normalize(noise.to(device)))
+
+
+def as_read(response: Response | None, acts: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """A layer's output (B, U, ...) as the network reads it: through the activation that
+    follows (after its batch norm) where one does; as it is otherwise, signed or not."""
+    return response.of_layer(acts, channels) if response is not None and response.kind == FOLLOWING else acts
+
+
 def find_response(module: nn.Module, layer: str, example: torch.Tensor) -> Response:
     """The response of ``layer``'s units, learnt from one forward pass of ``example``
     (model inputs, normalised)."""

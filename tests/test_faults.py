@@ -55,6 +55,7 @@ def site_files(site: Path) -> dict[str, bytes]:
     (["--set", "site.out='cache/site'"], "site.out: "),
     (["--set", "sweep.cache='a-file'"], "a-file is a file, not a folder"),
     (["--set", "site.out='a-file'"], "a-file is a file, not a folder"),
+    (["--out", "a-file"], "site.out: "),
     (["--device", "tpu"], "--device: must be one of auto, cpu, cuda or cuda:N (got 'tpu')"),
     (["--set", "models[0].weights='missing.pt'"], "atlas.toml: models[0].weights: 'missing.pt' is not a file ("),
     (["--set", "models[0].layers=['conv9']"], "atlas.toml: models[0].layers: layer 'conv9' is not a module"),

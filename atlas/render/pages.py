@@ -90,6 +90,8 @@ class Polysemanticity:
     meanings: list[Meaning]
     diversity: float | None = None  # disagreement of the diversity visualizations, when made
     top: int = 0
+    explained: float | None = None  # variance the split explains; and the same with channels shuffled
+    null: float | None = None
 
     @property
     def distinct(self) -> bool:
@@ -402,6 +404,7 @@ def _layer(entry: dict[str, Any], base: str, store: Store, copies: dict[str, Pat
             units[int(unit)].polysemanticity = Polysemanticity(
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found["top"],
+                explained=scored.get("explained"), null=scored.get("null"),
                 meanings=[Meaning(c["size"], [_example(ex, found, folder, base, thumbnails, copies)
                                               for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
                           for c in scored["clusters"]])
@@ -613,7 +616,8 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
                         for m in u.matches if m.above_chance],
             "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
             "polysemanticity_evidence": None if u.polysemanticity is None else {
-                key: getattr(u.polysemanticity, key) for key in ("separation", "balance", "purity", "diversity")},
+                key: getattr(u.polysemanticity, key)
+                for key in ("separation", "balance", "purity", "diversity", "explained", "null")},
             "polysemanticity_clusters": None if u.polysemanticity is None else [
                 {"size": m.size, "things": m.things, "labels": m.labels} for m in u.polysemanticity.meanings],
             "family": u.family.name if u.family else None,

@@ -36,7 +36,7 @@ import torch
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.response import FOLLOWING, Response, find_response
+from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.store import write_json
 
@@ -129,12 +129,6 @@ class _LayerSummary:
     positions: int = 0  # positions seen per unit
 
 
-def layer_response(model: LoadedModel, layer: str, device: torch.device, seed: int = 0) -> Response:
-    """How the network reads ``layer``'s output, from one pass of a seeded noise image."""
-    noise = torch.rand(1, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(seed))
-    return find_response(model.module, layer, model.normalize(noise.to(device)))
-
-
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     if ctx.dataset is None:
         return {}
@@ -188,7 +182,7 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
         if not everything[name]:
             acts = acts.index_select(1, channels[name])
         response = summaries[name].response
-        values = response.of_layer(acts, channels[name]) if response.kind == FOLLOWING else acts
+        values = as_read(response, acts, channels[name])
         maxima, positions = spatial_max(values)
         # Summing over the contiguous spatial axis in int32 is twice as fast as over (0, 2, 3).
         active = values.flatten(2).gt(0).sum(2, dtype=torch.int32).sum(0) if values.dim() == 4 else values.gt(0).sum(0)

@@ -35,11 +35,12 @@ from atlas.capture import capture
 from atlas.data import stimuli
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
+from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.store import write_json
 
 STAGE = "tuning"
-FORMAT = 3
+FORMAT = 4  # 4: responses as the network reads them
 ORIENTATIONS = tuple(range(0, 360, 15))  # 24 directions for stimuli that differ at 180 degrees
 AXES = tuple(range(0, 180, 15))  # 12 axes for stimuli that repeat every 180 degrees
 PERIODIC_180 = {"line", "grating"}  # kinds whose orientation repeats every 180 degrees
@@ -134,14 +135,16 @@ def field_centre(field, size: int) -> tuple[float, float]:
 
 
 def respond(model: LoadedModel, layer: str, bank: Bank, units: Sequence[int], device: torch.device,
-            batch: int = 64) -> np.ndarray:
-    """The centre unit's responses: (stimuli, units)."""
+            batch: int = 64, response: Response | None = None) -> np.ndarray:
+    """The centre unit's responses: (stimuli, units), read through ``response`` (as the
+    network reads the layer: ``atlas.response``) when given."""
     index = torch.tensor(list(units), device=device)
     out = []
     with torch.no_grad():
         for start in range(0, len(bank.images), batch):
             x = torch.from_numpy(np.stack(bank.images[start:start + batch])).to(device)
-            acts = capture(model.module, model.normalize(x), [layer])[layer].index_select(1, index)
+            acts = as_read(response, capture(model.module, model.normalize(x), [layer])[layer].index_select(1, index),
+                           index)
             if acts.dim() == 4:
                 acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
             out.append(acts.float().cpu().numpy())
@@ -239,7 +242,7 @@ def rotations(image: torch.Tensor, centre: tuple[float, float], angles: Sequence
 
 
 def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
-                 device: torch.device) -> dict[int, np.ndarray]:
+                 device: torch.device, response: Response | None = None) -> dict[int, np.ndarray]:
     """For each unit, the responses of every unit of ``units`` at the point where it fired,
     as its top examples turn: {unit: (angles, units)}, the mean over its examples."""
     index = torch.tensor(list(units), device=device)
@@ -250,7 +253,8 @@ def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples:
             for pixels, (y, x), (fy, fx) in found:
                 image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
                 turned = rotations(image, (fy, fx), JOINT_ANGLES)
-                acts = capture(model.module, model.normalize(turned), [layer])[layer].index_select(1, index)
+                acts = as_read(response, capture(model.module, model.normalize(turned), [layer])[layer]
+                               .index_select(1, index), index)
                 curves.append(acts[:, :, y, x].float().cpu().numpy())
             if curves:
                 out[unit] = np.mean(curves, axis=0)
@@ -297,10 +301,11 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     field_ = layer_receptive_field(ctx, model, layer.name)
     centre = field_centre(field_, model.input_size)
     bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x), centre)
-    responses = respond(model, layer.name, bank, layer.units, ctx.device)
+    response = layer_response(model, layer.name, ctx.device)  # a batch norm of negative scale flips a unit
+    responses = respond(model, layer.name, bank, layer.units, ctx.device, response=response)
     summaries = summarize(responses, bank)
     joint = joint_tuning(model, layer.name, layer.units,
-                         _top_examples(ctx, model, layer, examples_key, field_), ctx.device)
+                         _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response)
     if joint:
         # Units answer on different scales: compare each to its own largest rotated response.
         scale = np.clip(np.max([curves.max(0) for curves in joint.values()], axis=0), 1e-6, None)
