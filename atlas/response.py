@@ -91,7 +91,7 @@ class Response:
         if self.kind == AS_IS:
             return "the layer's output (never negative)"
         if self.kind == POSITIVE:
-            return "the positive part of the layer's output (it is signed, and no activation follows it directly)"
+            return "the positive part of the layer's output, which is signed and which no activation takes directly"
         norms = "".join(f" after batch norm {n.name}" for n in reversed(self.norms))
         return f"the {self.activation_name} that follows this linear layer{norms}"
 

@@ -57,7 +57,7 @@ from atlas.stages.examples import StreamingTopK, spatial_max
 from atlas.store import write_json
 
 STAGE = "polysemanticity"
-FORMAT = 4  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4: the null
+FORMAT = 5  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null
 TOP = 48  # strong examples clustered per unit
 BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
 SHOWN = 6  # examples shown (and cropped) per cluster
