@@ -255,8 +255,10 @@ def data() -> None:
 
 @data.command("samples")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--crops", "per_photo", type=click.IntRange(1, 100_000), default=25, show_default=True, help="Random crops per photograph.")
-@click.option("--size", type=click.IntRange(8, 8192), default=256, show_default=True, help="Pixels on a side of each crop.")
+@click.option("--crops", "per_photo", type=click.IntRange(1, 100_000), default=25, show_default=True,
+              help="Random crops per photograph.")
+@click.option("--size", type=click.IntRange(8, 8192), default=256, show_default=True,
+              help="Pixels on a side of each crop.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_one_line_errors
 def data_samples(folder: Path, per_photo: int, size: int, seed: int) -> None:

@@ -30,8 +30,8 @@ class DiskFull(AtlasError):
         self.folder, self.written = Path(folder), written
         free = shutil.disk_usage(_existing(self.folder)).free
         super().__init__(f"{self.folder}: no space left on its device while writing {what} (it needed more than "
-                         f"{megabytes(written)}; {megabytes(free)} free); free some space or choose another folder, "
-                         "and run again: finished work is kept")
+                         f"{readable_size(written)}; {readable_size(free)} free); free some space or choose another "
+                         "folder, and run again: finished work is kept")
 
 
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -52,14 +52,18 @@ def user_os_error(error: OSError) -> str | None:
     folder without write permission); None for anything else (a bug)."""
     if error.errno in DISK_FULL:
         where = Path(error.filename) if error.filename else Path.cwd()
-        return f"{where}: no space left on its device ({megabytes(shutil.disk_usage(_existing(where)).free)} free)"
+        return f"{where}: no space left on its device ({readable_size(shutil.disk_usage(_existing(where)).free)} free)"
     if error.errno in _USER_ERRNOS and error.filename:
         return f"{error.filename}: {_USER_ERRNOS[error.errno]}"
     return None
 
 
-def megabytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+def readable_size(n: int) -> str:
+    """A size as people read it: 812 bytes, 12.3 kB, 4.5 MB, 1.2 GB."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def folder_size(folder: Path) -> int:
