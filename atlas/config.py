@@ -136,10 +136,13 @@ class Config:
         return (self.root / Path(path).expanduser()).resolve()
 
     def sweep_digest(self) -> str:
-        """A digest of everything that decides sweep results (not the site's looks)."""
+        """A digest of everything that decides sweep results: not the site's looks, and
+        not what only changes how fast they come (the device, batch sizes, workers), so
+        that `atlas render` finds a sweep made with other such settings."""
         sweep_part = {k: v for k, v in _plain(self).items() if k not in ("site", "root", "source")}
-        sweep_part["sweep"].pop("device")
-        sweep_part["sweep"].pop("cache")
+        for section, key in (("sweep", "device"), ("sweep", "cache"), ("sweep", "batch_size"),
+                             ("featurevis", "batch"), ("featurevis", "workers")):
+            sweep_part[section].pop(key)
         return _digest(sweep_part)
 
 

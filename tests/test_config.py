@@ -119,4 +119,7 @@ def test_sweep_digest_ignores_the_site_and_the_device(tmp_path):
     path = write_config(tmp_path, MINIMAL)
     base = load_config(path).sweep_digest()
     assert load_config(path, ["site.title='other'", "sweep.device=cpu"]).sweep_digest() == base
+    # Speed settings do not change results, so a render without them finds the sweep made with them.
+    speed = ["sweep.batch_size=7", "featurevis.batch=3", "featurevis.workers=1"]
+    assert load_config(path, speed).sweep_digest() == base
     assert load_config(path, ["featurevis.steps=3"]).sweep_digest() != base
