@@ -27,7 +27,6 @@ Readers (``render``, ``serve``) never take it: they read finished artifacts only
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
