@@ -6,7 +6,9 @@ on networks where the answer is known, and on many of them, not one fixture.
 
 - ``conv1`` reads RGB (in [0, 1]; the network subtracts grey, so a grey image is
   zero) with kernels of size 5-11 at stride 1 or 2: luminance **Gabors** (random
-  orientation, frequency, phase and sign), **color-opponent** units (red-green or
+  orientation, frequency, phase and sign; half of them, from 5 px, on smoothed noise
+  of a third to two thirds of their norm and tinted by up to 20% per channel, as
+  trained first layers have them), **color-opponent** units (red-green or
   blue-yellow, either sign, as an edge or a blob), **center-surround** units
   (difference of Gaussians, on or off) and **noise** units (smoothed random kernels),
   in shuffled channel order; with or without a bias that keeps it silent on grey;
@@ -120,6 +122,7 @@ def first_layer(k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], lis
     3 pixels has no room for smoothed noise that is not an edge or a blob detector
     itself, so it gets no noise units."""
     kernels, truths = [], []
+    noisy = np.random.default_rng(int(rng.integers(2**31)))
     sigma = max(k / 4.5, 0.9)
     for _ in range(6):
         orientation = float(rng.uniform(0, 180))
@@ -128,6 +131,11 @@ def first_layer(k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], lis
         spatial -= spatial.mean()
         kernels.append(np.stack([spatial] * 3) * rng.choice([-1, 1]))
         truths.append(UnitTruth(GABOR, orientation, frequency, bandwidth=1 / (2 * math.pi * sigma), family="Ga"))
+    for index in range(3 if k >= 5 else 0):  # as trained first layers have them: a Gabor on noise, tinted
+        kernel = _unit_norm(kernels[index])
+        noise = _smoothed_noise(k, noisy)
+        kernels[index] = kernel * noisy.uniform(0.8, 1.2, (3, 1, 1)) + noise / np.sqrt((noise ** 2).sum()) / \
+            noisy.uniform(1.5, 3.0)
     dog = gaussian(k, k / 9) - gaussian(k, k / 4)  # a centre and its surround: zero on a uniform field
     for shape in ("edge", "edge", "spot", "spot"):
         axis = RED_GREEN if rng.random() < 0.5 else BLUE_YELLOW

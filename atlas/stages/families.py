@@ -114,8 +114,10 @@ FAMILIES = (
            "the kernel fits a Gabor better than random kernels of its size and smoothness, and better than a "
            "center-surround.",
            (Condition("share_edge_or_grating", low=0.9, width=0.05, layers="later"),
-            Condition("share_straight", low=0.9, width=0.05, layers="first"), ORIENTED,
-            Condition("color_opponency", high=0.1),
+            Condition("share_straight", low=0.8, width=0.05, layers="first"), ORIENTED,
+            # Luminance more than color: by the responses beyond the first layer; in a first
+            # layer by the kernel, whose noise and tint (as trained ones have) color the responses.
+            Condition("color_opponency", high=0.1, layers="later"), Condition("color_fraction", high=0.5, layers="first"),
             # In a first layer a thin line's filter is a Gabor: lines are not told apart there.
             Condition("edge_or_grating_vs_line", low=0.0, width=0.1, layers="later"),
             Condition("own_curvature", high=0.2, layers="later"),
@@ -399,7 +401,7 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
 # -- the stage ----------------------------------------------------------------------------
 
 STAGE = "families"
-FORMAT = 10  # part of the key: bump when the artifact changes
+FORMAT = 11  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -560,14 +562,17 @@ def dead_units(units: Sequence[int], responses: np.ndarray, kernels: dict[int, d
     """Units whose numbers are noise, and why: a kernel or a response to every stimulus
     under ``DEAD`` of the layer's median (weights of 1e-8 are scaled up to look like
     filters, and ranked examples of such a unit rank rounding errors), or no positive
-    response to any dataset image."""
+    response to any dataset image. Responses are read through the layer's activation,
+    so a unit no stimulus lifts above it is dead only if the dataset does not show it
+    alive (or there is no dataset to ask)."""
     dead = {}
     reach = np.abs(responses).max(0)
     floor = DEAD * float(np.median(reach))
     for row, u in enumerate(units):
+        alive_on_data = u in examples and not examples[u].get("dead")
         if u in kernels and kernels[u].get("norm", 1.0) < DEAD:
             dead[u] = f"its kernel's norm is {kernels[u]['norm']:.1e} of the layer's median"
-        elif reach[row] <= floor:
+        elif reach[row] <= floor and not alive_on_data:
             dead[u] = "no stimulus moves it from zero"
         elif examples.get(u, {}).get("dead"):
             dead[u] = "never active on the dataset"

@@ -265,3 +265,5 @@ def test_units_at_numerical_noise_are_dead_and_say_why():
     dead = dead_units(range(4), responses, kernels, examples)
     assert sorted(dead) == [1, 2, 3]
     assert "kernel" in dead[2] and "stimulus" in dead[1] and "dataset" in dead[3]
+    # Read through its ReLU, a unit no stimulus lifts from zero that fires on the dataset is alive.
+    assert sorted(dead_units(range(4), responses, kernels, {**examples, 1: {"dead": False}})) == [2, 3]
