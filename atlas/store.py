@@ -54,8 +54,14 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
-FOLDER_MODE = 0o777 & ~_umask()  # what mkdir() would give; mkdtemp's folders are private (0700)
+def file_mode() -> int:
+    """What open() would give a new file now; mkstemp's files are private (0600)."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """What mkdir() would give a new folder now; mkdtemp's folders are private (0700)."""
+    return 0o777 & ~_umask()
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -66,7 +72,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
@@ -129,7 +135,7 @@ class Store:
                 if e.errno in DISK_FULL:
                     raise DiskFull(self.root, folder_size(tmp), f"a {stage} artifact") from None
                 raise
-            os.chmod(tmp, FOLDER_MODE)
+            os.chmod(tmp, folder_mode())
             final = self.path(stage, key)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # --force, or a damaged one: move it aside first (a folder

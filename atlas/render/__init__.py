@@ -35,7 +35,7 @@ from atlas.names import slug
 from atlas.render import charts
 from atlas.render.pages import SiteModel, build_site, catalog, polysemantic_overview, search_index
 from atlas.render.urls import relative_url
-from atlas.store import FOLDER_MODE, Store, alive, plan_artifacts
+from atlas.store import Store, alive, folder_mode, plan_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are
         (building / SITE_MARKER).touch()
         # mkdtemp's folder is private (0700): give it the old site's mode, or what mkdir would.
-        os.chmod(building, out.stat().st_mode & 0o7777 if out.exists() else FOLDER_MODE)
+        os.chmod(building, out.stat().st_mode & 0o7777 if out.exists() else folder_mode())
         _swap(building, out)
     except OSError as e:
         if e.errno in DISK_FULL:
