@@ -36,6 +36,7 @@ STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families",
 DEVICES = ("auto", "cpu", "cuda")
 OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualization objectives
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
+PRECISIONS = ("auto", "fp32", "bf16")  # feature visualization arithmetic; auto: bf16 where the device has it natively
 
 
 def ranged(default: Any, low: float, high: float, *, above: bool = False) -> Any:
@@ -71,6 +72,7 @@ class FeaturevisConfig:
     size: int = ranged(128, 16, 4096)  # side of the optimised image, in pixels
     lr: float = ranged(0.05, 0, 100, above=True)  # Adam learning rate on the image parameterisation
     param: str = "fft"  # fft: lucent's decorrelated Fourier spectrum; maco: its phase only, natural magnitude
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32
     redirect: int = ranged(16, 0, 1_000_000)  # first steps with redirected rectifier gradients (no dead starts); 0: never
     objectives: tuple[str, ...] = OBJECTIVES  # which images each unit gets
     diversity: int = ranged(4, 2, 256)  # images per unit for the diversity objective
@@ -218,6 +220,8 @@ def _check(config: Config) -> None:
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
             f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
+    require(config.featurevis.precision in PRECISIONS, "featurevis.precision",
+            f"must be one of {', '.join(PRECISIONS)} (got {config.featurevis.precision!r})")
     require(len(config.models) > 0, "models", "at least one [[models]] table is required")
     seen: dict[str, str] = {}
     for i, model in enumerate(config.models):

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atlas import groundtruth  # noqa: E402
-from atlas.stages.featurevis import render_units  # noqa: E402
+from atlas.stages.featurevis import render_units, resolve_precision  # noqa: E402
 
 
 def main() -> None:
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--redirect", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
     counts: dict[str, Counter] = {}
     start = time.perf_counter()
@@ -45,7 +46,8 @@ def main() -> None:
         for layer, truths in construction.layers.items():
             rendered = render_units(model, layer, list(range(len(truths))), objectives=("channel",), diversity=2,
                                     diversity_weight=0.0, steps=args.steps, size=args.size, lr=args.lr, seed=seed,
-                                    device=torch.device("cpu"), param=args.param, redirect=args.redirect)
+                                    device=torch.device("cpu"), param=args.param, redirect=args.redirect,
+                                    precision=resolve_precision(args.precision, torch.device("cpu")))
             for unit, truth in enumerate(truths):
                 c = counts.setdefault(truth.kind, Counter())
                 c["units"] += 1
@@ -60,7 +62,7 @@ def main() -> None:
                 c["not raised, not flagged"] += (not lifted) and not flagged
     elapsed = time.perf_counter() - start
     print(f"{args.networks} networks, param={args.param}, steps={args.steps}, lr={args.lr}, "
-          f"redirect={args.redirect}: {elapsed:.0f} s")
+          f"redirect={args.redirect}, precision={resolve_precision(args.precision, torch.device('cpu'))}: {elapsed:.0f} s")
     print(f"{'kind':16} {'units':>5} {'image shows it':>15} {'flagged':>8} {'silent start lifted':>20} "
           f"{'silent failures':>16}")
     for kind, c in sorted(counts.items()):

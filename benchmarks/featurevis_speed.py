@@ -14,8 +14,8 @@ be at least 0.9.
 
 Roofline: the FLOPs of Atlas's optimisation (forward to the layer, its units' channels
 of the layer, backward to the image, counted by torch's FlopCounterMode) divided by
-the device's measured matmul peak (fp32 on a CPU, bf16 on CUDA, as Atlas computes
-there) is the least time any implementation of the same optimisation can take. The
+the device's measured matmul peak (in the precision Atlas computes in there: bf16 on
+CUDA and on CPUs with native bf16, fp32 on others) is the least time any implementation of the same optimisation can take. The
 table prints those FLOPs as a share of computing the layer in full ("work"), the
 fraction of the peak Atlas reaches, and the speed-up over lucent that the peak would
 give: the ceiling of the ratio on this machine.
@@ -48,7 +48,7 @@ from atlas.models import LoadedModel, load_model  # noqa: E402
 from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from atlas.narrow import narrow_layer  # noqa: E402
 from atlas.optvis import unit_maps  # noqa: E402
-from atlas.stages.featurevis import prepare, render_batches, workers_for  # noqa: E402
+from atlas.stages.featurevis import prepare, render_batches, resolve_precision, workers_for  # noqa: E402
 
 
 def calibrated_googlenet(device: torch.device) -> LoadedModel:
@@ -79,9 +79,10 @@ def score(model: LoadedModel, layer: str, units: list[int], images: np.ndarray, 
     return unit_maps(acts, torch.tensor(units, device=device)).flatten(1).mean(1).cpu().numpy()
 
 
-def matmul_peak(device: torch.device) -> float:
-    """Measured FLOP/s of a large matmul in the dtype Atlas computes in on ``device``."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """Measured FLOP/s of a large matmul in the precision Atlas computes in on ``device``."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(5):
@@ -118,13 +119,14 @@ def step_flops(model: LoadedModel, layer: str, units: list[int], side: int, devi
     return counter.get_total_flops() / len(units)
 
 
-def run_atlas(model, layer, units, steps, size, device) -> tuple[float, np.ndarray]:
+def run_atlas(model, layer, units, steps, size, device, precision) -> tuple[float, np.ndarray]:
     """As the featurevis stage renders them: the whole layer's units in one batch, which
     on a CPU is shared among one single-threaded process per torch thread."""
     start = time.perf_counter()
     rendered = render_batches(prepare(model, [layer], device), layer, units, batch_units=len(units),
                               workers=workers_for(device), objectives=("channel",), diversity=2,
-                              diversity_weight=0.0, steps=steps, size=size, lr=0.05, seed=0, device=device)
+                              diversity_weight=0.0, steps=steps, size=size, lr=0.05, seed=0, device=device,
+                              precision=precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, rendered.images
@@ -164,8 +166,11 @@ def main() -> None:
     parser.add_argument("--zoo", default="inception:mixed3b", help="zoo model and layer, or '' to skip")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side; the best is kept")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="Atlas's featurevis.precision (lucent computes in fp32)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device)
     torch.set_grad_enabled(True)
 
     jobs = [(calibrated_googlenet(device), layer, args.size) for layer in args.layers]
@@ -173,9 +178,10 @@ def main() -> None:
         name, layer = args.zoo.split(":")
         zoo_model = load_model(ModelConfig(name=name, arch=f"zoo:{name}", layers=(), weights="trained")).to(device)
         jobs.append((zoo_model, layer, 64))
-    peak = matmul_peak(device)
+    peak = matmul_peak(device, precision)
     print(f"device {device}, {args.units} units per layer (spread over its channels), {args.steps} steps, "
-          f"best of {args.repeat}; lucent: one render_vis per unit; matmul peak {peak / 1e9:.0f} GFLOP/s")
+          f"best of {args.repeat}; Atlas in {precision}, lucent in fp32, one render_vis per unit; "
+          f"{precision} matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'model':<10} {'layer':<12} {'size':>4}  {'atlas u/s':>9} {'lucent u/s':>10} {'speed-up':>8}  "
           f"{'work':>5} {'of peak':>7} {'ceiling':>7}  {'quality (median act. atlas / lucent)':>36}")
     speedups, qualities = [], []
@@ -186,7 +192,7 @@ def main() -> None:
         units = [i * channels // args.units for i in range(args.units)]
         atlas_s = lucent_s = float("inf")
         for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits both
-            seconds, atlas_images = run_atlas(model, layer, units, args.steps, size, device)
+            seconds, atlas_images = run_atlas(model, layer, units, args.steps, size, device, precision)
             atlas_s = min(atlas_s, seconds)
             seconds, lucent_images = run_lucent(model, layer, units, args.steps, size, device)
             lucent_s = min(lucent_s, seconds)

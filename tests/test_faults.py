@@ -47,6 +47,7 @@ def site_files(site: Path) -> dict[str, bytes]:
     (["--set", "models[0].layers[0].x=3"], "models[0].layers[0]: is not a table"),
     (["--set", "featurevis.thumbnail=0"], "featurevis.thumbnail: must be at least 8 (got 0)"),
     (["--set", "featurevis.lr=inf"], "featurevis.lr: must be a finite number (got inf)"),
+    (["--set", "featurevis.precision='fp16'"], "featurevis.precision: must be one of auto, fp32, bf16 (got 'fp16')"),
     (["--set", "featurevis.size=100000"], "featurevis.size: must be at most 4096"),
     (["--set", "models[0].input_size=100000"], "models[0].input_size: must be at most 8192"),
     (["--set", "models[0].std=[1, 0, 1]"], "models[0].std[1]: must be more than 0"),

@@ -16,10 +16,10 @@ def color_net():
     return load_model(spec)
 
 
-def render(units, objectives=("channel",), seed=0, steps=64, diversity=3, diversity_weight=0.5):
+def render(units, objectives=("channel",), seed=0, steps=64, diversity=3, diversity_weight=0.5, precision="fp32"):
     return render_units(color_net(), "conv1", units, objectives=objectives, diversity=diversity,
                         diversity_weight=diversity_weight, steps=steps, size=32, lr=0.05, seed=seed,
-                        device=torch.device("cpu"))
+                        device=torch.device("cpu"), precision=precision)
 
 
 def mean_rgb(image):
@@ -32,6 +32,22 @@ def test_each_unit_gets_the_color_it_detects_in_one_batch():
     assert red[0] > red[1] + 20 and green[1] > green[0] + 20 and blue[2] > blue[:2].max() + 15
     assert not result.failed.any() and result.response == "the ReLU that follows this linear layer"
     assert result.images.shape == (3, 32, 32, 3) and result.images.dtype == np.uint8
+
+
+def test_bf16_autocast_finds_the_same_colors_and_reports_fp32_values():
+    fp32, bf16 = render([0, 1, 2]), render([0, 1, 2], precision="bf16")
+    red, green, blue = (mean_rgb(image) for image in bf16.images)
+    assert red[0] > red[1] + 20 and green[1] > green[0] + 20 and blue[2] > blue[:2].max() + 15
+    assert bf16.activations.dtype == np.float32 and not bf16.failed.any()
+    np.testing.assert_allclose(bf16.activations, fp32.activations, rtol=0.1)
+
+
+def test_precision_auto_is_bf16_only_where_the_device_has_it():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert featurevis.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert featurevis.resolve_precision("auto", cuda) == "bf16"
+    assert featurevis.resolve_precision("fp32", cuda) == "fp32" and featurevis.resolve_precision("bf16", cpu) == "bf16"
 
 
 def test_optimisation_raises_the_activation_it_reports():
