@@ -61,8 +61,9 @@ def _config_options(func: Callable) -> Callable:
     @functools.wraps(func)
     @_one_line_errors
     def wrapper(config_path: Path, overrides: tuple[str, ...], verbose: bool, **kwargs):
+        rank = int(os.environ.get("RANK", "0"))  # set by torchrun: one line per rank tells them apart
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                            format="atlas: %(message)s")
+                            format=f"atlas[{rank}]: %(message)s" if "WORLD_SIZE" in os.environ else "atlas: %(message)s")
         return func(config_path=config_path, overrides=overrides, **kwargs)
     return wrapper
 
@@ -93,6 +94,11 @@ def _load(config_path: Path, overrides: tuple[str, ...], *, out: Path | None = N
     if out is not None:  # relative to where the command runs, not to the config file
         extra.append(f"site.out={json.dumps(str(out.resolve()))}")
     return load_config(config_path, [*overrides, *extra])
+
+
+def _main_rank() -> bool:
+    """Whether this process speaks for the sweep: always, but in a sharded sweep only rank 0."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _progress(total: int, description: str):
@@ -127,8 +133,9 @@ def build(config_path: Path, overrides: tuple[str, ...], out: Path | None, devic
     config = _load(config_path, overrides, out=out, device=device)
     _writable(config, "sweep.cache", "site.out")
     sweep(config, force=force, progress=_progress)
-    report = render_site(config)
-    click.echo(f"built {report.pages} pages in {report.out}")
+    if _main_rank():  # a sharded sweep renders once, on rank 0, after every rank is done
+        report = render_site(config)
+        click.echo(f"built {report.pages} pages in {report.out}")
 
 
 @main.command("sweep")
@@ -143,7 +150,8 @@ def sweep_command(config_path: Path, overrides: tuple[str, ...], device: str | N
     _writable(config, "sweep.cache")
     plan = sweep(config, force=force, progress=_progress)
     units = sum(len(layer["units"]) for model in plan["models"] for layer in model["layers"])
-    click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
+    if _main_rank():
+        click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
 
 
 @main.command()

@@ -6,6 +6,10 @@ does no work and an interrupted one resumes. At the end of each model the sweep
 plan is written: which artifacts belong to which model, layer and stage. The plan
 is the only thing ``render`` needs besides the artifacts; it is stored under the
 config's sweep digest, so ``atlas render`` after ``atlas sweep`` finds it.
+
+Started by torchrun, every process runs this same sweep and computes its share of
+the artifacts (``atlas.distributed``): the ranks agree on each artifact's owner as
+the stages ask for them, and wait for each other after every stage of every model.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from typing import Any, Iterator
 
 import torch
@@ -21,6 +26,7 @@ import atlas
 from atlas.capture import capture, find_modules
 from atlas.config import Config
 from atlas.data import open_dataset
+from atlas.distributed import Shard, from_environment
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
 from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, dictionary, examples, families,
@@ -59,24 +65,31 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     One sweep writes a store at a time: a second one waits for the first, then finds
     its work done."""
     _preflight(config)
-    store = Store(config.resolve(config.sweep.cache))
+    shard = from_environment()
+    store = Store(config.resolve(config.sweep.cache), manifests=shard.main)
 
     def waiting(holder: str) -> None:
         log.warning("%s: another atlas sweep (pid %s) is writing this cache; waiting for it to finish, "
                     "then its work is reused", store.root, holder)
 
-    with store.lock(waiting):
-        return _sweep(config, store, force, progress)
+    # Rank 0 holds the lock for all ranks: the others wait for it at their first claim.
+    with store.lock(waiting) if shard.main else contextlib.nullcontext():
+        return _sweep(config, store, force, progress if shard.main else no_progress, shard)
 
 
-def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory) -> dict[str, Any]:
+def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard) -> dict[str, Any]:
     stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
     if config.data is not None and DATASET_STAGES & set(config.sweep.stages):
         dataset = open_dataset(config.data.images, config.data.limit, config.root)
     ctx = StageContext(config=config, store=store,
-                       device=pick_device(config.sweep.device), progress=progress,
-                       force=force, dataset=dataset)
+                       device=pick_device(shard.device(config.sweep.device)), progress=progress,
+                       force=force, dataset=dataset, shard=shard)
+
+    def write_plan() -> None:
+        if shard.main:
+            ctx.store.write_plan(config.sweep_digest(), plan)
+
     plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [],
                             "data": _dataset_summary(ctx) if dataset is not None else None}
     for i, spec in enumerate(config.models):
@@ -87,20 +100,37 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory)
         ctx.artifacts = {layer.name: {} for layer in layers}
         ctx.derived = []
         for stage in stages:
-            for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
-                ctx.artifacts[layer_name][stage] = keys
+            with _timed(f"{model.name}: {stage}"):
+                for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
+                    ctx.artifacts[layer_name][stage] = keys
+                ctx.sync()  # the next stage reads this one's artifacts, whichever rank made them
         # A factory that loads its own weights says which (``atlas_weights``), where the config says "none".
         weights = getattr(model.module, "atlas_weights", spec.weights) if spec.weights == "none" else spec.weights
         plan["models"].append({**_model_entry(model, weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
-        ctx.store.write_plan(config.sweep_digest(), plan)
+        write_plan()
         del model
     if "universality" in config.sweep.stages:
-        plan["universality"] = universality.run(ctx, config.models, plan)
-        ctx.store.write_plan(config.sweep_digest(), plan)
+        with _timed("universality"):
+            plan["universality"] = universality.run(ctx, config.models, plan)
+            ctx.sync()
+        write_plan()
     if "superposition" in config.sweep.stages:
-        plan["superposition"] = superposition.run(ctx)
-        ctx.store.write_plan(config.sweep_digest(), plan)
+        with _timed("superposition"):
+            plan["superposition"] = superposition.run(ctx)
+            ctx.sync()
+        write_plan()
+    if shard.world > 1:
+        log.info("rank %d of %d computed %d of the %d artifacts this sweep needed", shard.rank, shard.world,
+                 shard.computed, shard.needed)
     return plan
+
+
+@contextlib.contextmanager
+def _timed(what: str) -> Iterator[None]:
+    """Log how long ``what`` took (``-v``): the stage-by-stage breakdown of a sweep."""
+    start = time.perf_counter()
+    yield
+    log.info("%s: %.1f s", what, time.perf_counter() - start)
 
 
 def _preflight(config: Config) -> None:
@@ -121,9 +151,10 @@ def _dataset_summary(ctx: StageContext) -> dict[str, Any]:
     if ctx.needs("dataset", key):
         with ctx.store.writing("dataset", key) as folder:
             write_json(folder / "data.json", {"skipped": dataset.scan()})
+    ctx.sync()  # one rank scanned it
     skipped = json.loads((ctx.store.path("dataset", key) / "data.json").read_text())["skipped"]
     dataset.skipped.update(skipped)  # known bad files are skipped silently from now on
-    if skipped:
+    if skipped and ctx.shard.main:
         log.warning("%s: %d unreadable images skipped: %s", dataset.root, len(skipped),
                     ", ".join(sorted(skipped)[:5]) + (" ..." if len(skipped) > 5 else ""))
     return {"images": str(dataset.root), "count": len(dataset.records) - len(skipped), "skipped": skipped,

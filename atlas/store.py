@@ -22,6 +22,11 @@ cache folder, so a second ``atlas sweep`` on the same cache waits (and says so) 
 the first is done, then finds its work done. The kernel releases the lock of a process
 that dies, even by ``kill -9``: a stale lock is taken over without anyone's help.
 Readers (``render``, ``serve``) never take it: they read finished artifacts only.
+
+A sharded sweep (``atlas.distributed``) has many writers on one store, each writing
+only the artifacts it claimed: rank 0 holds the lock for all of them and alone keeps
+the manifests (``manifests=False`` on the others). Temp folders are named by host and
+pid, so a writer only ever clears its own machine's dead writers' folders.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +46,7 @@ import atlas
 from atlas.errors import DISK_FULL, DiskFull, folder_size
 
 CONTENTS = ".complete"  # an artifact's files and their sizes, written last
+_HOST = socket.gethostname().replace("+", "-")  # temp folders are "<pid>+<host>+<stage>-<random>"
 
 
 def artifact_key(**parts: Any) -> str:
@@ -89,8 +96,9 @@ def write_json(path: Path, data: Any) -> None:
 class Store:
     """A cache folder of finished artifacts and their manifests."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, manifests: bool = True):
         self.root = Path(root)
+        self.manifests = manifests  # whether ``record`` writes them (one writer of a sharded sweep does)
         self._tmp = self.root / "tmp"
         self._remove_abandoned_temp()
 
@@ -126,7 +134,7 @@ class Store:
     def writing(self, stage: str, key: str) -> Iterator[Path]:
         """Yield a folder to fill; it becomes the artifact only if the block succeeds."""
         self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self._tmp, prefix=f"{os.getpid()}-{stage}-"))
+        tmp = Path(tempfile.mkdtemp(dir=self._tmp, prefix=f"{os.getpid()}+{_HOST}+{stage}-"))
         try:
             try:
                 yield tmp
@@ -173,6 +181,8 @@ class Store:
 
     def record(self, stage: str, key: str, meta: dict[str, Any]) -> None:
         """Note a finished artifact in the stage's manifest (idempotent)."""
+        if not self.manifests:
+            return
         manifest = self.manifest(stage)
         if manifest.get(key) != meta:
             manifest[key] = meta
@@ -197,12 +207,15 @@ class Store:
         return self.root / "manifests" / f"{stage}.json"
 
     def _remove_abandoned_temp(self) -> None:
-        """Temp folders of writers that died (their pid is gone) are garbage."""
+        """Temp folders of this machine's writers that died (their pid is gone) are
+        garbage; another machine's are its own business."""
         if not self._tmp.is_dir():
             return
         for entry in self._tmp.iterdir():
-            pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not alive(int(pid)):
+            pid, _, rest = entry.name.partition("+")
+            host = rest.partition("+")[0] if rest else _HOST  # "<pid>-<stage>-...": before hosts were named
+            pid = pid if rest else entry.name.split("-", 1)[0]
+            if host == _HOST and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
 
 

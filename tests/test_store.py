@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -38,10 +39,18 @@ def test_rewriting_an_artifact_replaces_it(tmp_path):
 def test_temp_folders_of_dead_writers_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    (tmp_path / "tmp" / f"{dead}-stage-abc").mkdir(parents=True)
-    (tmp_path / "tmp" / f"{os.getpid()}-stage-mine").mkdir()
+    host = socket.gethostname()
+    kept = [f"{os.getpid()}-stage-mine", f"{os.getpid()}+{host}+stage-mine",
+            f"{dead}+another-machine+stage-abc"]  # a pid on another machine of a sharded sweep means nothing here
+    for name in [f"{dead}-stage-abc", f"{dead}+{host}+stage-abc", *kept]:
+        (tmp_path / "tmp" / name).mkdir(parents=True)
     Store(tmp_path)
-    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [f"{os.getpid()}-stage-mine"]
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == sorted(kept)
+
+
+def test_only_the_manifest_keeper_records(tmp_path):
+    Store(tmp_path, manifests=False).record("featurevis", "k", {"layer": "conv1"})
+    assert Store(tmp_path).manifest("featurevis") == {}
 
 
 def test_manifest_and_plan(tmp_path):

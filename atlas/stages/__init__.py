@@ -16,6 +16,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 import torch
 
 from atlas.config import Config
+from atlas.distributed import Shard
 from atlas.models import LoadedModel
 from atlas.store import Store, artifact_key
 
@@ -54,14 +55,20 @@ class StageContext:
     artifacts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # Layers a stage derives from the model's own (a dictionary's features), as plan entries.
     derived: list[dict[str, Any]] = field(default_factory=list)
+    shard: Shard = field(default_factory=Shard)  # this process's share of a sharded sweep
 
-    def needs(self, stage: str, key: str) -> bool:
-        if self.force:
-            return True
-        damage = self.store.damage(stage, key)
-        if damage not in (None, "missing"):
+    def needs(self, stage: str, key: str, cost: float = 1.0) -> bool:
+        """Whether this process computes the artifact: it is missing, damaged or forced
+        (and, in a sharded sweep, claimed by this rank: ``atlas.distributed``; every
+        rank asks for the same keys in the same order, and ``cost`` balances them)."""
+        damage = None if self.force else self.store.damage(stage, key)
+        if damage not in (None, "missing") and self.shard.main:
             log.warning("store: the %s artifact %s is damaged (%s); recomputing it", stage, key, damage)
-        return damage is not None
+        return self.shard.claim(self.force or damage is not None, cost)
+
+    def sync(self) -> None:
+        """In a sharded sweep, wait for every rank's claimed artifacts (a no-op in one process)."""
+        self.shard.sync()
 
 
 def layer_receptive_field(ctx: StageContext, model: LoadedModel, layer: str):

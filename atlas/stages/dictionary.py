@@ -182,6 +182,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                 write_json(folder / "data.json", {"layer": layer.name, **trained.stats})
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
         keys[layer.name] = [key]
+        ctx.sync()  # its features are swept by every rank, from the dictionary one rank trained
         ctx.derived.append(_features(ctx, model, layer, key))
     return keys
 

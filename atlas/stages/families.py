@@ -434,6 +434,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             with ctx.store.writing(STAGE, key) as folder:
                 write_json(folder / "data.json", data)
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
+        ctx.sync()  # the next layer's family circuits read this layer's families
         previous = key
     return keys
 

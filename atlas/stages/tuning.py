@@ -273,7 +273,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                                units=layer.units, input_size=model.input_size, examples=examples_key,
                                joint=[JOINT_ANGLES, JOINT_EXAMPLES])
             keys[layer.name] = [key]
-            if ctx.needs(STAGE, key):
+            if ctx.needs(STAGE, key, cost=len(layer.units)):
                 _compute(ctx, model, layer, key, examples_key)
             ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
             bar.update(1)

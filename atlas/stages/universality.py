@@ -272,6 +272,7 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
             ctx.store.record(STAGE, key, {"a": spec_a.name, "b": spec_b.name})
             keys.append(key)
             bar.update(1)
+    ctx.sync()  # the summary reads every pair, some of which other ranks compared
     summary_key = artifact_key(stage=STAGE, format=SUMMARY_FORMAT, margin=MARGIN, summary=keys)
     if ctx.needs(STAGE, summary_key):
         with ctx.store.writing(STAGE, summary_key) as folder:
