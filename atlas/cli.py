@@ -132,7 +132,11 @@ def build(config_path: Path, overrides: tuple[str, ...], out: Path | None, devic
 
     config = _load(config_path, overrides, out=out, device=device)
     _writable(config, "sweep.cache", "site.out")
-    sweep(config, force=force, progress=_progress)
+    def render_so_far() -> None:  # a first look while the rest is swept
+        report = render_site(config, partial=True)
+        click.echo(f"rendered what is ready so far: {report.out / 'index.html'}", err=True)
+
+    sweep(config, force=force, progress=_progress, after_model=render_so_far)
     if _main_rank():  # a sharded sweep renders once, on rank 0, after every rank is done
         report = render_site(config)
         click.echo(f"built {report.pages} pages in {report.out}")
@@ -152,6 +156,39 @@ def sweep_command(config_path: Path, overrides: tuple[str, ...], device: str | N
     units = sum(len(layer["units"]) for model in plan["models"] for layer in model["layers"])
     if _main_rank():
         click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
+
+
+@main.command("plan")
+@_config_options
+@_device_option
+@click.option("--ranks", type=click.IntRange(1, 100_000), multiple=True, metavar="N",
+              help="Also give the wall time on N ranks of torchrun (repeatable; default 1, 2, 8).")
+def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | None, ranks: tuple[int, ...]) -> None:
+    """Estimate each stage's time for a cold sweep, before any work (each model is
+    loaded and its layers timed on the device, a few seconds each)."""
+    from atlas.pipeline import pick_device
+    from atlas.plan import estimate, wall_seconds
+
+    config = _load(config_path, overrides, device=device)
+    target = pick_device(config.sweep.device)
+    phases = estimate(config, target)
+    stages: dict[str, float] = {}
+    for phase in phases:
+        stages[phase.stage] = stages.get(phase.stage, 0.0) + phase.seconds
+        click.echo(f"{phase.model or '(all models)':<24} {phase.stage:<16} {_duration(phase.seconds):>9}  {phase.detail}")
+    total = sum(stages.values())
+    click.echo(f"\nby stage ({target}): " + ", ".join(f"{stage} {_duration(s)}" for stage, s in stages.items()))
+    click.echo(f"total: {_duration(total)} of work")
+    for n in ranks or (1, 2, 8):
+        click.echo(f"  on {n} rank{'s' if n > 1 else ''}: about {_duration(wall_seconds(phases, n))}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @main.command()

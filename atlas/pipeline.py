@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -60,10 +60,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress,
+          after_model: Callable[[], None] | None = None) -> dict[str, Any]:
     """Fill the store with every artifact the config asks for; return the sweep plan.
     One sweep writes a store at a time: a second one waits for the first, then finds
-    its work done."""
+    its work done. ``after_model`` is called (on rank 0) each time a model's plan is
+    written, while more work remains: ``atlas build`` renders the site so far."""
     _preflight(config)
     shard = from_environment()
     store = Store(config.resolve(config.sweep.cache), manifests=shard.main)
@@ -74,10 +76,12 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
 
     # Rank 0 holds the lock for all ranks: the others wait for it at their first claim.
     with store.lock(waiting) if shard.main else contextlib.nullcontext():
-        return _sweep(config, store, force, progress if shard.main else no_progress, shard)
+        return _sweep(config, store, force, progress if shard.main else no_progress, shard,
+                      after_model if shard.main else None)
 
 
-def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard) -> dict[str, Any]:
+def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard,
+           after_model: Callable[[], None] | None) -> dict[str, Any]:
     stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
     dataset = None
     if config.data is not None and DATASET_STAGES & set(config.sweep.stages):
@@ -109,6 +113,9 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         plan["models"].append({**_model_entry(model, weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
         write_plan()
         del model
+        more = i + 1 < len(config.models) or {"universality", "superposition"} & set(config.sweep.stages)
+        if after_model is not None and more:
+            after_model()
     if "universality" in config.sweep.stages:
         with _timed("universality"):
             plan["universality"] = universality.run(ctx, config.models, plan)

@@ -30,6 +30,36 @@ def test_build_end_to_end_then_rebuild_without_sweep_work(tiny_project, monkeypa
     assert run("build", "--set", "featurevis.steps=4").exit_code == 0
 
 
+def test_build_shows_each_model_as_it_finishes_and_ends_as_a_one_shot_render(tiny_project, monkeypatch):
+    from atlas.render import render_site
+    from tests.conftest import TWIN_MODEL
+    from tests.test_faults import site_files
+
+    monkeypatch.chdir(tiny_project)
+    (tiny_project / "atlas.toml").write_text((tiny_project / "atlas.toml").read_text() + TWIN_MODEL)
+    stages = "sweep.stages=['featurevis','weights','examples','universality']"
+    seen = []
+
+    def render_so_far(config, partial=False, **kwargs):
+        report = render_site(config, partial=partial, **kwargs)
+        seen.append((partial, (report.out / "index.html").read_text()))
+        return report
+
+    monkeypatch.setattr("atlas.render.render_site", render_so_far)
+    result = run("build", "--set", stages, "--set", "featurevis.steps=4")
+    assert result.exit_code == 0, result.output
+    assert [partial for partial, _ in seen] == [True, True, False]  # after each model, then the whole
+    first, second, final = (html for _, html in seen)
+    assert "Not ready yet: model twin; universality across the models." in first
+    assert 'http-equiv="refresh"' in first and "/twin/" not in first
+    assert "Not ready yet: universality across the models." in second and "twin/index.html" in second
+    assert "Still being swept" not in final and "refresh" not in final and "universality.html" in final
+    built = site_files(tiny_project / "site")
+    monkeypatch.setattr("atlas.render.render_site", render_site)
+    assert run("render", "--set", stages, "--set", "featurevis.steps=4", "--out", "again").exit_code == 0
+    assert site_files(tiny_project / "again") == built
+
+
 def test_sweep_then_render_and_out_is_relative_to_the_working_directory(tiny_project, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = str(tiny_project / "atlas.toml")

@@ -51,9 +51,11 @@ class RenderReport:
     seconds: float
 
 
-def render_site(config: Config, out: Path | None = None, workers: int | None = None) -> RenderReport:
+def render_site(config: Config, out: Path | None = None, workers: int | None = None,
+                partial: bool = False) -> RenderReport:
     """Render the atlas of ``config`` from its last sweep into ``out`` (default: site.out),
-    in ``workers`` processes (default: one per available core)."""
+    in ``workers`` processes (default: one per available core). ``partial``: the sweep
+    is under way, and the models its plan lacks yet are named on the index as not ready."""
     start = time.perf_counter()
     store = Store(config.resolve(config.sweep.cache))
     plan = store.read_plan(config.sweep_digest())
@@ -71,7 +73,8 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     except FileNotFoundError as e:  # the plan names an artifact someone deleted
         raise AtlasError(f"{config.source}: the store {store.root} lacks {e.filename}; "
                          "run `atlas sweep` (or `atlas build`) to recompute it") from None
-    pages = site_pages(site, config.site.title)
+    pending = _pending(config, plan) if partial else []
+    pages = site_pages(site, config.site.title, pending)
     out = Path(out) if out is not None else config.resolve(config.site.out)
     data = {
         "catalog.json": json.dumps(catalog(site), indent=1),
@@ -82,6 +85,17 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start)
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
+
+
+def _pending(config: Config, plan: dict[str, Any]) -> list[str]:
+    """What the config asks for that the plan of a sweep under way lacks yet."""
+    swept = {model["name"] for model in plan["models"]}
+    pending = [f"model {spec.name}" for spec in config.models if spec.name not in swept]
+    if "universality" in config.sweep.stages and len(config.models) > 1 and not plan.get("universality"):
+        pending.append("universality across the models")
+    if "superposition" in config.sweep.stages and not plan.get("superposition"):
+        pending.append("toy models of superposition")
+    return pending
 
 
 def _cores() -> int:
@@ -95,9 +109,9 @@ class Page:
     context: dict[str, Any]
 
 
-def site_pages(site: SiteModel, title: str) -> list[Page]:
+def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) -> list[Page]:
     """Every page of the site with what its template is given (charts included: cheap
-    specs, so rendering is all that is left)."""
+    specs, so rendering is all that is left); ``pending``: the models still being swept."""
     pages: list[Page] = []
 
     def page(template: str, path: str, crumbs: list[tuple[str, str]], **context: Any) -> None:
@@ -107,7 +121,7 @@ def site_pages(site: SiteModel, title: str) -> list[Page]:
 
     home = ("Atlas", "index.html")
     margin = site.universality.margin if site.universality else None
-    page("index.html", "index.html", [], site=site)
+    page("index.html", "index.html", [], site=site, pending=pending or [])
     if site.superposition:
         experiments = {k: v for k, v in site.superposition.items() if isinstance(v, dict)}
         page("superposition.html", site.superposition_url, [home, ("superposition", site.superposition_url)],

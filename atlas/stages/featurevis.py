@@ -263,7 +263,7 @@ def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
     worker), shrinking the batch on OOM."""
     cfg = ctx.config.featurevis
     per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
-    batch_units = cfg.batch or _auto_batch(ctx.device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
+    batch_units = cfg.batch or auto_batch(ctx.device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
     workers = workers_for(ctx.device, cfg.workers)
     options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
                    steps=cfg.steps, size=cfg.size, lr=cfg.lr, param=cfg.param, redirect=cfg.redirect,
@@ -318,7 +318,7 @@ def workers_for(device: torch.device, configured: int | None = None) -> int:
     return configured or torch.get_num_threads()
 
 
-def _auto_batch(device: torch.device, per_unit: int, side: int) -> int:
+def auto_batch(device: torch.device, per_unit: int, side: int) -> int:
     """Units per optimisation: a pixel budget on a CPU; on CUDA, what fits in memory."""
     if device.type != "cuda":
         return max(1, CPU_PIXELS // (side * side) // per_unit)

@@ -1,0 +1,43 @@
+"""``atlas plan``: estimates from times measured on the device, and the wall time on N
+ranks by the rule the ranks claim artifacts by."""
+
+from __future__ import annotations
+
+import torch
+
+from atlas.config import load_config
+from atlas.plan import Phase, estimate, wall_seconds
+
+
+def test_wall_time_follows_the_claim_rule_and_waits_at_every_stage():
+    stages = [Phase("m", "featurevis", [4, 1, 1, 1, 1, 1], ""), Phase("m", "tuning", [2, 2, 2], "")]
+    assert wall_seconds(stages, 1) == 15
+    # 4 | 1+1+1+1, then the tie goes to rank 0: 5 | 4; then 2+2 | 2
+    assert wall_seconds(stages, 2) == 5 + 4
+    assert wall_seconds(stages, 8) == 4 + 2  # no stage is shorter than its largest artifact
+
+
+def test_estimate_has_every_configured_stage_and_grows_with_the_work(tiny_project):
+    config = load_config(tiny_project / "atlas.toml", ["featurevis.steps=20"])
+    cpu = torch.device("cpu")
+    phases = estimate(config, cpu)
+    assert [p.stage for p in phases] == ["featurevis", "weights", "examples", "tuning", "circuits", "families",
+                                         "polysemanticity", "superposition"]
+    featurevis = phases[0]
+    assert len(featurevis.items) == 2 and all(s > 0 for s in featurevis.items)  # one chunk per layer
+    longer = estimate(load_config(tiny_project / "atlas.toml", ["featurevis.steps=2000"]), cpu)[0]
+    assert longer.seconds > 20 * featurevis.seconds  # 100x the steps: the fixed cost per batch is the rest
+    assert wall_seconds(phases, 2) <= sum(p.seconds for p in phases)
+
+
+def test_plan_command_prints_stages_total_and_ranks(tiny_project, monkeypatch):
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+
+    monkeypatch.chdir(tiny_project)
+    result = CliRunner().invoke(main, ["plan", "--set", "featurevis.steps=20", "--ranks", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "by stage (cpu): featurevis" in result.output and "total:" in result.output
+    assert "on 3 ranks: about" in result.output and "on 8 ranks" not in result.output
+    assert not (tiny_project / "cache" / "objects").exists()  # nothing was swept
