@@ -266,7 +266,9 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
 
 
 def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:
+    """Counts over ``bins`` equal bins of the values' range, in float64: a float32 range
+    a few of its own steps wide (a unit that barely varies) has no 20 distinct edges."""
     if len(values) == 0:
         return {"counts": [], "edges": []}
-    counts, edges = np.histogram(values, bins=bins)
+    counts, edges = np.histogram(np.asarray(values, np.float64), bins=bins)
     return {"counts": counts.tolist(), "edges": edges.round(5).tolist()}

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from atlas.stages.examples import StreamingTopK, spatial_max
@@ -103,3 +104,14 @@ def test_values_are_what_the_network_passes_and_an_unrectified_layer_keeps_both_
     assert unit["bottom"][0]["value"] == pytest.approx((20 - 220) / 255, abs=1e-5)
     folder = store.path("examples", model["layers"][1]["artifacts"]["examples"][0])
     assert (folder / unit["bottom"][0]["crop"]).is_file()
+
+
+def test_histogram_of_a_unit_that_barely_varies_in_float32():
+    """EfficientNet-Lite2 had a unit whose float32 values spanned one step of float32
+    (numpy: "Too many bins for data range"); the histogram is taken in float64."""
+    from atlas.stages.examples import _histogram
+
+    values = np.array([3e6] * 50 + [3e6 + 0.25] * 50, np.float32)
+    histogram = _histogram(values)
+    assert sum(histogram["counts"]) == 100 and histogram["counts"][0] == 50 and histogram["counts"][-1] == 50
+    assert len(histogram["edges"]) == 21
