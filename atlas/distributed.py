@@ -14,8 +14,9 @@ about the same artifact keys in the same order, and at each ask (``Shard.claim``
 - the ranks agree whether the artifact is needed (one collective: needed if any rank
   finds it missing or damaged; its owner has not started on it yet, so all see the
   same store), and
-- a needed artifact goes to the rank with the least work claimed since the last
-  ``sync``, by the cost the stage gives it (ties to the lowest rank).
+- a needed artifact goes to the rank with the least work claimed so far, by the cost
+  the stage gives it (ties to the lowest rank); counting from the start, not from the
+  last ``sync``, spreads stages of one artifact each over the ranks too.
 
 The assignment is therefore the same on every rank without any message but the
 agreement, and a rerun with any number of ranks balances what is left. Each rank
@@ -72,10 +73,16 @@ class Shard:
         return owner == self.rank
 
     def sync(self) -> None:
-        """Wait until every rank has finished the work it claimed; start a new phase."""
+        """Wait until every rank has finished the work it claimed."""
         if self.world > 1:
             torch.distributed.all_reduce(torch.zeros(1))  # a barrier that gloo serves on the CPU
-        self._load = [0.0] * self.world
+
+    def close(self) -> None:
+        """After the last sync: leave the process group (a process that exits with gloo's
+        threads still running can abort)."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            self.sync()
+            torch.distributed.destroy_process_group()
 
     def device(self, name: str) -> str:
         """The device this rank computes on for ``sweep.device`` ``name``: each rank of a

@@ -75,9 +75,12 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
                     "then its work is reused", store.root, holder)
 
     # Rank 0 holds the lock for all ranks: the others wait for it at their first claim.
-    with store.lock(waiting) if shard.main else contextlib.nullcontext():
-        return _sweep(config, store, force, progress if shard.main else no_progress, shard,
-                      after_model if shard.main else None)
+    try:
+        with store.lock(waiting) if shard.main else contextlib.nullcontext():
+            return _sweep(config, store, force, progress if shard.main else no_progress, shard,
+                          after_model if shard.main else None)
+    finally:
+        shard.close()
 
 
 def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard,

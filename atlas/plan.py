@@ -36,16 +36,17 @@ from atlas.capture import capture
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
-from atlas.stages import LayerInfo, chunks, featurevis, tuning
+from atlas.stages import LayerInfo, chunks, featurevis, tuning, universality
 
 # Fitted on the default zoo's cold build (5 models, 24 layers, 2,112 units, 2,000
 # scenes) on a 2-core CPU, 2026-12-02; each is a measured quantity's multiplier.
 PASSES = {  # forward passes' worth of work per image shown, relative to one bare forward pass
-    "examples": 1.0, "polysemanticity": 2.6, "tuning": 0.61, "universality": 0.95, "dictionary": 1.0}
+    "examples": 1.0, "polysemanticity": 2.6, "tuning": 0.61, "universality": 2.4, "dictionary": 1.0}
 PER_IMAGE_LAYER = {"examples": 0.00095}  # seconds per image per layer: top-k and reservoir bookkeeping
 PER_IMAGE = {"tuning": 0.00036}  # seconds per stimulus or rotated example: drawing and rotating it
 PER_UNIT = {  # seconds per unit swept (circuits: per unit of the layer read from the one before)
-    "weights": 0.002, "examples": 0.0052, "circuits": 0.045, "families": 0.05, "polysemanticity": 0.035}
+    "weights": 0.002, "examples": 0.0052, "circuits": 0.027, "families": 0.05, "polysemanticity": 0.035}
+FORWARDS_PER_UNIT = {"circuits": 10.8}  # forward passes' worth of backward passes per target unit
 SUPERPOSITION_PER_STEP = 0.0024  # both toy experiments, all sparsities
 SAE_PER_STEP = 0.016  # one Adam step of a dictionary of 576 features, per 1,000 vectors
 BANK = 798  # stimuli in tuning's bank, whatever the field's size
@@ -67,19 +68,25 @@ class Phase:
 
 def wall_seconds(phases: Sequence[Phase], ranks: int) -> float:
     """The sweep's wall time on ``ranks`` ranks: each stage's artifacts assigned as
-    ``atlas.distributed`` assigns them, each stage as long as its busiest rank."""
-    total = 0.0
+    ``atlas.distributed`` assigns them (to the least loaded rank so far), each stage as
+    long as its busiest rank."""
+    total, load = 0.0, [0.0] * ranks
     for phase in phases:
-        load = [0.0] * ranks
+        added = [0.0] * ranks
         for cost in phase.items:
-            load[min(range(ranks), key=lambda r: (load[r], r))] += cost
-        total += max(load)
+            rank = min(range(ranks), key=lambda r: (load[r], r))
+            load[rank] += cost
+            added[rank] += cost
+        total += max(added)
     return total
 
 
-def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, device: torch.device) -> float:
+def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, device: torch.device,
+                    channels_last: bool = False) -> float:
     """Measured seconds per image of a forward pass to ``layers``, in batches of ``batch``."""
     x = torch.rand(batch, 3, model.input_size, model.input_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         capture(model.module, model.normalize(x), list(layers))  # warm-up: kernels chosen, memory taken
         best = math.inf
@@ -131,8 +138,11 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(device)
         layers = inspect_layers(model, spec.layers, spec.units, device, key)
         spatial = [layer for layer in layers if len(layer.shape) == 3]
-        t_img = per_image[spec.name] = forward_seconds(model, [l.name for l in layers], batch, device)
         units = {layer.name: len(layer.units) for layer in layers}
+        names = [layer.name for layer in layers]
+        # Universality runs each model folded and channels-last: timed so.
+        per_image[spec.name] = forward_seconds(universality.for_inference(model, layers), names, batch, device,
+                                               channels_last=True)
 
         def phase(stage: str, items: list[float], detail: str) -> None:
             phases.append(Phase(spec.name, stage, items, detail))
@@ -150,6 +160,9 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
                 parts.append(f"{layer.name} {per_step * 1e3 / group:.1f} ms")
             phase("featurevis", items, f"{sum(units.values())} units x {config.featurevis.steps} steps; "
                   f"per unit-step {', '.join(parts)}")
+        # Timed after feature vis, as the later stages run: preparing it may have left the
+        # module channels-last (a model that torch.fx cannot trace is prepared in place).
+        t_img = forward_seconds(model, names, batch, device)
         if "weights" in stages:
             phase("weights", [PER_UNIT["weights"] * n for n in units.values()], "kernel images")
         if "examples" in stages and images:
@@ -162,7 +175,8 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
             phase("tuning", [n * (t_img * PASSES["tuning"] + PER_IMAGE["tuning"]) for n in shown.values()],
                   f"{sum(shown.values())} stimuli and rotated examples x {t_img * 1e3:.2f} ms")
         if "circuits" in stages:
-            phase("circuits", [PER_UNIT["circuits"] * units[l.name] for l in spatial[1:]], "expanded weights")
+            phase("circuits", [units[l.name] * (PER_UNIT["circuits"] + FORWARDS_PER_UNIT["circuits"] * t_img)
+                               for l in spatial[1:]], "expanded weights")
         if "families" in stages:
             phase("families", [PER_UNIT["families"] * units[l.name] for l in spatial], "classification")
         if "polysemanticity" in stages and images:

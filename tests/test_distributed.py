@@ -128,15 +128,15 @@ def test_one_process_claims_every_needed_artifact():
 
 
 def test_ranks_agree_on_owners_balanced_by_cost(monkeypatch):
-    """Every rank computes the same owners from the same asks: the least loaded rank since
-    the last sync, ties to the lowest (the agreement itself is an all-reduce, here an
-    identity, as every rank found the same)."""
+    """Every rank computes the same owners from the same asks: the least loaded rank so
+    far, ties to the lowest (the agreement itself is an all-reduce, here an identity, as
+    every rank found the same)."""
     monkeypatch.setattr("torch.distributed.all_reduce", lambda tensor, op=None: None)
     claims = {}
     for rank in (0, 1):
         shard = Shard(rank=rank, world=2)
         claims[rank] = [shard.claim(True, cost) for cost in (4, 1, 1, 1, 1, 1)]
         shard.sync()
-        claims[rank].append(shard.claim(True, 1))  # a new phase starts even
-    assert claims[0] == [True, False, False, False, False, True, True]
+        claims[rank].append(shard.claim(True, 1))  # after a sync, the load so far still counts: 5 | 4
+    assert claims[0] == [True, False, False, False, False, True, False]
     assert claims[1] == [not c for c in claims[0]]

@@ -12,7 +12,7 @@ from atlas.plan import Phase, estimate, wall_seconds
 def test_wall_time_follows_the_claim_rule_and_waits_at_every_stage():
     stages = [Phase("m", "featurevis", [4, 1, 1, 1, 1, 1], ""), Phase("m", "tuning", [2, 2, 2], "")]
     assert wall_seconds(stages, 1) == 15
-    # 4 | 1+1+1+1, then the tie goes to rank 0: 5 | 4; then 2+2 | 2
+    # 4 | 1+1+1+1, then the tie goes to rank 0: 5 | 4; then, from those loads, 2 | 2+2
     assert wall_seconds(stages, 2) == 5 + 4
     assert wall_seconds(stages, 8) == 4 + 2  # no stage is shorter than its largest artifact
 
