@@ -140,6 +140,7 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         spatial = [layer for layer in layers if len(layer.shape) == 3]
         units = {layer.name: len(layer.units) for layer in layers}
         names = [layer.name for layer in layers]
+        t_img = forward_seconds(model, names, batch, device)  # the model as the stages after feature vis run it
         # Universality runs each model folded and channels-last: timed so.
         per_image[spec.name] = forward_seconds(universality.for_inference(model, layers), names, batch, device,
                                                channels_last=True)
@@ -160,9 +161,6 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
                 parts.append(f"{layer.name} {per_step * 1e3 / group:.1f} ms")
             phase("featurevis", items, f"{sum(units.values())} units x {config.featurevis.steps} steps; "
                   f"per unit-step {', '.join(parts)}")
-        # Timed after feature vis, as the later stages run: preparing it may have left the
-        # module channels-last (a model that torch.fx cannot trace is prepared in place).
-        t_img = forward_seconds(model, names, batch, device)
         if "weights" in stages:
             phase("weights", [PER_UNIT["weights"] * n for n in units.values()], "kernel images")
         if "examples" in stages and images:

@@ -27,6 +27,7 @@ own transform draws, a unit's images are the same whatever its batch-mates.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -83,12 +84,17 @@ def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> 
     """The model as feature visualization runs it: batch norms folded into the
     convolutions (except into a requested layer), on a CPU strided stems computed over
     space-to-depth inputs (``atlas.models.stem``), channels-last. A copy when anything
-    changed; the weights digest stays, as the function computed is the same."""
+    changed, and always a module of its own: the stages after this one run the model
+    as it was (a model torch.fx cannot trace used to be made channels-last in place, so
+    those stages' arithmetic depended on whether feature vis ran in the same process).
+    The weights digest stays, as the function computed is the same."""
     module, folded = fold_batchnorms(model.module, keep=layers)
     stems = 0
     if device.type == "cpu":  # measured on a CPU only
         module, stems = space_to_depth_stems(module, keep=layers)
     log.debug("%s: folded %d batch norms, %d stems to space-to-depth", model.name, folded, stems)
+    if module is model.module:
+        module = copy.deepcopy(module)
     return dataclasses.replace(model, module=module.to(memory_format=torch.channels_last))
 
 

@@ -138,3 +138,27 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_result(tiny_project, 
             assert a.keys() == b.keys() and all(a[u]["channel"] == pytest.approx(b[u]["channel"], rel=1e-4) for u in a)
         else:
             assert again[path] == content, path
+
+
+def test_prepare_never_changes_the_model_later_stages_run():
+    """A model torch.fx cannot trace gets nothing folded; its prepared copy is still a copy,
+    so the original is not made channels-last under the stages that follow."""
+    from atlas.models import LoadedModel
+
+    class Untraceable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.norm = torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: fx gives up
+                x = x * 1.0
+            return self.norm(self.conv(x))
+
+    module = Untraceable().eval()
+    model = LoadedModel("u", "test", module, (0.5,) * 3, (0.25,) * 3, 16, "digest")
+    prepared = featurevis.prepare(model, ["conv"], torch.device("cpu"))
+    assert prepared.module is not module
+    assert module.conv.weight.is_contiguous() and isinstance(module.norm, torch.nn.BatchNorm2d)
+    assert prepared.module.conv.weight.is_contiguous(memory_format=torch.channels_last)
