@@ -153,9 +153,9 @@ def sweep_command(config_path: Path, overrides: tuple[str, ...], device: str | N
     config = _load(config_path, overrides, device=device)
     _writable(config, "sweep.cache")
     plan = sweep(config, force=force, progress=_progress)
-    units = sum(len(layer["units"]) for model in plan["models"] for layer in model["layers"])
+    units = sum(len(layer.units) for model in plan.models for layer in model.layers)
     if _main_rank():
-        click.echo(f"swept {len(plan['models'])} models, {units} units into {config.resolve(config.sweep.cache)}")
+        click.echo(f"swept {len(plan.models)} models, {units} units into {config.resolve(config.sweep.cache)}")
 
 
 @main.command("plan")

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas import registry
 from atlas.errors import ConfigError
 from atlas.names import slug
 
-STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "families", "polysemanticity", "dictionary",
-          "universality", "superposition")
-"""Every analysis `atlas sweep` knows, in the order it runs them."""
+STAGES = registry.names()
+"""Every analysis `atlas sweep` knows, in the order it runs them (``atlas.registry``)."""
 
 DEVICES = ("auto", "cpu", "cuda")
 OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualization objectives
@@ -62,7 +62,7 @@ class SweepConfig:
     device: str = "auto"  # auto picks cuda when available; cpu and cuda force one
     seed: int = ranged(0, 0, 2**63 - 1)  # global seed; each unit's seed derives from it and the unit's id
     cache: Path = Path(".atlas-cache")  # the artifact store (relative to the config file)
-    stages: tuple[str, ...] = STAGES  # which analyses run
+    stages: tuple[str, ...] = registry.defaults()  # which analyses run
     batch_size: int = ranged(32, 1, 65_536)  # images per forward pass when streaming a dataset
 
 

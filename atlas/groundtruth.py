@@ -411,7 +411,9 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     from atlas.kernels import kernel_stats
     from atlas.receptive_field import receptive_field
     from atlas.response import layer_response
-    from atlas.stages import families, tuning
+    from atlas import taxonomy
+    from atlas.data.bank import field_centre, stimulus_bank
+    from atlas.stages import tuning
     from atlas.stages.weights import input_conv
 
     with torch.no_grad():
@@ -419,7 +421,7 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
         units = list(range(capture(model.module, blank, [layer])[layer].shape[1]))
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
-    bank = tuning.stimulus_bank(model.input_size, extent, tuning.field_centre(field, model.input_size))
+    bank = stimulus_bank(model.input_size, extent, field_centre(field, model.input_size))
     responses = tuning.respond(model, layer, bank, units, torch.device(device),
                                response=layer_response(model, layer, device))
     summaries = dict(zip(units, tuning.summarize(responses, bank)))
@@ -428,4 +430,4 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     if conv is not None and conv.out_channels == len(units):  # as the weights stage decides
         stats = kernel_stats(conv.weight)
         kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units}
-    return families.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective)
+    return taxonomy.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective)

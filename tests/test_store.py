@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from atlas.artifacts import SCHEMA, LayerEntry, ModelEntry, Plan, Weights
+from atlas.errors import AtlasError
 from atlas.store import CONTENTS, Store, artifact_key, write_atomic
 
 
@@ -59,8 +61,29 @@ def test_manifest_and_plan(tmp_path):
     store.record("featurevis", "k", {"layer": "conv1"})
     assert store.manifest("featurevis") == {"k": {"layer": "conv1"}}
     assert store.read_plan("d") is None
-    store.write_plan("d", {"models": []})
-    assert store.read_plan("d") == {"models": []}
+    plan = Plan(atlas="0", models=[ModelEntry("m", "zoo:x", "none", "abc", 16, [0.5] * 3, [0.2] * 3,
+                                             [LayerEntry("conv1", [4, 8, 8], [0, 1], {"featurevis": ["k"]})])],
+                across={"superposition": "s", "universality": {"pairs": ["p"], "summary": "q"}})
+    store.write_plan("d", plan)
+    assert store.read_plan("d") == plan
+    assert plan.artifacts() == [("featurevis", "k"), ("superposition", "s"), ("universality", "p"),
+                                ("universality", "q")]
+
+
+def test_a_store_of_another_schema_is_refused_with_one_line(tmp_path):
+    Store(tmp_path).write_plan("d", Plan(atlas="0"))
+    assert (tmp_path / "schema").read_text() == f"{SCHEMA}\n"
+    (tmp_path / "schema").write_text("0\n")
+    with pytest.raises(AtlasError, match=r"schema 0.*reads schema 1.*sweep.cache"):
+        Store(tmp_path)
+
+
+def test_a_record_with_fields_of_another_schema_names_its_file(tmp_path):
+    (tmp_path / "data.json").write_text('{"units": [0], "kernel": [3, 3], "stats": {}, "colour": 1}')
+    with pytest.raises(AtlasError, match=r"data.json: fields colour are not in the weights artifact"):
+        Weights.read(tmp_path)
+    (tmp_path / "data.json").write_text('{"units": [0], "kernel": [3, 3], "stats": {}}')
+    assert Weights.read(tmp_path) == Weights(units=[0], kernel=[3, 3], stats={})
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path):

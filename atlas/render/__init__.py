@@ -10,32 +10,32 @@ untrusted text.
 
 from __future__ import annotations
 
-import base64
-import functools
 import glob
 import json
 import logging
 import os
 import shutil
-import struct
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
-import numpy as np
 
+from atlas.artifacts import Plan
 from atlas.config import Config
 from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
 from atlas.forked import can_fork, map_forked
 from atlas.names import slug
 from atlas.render import charts
-from atlas.render.pages import SiteModel, build_site, catalog, polysemantic_overview, search_index
+from atlas.render import weightmaps
+from atlas.render.catalog import catalog, search_index
+from atlas.render.model import SiteModel
+from atlas.render.overview import polysemantic_overview
+from atlas.render.read import build_site
 from atlas.render.urls import relative_url
-from atlas.store import Store, alive, folder_mode, plan_artifacts
+from atlas.store import Store, alive, folder_mode
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     if plan is None:
         raise AtlasError(f"{config.source}: no sweep of this config in {store.root} yet; "
                          "run `atlas sweep` (or `atlas build`) first")
-    for stage, key in plan_artifacts(plan):  # never render a damaged artifact as if it were whole
+    for stage, key in plan.artifacts():  # never render a damaged artifact as if it were whole
         damage = store.damage(stage, key)
         if damage is not None:
             raise AtlasError(f"{config.source}: the {stage} artifact {store.path(stage, key)} is "
@@ -87,13 +87,12 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     return report
 
 
-def _pending(config: Config, plan: dict[str, Any]) -> list[str]:
+def _pending(config: Config, plan: Plan) -> list[str]:
     """What the config asks for that the plan of a sweep under way lacks yet."""
-    swept = {model["name"] for model in plan["models"]}
-    pending = [f"model {spec.name}" for spec in config.models if spec.name not in swept]
-    if "universality" in config.sweep.stages and len(config.models) > 1 and not plan.get("universality"):
+    pending = [f"model {spec.name}" for spec in config.models if plan.model(spec.name) is None]
+    if "universality" in config.sweep.stages and len(config.models) > 1 and "universality" not in plan.across:
         pending.append("universality across the models")
-    if "superposition" in config.sweep.stages and not plan.get("superposition"):
+    if "superposition" in config.sweep.stages and "superposition" not in plan.across:
         pending.append("toy models of superposition")
     return pending
 
@@ -190,54 +189,6 @@ def _write_text(target: Path, text: str) -> None:
     target.write_text(text, encoding="utf-8")
 
 
-def _abs_max(values: Any) -> float:
-    """The largest magnitude in a weight map, or in nested lists of them: a color scale."""
-    if isinstance(values, np.ndarray):
-        return float(np.abs(values).max(initial=0.0))
-    return max((_abs_max(v) if isinstance(v, (list, np.ndarray)) else abs(v) for v in values), default=0.0)
-
-
-def _weight_colors() -> np.ndarray:
-    """511 colors for signed strengths -255..255: blue, fading to white at 0, then red."""
-    fade = 255 - np.abs(np.arange(-255, 256))
-    full = np.full_like(fade, 255)
-    positive = np.arange(-255, 256) > 0
-    return np.where(positive[:, None], np.stack([full, fade, fade], -1),
-                    np.stack([fade, fade, full], -1)).astype(np.uint8)
-
-
-WEIGHT_COLORS = _weight_colors()
-
-
-@functools.lru_cache(maxsize=65536)
-def _weight_png_cached(data: bytes, shape: tuple[int, int], scale: float) -> str:
-    w = np.frombuffer(data, dtype=np.float32).reshape(shape)
-    strength = np.clip(np.trunc(w * (255 / scale)), -255, 255).astype(np.int16) if scale else np.zeros(shape, np.int16)
-    return "data:image/png;base64," + base64.b64encode(_png(WEIGHT_COLORS[strength + 255])).decode()
-
-
-def _weight_png(weights: Any, scale: float) -> str:
-    """A weight map as a data-URI PNG, one pixel per position: white at zero, red for
-    excitation and blue for inhibition at full strength when ``|w| == scale``. The same
-    map at the same scale (a unit's page and its circuit page) is encoded once."""
-    w = np.ascontiguousarray(weights, dtype=np.float32)
-    return _weight_png_cached(w.tobytes(), w.shape, float(scale))
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    """An 8-bit RGB image as PNG bytes: for maps of a few pixels, PIL's per-image
-    overhead was most of the render's time."""
-    height, width, _ = rgb.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, -1)], axis=1)  # filter 0
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-            + chunk(b"IEND", b""))
-
-
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
@@ -247,8 +198,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["url"] = jinja2.pass_context(lambda ctx, target: relative_url(target, ctx["page"]))
-    env.filters["abs_max"] = _abs_max
-    env.filters["weight_png"] = _weight_png
+    env.filters["abs_max"] = weightmaps.abs_max
+    env.filters["weight_png"] = weightmaps.weight_png
     env.filters["slug"] = slug
     return env
 

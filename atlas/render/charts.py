@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import altair as alt
 
-from atlas.render.pages import Family, Layer, Model, Unit
+from atlas.render.model import Family, Layer, Model, Unit
 
 _WIDTH = "container"
 

@@ -1,17 +1,19 @@
-"""Analyses of a model, one module per stage.
+"""Analyses of a model, one module per stage (``atlas.registry`` lists them).
 
-Every stage has the same shape: ``run(ctx, model, layers)`` reads and writes the
-store around pure functions (tensors in, arrays out) that tests call with no disk.
-``run`` returns, per layer, the keys of the artifacts it made or found, which the
-pipeline records in the sweep plan that ``render`` reads.
+Every stage is a ``run`` around pure functions (tensors in, arrays out) that tests
+call with no disk; ``run`` reads and writes the store and returns the keys of the
+artifacts it made or found, which the pipeline records in the sweep plan that
+``render`` reads. Its arguments follow its scope (``atlas.registry``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
 
 import torch
 
@@ -33,6 +35,31 @@ class LayerInfo:
     def channels(self) -> int:
         return self.shape[0]
 
+    @property
+    def spatial(self) -> bool:
+        """A feature map (C, H, W), not a vector of units."""
+        return len(self.shape) == 3
+
+
+@dataclass
+class Derived:
+    """A layer a stage derives from a model's own (a dictionary's features), swept by the
+    pipeline as a layer of ``model`` (the stages marked ``derived`` in the registry)."""
+
+    model: LoadedModel  # the model whose ``layer`` module outputs the derived units
+    layer: LayerInfo
+    of: str  # the model's layer it derives from
+    name: str  # its name in the plan and on the site
+    artifacts: dict[str, list[str]]  # what the deriving stage made for it
+
+
+@dataclass
+class Made:
+    """A model-scope stage's keys per layer, and the layers it derived."""
+
+    keys: dict[str, list[str]]
+    derived: list[Derived] = field(default_factory=list)
+
 
 class Progress(Protocol):
     def update(self, n: int = 1) -> object: ...
@@ -53,8 +80,6 @@ class StageContext:
     # The current model's artifacts so far, {layer: {stage: [keys]}}: a stage reads
     # what earlier stages made (tuning rotates the examples; families reads them all).
     artifacts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    # Layers a stage derives from the model's own (a dictionary's features), as plan entries.
-    derived: list[dict[str, Any]] = field(default_factory=list)
     shard: Shard = field(default_factory=Shard)  # this process's share of a sharded sweep
 
     def needs(self, stage: str, key: str, cost: float = 1.0) -> bool:
@@ -65,6 +90,18 @@ class StageContext:
         if damage not in (None, "missing") and self.shard.main:
             log.warning("store: the %s artifact %s is damaged (%s); recomputing it", stage, key, damage)
         return self.shard.claim(self.force or damage is not None, cost)
+
+    @contextlib.contextmanager
+    def artifact(self, stage: str, key: str, cost: float = 1.0, **meta: Any) -> Iterator[Path | None]:
+        """The skeleton of every artifact: yields a folder to fill when this process makes
+        it (``needs``; it becomes the artifact if the block succeeds), else None; then
+        records it in the stage's manifest with ``meta``."""
+        if self.needs(stage, key, cost):
+            with self.store.writing(stage, key) as folder:
+                yield folder
+        else:
+            yield None
+        self.store.record(stage, key, meta)
 
     def sync(self) -> None:
         """In a sharded sweep, wait for every rank's claimed artifacts (a no-op in one process)."""
@@ -97,5 +134,5 @@ def chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:
     return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-__all__ = ["LayerInfo", "StageContext", "ProgressFactory", "artifact_key", "chunks",
+__all__ = ["Derived", "LayerInfo", "Made", "StageContext", "ProgressFactory", "artifact_key", "chunks",
            "derive_seed", "layer_receptive_field", "model_identity"]

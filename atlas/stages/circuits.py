@@ -27,7 +27,7 @@ import torch
 from atlas.capture import capture, find_modules
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
-from atlas.stages.tuning import stimulus_bank
+from atlas.data.bank import stimulus_bank
 from atlas.stages.weights import expanded_weights
 from atlas.store import write_json
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -29,12 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from atlas.artifacts import Dictionary, write
 from atlas.capture import capture, find_modules
 from atlas.config import DictionaryConfig
 from atlas.models import LoadedModel
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, examples, featurevis, model_identity
-from atlas.stages import polysemantic
-from atlas.store import write_json
+from atlas.stages import (Derived, LayerInfo, Made, StageContext, artifact_key, derive_seed, model_identity,
+                          polysemantic)
 
 log = logging.getLogger(__name__)
 STAGE = "dictionary"
@@ -157,12 +156,14 @@ def sample_activations(model: LoadedModel, layer: LayerInfo, dataset, count: int
     return torch.cat(kept)[:count]
 
 
-def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> Made:
+    """A dictionary per listed layer, and its features as a derived layer (which the
+    pipeline sweeps with feature visualization and examples, as a layer's units)."""
     wanted = next((m.dictionary for m in ctx.config.models if m.name == model.name), ())
     if ctx.dataset is None or not wanted:
-        return {}
+        return Made({})
     cfg: DictionaryConfig = ctx.config.dictionary
-    keys = {}
+    made = Made({})
     for layer in layers:
         if layer.name not in wanted:
             continue
@@ -178,39 +179,31 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             trained = train(samples, cfg.expansion * layer.channels, l1=cfg.l1, steps=cfg.steps, batch=cfg.batch,
                             lr=cfg.lr, seed=seed)
             with ctx.store.writing(STAGE, key) as folder:
-                torch.save({"state": trained.sae.state_dict(), "scale": trained.scale}, folder / "sae.pt")
-                write_json(folder / "data.json", {"layer": layer.name, **trained.stats})
+                torch.save({"state": trained.sae.state_dict(), "scale": trained.scale}, folder / Dictionary.MODEL)
+                write(folder, Dictionary(layer=layer.name, **trained.stats))
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
-        keys[layer.name] = [key]
+        made.keys[layer.name] = [key]
         ctx.sync()  # its features are swept by every rank, from the dictionary one rank trained
-        ctx.derived.append(_features(ctx, model, layer, key))
-    return keys
+        made.derived.append(_features(ctx, model, layer, key))
+    return made
 
 
 def load(ctx: StageContext, key: str) -> Trained:
     folder = ctx.store.path(STAGE, key)
-    saved = torch.load(folder / "sae.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(folder / Dictionary.MODEL, map_location="cpu", weights_only=True)
     decoder = saved["state"]["decoder"]
     sae = SparseAutoencoder(*decoder.shape)
     sae.load_state_dict(saved["state"])
-    return Trained(sae.requires_grad_(False), saved["scale"], json.loads((folder / "data.json").read_text()))
+    return Trained(sae.requires_grad_(False), saved["scale"], Dictionary.read(folder).json())
 
 
-def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str) -> dict[str, Any]:
-    """Sweep the dictionary's features as if they were a layer's units: feature
-    visualization, dataset examples and polysemanticity; returns their plan entry."""
+def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str) -> Derived:
+    """The dictionary's features as a layer whose units they are, scored for
+    polysemanticity here (with each feature's decoder direction)."""
     trained = load(ctx, key)
     features = trained.stats["features"]
     wrapped = dictionary_model(model, layer.name, trained, key)
     info = LayerInfo(layer.name, (features, *layer.shape[1:]), tuple(range(features)))
-    artifacts: dict[str, list[str]] = {"dictionary": [key]}
-    saved, ctx.artifacts = ctx.artifacts, {layer.name: {}}
-    try:
-        for stage, runner in (("featurevis", featurevis.run), ("examples", examples.run)):
-            if stage in ctx.config.sweep.stages:
-                artifacts[stage] = runner(ctx, wrapped, [info])[layer.name]
-    finally:
-        ctx.artifacts = saved
     poly = artifact_key(stage=polysemantic.STAGE, format=polysemantic.FORMAT, model=model_identity(model),
                         input_size=model.input_size, layer=layer.name, dictionary=key, data=ctx.dataset.digest(),
                         top=polysemantic.TOP)
@@ -224,6 +217,5 @@ def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str)
         polysemantic.write(ctx, wrapped, polysemantic.STAGE, poly, info, found, directions,
                            names=list(range(features)))
     ctx.store.record(polysemantic.STAGE, poly, {"model": model.name, "layer": layer.name, "dictionary": key})
-    artifacts["polysemanticity"] = [poly]
-    return {"name": f"{layer.name} dictionary", "of": layer.name, "shape": list(info.shape),
-            "units": list(info.units), "artifacts": artifacts}
+    return Derived(wrapped, info, of=layer.name, name=f"{layer.name} dictionary",
+                   artifacts={"dictionary": [key], "polysemanticity": [poly]})

@@ -22,8 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from atlas.artifacts import Plan, Superposition, write
 from atlas.stages import StageContext, artifact_key, derive_seed
-from atlas.store import write_json
+
 
 STAGE = "superposition"
 FORMAT = 2  # 2: the geometry experiment's importances decay (0.9 ** i)
@@ -113,7 +114,7 @@ def summary(models: ToyModels) -> dict[str, Any]:
     }
 
 
-def run(ctx: StageContext) -> str:
+def run(ctx: StageContext, plan: Plan) -> str:
     """Train both experiments once per build (cached like every artifact); the key."""
     seed = derive_seed(ctx.config.sweep.seed, STAGE)
     steps = ctx.config.superposition.steps
@@ -128,6 +129,6 @@ def run(ctx: StageContext) -> str:
                 results[experiment["name"]] = summary(models)
                 bar.update(1)
         with ctx.store.writing(STAGE, key) as folder:
-            write_json(folder / "data.json", {"stored_threshold": STORED, **results})
+            write(folder, Superposition(stored_threshold=STORED, **results))
     ctx.store.record(STAGE, key, {})
     return key

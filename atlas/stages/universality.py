@@ -33,26 +33,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atlas.artifacts import Plan, UniversalityPair, UniversalitySummary, write
 from atlas.capture import capture
 from atlas.config import ModelConfig
+from atlas.data.bank import stimulus_bank
+from atlas.matching import MARGIN, summarize
 from atlas.models import LoadedModel, load_model, weights_digest
 from atlas.models.fold import fold_batchnorms
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
-from atlas.stages.tuning import stimulus_bank
-from atlas.store import write_json
 
 STAGE = "universality"
 FORMAT = 1
-MARGIN = 0.1  # a match counts when its correlation beats the unit's best random-network match by this much
 SUMMARY_FORMAT = 2  # of the summary artifact, which is computed from the pairs' artifacts
-MAX_SETS = 24  # matched sets kept for the universality page
 
 
 class Moments:
@@ -142,15 +140,6 @@ def aligned(acts: torch.Tensor, grid: int) -> torch.Tensor:
     return acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])
 
 
-def best_buddies(scores: np.ndarray) -> list[tuple[int, int, float]]:
-    """Mutual best matches in a score matrix (a, b): (i, j, score) where j is i's best
-    and i is j's best."""
-    if scores.size == 0:
-        return []
-    best_for_row, best_for_column = scores.argmax(1), scores.argmax(0)
-    return [(i, int(j), float(scores[i, j])) for i, j in enumerate(best_for_row) if best_for_column[j] == i]
-
-
 # -- comparing two models -----------------------------------------------------------
 
 @dataclasses.dataclass
@@ -232,11 +221,11 @@ def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor
 
 # -- the stage ----------------------------------------------------------------------
 
-def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -> dict[str, Any] | None:
+def run(ctx: StageContext, plan: Plan) -> dict[str, Any] | None:
     """Compare every pair of swept models; return what the sweep plan records: the
     pair artifacts and the summary artifact (matches per unit, matched sets, CKA)."""
-    entries = {entry["name"]: entry for entry in plan["models"]}
-    specs = [spec for spec in specs if spec.name in entries]
+    entries = {entry.name: entry for entry in plan.models}
+    specs = [spec for spec in ctx.config.models if spec.name in entries]
     if len(specs) < 2:
         return None
     seed = ctx.config.sweep.seed
@@ -246,7 +235,7 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
         if spec.name not in sides:
             model = load_model(spec, root=ctx.config.root, seed=seed).to(ctx.device)
             twin = random_twin(model, derive_seed(seed, "chance", spec.name))
-            layers = [LayerInfo(l["name"], tuple(l["shape"]), tuple(l["units"])) for l in entries[spec.name]["layers"]]
+            layers = [LayerInfo(l.name, tuple(l.shape), tuple(l.units)) for l in entries[spec.name].layers]
             sides[spec.name] = Side(for_inference(model, layers), for_inference(twin, layers), layers)
         return sides[spec.name]
 
@@ -254,9 +243,9 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
         """What decides a model's part of a comparison, from the plan (no model is loaded
         to find a finished artifact): its weights, preprocessing, layers and twin."""
         entry = entries[spec.name]
-        return {key: entry[key] for key in ("name", "arch", "digest", "mean", "std", "input_size")} | {
+        return {key: getattr(entry, key) for key in ("name", "arch", "digest", "mean", "std", "input_size")} | {
             "twin_seed": derive_seed(seed, "chance", spec.name),
-            "layers": [(layer["name"], layer["units"]) for layer in entry["layers"]]}
+            "layers": [(layer.name, layer.units) for layer in entry.layers]}
 
     pairs = [(x, y) for i, x in enumerate(specs) for y in specs[i + 1:]]
     keys = []
@@ -276,7 +265,7 @@ def run(ctx: StageContext, specs: Sequence[ModelConfig], plan: dict[str, Any]) -
     summary_key = artifact_key(stage=STAGE, format=SUMMARY_FORMAT, margin=MARGIN, summary=keys)
     if ctx.needs(STAGE, summary_key):
         with ctx.store.writing(STAGE, summary_key) as folder:
-            write_json(folder / "summary.json", summarize([_read_pair(ctx, key) for key in keys]))
+            write(folder, UniversalitySummary(**summarize([_read_pair(ctx, key) for key in keys])))
     ctx.store.record(STAGE, summary_key, {"summary": True})
     return {"pairs": keys, "summary": summary_key}
 
@@ -322,121 +311,17 @@ def _write_pair(ctx: StageContext, key: str, a: Side, b: Side, result: dict[str,
               for field in ("scores", "pooled", "chance_a", "chance_b")
               for (la, lb), value in result[field].items()}
     with ctx.store.writing(STAGE, key) as folder:
-        np.savez_compressed(folder / "correlations.npz", **arrays)
-        write_json(folder / "data.json", {
-            "a": {"model": a.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in a.layers]},
-            "b": {"model": b.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in b.layers]},
+        np.savez_compressed(folder / UniversalityPair.CORRELATIONS, **arrays)
+        write(folder, UniversalityPair(
+            a={"model": a.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in a.layers]},
+            b={"model": b.model.name, "layers": [{"name": l.name, "units": list(l.units)} for l in b.layers]},
             **{f"cka_{kind}": np.round(result[f"cka_{kind}"], 4).tolist()
-               for kind in ("trained", "random_b", "random_a")},
-        })
+               for kind in ("trained", "random_b", "random_a")}))
 
 
 def _read_pair(ctx: StageContext, key: str) -> dict[str, Any]:
     folder = ctx.store.path(STAGE, key)
-    data = json.loads((folder / "data.json").read_text())
-    with np.load(folder / "correlations.npz") as arrays:
+    data = UniversalityPair.read(folder).json()
+    with np.load(folder / UniversalityPair.CORRELATIONS) as arrays:
         data["arrays"] = {tuple(name.split("::")): arrays[name] for name in arrays.files}
     return data
-
-
-# -- from pairs to matches ----------------------------------------------------------
-
-def _directed(pair: dict[str, Any], flip: bool) -> dict[str, Any]:
-    """A pair seen from one side: 'left' is a (or b when flipped)."""
-    left, right = (pair["b"], pair["a"]) if flip else (pair["a"], pair["b"])
-    scores, chance = {}, {}
-    for (field, la, lb), value in pair["arrays"].items():
-        key = (lb, la) if flip else (la, lb)
-        if field == "scores":
-            scores[key] = value.T if flip else value
-        elif field == ("chance_b" if flip else "chance_a"):
-            chance[key] = value
-    return {"left": left, "right": right, "scores": scores, "chance": chance}
-
-
-def best_matches(view: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """For each layer of the left model, each unit's best match over all layers of the
-    right model: {layer: [{"layer", "index", "score", "chance"}] per unit in order}.
-    ``chance`` is the unit's best correlation with the right model's random twin."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for la in view["left"]["layers"]:
-        candidates = [(lb, view["scores"][la["name"], lb["name"]]) for lb in view["right"]["layers"]]
-        chance = np.max([view["chance"][la["name"], lb["name"]] for lb in view["right"]["layers"]], axis=0)
-        units = []
-        for row, index in enumerate(la["units"]):
-            layer, scores = max(candidates, key=lambda c: float(c[1][row].max(initial=-1.0)))
-            column = int(scores[row].argmax())
-            units.append({"index": index, "layer": layer["name"], "unit": layer["units"][column],
-                          "score": round(float(scores[row, column]), 4), "chance": round(float(chance[row]), 4)})
-        out[la["name"]] = units
-    return out
-
-
-def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Matches per unit (best first, one per other model), best buddies, matched sets,
-    each unit's chance level and the CKA matrices, from every pair's correlations."""
-    matches: dict[str, dict[str, dict[str, list]]] = {}  # model -> layer -> unit -> matches
-    best: dict[tuple[str, str, int, str], tuple[str, int, float, bool]] = {}  # unit, other model -> its best
-    for pair in pairs:
-        for flip in (False, True):
-            view = _directed(pair, flip)
-            left, right = view["left"]["model"], view["right"]["model"]
-            for layer, units in best_matches(view).items():
-                for m in units:
-                    beats = m["score"] >= m["chance"] + MARGIN
-                    best[left, layer, m["index"], right] = (m["layer"], m["unit"], m["score"], beats)
-                    matches.setdefault(left, {}).setdefault(layer, {}).setdefault(str(m["index"]), []).append({
-                        "model": right, "layer": m["layer"], "index": m["unit"], "score": m["score"],
-                        "chance": m["chance"], "above_chance": beats})
-    buddies = []
-    for (model, layer, index, other), (olayer, oindex, score, beats) in best.items():
-        back = best.get((other, olayer, oindex, model))
-        if back is not None and back[:2] == (layer, index):
-            buddy = beats and back[3]
-            for m in matches[model][layer][str(index)]:
-                if m["model"] == other:
-                    m["buddy"] = True
-            if buddy and (model, layer, index) < (other, olayer, oindex):
-                buddies.append(((model, layer, index), (other, olayer, oindex), score, back[2]))
-    for layers in matches.values():
-        for units in layers.values():
-            for found in units.values():
-                found.sort(key=lambda m: -m["score"])
-                for m in found:
-                    m.setdefault("buddy", False)
-    return {
-        "margin": MARGIN,
-        "matches": matches,
-        "sets": matched_sets(buddies),
-        "cka": [{"a": p["a"]["model"], "b": p["b"]["model"],
-                 "layers_a": [l["name"] for l in p["a"]["layers"]], "layers_b": [l["name"] for l in p["b"]["layers"]],
-                 "trained": p["cka_trained"], "random": p["cka_random_b"]} for p in pairs],
-    }
-
-
-def matched_sets(buddies: list[tuple[tuple, tuple, float, float]]) -> list[dict[str, Any]]:
-    """Connected groups of best buddies (above chance) with at most one unit per model,
-    the largest and most strongly correlated first."""
-    parent: dict[tuple, tuple] = {}
-
-    def root(node: tuple) -> tuple:
-        while parent.setdefault(node, node) != node:
-            node = parent[node]
-        return node
-
-    for u, v, _, _ in buddies:
-        parent[root(u)] = root(v)
-    groups: dict[tuple, dict[str, Any]] = {}
-    for u, v, s, t in buddies:
-        group = groups.setdefault(root(u), {"units": set(), "scores": []})
-        group["units"].update((u, v))
-        group["scores"].append((s + t) / 2)
-    sets = []
-    for group in groups.values():
-        models = [unit[0] for unit in group["units"]]
-        if len(set(models)) != len(models):
-            continue  # two units of one model: not one feature matched across models
-        sets.append({"units": [{"model": m, "layer": l, "index": i} for m, l, i in sorted(group["units"])],
-                     "score": round(float(np.mean(group["scores"])), 4)})
-    sets.sort(key=lambda s: (-len(s["units"]), -s["score"]))
-    return sets[:MAX_SETS]

@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from atlas.artifacts import Weights, write
 from atlas.capture import capture, find_modules
 from atlas.images import save_webp, to_uint8
 from atlas.kernels import kernel_stats
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
-from atlas.store import write_json
 
 STAGE = "weights"
 FORMAT = 3  # part of the key: bump when the artifact's files change
@@ -64,28 +64,22 @@ def kernel_images(weight: torch.Tensor) -> np.ndarray:
     return to_uint8((0.5 + 0.5 * w / scale).permute(0, 2, 3, 1).numpy())
 
 
-def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
-    modules = find_modules(model.module, [layer.name for layer in layers])
-    keys: dict[str, list[str]] = {}
-    for layer in layers:
-        conv = input_conv(modules[layer.name])
-        if conv is None or conv.out_channels != layer.channels:
-            continue
-        key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
-                           units=layer.units, size=IMAGE_SIZE)
-        keys[layer.name] = [key]
-        if ctx.needs(STAGE, key):
+def run(ctx: StageContext, model: LoadedModel, layer: LayerInfo) -> list[str]:
+    """The kernels of a layer computed by one convolution over RGB (a first layer)."""
+    conv = input_conv(find_modules(model.module, [layer.name])[layer.name])
+    if conv is None or conv.out_channels != layer.channels:
+        return []
+    key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
+                       units=layer.units, size=IMAGE_SIZE)
+    with ctx.artifact(STAGE, key, model=model.name, layer=layer.name) as folder:
+        if folder is not None:
             images = kernel_images(conv.weight)
             stats = kernel_stats(conv.weight.detach().cpu())
-            with ctx.store.writing(STAGE, key) as folder:
-                for unit in layer.units:
-                    save_webp(images[unit], folder / f"{unit}.webp", size=IMAGE_SIZE, lossless=True)
-                write_json(folder / "data.json", {
-                    "units": list(layer.units), "kernel": list(conv.kernel_size),
-                    "stats": {str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in layer.units},
-                })
-        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
-    return keys
+            for unit in layer.units:
+                save_webp(images[unit], folder / Weights.image(unit), size=IMAGE_SIZE, lossless=True)
+            write(folder, Weights(units=list(layer.units), kernel=list(conv.kernel_size), stats={
+                str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in layer.units}))
+    return [key]
 
 
 _PASS_THROUGH = {"relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "local_response_norm"}

@@ -16,7 +16,7 @@ from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.render import render_site
 from atlas.render.urls import relative_url
-from atlas.stages.tuning import stimulus_bank
+from atlas.data.bank import stimulus_bank
 from tests.conftest import REPO
 from tests.tiny_models import TWIN_ORDER
 

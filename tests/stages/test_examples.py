@@ -83,7 +83,7 @@ def test_values_are_what_the_network_passes_and_an_unrectified_layer_keeps_both_
     config = load_config(tiny_project / "atlas.toml", [
         "sweep.stages=['examples']", "models[0].arch='tests.tiny_models:make_signed_net'",
         "models[0].layers=['pre', 'block']"])
-    (model,) = sweep(config)["models"]
+    (model,) = sweep(config).to_json()["models"]
     store = Store(tiny_project / "cache")
     pre, block = (json.loads((store.path("examples", layer["artifacts"]["examples"][0]) / "data.json").read_text())
                   for layer in model["layers"])

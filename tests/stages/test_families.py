@@ -1,4 +1,3 @@
-import json
 import re
 
 import numpy as np
@@ -10,8 +9,8 @@ from atlas.config import load_config
 from atlas.data import stimuli
 from atlas.pipeline import sweep
 from atlas.render import render_site
-from atlas.stages import evidence, motifs
-from atlas.stages.families import (
+from atlas import evidence, motifs
+from atlas.taxonomy import (
     FAMILIES,
     OTHER,
     Condition,
@@ -49,8 +48,7 @@ def family_project(tmp_path_factory):
 def swept_families(family_project):
     config, plan = family_project
     store = Store(config.resolve(config.sweep.cache))
-    return {layer["name"]: json.loads((store.path("families", layer["artifacts"]["families"][0]) / "data.json")
-                                      .read_text()) for layer in plan["models"][0]["layers"]}
+    return {layer.name: store.read_json("families", layer.key("families")) for layer in plan.models[0].layers}
 
 
 def test_every_hand_set_unit_lands_in_its_family(swept_families):
@@ -124,7 +122,7 @@ def test_classify_takes_the_best_family_or_other():
 
 
 def test_a_contrast_of_two_weak_responses_is_no_evidence():
-    from atlas.stages.families import FLOOR, _contrast
+    from atlas.taxonomy import FLOOR, _contrast
 
     assert _contrast(0.15, 0.0, peak=1.0) is None  # both below a fifth of the peak: no evidence either way
     assert _contrast(0.5, 0.1, peak=1.0) == pytest.approx(0.4 / 0.6)
@@ -142,7 +140,7 @@ def test_first_layer_conditions_apply_only_where_kernels_are_measured():
 
 
 def test_a_layer_shows_only_the_families_its_field_can_hold():
-    from atlas.stages.families import possible_families
+    from atlas.taxonomy import possible_families
 
     assert {f.symbol for f in possible_families(True, 11)} == {"Ga", "Cc", "Cs", "Bw"}  # linear filters of pixels
     assert {f.symbol for f in possible_families(False, 5)} == {"Ga", "Cc", "Cs", "Bw"}  # no room for contours
@@ -151,7 +149,7 @@ def test_a_layer_shows_only_the_families_its_field_can_hold():
 
 
 def test_runner_up_and_borderline_units():
-    from atlas.stages.families import runner_up
+    from atlas.taxonomy import runner_up
 
     assert runner_up({"Ga": 0.9, "Cv": 0.8, "Ln": 0.1}, "Ga") == ("Cv", 0.8)
     assert runner_up({"Ga": 0.9}, "Ga") == (None, None)

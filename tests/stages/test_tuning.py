@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from atlas.models import LoadedModel
-from atlas.stages.tuning import respond, stimulus_bank, summarize
+from atlas.data.bank import stimulus_bank
+from atlas.stages.tuning import respond, summarize
 
 
 def hand_set(kernels: list[np.ndarray]) -> LoadedModel:

@@ -32,9 +32,9 @@ import torch
 
 from atlas import handwritten
 from atlas.data import stimuli
+from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, layer_receptive_field
-from atlas.stages.tuning import stimulus_bank
 
 ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", "joint tuning",
              "feature implementation", "feature use", "handwritten circuit")

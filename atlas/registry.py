@@ -1,0 +1,83 @@
+"""The stages Atlas knows, in the order a sweep runs them (no torch: the config reads it).
+
+A ``Stage`` says what it runs over (``scope``), whether it needs the dataset, which
+stages' artifacts it reads (those run first), and where its ``run`` lives, imported
+only when the stage runs. The calling convention follows the scope:
+
+- ``layer``: ``run(ctx, model, layer) -> [keys]`` for each swept layer (an empty list:
+  nothing for this layer);
+- ``model``: ``run(ctx, model, layers) -> {layer: [keys]}`` (or ``Made``, when it
+  derives layers the sweep then treats as a model's own, as a dictionary's features);
+- ``atlas``: ``run(ctx, plan)`` after every model, across them; what it returns (a key,
+  or JSON of keys) goes into the plan under the stage's name.
+
+To add a stage, write its module and add one line to ``STAGES`` (docs/architecture.md,
+"How to add a stage").
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SCOPES = ("layer", "model", "atlas")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    scope: str  # layer | model | atlas
+    run: str | Callable[..., Any]  # "module:function", or the function itself
+    needs_dataset: bool = False  # skipped (with nothing made) when the config has no [data]
+    uses_dataset: bool = False  # reads the dataset when there is one (implied by needs_dataset)
+    reads: tuple[str, ...] = ()  # stages whose artifacts of the same model it reads
+    derived: bool = False  # also runs over derived layers (a dictionary's features)
+    default: bool = True  # in a config's default stage list
+
+    def runner(self) -> Callable[..., Any]:
+        if callable(self.run):
+            return self.run
+        module, _, function = self.run.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+STAGES: list[Stage] = [
+    Stage("featurevis", "model", "atlas.stages.featurevis:run", derived=True),
+    Stage("weights", "layer", "atlas.stages.weights:run"),
+    Stage("examples", "model", "atlas.stages.examples:run", needs_dataset=True, derived=True),
+    Stage("tuning", "model", "atlas.stages.tuning:run", reads=("examples",)),
+    Stage("circuits", "model", "atlas.stages.circuits:run", reads=("tuning", "examples")),
+    Stage("families", "model", "atlas.stages.families:run",
+          reads=("featurevis", "weights", "examples", "tuning", "circuits")),
+    Stage("polysemanticity", "model", "atlas.stages.polysemantic:run", needs_dataset=True, reads=("featurevis",)),
+    Stage("dictionary", "model", "atlas.stages.dictionary:run", needs_dataset=True),
+    Stage("universality", "atlas", "atlas.stages.universality:run", uses_dataset=True, reads=("families",)),
+    Stage("superposition", "atlas", "atlas.stages.superposition:run"),
+]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(stage.name for stage in STAGES)
+
+
+def defaults() -> tuple[str, ...]:
+    return tuple(stage.name for stage in STAGES if stage.default)
+
+
+def stage(name: str) -> Stage:
+    return next(s for s in STAGES if s.name == name)
+
+
+def ordered(wanted: tuple[str, ...] | list[str]) -> list[Stage]:
+    """The stages asked for, in the order that lets each read what it needs."""
+    return [s for s in STAGES if s.name in wanted]
+
+
+def check() -> None:
+    """Every stage reads only stages before it, and has a known scope."""
+    seen: set[str] = set()
+    for s in STAGES:
+        assert s.scope in SCOPES, f"{s.name}: unknown scope {s.scope!r}"
+        assert set(s.reads) <= seen, f"{s.name} reads {set(s.reads) - seen}, which run after it"
+        seen.add(s.name)

@@ -1,0 +1,285 @@
+"""From the store to page models: ``build_site`` reads the plan and each artifact's
+record (``atlas.artifacts``) once, and lists the files to copy into the site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atlas import artifacts as records
+from atlas.artifacts import OTHER, LayerEntry, Plan
+from atlas.names import slug
+from atlas.render.model import (Edge, Example, Family, Layer, Match, Meaning, Model, Polysemanticity, SiteModel, Unit,
+                                Universality, Variant)
+from atlas.store import Store
+
+def build_site(plan: Plan, store: Store) -> SiteModel:
+    site = SiteModel(models=[], data=plan.data)
+    thumbnails = str(store.path(records.THUMBNAILS, plan.data["thumbnails"])) \
+        if plan.data and plan.data.get("thumbnails") else None
+    for entry in plan.models:
+        base = f"models/{slug(entry.name)}"
+        reader = _Reader(store, site.copies, thumbnails)
+        layers = [reader.layer(layer, f"{base}/{slug(layer.name)}") for layer in entry.layers]
+        with_families = [(layer, store.read(records.Families, layer.key("families")))
+                         for layer in entry.layers if layer.key("families")]
+        criteria = with_families[0][1].criteria if with_families else []
+        by_name = {layer.name: layer for layer in layers}
+        for before, after in zip(layers, layers[1:]):
+            before.next_url, after.prev_url = after.url, before.url
+        for layer in entry.layers:
+            for key in layer.keys("circuits"):
+                _circuits(store, key, by_name)
+        for (before, _), (after, found) in zip(with_families, with_families[1:]):
+            _family_grids(found, by_name[before.name], by_name[after.name])
+        dictionaries = []
+        for derived in entry.dictionaries:
+            layer = reader.layer(derived, f"{base}/{slug(derived.name)}")
+            layer.dictionary = {"of": derived.of, "url": by_name[derived.of].url,
+                                **store.read(records.Dictionary, derived.key("dictionary")).json()}
+            dictionaries.append(layer)
+        site.models.append(Model(
+            name=entry.name, slug=slug(entry.name), url=f"{base}/index.html",
+            arch=entry.arch, weights=entry.weights, digest=entry.digest,
+            input_size=entry.input_size, layers=layers, criteria=criteria, dictionaries=dictionaries,
+        ))
+    if "superposition" in plan.across:
+        site.superposition = store.read(records.Superposition, plan.across["superposition"]).json()
+    if "universality" in plan.across:
+        site.universality = _universality(
+            store.read(records.UniversalitySummary, plan.across["universality"]["summary"]), site)
+    return site
+
+
+def _universality(summary: records.UniversalitySummary, site: SiteModel) -> Universality:
+    """Point every unit at its matches in the other models; gather the matched sets."""
+    found = summary.json()
+    units = {(m.name, layer.name, u.index): u for m in site.models for layer in m.layers for u in layer.units}
+    for model, layers in found["matches"].items():
+        for layer, by_unit in layers.items():
+            for index, matches in by_unit.items():
+                units[model, layer, int(index)].matches = [
+                    Match(m["model"], units[m["model"], m["layer"], m["index"]], m["layer"], m["score"],
+                          m["chance"], m["buddy"], m["above_chance"]) for m in matches]
+    sets = [{"units": [(u["model"], u["layer"], units[u["model"], u["layer"], u["index"]]) for u in s["units"]],
+             "score": s["score"]} for s in found["sets"]]
+    return Universality(url="universality.html", margin=found["margin"], sets=sets, cka=found["cka"],
+                        families=_family_table(site), agreement=_family_agreement(site))
+
+
+def _family_table(site: SiteModel) -> list[dict[str, Any]]:
+    """Which named families appear in which model, and in which of its layers."""
+    rows = []
+    for symbol in site.symbols:
+        if symbol == OTHER:
+            continue
+        cells = [(m, [f for layer in m.layers if (f := layer.family(symbol))]) for m in site.models]
+        name = next(f.name for _, families in cells for f in families)
+        rows.append({"symbol": symbol, "name": name, "cells": cells,
+                     "models": sum(1 for _, families in cells if families)})
+    return sorted(rows, key=lambda row: -row["models"])
+
+
+def _family_agreement(site: SiteModel) -> dict[str, Any] | None:
+    """Do best buddies share their family? Counted over pairs of units that both have a named
+    family (not "other"), against the agreement expected if families were independent."""
+    def named(unit: Unit) -> str | None:
+        family = unit.family
+        return family.symbol if family and family.kind == "named" and family.symbol != OTHER else None
+
+    pairs = {tuple(sorted(((a.url, named(a)), (m.unit.url, named(m.unit)))))
+             for model in site.models for layer in model.layers for a in layer.units
+             for m in a.matches if m.buddy and m.above_chance and named(a) and named(m.unit)}
+    if not pairs:
+        return None
+    left = [a[1] for a, _ in pairs]
+    right = [b[1] for _, b in pairs]
+    same = sum(1 for a, b in pairs if a[1] == b[1])
+    expected = sum(left.count(s) * right.count(s) for s in set(left)) / len(pairs)
+    return {"pairs": len(pairs), "same": same, "expected": round(expected, 1)}
+
+
+class _Reader:
+    """Reads one model's layers: each stage's records onto the layer's units, the images
+    they show queued in ``copies`` (site path -> store file)."""
+
+    def __init__(self, store: Store, copies: dict[str, Path | str], thumbnails: str | None):
+        self.store, self.copies, self.thumbnails = store, copies, thumbnails
+
+    def layer(self, entry: LayerEntry, base: str) -> Layer:
+        units = {i: Unit(index=i, url=f"{base}/{i}.html") for i in entry.units}
+        readers = {"featurevis": self.featurevis, "weights": self.weights, "examples": self.examples,
+                   "tuning": self.tuning, "polysemanticity": self.polysemanticity}
+        for stage, read in readers.items():
+            for key in entry.keys(stage):
+                read(key, units, base)
+        for u in units.values():  # joint tuning: which units take over as the examples turn
+            joint = (u.tuning or {}).get("joint")
+            if joint:
+                owners: dict[int, list[int]] = {}
+                for angle, owner in zip(joint["angles"], joint["takeover"]):
+                    owners.setdefault(owner, []).append(angle)
+                u.takeover = [{"index": owner, "url": units[owner].url, "thumb": units[owner].featurevis_thumb,
+                               "angles": angles} for owner, angles in owners.items() if owner in units]
+        ordered = list(units.values())
+        for before, after in zip(ordered, ordered[1:]):
+            before.next_url, after.prev_url = after.url, before.url
+        found = [self.store.read(records.Families, key) for key in entry.keys("families")]
+        return Layer(name=entry.name, url=f"{base}/index.html", shape=entry.shape, units=ordered,
+                     families=[f for data in found for f in _families(data, entry.name, units, base)],
+                     impossible=[c["name"] for data in found if data.possible is not None for c in data.criteria
+                                 if c["symbol"] not in data.possible and c["symbol"] != OTHER])
+
+    def _copy(self, site_path: str, source: Path | str) -> str:
+        self.copies[site_path] = source
+        return site_path
+
+    def featurevis(self, key: str, units: dict[int, Unit], base: str) -> None:
+        folder = self.store.path(records.Featurevis.STAGE, key)
+        found = records.Featurevis.read(folder)
+        for unit, values in found.activation.items():
+            u = units[int(unit)]
+            failed = found.failed.get(unit, [])
+            for kind, value in values.items():
+                image = self._copy(f"{base}/img/fv-{records.Featurevis.image(unit, kind)}",
+                                   folder / records.Featurevis.image(unit, kind))
+                if kind == "channel":
+                    u.featurevis = image
+                    u.featurevis_thumb = self._copy(f"{base}/img/fv-{records.Featurevis.thumb(unit)}",
+                                                    folder / records.Featurevis.thumb(unit))
+                    u.featurevis_activation = value
+                    u.featurevis_start = found.start[unit][kind]
+                    u.featurevis_random = found.random[unit][kind]
+                    u.featurevis_failed = kind in failed
+                    u.featurevis_objective = found.response
+                else:
+                    u.variants.append(Variant(kind, image, value, kind in failed))
+
+    def weights(self, key: str, units: dict[int, Unit], base: str) -> None:
+        folder = self.store.path(records.Weights.STAGE, key)
+        for unit in records.Weights.read(folder).units:
+            units[unit].weights = self._copy(f"{base}/img/w-{records.Weights.image(unit)}",
+                                             folder / records.Weights.image(unit))
+
+    def examples(self, key: str, units: dict[int, Unit], base: str) -> None:
+        folder = self.store.path(records.Examples.STAGE, key)
+        found = records.Examples.read(folder)
+        for unit, summary in found.units.items():
+            u = units[int(unit)]
+            u.dead = summary["dead"]
+            if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
+                u.examples = [self.example(ex, found, folder, base) for ex in summary["top"]]
+                u.quantiles = [[self.example(ex, found, folder, base) for ex in group]
+                               for group in summary["quantiles"]]
+            u.activation_quantiles = summary["activation_quantiles"]
+            u.histogram = summary["histogram"]
+            u.fraction_active = summary["fraction_active"]
+            u.unrectified = found.unrectified
+            u.negative_examples = [self.example(ex, found, folder, base) for ex in summary.get("bottom", [])]
+
+    def tuning(self, key: str, units: dict[int, Unit], base: str) -> None:
+        folder = self.store.path(records.Tuning.STAGE, key)
+        for unit, summary in records.Tuning.read(folder).units.items():
+            for preferred in summary["preferred"].values():
+                index = preferred["index"]
+                preferred["src"] = self._copy(f"{base}/img/stimulus-{index}.webp",
+                                              folder / records.Tuning.stimulus(index))
+            units[int(unit)].tuning = summary
+
+    def polysemanticity(self, key: str, units: dict[int, Unit], base: str) -> None:
+        folder = self.store.path(records.Polysemanticity.STAGE, key)
+        found = records.Polysemanticity.read(folder)
+        for unit, scored in found.units.items():
+            if scored["score"] is None:
+                continue  # silent: its strongest responses are all equal (a channel that never fires)
+            units[int(unit)].polysemanticity = Polysemanticity(
+                score=scored["score"], separation=scored["separation"], balance=scored["balance"],
+                purity=scored["purity"], diversity=scored.get("diversity"), top=found.top,
+                explained=scored.get("explained"), null=scored.get("null"),
+                meanings=[Meaning(c["size"], [self.example(ex, found, folder, base)
+                                              for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
+                          for c in scored["clusters"]])
+
+    def example(self, ex: dict[str, Any], found: records.Examples | records.Polysemanticity, folder: Path,
+                base: str) -> Example:
+        """One example of an examples (or polysemanticity) record, its images queued for copying."""
+        image = found.images[str(ex["image"])]
+        height, width = found.grid
+        # Sources as strings: pathlib's joins were a third of reading the site (125k examples).
+        src = self._copy(f"data/img-{ex['image']}.webp", f"{self.thumbnails}/{records.thumbnail(ex['image'])}")
+        crop = self._copy(f"{base}/img/{ex['crop']}", f"{folder}/{ex['crop']}") if "crop" in ex else None
+        return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
+                       x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
+
+
+def _families(found: records.Families, layer: str, units: dict[int, Unit], base: str) -> list[Family]:
+    """A families artifact's families, each unit pointed at its own."""
+    for index, record in found.units.items():
+        if record.get("dead") and int(index) in units:  # numbers at noise: in no family
+            units[int(index)].dead, units[int(index)].dead_reason = True, record["dead"]
+    families = []
+    for f in found.families:
+        family = Family(
+            symbol=f["symbol"], name=f["name"], layer=layer, kind=f["kind"], description=f["description"],
+            url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
+            share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
+            evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
+        confidences = [found.units[str(u.index)]["confidence"] for u in family.members]
+        family.confidence = float(np.median(confidences)) if confidences else None
+        family.borderline = sum(bool(found.units[str(u.index)].get("borderline")) for u in family.members)
+        for u in family.members:
+            record = found.units[str(u.index)]
+            u.family, u.family_confidence = family, record["confidence"]
+            if record.get("second"):
+                second = next((c for c in found.criteria if c["symbol"] == record["second"]), None)
+                u.family_second = {"symbol": record["second"], "name": second["name"] if second else record["second"],
+                                   "score": record["second_score"], "borderline": record.get("borderline", False)}
+        families.append(family)
+    return families
+
+
+def _circuits(store: Store, key: str, layers: dict[str, Layer]) -> None:
+    """Attach a circuits artifact's edges to the units at both ends."""
+    folder = store.path(records.Circuits.STAGE, key)
+    found = records.Circuits.read(folder)
+    if not found.connected or found.source not in layers:
+        return
+    source, target = layers[found.source], layers[found.target]
+    sources = {u.index: u for u in source.units}
+    targets = {u.index: u for u in target.units}
+    weights = np.load(folder / records.Circuits.WEIGHTS).astype(np.float32)
+    row = {unit: i for i, unit in enumerate(found.units_order)}
+
+    def edge(other: Unit | None, layer: Layer, weight: float, t: int, s: int) -> Edge | None:
+        if other is None:
+            return None  # a source channel that was not swept has no page to link to
+        return Edge(other, layer.name, weight, weights[row[t], s])
+
+    for t, d in found.units.items():
+        unit = targets[int(t)]
+        unit.inputs = [e for e in (edge(sources.get(i["index"]), source, i["weight"], int(t), i["index"])
+                                   for i in d["inputs"]) if e]
+        unit.inhibitory = [e for e in (edge(sources.get(i["index"]), source, i["weight"], int(t), i["index"])
+                                       for i in d["inhibitory"]) if e]
+        unit.edit = d.get("edit")
+    for s, d in found.outputs.items():
+        unit = sources.get(int(s))
+        if unit is not None:
+            unit.outputs = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s)) for o in d["excitatory"]]
+            unit.outputs_inhibitory = [edge(targets[o["index"]], target, o["weight"], o["index"], int(s))
+                                       for o in d["inhibitory"]]
+
+
+def _family_grids(found: records.Families, before: Layer, after: Layer) -> None:
+    """Attach the weights between the previous layer's families and this layer's, and the unions."""
+    sources = {u.index: u for u in before.units}
+    targets = {u.index: u for u in after.units}
+    for grid in found.circuits_from:
+        family = after.family(grid["target"])
+        family.circuits_from.append({**grid, "rows": [targets[u] for u in grid["rows"]],
+                                     "columns": [sources[u] for u in grid["columns"]],
+                                     "source_url": before.family(grid["source"]).url})
+    for union in found.unions:
+        targets[union["unit"]].union = [sources[u] for u in union["inputs"]]
