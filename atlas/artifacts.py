@@ -170,15 +170,6 @@ class Featurevis(Record):
     def thumb(unit: int | str) -> str:
         return f"{unit}-thumb.webp"
 
-    @staticmethod
-    def parse_image(name: str) -> tuple[int, str] | None:
-        """(unit, variant) of one of its image files, None for a thumbnail or another file."""
-        stem, _, ext = name.partition(".")
-        unit, _, variant = stem.partition("-")
-        if ext != "webp" or not unit.isdigit() or variant == "thumb":
-            return None
-        return int(unit), variant or "channel"
-
 
 @dataclass
 class Weights(Record):

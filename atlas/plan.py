@@ -138,7 +138,7 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         key = f"{config.source}: models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(device)
         layers = inspect_layers(model, spec.layers, spec.units, device, key)
-        spatial = [layer for layer in layers if len(layer.shape) == 3]
+        spatial = [layer for layer in layers if layer.spatial]
         units = {layer.name: len(layer.units) for layer in layers}
         names = [layer.name for layer in layers]
         t_img = forward_seconds(model, names, batch, device)  # the model as the stages after feature vis run it

@@ -18,18 +18,17 @@ for ``RANDOM_DRAWS`` random sets of the same size.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from atlas.artifacts import Circuits, Examples, Tuning, write
 from atlas.capture import capture, find_modules
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
 from atlas.data.bank import stimulus_bank
 from atlas.stages.weights import expanded_weights
-from atlas.store import write_json
 
 STAGE = "circuits"
 FORMAT = 1
@@ -50,7 +49,7 @@ def ranked(maps: np.ndarray, top: int = TOP) -> tuple[list[dict], list[dict]]:
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
-    spatial = [layer for layer in layers if len(layer.shape) == 3]
+    spatial = [layer for layer in layers if layer.spatial]
     keys: dict[str, list[str]] = {}
     with ctx.progress(max(len(spatial) - 1, 0), f"{model.name}: circuits") as bar:
         for source, target in zip(spatial, spatial[1:]):
@@ -71,8 +70,7 @@ def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: L
         expanded = expanded_weights(model, source.name, target.name, target.units)
     except ValueError:  # the target does not read the source: an artifact that says so
         with ctx.store.writing(STAGE, key) as folder:
-            write_json(folder / "data.json", {"source": source.name, "target": target.name, "connected": False,
-                                              "units": {}, "outputs": {}})
+            write(folder, Circuits(source=source.name, target=target.name, connected=False, units={}, outputs={}))
         return
     units: dict[str, Any] = {}
     for row, unit in enumerate(target.units):
@@ -88,12 +86,11 @@ def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: L
     for unit, effect in edits.items():
         units[str(unit)]["edit"] = effect
     with ctx.store.writing(STAGE, key) as folder:
-        np.save(folder / "weights.npy", expanded.weights.astype(np.float16))
-        write_json(folder / "data.json", {
-            "source": source.name, "target": target.name, "connected": True,
-            "source_channels": int(expanded.weights.shape[1]),
-            "units_order": list(target.units), "kernel": list(expanded.weights.shape[2:]), "passes": expanded.passes,
-            "units": units, "outputs": outputs, "edit_k": EDIT_K, "random_draws": RANDOM_DRAWS})
+        np.save(folder / Circuits.WEIGHTS, expanded.weights.astype(np.float16))
+        write(folder, Circuits(
+            source=source.name, target=target.name, connected=True, source_channels=int(expanded.weights.shape[1]),
+            units_order=list(target.units), kernel=list(expanded.weights.shape[2:]), passes=expanded.passes,
+            units=units, outputs=outputs, edit_k=EDIT_K, random_draws=RANDOM_DRAWS))
 
 
 def edit_effects(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: LayerInfo,
@@ -153,14 +150,14 @@ def _probes(ctx: StageContext, model: LoadedModel, target: LayerInfo) -> dict[in
     height, width = target.shape[1:]
     found: dict[int, tuple[list, list]] = {}
     if inputs.get("tuning"):
-        tuning = json.loads((ctx.store.path("tuning", inputs["tuning"][0]) / "data.json").read_text())
+        tuning = ctx.store.read(Tuning, inputs["tuning"][0]).json()
         centre = tuning.get("centre")  # where the tuning stage drew them: on the centre unit's field
         bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
         for unit, summary in tuning["units"].items():
             best = sorted(summary["preferred"].values(), key=lambda p: -p["response"])[:PROBES]
             found[int(unit)] = ([bank.images[p["index"]] for p in best], [(height // 2, width // 2)] * len(best))
     if inputs.get("examples") and ctx.dataset is not None:
-        data = json.loads((ctx.store.path("examples", inputs["examples"][0]) / "data.json").read_text())
+        data = ctx.store.read(Examples, inputs["examples"][0]).json()
         for unit, summary in data["units"].items():
             images, positions = found.setdefault(int(unit), ([], []))
             for ex in summary["top"][:PROBES]:

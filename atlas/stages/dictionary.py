@@ -143,7 +143,7 @@ def sample_activations(model: LoadedModel, layer: LayerInfo, dataset, count: int
                        device: torch.device, seed: int) -> torch.Tensor:
     """About ``count`` activation vectors of ``layer``: every position of every image,
     each kept with the same probability (seeded), at most ``count``."""
-    positions = int(np.prod(layer.shape[1:])) if len(layer.shape) == 3 else 1
+    positions = int(np.prod(layer.shape[1:])) if layer.spatial else 1
     keep = min(1.0, count / max(1, positions * len(dataset.records)))
     generator = torch.Generator().manual_seed(seed)
     kept = []

@@ -33,12 +33,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from atlas.artifacts import THUMBNAILS, Examples, thumbnail, write
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
-from atlas.store import write_json
 
 STAGE = "examples"
 FORMAT = 3  # part of the key: bump when the artifact's files change (3: responses, signed layers)
@@ -149,11 +149,11 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def thumbnails(ctx: StageContext) -> str:
     """The dataset's thumbnails, once per dataset: ``<index>.webp`` for every readable image."""
-    key = artifact_key(stage="thumbnails", data=ctx.dataset.digest(), size=THUMBNAIL)
-    if ctx.needs("thumbnails", key):
-        with ctx.store.writing("thumbnails", key) as folder:
+    key = artifact_key(stage=THUMBNAILS, data=ctx.dataset.digest(), size=THUMBNAIL)
+    if ctx.needs(THUMBNAILS, key):
+        with ctx.store.writing(THUMBNAILS, key) as folder:
             for index, pixels in _images(ctx.dataset, THUMBNAIL):
-                save_webp(pixels, folder / f"{index}.webp")
+                save_webp(pixels, folder / thumbnail(index))
     return key
 
 
@@ -209,7 +209,7 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
 
 
 def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, summary: _LayerSummary) -> None:
-    spatial = len(layer.shape) == 3
+    spatial = layer.spatial
     height, width = layer.shape[1:] if spatial else (1, 1)
     field = layer_receptive_field(ctx, model, layer.name) if spatial else None
     loaded: dict[int, np.ndarray | None] = {}
@@ -254,15 +254,14 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
             }
             if unrectified:
                 units[str(unit)]["bottom"] = examples(summary.bottom, row, unit, "negative-", sign=-1.0)
-        write_json(folder / "data.json", {
-            "units": units, "grid": [height, width], "input_size": model.input_size,
-            "response": summary.response.description, "unrectified": unrectified,
-            "receptive_field": None if field is None else {"size": [field.size_y, field.size_x],
-                                                           "stride": [field.stride_y, field.stride_x]},
-            "images": {str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
-                       for i in sorted(used)},
-            "sample": int(min(summary.reservoir.seen, summary.reservoir.size)),
-        })
+        write(folder, Examples(
+            units=units, grid=[height, width], input_size=model.input_size,
+            response=summary.response.description, unrectified=unrectified,
+            receptive_field=None if field is None else {"size": [field.size_y, field.size_x],
+                                                        "stride": [field.stride_y, field.stride_x]},
+            images={str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
+                    for i in sorted(used)},
+            sample=int(min(summary.reservoir.seen, summary.reservoir.size))))
 
 
 def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:

@@ -9,16 +9,15 @@ circuits (``atlas.motifs``), and stores one artifact per layer.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from atlas.artifacts import Circuits, Families, Tuning, write
 from atlas import evidence, motifs
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key
-from atlas.store import write_json
 from atlas.taxonomy import CONFIDENT, DEAD, FAMILIES, OTHER, discover, label_units, order_members, possible_families
 
 STAGE = "families"
@@ -35,7 +34,7 @@ def criteria() -> list[dict[str, Any]]:
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     images: dict[int, np.ndarray | None] = {}  # dataset images, shared by the model's layers
-    spatial = [layer.name for layer in layers if len(layer.shape) == 3]
+    spatial = [layer.name for layer in layers if layer.spatial]
     previous: str | None = None  # the key of the previous layer's families: circuits between families need both
     for layer in layers:
         inputs = dict(ctx.artifacts.get(layer.name, {}))
@@ -52,7 +51,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             data = layer_families(ctx, model, layer, inputs, images)
             data["circuits_from"], data["unions"] = family_circuits(ctx, inputs, data)
             with ctx.store.writing(STAGE, key) as folder:
-                write_json(folder / "data.json", data)
+                write(folder, Families(**data))
         ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
         ctx.sync()  # the next layer's family circuits read this layer's families
         previous = key
@@ -73,7 +72,7 @@ def family_circuits(ctx: StageContext, inputs: dict[str, list[str]], data: dict[
     before = next(iter(_read(ctx, STAGE, inputs.get("previous_families", []))), None)
     if not circuits or not circuits["connected"] or not before:
         return [], []
-    weights = np.load(ctx.store.path("circuits", inputs["circuits"][0]) / "weights.npy").astype(np.float32)
+    weights = np.load(ctx.store.path("circuits", inputs["circuits"][0]) / Circuits.WEIGHTS).astype(np.float32)
     row = {u: i for i, u in enumerate(circuits["units_order"])}
     source_units = {int(u): d for u, d in before["units"].items()}
     sources = [f for f in before["families"] if f["symbol"] != OTHER.symbol and f["count"] >= 2]
@@ -100,15 +99,15 @@ def family_circuits(ctx: StageContext, inputs: dict[str, list[str]], data: dict[
 
 
 def _read(ctx: StageContext, stage: str, keys: Sequence[str]) -> list[dict[str, Any]]:
-    return [json.loads((ctx.store.path(stage, key) / "data.json").read_text()) for key in keys]
+    return [ctx.store.read_json(stage, key) for key in keys]
 
 
 def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inputs: dict[str, list[str]],
                    images: dict[int, np.ndarray | None] | None = None) -> dict[str, Any]:
     """Every unit's family, the layer's families in order, and each family's scorecard."""
     tuning_folder = ctx.store.path("tuning", inputs["tuning"][0])
-    tuning = json.loads((tuning_folder / "data.json").read_text())
-    responses = np.load(tuning_folder / "responses.npy")
+    tuning = Tuning.read(tuning_folder).json()
+    responses = np.load(tuning_folder / Tuning.RESPONSES)
     params = tuning["stimuli"]
     units = list(layer.units)
     summaries = {u: tuning["units"][str(u)] for u in units}

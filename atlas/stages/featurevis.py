@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from atlas.artifacts import Featurevis, write
 from atlas import optvis
 from atlas.capture import capture, layer_inputs
 from atlas.forked import can_fork, map_forked
@@ -49,7 +50,6 @@ from atlas.narrow import NarrowedLayer, narrow_layer
 from atlas.redirect import redirected_rectifiers
 from atlas.response import Response, find_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
-from atlas.store import write_json
 
 log = logging.getLogger(__name__)
 STAGE = "featurevis"
@@ -253,7 +253,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def _report_failures(ctx: StageContext, model: str, layer: LayerInfo, keys: list[str]) -> None:
     """Say how many of the layer's channel images failed (``failures``)."""
-    failed = sorted(int(u) for key in keys for u, variants in ctx.store.read_json(STAGE, key)["failed"].items()
+    failed = sorted(int(u) for key in keys for u, variants in ctx.store.read(Featurevis, key).failed.items()
                     if "channel" in variants)
     if failed:
         shown = ", ".join(map(str, failed[:12])) + (" ..." if len(failed) > 12 else "")
@@ -359,12 +359,9 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
                 failed.setdefault(u, []).append(variant)
             if variant == "channel":
                 layer_mean[u] = float(rendered.layer_mean[i])
-                save_webp(pixels, folder / f"{unit}.webp")
-                save_webp(pixels, folder / f"{unit}-thumb.webp", size=cfg.thumbnail)
-            else:
-                save_webp(pixels, folder / f"{unit}-{variant}.webp")
-        write_json(folder / "data.json", {"units": list(units), "activation": activation, "start": start,
-                                          "random": random, "failed": failed, "layer_mean": layer_mean,
-                                          "response": rendered.response, "param": cfg.param,
-                                          "objectives": list(cfg.objectives), "diversity": cfg.diversity,
-                                          "size": cfg.size, "thumbnail": cfg.thumbnail})
+                save_webp(pixels, folder / Featurevis.thumb(unit), size=cfg.thumbnail)
+            save_webp(pixels, folder / Featurevis.image(unit, variant))
+        write(folder, Featurevis(units=list(units), activation=activation, start=start, random=random,
+                                 failed=failed, layer_mean=layer_mean, response=rendered.response, param=cfg.param,
+                                 objectives=list(cfg.objectives), diversity=cfg.diversity, size=cfg.size,
+                                 thumbnail=cfg.thumbnail))

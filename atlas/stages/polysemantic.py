@@ -45,13 +45,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from atlas import artifacts
+from atlas.artifacts import Featurevis
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.response import Response, as_read, layer_response
 from atlas.stages.examples import StreamingTopK, spatial_max
-from atlas.store import write_json
 
 STAGE = "polysemanticity"
 FORMAT = 5  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null
@@ -318,7 +319,7 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
     """Score every unit (or feature: ``names`` are their indices) and write its clusters,
     with crops of the examples shown."""
     height, width = found.grid
-    spatial = len(layer.shape) == 3
+    spatial = layer.spatial
     field = layer_receptive_field(ctx, model, layer.name) if spatial else None
     names = list(layer.units) if names is None else list(names)
     loaded: dict[int, np.ndarray] = {}
@@ -352,9 +353,9 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
                 entry["diversity"] = round(_disagreement(diversity[unit], directions[row]), 4)
             units[str(unit)] = entry
         records = ctx.dataset.records
-        write_json(folder / "data.json", {
-            "units": units, "grid": [height, width], "top": TOP, "balanced": BALANCED,
-            "images": {str(i): {"name": records[i].name, "label": records[i].label} for i in sorted(loaded)}})
+        artifacts.write(folder, artifacts.Polysemanticity(
+            units=units, grid=[height, width], top=TOP, balanced=BALANCED,
+            images={str(i): {"name": records[i].name, "label": records[i].label} for i in sorted(loaded)}))
 
 
 def _disagreement(vectors: np.ndarray, direction: np.ndarray) -> float:
@@ -385,11 +386,11 @@ def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
 
     images: dict[int, list[np.ndarray]] = {}
     for key in _diversity_source(ctx, layer):
-        folder = ctx.store.path("featurevis", key)
-        for path in sorted(folder.glob("*-diversity-*.webp")):
-            unit = int(path.name.split("-")[0])
-            pixels = np.asarray(Image.open(path).convert("RGB").resize((model.input_size, model.input_size)))
-            images.setdefault(unit, []).append(pixels)
+        folder = ctx.store.path(Featurevis.STAGE, key)
+        for unit, variants in Featurevis.read(folder).activation.items():
+            for variant in (v for v in variants if v.startswith("diversity")):
+                image = Image.open(folder / Featurevis.image(unit, variant)).convert("RGB")
+                images.setdefault(int(unit), []).append(np.asarray(image.resize((model.input_size,) * 2)))
     if not images:
         return {}
     vectors = {}

@@ -24,19 +24,18 @@ the science; ``run`` stores one artifact per layer.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from atlas.artifacts import Examples, Tuning, write
 from atlas.capture import capture
 from atlas.data.bank import CURVED, ORIENTED, PERIODIC_180, STRAIGHT, Bank, field_centre, resultant, stimulus_bank
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
-from atlas.store import write_json
 
 STAGE = "tuning"
 FORMAT = 4  # 4: responses as the network reads them
@@ -164,7 +163,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     keys: dict[str, list[str]] = {}
     with ctx.progress(len(layers), f"{model.name}: tuning") as bar:
         for layer in layers:
-            if len(layer.shape) != 3:
+            if not layer.spatial:
                 bar.update(1)
                 continue  # stimuli need a spatial layer
             examples_key = (ctx.artifacts.get(layer.name, {}).get("examples") or [None])[0]
@@ -184,7 +183,7 @@ def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examp
     """Each unit's top examples as (pixels, feature-map position, input-pixel centre)."""
     if examples_key is None or ctx.dataset is None:
         return {}
-    data = json.loads((ctx.store.path("examples", examples_key) / "data.json").read_text())
+    data = ctx.store.read(Examples, examples_key).json()
     found: dict[int, list[tuple]] = {}
     for unit, summary in data["units"].items():
         for ex in summary["top"][:JOINT_EXAMPLES]:
@@ -220,9 +219,8 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     preferred = sorted({p["index"] for s in summaries for p in s["preferred"].values()})
     with ctx.store.writing(STAGE, key) as folder:
         for index in preferred:  # only the stimuli some unit prefers: the pages show those
-            save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / f"s-{index}.webp", size=64)
-        np.save(folder / "responses.npy", responses.astype(np.float32))
-        write_json(folder / "data.json", {"units": {str(u): s for u, s in zip(layer.units, summaries)},
-                                          "stimuli": bank.params, "extent": max(field_.size_y, field_.size_x),
-                                          "effective": round(field_.effective, 2),
-                                          "centre": list(centre)})
+            save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / Tuning.stimulus(index), size=64)
+        np.save(folder / Tuning.RESPONSES, responses.astype(np.float32))
+        write(folder, Tuning(units={str(u): s for u, s in zip(layer.units, summaries)}, stimuli=bank.params,
+                             extent=max(field_.size_y, field_.size_x), effective=round(field_.effective, 2),
+                             centre=list(centre)))

@@ -151,10 +151,6 @@ class Side:
     layers: Sequence[LayerInfo]
 
 
-def _spatial(layer: LayerInfo) -> bool:
-    return len(layer.shape) == 3
-
-
 def _features(model: LoadedModel, layers: Sequence[LayerInfo], x: torch.Tensor) -> dict[str, torch.Tensor]:
     names = [layer.name for layer in layers]
     with torch.no_grad():
@@ -179,7 +175,7 @@ def compare(a: Side, b: Side, batches: Iterator[tuple[torch.Tensor, torch.Tensor
     # Which networks each comparison reads: a vs b, a vs random b, random a vs b.
     kinds = {"trained": ("a", "b"), "random_b": ("a", "random b"), "random_a": ("random a", "b")}
     moments: dict[tuple[str, str, int | None], Moments] = {}  # (network, layer, grid or None = pooled)
-    grids = {(la.name, lb.name): min(la.shape[-1], lb.shape[-1]) if _spatial(la) and _spatial(lb) else None
+    grids = {(la.name, lb.name): min(la.shape[-1], lb.shape[-1]) if la.spatial and lb.spatial else None
              for la, lb in pairs}
 
     def shared(network: str, layer: str, grid: int | None) -> Moments:
