@@ -315,6 +315,18 @@ class UniversalitySummary(Record):
 
 
 @dataclass
+class Measures(Record):
+    """A per-unit stage's numbers (a stage registered with ``measures=True``): each unit's
+    page shows them as a table under ``title``, and ``catalog.json`` lists them, with
+    no render code of the stage's own."""
+
+    STAGE: ClassVar[str] = "measures"  # any such stage: read with Measures.read(store.path(stage, key))
+    title: str
+    about: str  # one sentence: what the numbers are
+    units: dict[str, dict[str, float | int | str | None]]  # unit -> {measure: value}
+
+
+@dataclass
 class DatasetScan(Record):
     STAGE: ClassVar[str] = "dataset"
     skipped: dict[str, str]  # file -> why it could not be read

@@ -212,8 +212,9 @@ def _check(config: Config) -> None:
             f"must be one of {', '.join(DEVICES)} or cuda:N (got {config.sweep.device!r})")
     for i, stage in enumerate(config.sweep.stages):
         require(stage not in config.sweep.stages[:i], f"sweep.stages[{i}]", f"{stage!r} is listed twice")
-        require(stage in STAGES, f"sweep.stages[{i}]", f"unknown stage {stage!r}{_suggest(stage, STAGES)}"
-                f"; stages are {', '.join(STAGES)}")
+        known = registry.names()  # read now: a stage may be registered after import
+        require(stage in known, f"sweep.stages[{i}]", f"unknown stage {stage!r}{_suggest(stage, known)}"
+                f"; stages are {', '.join(known)}")
     require(len(config.featurevis.objectives) > 0, "featurevis.objectives", "list at least one objective")
     for i, kind in enumerate(config.featurevis.objectives):
         require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",

@@ -34,6 +34,7 @@ class Stage:
     reads: tuple[str, ...] = ()  # stages whose artifacts of the same model it reads
     derived: bool = False  # also runs over derived layers (a dictionary's features)
     default: bool = True  # in a config's default stage list
+    measures: bool = False  # its artifacts are ``atlas.artifacts.Measures``: shown on unit pages as they are
 
     def runner(self) -> Callable[..., Any]:
         if callable(self.run):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas.render.model import Edge, Layer, SiteModel
+from atlas.render.model import Edge, Layer, SiteModel, Unit
 
 TUNING_NUMBERS = ("best_kind", "orientation_kind", "orientation_deg", "orientation_selectivity", "curve_vs_line",
                   "frequency_preference", "color_opponency", "center_surround")
@@ -28,48 +28,55 @@ def catalog(site: SiteModel) -> dict[str, Any]:
 def _catalog_layer(layer: Layer) -> dict[str, Any]:
     return {
         "name": layer.name, "url": layer.url, "shape": layer.shape,
-        "units": [{
-            "index": u.index, "url": u.url,
-            "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
-            "featurevis_start": u.featurevis_start, "featurevis_random": u.featurevis_random,
-            "featurevis_failed": u.featurevis_failed, "featurevis_objective": u.featurevis_objective,
-            "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation, "failed": v.failed}
-                                    for v in u.variants},
-            "dead": u.dead,
-            "dead_reason": u.dead_reason if u.dead else None,
-            "weights": u.weights,
-            "examples": [e.crop or e.src for e in u.examples],
-            "example_values": [e.value for e in u.examples],
-            "activation_quantiles": u.activation_quantiles,
-            "fraction_active": u.fraction_active,
-            "unrectified": u.unrectified,
-            "negative_examples": [e.crop or e.src for e in u.negative_examples],
-            "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
-            "inputs": _edges(u.inputs + u.inhibitory),
-            "outputs": _edges(u.outputs + u.outputs_inhibitory),
-            "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
-                        for m in u.matches if m.above_chance],
-            "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
-            "polysemanticity_evidence": None if u.polysemanticity is None else {
-                key: getattr(u.polysemanticity, key)
-                for key in ("separation", "balance", "purity", "diversity", "explained", "null")},
-            "polysemanticity_clusters": None if u.polysemanticity is None else [
-                {"size": m.size, "things": m.things, "labels": m.labels} for m in u.polysemanticity.meanings],
-            "family": u.family.name if u.family else None,
-            "family_symbol": u.family.symbol if u.family else None,
-            "family_confidence": u.family_confidence,
-            "family_second": u.family_second["symbol"] if u.family_second else None,
-            "family_second_score": u.family_second["score"] if u.family_second else None,
-            "family_borderline": bool(u.family_second and u.family_second["borderline"]),
-            "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
-            "preferred": None if u.tuning is None else {
-                kind: {k: v for k, v in p.items() if k not in ("index", "src")}
-                for kind, p in u.tuning["preferred"].items()},
-        } for u in layer.units],
+        "units": [_catalog_unit(u) for u in layer.units],
         "impossible_families": layer.impossible,
         "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
                       "share": f.share, "url": f.url} for f in layer.families],
     }
+
+
+def _catalog_unit(u: Unit) -> dict[str, Any]:
+    entry = {
+        "index": u.index, "url": u.url,
+        "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
+        "featurevis_start": u.featurevis_start, "featurevis_random": u.featurevis_random,
+        "featurevis_failed": u.featurevis_failed, "featurevis_objective": u.featurevis_objective,
+        "featurevis_variants": {v.kind: {"src": v.src, "activation": v.activation, "failed": v.failed}
+                                for v in u.variants},
+        "dead": u.dead,
+        "dead_reason": u.dead_reason if u.dead else None,
+        "weights": u.weights,
+        "examples": [e.crop or e.src for e in u.examples],
+        "example_values": [e.value for e in u.examples],
+        "activation_quantiles": u.activation_quantiles,
+        "fraction_active": u.fraction_active,
+        "unrectified": u.unrectified,
+        "negative_examples": [e.crop or e.src for e in u.negative_examples],
+        "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+        "inputs": _edges(u.inputs + u.inhibitory),
+        "outputs": _edges(u.outputs + u.outputs_inhibitory),
+        "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
+                    for m in u.matches if m.above_chance],
+        "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
+        "polysemanticity_evidence": None if u.polysemanticity is None else {
+            key: getattr(u.polysemanticity, key)
+            for key in ("separation", "balance", "purity", "diversity", "explained", "null")},
+        "polysemanticity_clusters": None if u.polysemanticity is None else [
+            {"size": m.size, "things": m.things, "labels": m.labels} for m in u.polysemanticity.meanings],
+        "family": u.family.name if u.family else None,
+        "family_symbol": u.family.symbol if u.family else None,
+        "family_confidence": u.family_confidence,
+        "family_second": u.family_second["symbol"] if u.family_second else None,
+        "family_second_score": u.family_second["score"] if u.family_second else None,
+        "family_borderline": bool(u.family_second and u.family_second["borderline"]),
+        "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
+        "preferred": None if u.tuning is None else {
+            kind: {k: v for k, v in p.items() if k not in ("index", "src")}
+            for kind, p in u.tuning["preferred"].items()},
+    }
+    if u.measures:  # only where a per-unit stage made some (the catalog of an atlas without is unchanged)
+        entry["measures"] = {m["stage"]: m["values"] for m in u.measures}
+    return entry
 
 
 def search_index(site: SiteModel) -> list[list[str]]:

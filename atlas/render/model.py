@@ -134,6 +134,8 @@ class Unit:
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
     matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
     polysemanticity: Polysemanticity | None = None
+    # Per-unit stages without render code of their own: [{"stage", "title", "about", "values"}].
+    measures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def circuit_url(self) -> str | None:

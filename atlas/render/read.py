@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from atlas import artifacts as records
+from atlas import registry
 from atlas.artifacts import OTHER, LayerEntry, Plan
 from atlas.names import slug
 from atlas.render.model import (Edge, Example, Family, Layer, Match, Meaning, Model, Polysemanticity, SiteModel, Unit,
@@ -115,6 +116,10 @@ class _Reader:
         for stage, read in readers.items():
             for key in entry.keys(stage):
                 read(key, units, base)
+        for stage in registry.STAGES:
+            if stage.measures:
+                for key in entry.keys(stage.name):
+                    self.measures(stage.name, key, units)
         for u in units.values():  # joint tuning: which units take over as the examples turn
             joint = (u.tuning or {}).get("joint")
             if joint:
@@ -201,6 +206,12 @@ class _Reader:
                 meanings=[Meaning(c["size"], [self.example(ex, found, folder, base)
                                               for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
                           for c in scored["clusters"]])
+
+    def measures(self, stage: str, key: str, units: dict[int, Unit]) -> None:
+        found = records.Measures.read(self.store.path(stage, key))
+        for unit, values in found.units.items():
+            units[int(unit)].measures.append({"stage": stage, "title": found.title, "about": found.about,
+                                              "values": values})
 
     def example(self, ex: dict[str, Any], found: records.Examples | records.Polysemanticity, folder: Path,
                 base: str) -> Example:
