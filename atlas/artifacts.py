@@ -66,6 +66,10 @@ class ModelEntry:
     std: list[float]
     layers: list[LayerEntry]
     dictionaries: list[LayerEntry] = field(default_factory=list)  # layers derived from the model's own
+    artifacts: dict[str, list[str]] = field(default_factory=dict)  # stage -> artifacts about the whole model
+
+    def key(self, stage: str) -> str | None:
+        return next(iter(self.artifacts.get(stage, [])), None)
 
     def to_json(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -107,6 +111,7 @@ class Plan:
         """Every (stage, key) the plan names: what a render reads."""
         found = [(stage, key) for model in self.models for layer in model.layers + model.dictionaries
                  for stage, keys in layer.artifacts.items() for key in keys]
+        found += [(stage, key) for model in self.models for stage, keys in model.artifacts.items() for key in keys]
         if (self.data or {}).get("thumbnails"):
             found.append((THUMBNAILS, self.data["thumbnails"]))
         for stage, made in self.across.items():  # a key, or {name: key or [keys]}
@@ -270,6 +275,19 @@ class Polysemanticity(Record):
 
 
 @dataclass
+class MixingSummary(Record):
+    """A model's polysemanticity across its layers (``atlas.mixing``): per layer
+    {"layer", "median", "mixed": [units], "agreement"}; spread features, each {"unit",
+    "score", "layer", "next", "target", "uses": [[unit, weight]], "mixed"}."""
+
+    STAGE: ClassVar[str] = "polysemanticity"
+    FILE: ClassVar[str] = "summary.json"
+    top: int
+    layers: list[dict[str, Any]]
+    spread: list[dict[str, Any]]
+
+
+@dataclass
 class Dictionary(Record):
     STAGE: ClassVar[str] = "dictionary"
     layer: str
@@ -312,6 +330,9 @@ class UniversalitySummary(Record):
     matches: dict[str, Any]  # model -> layer -> unit -> [{"model", "layer", "index", "score", ...}]
     sets: list[dict[str, Any]]
     cka: list[dict[str, Any]]
+    # Best buddies above chance that both have a named family: how often it is the same one,
+    # against chance (``atlas.mixing.family_agreement``); None without families.
+    agreement: dict[str, Any] | None = None
 
 
 @dataclass

@@ -102,13 +102,17 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
         ctx.artifacts = {layer.name: {} for layer in layers}
         derived: list[Derived] = []
+        whole: dict[str, list[str]] = {}  # artifacts about the whole model, per stage
         for stage in per_model:
             with _timed(f"{model.name}: {stage.name}"):
-                derived += _run_stage(ctx, stage, model, layers)
+                made = _run_stage(ctx, stage, model, layers)
+            derived += made.derived
+            if made.model:
+                whole[stage.name] = made.model
         dictionaries = [_sweep_derived(ctx, [s for s in per_model if s.derived], d) for d in derived]
         # A factory that loads its own weights says which (``atlas_weights``), where the config says "none".
         weights = getattr(model.module, "atlas_weights", spec.weights) if spec.weights == "none" else spec.weights
-        plan.models.append(_model_entry(model, weights, layers, ctx.artifacts, dictionaries))
+        plan.models.append(_model_entry(model, weights, layers, ctx.artifacts, dictionaries, whole))
         write_plan()
         del model
         if after_model is not None and (i + 1 < len(config.models) or across):
@@ -126,10 +130,10 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
     return plan
 
 
-def _run_stage(ctx: StageContext, stage: Stage, model: LoadedModel, layers: list[LayerInfo]) -> list[Derived]:
-    """Run a layer- or model-scope stage, note its keys in ``ctx.artifacts``; the layers it derived."""
+def _run_stage(ctx: StageContext, stage: Stage, model: LoadedModel, layers: list[LayerInfo]) -> Made:
+    """Run a layer- or model-scope stage and note its keys in ``ctx.artifacts``."""
     if stage.needs_dataset and ctx.dataset is None:
-        return []
+        return Made({})
     if stage.scope == "layer":
         made = Made({layer.name: stage.runner()(ctx, model, layer) for layer in layers})
     else:
@@ -139,7 +143,7 @@ def _run_stage(ctx: StageContext, stage: Stage, model: LoadedModel, layers: list
         if keys or stage.scope == "model":
             ctx.artifacts[layer_name][stage.name] = keys
     ctx.sync()  # the next stage reads this one's artifacts, whichever rank made them
-    return made.derived
+    return made
 
 
 def _sweep_derived(ctx: StageContext, stages: list[Stage], derived: Derived) -> LayerEntry:
@@ -213,9 +217,10 @@ def inspect_layers(model: LoadedModel, names: tuple[str, ...], units: int | None
 
 
 def _model_entry(model: LoadedModel, weights_name: str, layers: list[LayerInfo],
-                 artifacts: dict[str, dict[str, list[str]]], dictionaries: list[LayerEntry]) -> ModelEntry:
+                 artifacts: dict[str, dict[str, list[str]]], dictionaries: list[LayerEntry],
+                 whole: dict[str, list[str]]) -> ModelEntry:
     return ModelEntry(
         name=model.name, arch=model.arch, weights=weights_name, digest=model.digest,
         input_size=model.input_size, mean=list(model.mean), std=list(model.std),
         layers=[LayerEntry(layer.name, list(layer.shape), list(layer.units), artifacts[layer.name])
-                for layer in layers], dictionaries=dictionaries)
+                for layer in layers], dictionaries=dictionaries, artifacts=whole)

@@ -18,11 +18,16 @@ def _edges(edges: list[Edge]) -> list[dict[str, Any]]:
 
 def catalog(site: SiteModel) -> dict[str, Any]:
     """The machine-readable index of the atlas (``site/catalog.json``)."""
-    return {"models": [{
+    found = {"models": [{
         "name": m.name, "arch": m.arch, "weights": m.weights, "digest": m.digest, "url": m.url,
         "layers": [_catalog_layer(layer) for layer in m.layers],
         "dictionaries": [{**_catalog_layer(layer), "of": layer.dictionary["of"]} for layer in m.dictionaries],
+        # The polysemanticity page's findings: per layer, and the features spread over mixed units.
+        "polysemanticity": None if m.mixing is None else {"layers": m.mixing.layers, "spread": m.mixing.spread},
     } for m in site.models]}
+    if site.universality:
+        found["universality"] = {"margin": site.universality.margin, "family_agreement": site.universality.agreement}
+    return found
 
 
 def _catalog_layer(layer: Layer) -> dict[str, Any]:

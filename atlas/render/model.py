@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from atlas.artifacts import MixingSummary
+
 
 @dataclass
 class Example:
@@ -205,6 +207,7 @@ class Model:
     layers: list[Layer]
     criteria: list[dict[str, Any]] = field(default_factory=list)  # the named families, as the sweep defined them
     dictionaries: list[Layer] = field(default_factory=list)  # sparse dictionaries' features, as pseudo-layers
+    mixing: MixingSummary | None = None  # the polysemanticity stage's summary of the model
 
     @property
     def polysemanticity_url(self) -> str | None:

@@ -45,6 +45,8 @@ def build_site(plan: Plan, store: Store) -> SiteModel:
             name=entry.name, slug=slug(entry.name), url=f"{base}/index.html",
             arch=entry.arch, weights=entry.weights, digest=entry.digest,
             input_size=entry.input_size, layers=layers, criteria=criteria, dictionaries=dictionaries,
+            mixing=store.read(records.MixingSummary, entry.key("polysemanticity"))
+            if entry.key("polysemanticity") else None,
         ))
     if "superposition" in plan.across:
         site.superposition = store.read(records.Superposition, plan.across["superposition"]).json()
@@ -67,7 +69,7 @@ def _universality(summary: records.UniversalitySummary, site: SiteModel) -> Univ
     sets = [{"units": [(u["model"], u["layer"], units[u["model"], u["layer"], u["index"]]) for u in s["units"]],
              "score": s["score"]} for s in found["sets"]]
     return Universality(url="universality.html", margin=found["margin"], sets=sets, cka=found["cka"],
-                        families=_family_table(site), agreement=_family_agreement(site))
+                        families=_family_table(site), agreement=summary.agreement)
 
 
 def _family_table(site: SiteModel) -> list[dict[str, Any]]:
@@ -81,25 +83,6 @@ def _family_table(site: SiteModel) -> list[dict[str, Any]]:
         rows.append({"symbol": symbol, "name": name, "cells": cells,
                      "models": sum(1 for _, families in cells if families)})
     return sorted(rows, key=lambda row: -row["models"])
-
-
-def _family_agreement(site: SiteModel) -> dict[str, Any] | None:
-    """Do best buddies share their family? Counted over pairs of units that both have a named
-    family (not "other"), against the agreement expected if families were independent."""
-    def named(unit: Unit) -> str | None:
-        family = unit.family
-        return family.symbol if family and family.kind == "named" and family.symbol != OTHER else None
-
-    pairs = {tuple(sorted(((a.url, named(a)), (m.unit.url, named(m.unit)))))
-             for model in site.models for layer in model.layers for a in layer.units
-             for m in a.matches if m.buddy and m.above_chance and named(a) and named(m.unit)}
-    if not pairs:
-        return None
-    left = [a[1] for a, _ in pairs]
-    right = [b[1] for _, b in pairs]
-    same = sum(1 for a, b in pairs if a[1] == b[1])
-    expected = sum(left.count(s) * right.count(s) for s in set(left)) / len(pairs)
-    return {"pairs": len(pairs), "same": same, "expected": round(expected, 1)}
 
 
 class _Reader:

@@ -59,6 +59,7 @@ class Made:
 
     keys: dict[str, list[str]]
     derived: list[Derived] = field(default_factory=list)
+    model: list[str] = field(default_factory=list)  # artifacts about the whole model (a summary of its layers)
 
 
 class Progress(Protocol):

@@ -45,17 +45,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from atlas import artifacts
+from atlas import artifacts, mixing
 from atlas.artifacts import Featurevis
 from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
+from atlas.stages import LayerInfo, Made, StageContext, artifact_key, layer_receptive_field, model_identity
 from atlas.response import Response, as_read, layer_response
 from atlas.stages.examples import StreamingTopK, spatial_max
 
 STAGE = "polysemanticity"
 FORMAT = 5  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null
+SUMMARY_FORMAT = 1  # of the model's summary (atlas.mixing)
 TOP = 48  # strong examples clustered per unit
 BALANCED = 0.25  # a smaller cluster with at least this share of the examples counts in full
 SHOWN = 6  # examples shown (and cropped) per cluster
@@ -285,9 +286,9 @@ def label_purity(clusters: list[dict[str, Any]]) -> float:
     return max(classes.values()) / sum(classes.values()) if classes else 1.0
 
 
-def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> Made:
     if ctx.dataset is None:
-        return {}
+        return Made({})
     keys = {layer.name: artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model),
                                      input_size=model.input_size, layer=layer.name, units=layer.units,
                                      data=ctx.dataset.digest(), top=TOP, diversity=_diversity_source(ctx, layer))
@@ -304,7 +305,33 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                   _diversity_vectors(ctx, model, layer, result))
     for layer in layers:
         ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
-    return {name: [key] for name, key in keys.items()}
+    ctx.sync()  # the summary reads every layer's record, whichever rank made it
+    return Made({name: [key] for name, key in keys.items()}, model=[_summary(ctx, model, layers, keys)])
+
+
+def _summary(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo], keys: dict[str, str]) -> str:
+    """The model's summary artifact (``atlas.mixing``), from its layers' records and the circuits'."""
+    circuits = {layer.name: ctx.artifacts.get(layer.name, {}).get("circuits", []) for layer in layers}
+    key = artifact_key(stage=STAGE, summary=SUMMARY_FORMAT, layers=[keys[layer.name] for layer in layers],
+                       circuits=circuits)
+    with ctx.artifact(STAGE, key, model=model.name, summary=True) as folder:
+        if folder is not None:
+            scores, purity = {}, {}
+            for layer in layers:  # in unit order: it breaks ties between spread features
+                found = ctx.store.read(artifacts.Polysemanticity, keys[layer.name]).units
+                scored = [(u, found[str(u)]) for u in layer.units if found[str(u)]["score"] is not None]
+                scores[layer.name] = {u: entry["score"] for u, entry in scored}
+                purity[layer.name] = {u: entry["purity"] for u, entry in scored}
+            outputs = {}
+            for found in (ctx.store.read(artifacts.Circuits, k) for ks in circuits.values() for k in ks):
+                if found.connected:
+                    outputs[found.source] = (found.target, {int(u): [(e["index"], e["weight"]) for e in d["excitatory"]]
+                                                            for u, d in found.outputs.items()})
+            summaries = [(layer.name, mixing.layer_summary(scores[layer.name], purity[layer.name])) for layer in layers]
+            artifacts.write(folder, artifacts.MixingSummary(
+                top=TOP, layers=[{"layer": name, **summary} for name, summary in summaries if summary],
+                spread=mixing.spread_features([layer.name for layer in layers], scores, outputs)))
+    return key
 
 
 def _channels(layer: LayerInfo, response: Response, device: torch.device) -> Readout:

@@ -39,18 +39,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atlas.artifacts import Plan, UniversalityPair, UniversalitySummary, write
+from atlas.artifacts import OTHER, Families, Plan, UniversalityPair, UniversalitySummary, write
 from atlas.capture import capture
 from atlas.config import ModelConfig
 from atlas.data.bank import stimulus_bank
 from atlas.matching import MARGIN, summarize
+from atlas.mixing import family_agreement
 from atlas.models import LoadedModel, load_model, weights_digest
 from atlas.models.fold import fold_batchnorms
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
 
 STAGE = "universality"
 FORMAT = 1
-SUMMARY_FORMAT = 2  # of the summary artifact, which is computed from the pairs' artifacts
+SUMMARY_FORMAT = 3  # of the summary artifact, computed from the pairs' artifacts (3: families agreement)
 
 
 class Moments:
@@ -258,12 +259,43 @@ def run(ctx: StageContext, plan: Plan) -> dict[str, Any] | None:
             keys.append(key)
             bar.update(1)
     ctx.sync()  # the summary reads every pair, some of which other ranks compared
-    summary_key = artifact_key(stage=STAGE, format=SUMMARY_FORMAT, margin=MARGIN, summary=keys)
-    if ctx.needs(STAGE, summary_key):
-        with ctx.store.writing(STAGE, summary_key) as folder:
-            write(folder, UniversalitySummary(**summarize([_read_pair(ctx, key) for key in keys])))
-    ctx.store.record(STAGE, summary_key, {"summary": True})
+    families = {(m.name, layer.name): layer.key("families") for m in plan.models for layer in m.layers
+                if layer.key("families")}
+    summary_key = artifact_key(stage=STAGE, format=SUMMARY_FORMAT, margin=MARGIN, summary=keys,
+                               families=sorted(families.values()))
+    with ctx.artifact(STAGE, summary_key, summary=True) as folder:
+        if folder is not None:
+            summary = summarize([_read_pair(ctx, key) for key in keys])
+            summary["agreement"] = family_agreement(buddy_families(summary["matches"], _named_families(ctx, families)))
+            write(folder, UniversalitySummary(**summary))
     return {"pairs": keys, "summary": summary_key}
+
+
+def _named_families(ctx: StageContext, keys: dict[tuple[str, str], str]) -> dict[tuple[str, str, int], str]:
+    """(model, layer, unit) -> its named family's symbol (not "other", nor a discovered one)."""
+    named = {}
+    for (model, layer), key in keys.items():
+        found = ctx.store.read(Families, key)
+        kinds = {f["symbol"]: f["kind"] for f in found.families}
+        for unit, record in found.units.items():
+            symbol = record.get("family")
+            if symbol and kinds.get(symbol) == "named" and symbol != OTHER:
+                named[model, layer, int(unit)] = symbol
+    return named
+
+
+def buddy_families(matches: dict[str, Any], named: dict[tuple[str, str, int], str]) -> list[tuple[str, str]]:
+    """The named families of the two units of each best-buddy pair above chance whose
+    units both have one; each pair once, its sides in (model, layer, unit) order."""
+    pairs = set()
+    for model, layers in matches.items():
+        for layer, by_unit in layers.items():
+            for index, found in by_unit.items():
+                for m in found:
+                    a, b = (model, layer, int(index)), (m["model"], m["layer"], m["index"])
+                    if m["buddy"] and m["above_chance"] and a in named and b in named:
+                        pairs.add(tuple(sorted((a, b))))
+    return [(named[a], named[b]) for a, b in sorted(pairs)]
 
 
 def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
