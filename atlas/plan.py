@@ -31,9 +31,8 @@ from typing import Sequence
 
 import torch
 
-from atlas import optvis
+from atlas import optvis, registry
 from atlas.capture import capture
-from atlas import registry
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from atlas.artifacts import Circuits, Families, Tuning, write
 from atlas import evidence, motifs
+from atlas.artifacts import Circuits, Families, Tuning, write
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key
 from atlas.taxonomy import CONFIDENT, DEAD, FAMILIES, OTHER, discover, label_units, order_members, possible_families

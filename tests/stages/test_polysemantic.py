@@ -8,7 +8,8 @@ from torch import nn
 from atlas.data import Dataset, ImageRecord, WorldDataset
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo
-from atlas.stages.polysemantic import Probe, _disagreement, meanings, strongest, unit_directions, where_it_fired
+from atlas.meanings import meanings
+from atlas.stages.polysemantic import Probe, _disagreement, strongest, unit_directions, where_it_fired
 
 RED, BLUE, GREEN = 0, 1, 2
 OR_UNIT, PURE_UNIT = 3, 4
