@@ -113,10 +113,13 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
     specs, so rendering is all that is left); ``pending``: the models still being swept."""
     pages: list[Page] = []
 
-    def page(template: str, path: str, crumbs: list[tuple[str, str]], **context: Any) -> None:
-        uses_charts = any(value for key, value in context.items() if key.endswith(("chart", "charts")))
+    def page(template: str, path: str, crumbs: list[tuple[str, str]], figures: dict[str, Any] | None = None,
+             **context: Any) -> None:
+        """A page; its ``figures`` (template name -> a chart's Vega-Lite spec, a list of them,
+        or None) are what make it load the chart bundle."""
+        figures = figures or {}
         pages.append(Page(template, path, dict(page=path, site_title=title, crumbs=crumbs,
-                                               uses_charts=uses_charts, **context)))
+                                               uses_charts=any(figures.values()), **figures, **context)))
 
     home = ("Atlas", "index.html")
     margin = site.universality.margin if site.universality else None
@@ -124,13 +127,14 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
     if site.superposition:
         experiments = {k: v for k, v in site.superposition.items() if isinstance(v, dict)}
         page("superposition.html", site.superposition_url, [home, ("superposition", site.superposition_url)],
-             site=site, toy=site.superposition, phase_chart=charts.toy_phase(experiments),
-             geometry_chart=charts.toy_geometry(site.superposition["geometry"]),
-             capacity_chart=charts.toy_capacity(site.superposition["capacity"]))
+             site=site, toy=site.superposition, figures={
+                 "phase_chart": charts.toy_phase(experiments),
+                 "geometry_chart": charts.toy_geometry(site.superposition["geometry"]),
+                 "capacity_chart": charts.toy_capacity(site.superposition["capacity"])})
     if site.universality:
         page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
              site=site, universality=site.universality,
-             similarity_charts=[charts.layer_similarity(pair) for pair in site.universality.cka])
+             figures={"similarity_charts": [charts.layer_similarity(pair) for pair in site.universality.cka]})
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]
         page("model.html", model.url, model_crumbs, model=model)
@@ -139,23 +143,24 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
         if model.polysemanticity_url:
             page("polysemanticity.html", model.polysemanticity_url,
                  model_crumbs + [("polysemanticity", model.polysemanticity_url)], site=site, model=model,
-                 overview=polysemantic_overview(model), chart=charts.polysemanticity_by_layer(model))
+                 overview=polysemantic_overview(model), figures={"chart": charts.polysemanticity_by_layer(model)})
         for layer in model.layers + model.dictionaries:
             layer_crumbs = model_crumbs + [(layer.name, layer.url)]
             for family in layer.families:
                 page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
                      model=model, layer=layer, family=family,
-                     joint_chart=charts.joint_tuning(family.representative),
-                     scatter_chart=charts.handwritten_scatter(family))
+                     figures={"joint_chart": charts.joint_tuning(family.representative),
+                             "scatter_chart": charts.handwritten_scatter(family)})
             of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
-                 chart=charts.layer_activations(layer),
-                 comparison_chart=charts.units_against_features(of, layer) if of else None)
+                 figures={"chart": charts.layer_activations(layer),
+                         "comparison_chart": charts.units_against_features(of, layer) if of else None})
             for unit in layer.units:
                 unit_crumbs = layer_crumbs + [(f"{'feature' if layer.dictionary else 'unit'} {unit.index}", unit.url)]
                 page("unit.html", unit.url, unit_crumbs, margin=margin,
-                     model=model, layer=layer, unit=unit, chart=charts.activation_histogram(unit),
-                     tuning_chart=charts.orientation_tuning(unit), joint_chart=charts.joint_tuning(unit))
+                     model=model, layer=layer, unit=unit, figures={
+                         "chart": charts.activation_histogram(unit), "tuning_chart": charts.orientation_tuning(unit),
+                         "joint_chart": charts.joint_tuning(unit)})
                 if unit.circuit_url:
                     page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
                          model=model, layer=layer, unit=unit)
