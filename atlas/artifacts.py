@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from atlas.errors import AtlasError
+from atlas.registry import PRIMARY
 
 SCHEMA = 1
 OTHER = "Ot"  # the families stage's symbol for units no named or discovered family claims
@@ -168,8 +169,8 @@ class Featurevis(Record):
     thumbnail: int
 
     @staticmethod
-    def image(unit: int | str, variant: str = "channel") -> str:
-        return f"{unit}.webp" if variant == "channel" else f"{unit}-{variant}.webp"
+    def image(unit: int | str, variant: str = PRIMARY) -> str:
+        return f"{unit}.webp" if variant == PRIMARY else f"{unit}-{variant}.webp"
 
     @staticmethod
     def thumb(unit: int | str) -> str:

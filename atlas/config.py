@@ -34,7 +34,7 @@ STAGES = registry.names()
 """Every analysis `atlas sweep` knows, in the order it runs them (``atlas.registry``)."""
 
 DEVICES = ("auto", "cpu", "cuda")
-OBJECTIVES = ("channel", "neuron", "negative", "diversity")  # feature visualization objectives
+OBJECTIVES = tuple(registry.OBJECTIVES)  # feature visualization objectives (``atlas.registry``)
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
 PRECISIONS = ("auto", "fp32", "bf16")  # feature visualization arithmetic; auto: bf16 where the device has it natively
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atlas.config import OBJECTIVES  # noqa: F401  (re-exported: the objectives defined here)
+from atlas.registry import OBJECTIVES, Objective
 
 
 def _lucent_constants() -> tuple[np.ndarray, np.ndarray]:
@@ -169,16 +169,15 @@ def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequen
     signed value before the activation (``atlas.response``); kinds: the objective of
     each element. Diversity elements use the channel objective here; the group penalty
     is ``diversity_penalty``."""
-    if response.dim() == 1:
-        channel = neuron = response
-        negative = -signed
-    else:
-        channel = response.flatten(1).mean(1)
-        h, w = response.shape[1:]
-        neuron = response[:, h // 2, w // 2]
-        negative = -signed.flatten(1).mean(1)
-    choose = {"channel": channel, "diversity": channel, "neuron": neuron, "negative": negative}
-    return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(set(kinds)) > 1 \
+    def value(objective: Objective) -> torch.Tensor:
+        source = signed if objective.negative else response
+        if source.dim() > 1:
+            h, w = source.shape[1:]
+            source = source[:, h // 2, w // 2] if objective.position == "centre" else source.flatten(1).mean(1)
+        return -source if objective.negative else source
+
+    choose = {kind: value(OBJECTIVES[kind]) for kind in dict.fromkeys(kinds)}
+    return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(choose) > 1 \
         else choose[kinds[0]]
 
 
@@ -203,8 +202,8 @@ def objective_batch(units: Sequence[int], objectives: Sequence[str], diversity: 
     element_units, kinds, groups = [], [], []
     for unit in units:
         for kind in objectives:
-            count = diversity if kind == "diversity" else 1
-            if kind == "diversity":
+            count = diversity if OBJECTIVES[kind].grouped else 1
+            if OBJECTIVES[kind].grouped:
                 groups.append(list(range(len(kinds), len(kinds) + count)))
             element_units += [unit] * count
             kinds += [kind] * count

@@ -58,6 +58,25 @@ STAGES: list[Stage] = [
 ]
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a feature visualization maximises for a unit (Lucid's objectives)."""
+
+    name: str
+    position: str  # "all": the mean over the feature map (a channel); "centre": its middle unit (a neuron)
+    negative: bool = False  # minimise the unit's signed value instead (what turns it off)
+    grouped: bool = False  # ``featurevis.diversity`` images per unit, pushed apart (lucent's diversity)
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("channel", "all"),
+    Objective("neuron", "centre"),
+    Objective("negative", "all", negative=True),
+    Objective("diversity", "all", grouped=True),
+)}
+PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
+
+
 def names() -> tuple[str, ...]:
     return tuple(stage.name for stage in STAGES)
 

@@ -12,6 +12,7 @@ from atlas import artifacts as records
 from atlas import registry
 from atlas.artifacts import OTHER, LayerEntry, Plan
 from atlas.names import slug
+from atlas.registry import PRIMARY
 from atlas.render.model import (Edge, Example, Family, Layer, Match, Meaning, Model, Polysemanticity, SiteModel, Unit,
                                 Universality, Variant)
 from atlas.store import Store
@@ -133,7 +134,7 @@ class _Reader:
             for kind, value in values.items():
                 image = self._copy(f"{base}/img/fv-{records.Featurevis.image(unit, kind)}",
                                    folder / records.Featurevis.image(unit, kind))
-                if kind == "channel":
+                if kind == PRIMARY:
                     u.featurevis = image
                     u.featurevis_thumb = self._copy(f"{base}/img/fv-{records.Featurevis.thumb(unit)}",
                                                     folder / records.Featurevis.thumb(unit))

@@ -17,6 +17,7 @@ import numpy as np
 from atlas import evidence, motifs
 from atlas.artifacts import Circuits, Families, Tuning, write
 from atlas.models import LoadedModel
+from atlas.registry import PRIMARY
 from atlas.stages import LayerInfo, StageContext, artifact_key
 from atlas.taxonomy import CONFIDENT, DEAD, FAMILIES, OTHER, discover, label_units, order_members, possible_families
 
@@ -118,7 +119,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         if examples_data else {}
     # The layer's own mean on the image, comparable with the dataset's values; a failed
     # visualization is evidence of nothing it detects.
-    featurevis = {int(u): -math.inf if "channel" in d["failed"].get(u, []) else value
+    featurevis = {int(u): -math.inf if PRIMARY in d["failed"].get(u, []) else value
                   for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
                   for u, value in d["layer_mean"].items()}
     circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)

@@ -38,8 +38,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from atlas.artifacts import Featurevis, write
 from atlas import optvis
+from atlas.artifacts import Featurevis, write
 from atlas.capture import capture, layer_inputs
 from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp, to_uint8
@@ -48,6 +48,7 @@ from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
 from atlas.narrow import NarrowedLayer, narrow_layer
 from atlas.redirect import redirected_rectifiers
+from atlas.registry import OBJECTIVES, PRIMARY
 from atlas.response import Response, find_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 
@@ -164,7 +165,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         maps = layer_maps(final)[1]
         values = objectives_of(maps)
         random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
-    negative = torch.tensor([k == "negative" for k in kinds], device=device)
+    negative = torch.tensor([OBJECTIVES[k].negative for k in kinds], device=device)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
     reported = lambda v: torch.where(negative, -v, v).float().cpu().numpy()  # noqa: E731
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
@@ -222,7 +223,7 @@ def resolve_precision(setting: str, device: torch.device) -> str:
 
 
 def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
-    return sum(diversity if kind == "diversity" else 1 for kind in objectives)
+    return sum(diversity if OBJECTIVES[kind].grouped else 1 for kind in objectives)
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
@@ -254,7 +255,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 def _report_failures(ctx: StageContext, model: str, layer: LayerInfo, keys: list[str]) -> None:
     """Say how many of the layer's channel images failed (``failures``)."""
     failed = sorted(int(u) for key in keys for u, variants in ctx.store.read(Featurevis, key).failed.items()
-                    if "channel" in variants)
+                    if PRIMARY in variants)
     if failed:
         shown = ", ".join(map(str, failed[:12])) + (" ..." if len(failed) > 12 else "")
         log.warning("%s %s: feature visualization failed for %d of %d units (%s)", model, layer.name,
@@ -351,13 +352,13 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
                 continue
             u = str(unit)
             variants = activation.setdefault(u, {})
-            variant = kind if kind != "diversity" else f"diversity-{sum(v.startswith('diversity') for v in variants)}"
+            variant = f"{kind}-{sum(v.startswith(kind) for v in variants)}" if OBJECTIVES[kind].grouped else kind
             variants[variant] = float(rendered.activations[i])
             start.setdefault(u, {})[variant] = float(rendered.start[i])
             random.setdefault(u, {})[variant] = float(rendered.random[i])
             if rendered.failed[i]:
                 failed.setdefault(u, []).append(variant)
-            if variant == "channel":
+            if variant == PRIMARY:
                 layer_mean[u] = float(rendered.layer_mean[i])
                 save_webp(pixels, folder / Featurevis.thumb(unit), size=cfg.thumbnail)
             save_webp(pixels, folder / Featurevis.image(unit, variant))
