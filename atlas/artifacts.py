@@ -26,6 +26,10 @@ from atlas.registry import PRIMARY
 
 SCHEMA = 1
 OTHER = "Ot"  # the families stage's symbol for units no named or discovered family claims
+# The seven arguments of "Zoom In" in a family's scorecard: id -> the name its records carry.
+ARGUMENTS = {"featurevis": "feature visualization", "examples": "dataset examples", "synthetic": "synthetic examples",
+             "joint": "joint tuning", "implementation": "feature implementation", "use": "feature use",
+             "handwritten": "handwritten circuit"}
 
 # -- the sweep plan -------------------------------------------------------------------
 

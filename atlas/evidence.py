@@ -30,14 +30,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from atlas import handwritten
+from atlas import artifacts, handwritten
 from atlas.data import stimuli
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, layer_receptive_field
 
-ARGUMENTS = ("feature visualization", "dataset examples", "synthetic examples", "joint tuning",
-             "feature implementation", "feature use", "handwritten circuit")
+ARGUMENTS = tuple(artifacts.ARGUMENTS.values())  # in "Zoom In"'s order
 STRONG_SHARE, WEAK_SHARE = 0.75, 0.25  # arguments 1 and 2: the share of members for "strong" and "weak"
 STRONG_CONFIDENCE = 0.75  # argument 3
 STRONG_TAKEOVER, WEAK_TAKEOVER = 0.5, 0.1  # argument 4

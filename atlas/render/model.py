@@ -161,7 +161,7 @@ class Family:
     share: float  # of the layer's swept units
     representative: Unit
     order_by: str
-    evidence: list[dict[str, Any]]  # the seven arguments in order: {argument, verdict, value, rule}
+    evidence: list[dict[str, Any]]  # the seven arguments in order: {id, argument, verdict, value, rule}
     confidence: float | None = None  # the members' median confidence
     borderline: int = 0  # members whose runner-up family scores within a margin of their own
     handwritten_scatter: dict[str, list[float]] | None = None  # the representative's and its detector's responses

@@ -220,7 +220,8 @@ def _families(found: records.Families, layer: str, units: dict[int, Unit], base:
             symbol=f["symbol"], name=f["name"], layer=layer, kind=f["kind"], description=f["description"],
             url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
-            evidence=f["evidence"], handwritten_scatter=f.get("handwritten_scatter"))
+            evidence=[{**card, "id": _ARGUMENT_IDS[card["argument"]]} for card in f["evidence"]],
+            handwritten_scatter=f.get("handwritten_scatter"))
         confidences = [found.units[str(u.index)]["confidence"] for u in family.members]
         family.confidence = float(np.median(confidences)) if confidences else None
         family.borderline = sum(bool(found.units[str(u.index)].get("borderline")) for u in family.members)
@@ -233,6 +234,9 @@ def _families(found: records.Families, layer: str, units: dict[int, Unit], base:
                                    "score": record["second_score"], "borderline": record.get("borderline", False)}
         families.append(family)
     return families
+
+
+_ARGUMENT_IDS = {name: id_ for id_, name in records.ARGUMENTS.items()}
 
 
 def _circuits(store: Store, key: str, layers: dict[str, Layer]) -> None:
