@@ -91,6 +91,7 @@ class Family:
     handwritten: str | None = None  # the detector atlas.handwritten builds for it
     first_layer: bool = True  # whether a first layer's kernel (a linear filter of the image) can be one
     min_extent: float = 0.0  # the receptive field (pixels) the family's stimuli need
+    hue_from: str = "color_edge"  # ordered by hue: the stimulus kind whose preferred one gives its hue
 
     def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
         scores = [s for s in (c.score(metrics, first_layer) for c in self.conditions) if s is not None]
@@ -135,7 +136,7 @@ FAMILIES = (
             Condition("achromatic", high=-0.1), Condition("color_fraction", low=0.3),
             Condition("axis_opponency", low=0.3),
             Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1)),
-           "hue", "template"),
+           "hue", "template", hue_from="blob"),
     Family("Bw", "Black and white", "A spot or a field drives them at least a quarter as hard as anything, white or "
            "black more than any hue, luminance edges more than color edges, and they are untuned to orientation. "
            "In a first layer, where stimuli a few pixels wide are too coarse to measure orientation, the kernel "
@@ -336,8 +337,9 @@ def cluster(signature: np.ndarray, threshold: float = CLUSTER_CORRELATION) -> li
 
 
 def hue_of(summary: dict[str, Any], symbol: str) -> float:
-    """The hue (0..360) a color unit prefers: the near side of its best color edge, or its best spot."""
-    preferred = summary["preferred"]["blob" if symbol == "Cs" else "color_edge"]
+    """The hue (0..360) a color unit prefers: the near side of its best color edge, or its
+    best spot (the family's ``hue_from``)."""
+    preferred = summary["preferred"][next(f.hue_from for f in FAMILIES if f.symbol == symbol)]
     name = preferred.get("near") or preferred.get("color")
     if name not in stimuli.HUES:
         return 0.0
