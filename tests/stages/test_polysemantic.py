@@ -153,6 +153,7 @@ def test_the_stage_writes_scores_clusters_and_crops_and_leaves_silent_units_unsc
 
     from atlas.config import Config, ModelConfig
     from atlas.pipeline import no_progress
+    from atlas.artifacts import MixingSummary
     from atlas.stages import StageContext, polysemantic
     from atlas.store import Store
 
@@ -163,7 +164,10 @@ def test_the_stage_writes_scores_clusters_and_crops_and_leaves_silent_units_unsc
     ctx = StageContext(config=config, store=Store(tmp_path), device=torch.device("cpu"), progress=no_progress,
                        dataset=Squares())
     layer = LayerInfo("relu", (5, 16, 16), tuple(range(5)))
-    (key,) = polysemantic.run(ctx, model, [layer])["relu"]
+    made = polysemantic.run(ctx, model, [layer])
+    (key,) = made.keys["relu"]
+    (summary,) = made.model  # the model's summary, with this one layer in it
+    assert [entry["layer"] for entry in ctx.store.read(MixingSummary, summary).layers] == ["relu"]
     folder = ctx.store.path(polysemantic.STAGE, key)
     units = json.loads((folder / "data.json").read_text())["units"]
     assert units[str(GREEN)] == {"score": None, "silent": True, "clusters": []}
