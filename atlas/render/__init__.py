@@ -14,6 +14,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
+import markupsafe
 
 from atlas.artifacts import Plan
 from atlas.config import Config
@@ -194,6 +196,14 @@ def _write_text(target: Path, text: str) -> None:
     target.write_text(text, encoding="utf-8")
 
 
+def breakable(name: str) -> markupsafe.Markup:
+    """A layer name (escaped) that may wrap after a ``.`` or ``/`` and before an inner
+    ``_``, never inside a part: ``_blocks.12._project_conv`` can break as ``_blocks.``
+    ``12.`` ``_project`` ``_conv``."""
+    escaped = str(markupsafe.escape(name))
+    return markupsafe.Markup(re.sub(r"(?<=[./])(?=.)|(?<=[^._/])(?=_)", "<wbr>", escaped))
+
+
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
@@ -206,6 +216,7 @@ def _environment() -> jinja2.Environment:
     env.filters["abs_max"] = weightmaps.abs_max
     env.filters["weight_png"] = weightmaps.weight_png
     env.filters["slug"] = slug
+    env.filters["breakable"] = breakable
     return env
 
 
