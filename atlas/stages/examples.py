@@ -22,16 +22,25 @@ half of its positions are above zero by construction, so no fraction active is g
 (None, with the reason on the page), and its most negative images are kept beside the
 strongest (``bottom``): a signed direction has two ends.
 
+**No near-duplicates.** A dataset often holds the same place more than once (crops of
+one photograph, near-identical frames, ImageNet's own duplicates), and a unit's top
+images then repeat one picture. ``POOL`` times as many candidates as shown are kept,
+and a candidate whose receptive-field crop is a near-duplicate of one already shown
+(``near_duplicate``: their 8x8 thumbnails differ by less than ``DUPLICATE`` on average)
+is skipped; each unit records how many were (``duplicates``).
+
 Images are shown from one set of thumbnails per dataset (``thumbnails`` artifact).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from atlas.artifacts import THUMBNAILS, Examples, thumbnail, write
 from atlas.capture import capture
@@ -41,11 +50,13 @@ from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "examples"
-FORMAT = 3  # part of the key: bump when the artifact's files change (3: responses, signed layers)
+FORMAT = 4  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4: distinct)
 THUMBNAIL = 96  # pixels on a side of a dataset image on the pages
 CROP = 64  # pixels on a side of a receptive-field crop
 SAMPLE = 1024  # images in the reservoir that quantiles and histograms are estimated from
 BINS, PER_BIN = 10, 5  # quantile examples: tenths of the range, examples per tenth
+POOL = 4  # candidates kept per top example shown: room to skip near-duplicates
+DUPLICATE = 0.05  # two crops whose 8x8 thumbnails differ by less (mean |difference|, 0-1) show one place
 
 
 @dataclass
@@ -97,6 +108,17 @@ class ImageReservoir:
         return (self.values[filled, unit][order], self.images[filled][order], self.positions[filled, unit][order])
 
 
+def signature(pixels: np.ndarray) -> np.ndarray:
+    """A crop (H, W, 3 uint8) as the 8x8 RGB thumbnail (0-1) that near-duplicates share:
+    small shifts, rescaling and compression noise all but vanish at this size."""
+    return np.asarray(Image.fromarray(pixels).resize((8, 8), Image.Resampling.BOX), np.float32) / 255
+
+
+def near_duplicate(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two signatures show the same place."""
+    return float(np.abs(a - b).mean()) < DUPLICATE
+
+
 def spatial_max(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, H, W) -> max over space and its flat index, each (B, C); (B, C) passes through."""
     if acts.dim() == 2:
@@ -135,7 +157,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     dataset, cfg = ctx.dataset, ctx.config
     keys = {layer.name: artifact_key(
         stage=STAGE, format=FORMAT, model=model_identity(model), input_size=model.input_size, layer=layer.name,
-        units=layer.units, data=dataset.digest(), top=cfg.examples.top, crop=CROP, sample=SAMPLE,
+        units=layer.units, data=dataset.digest(), top=cfg.examples.top, crop=CROP, sample=SAMPLE, pool=POOL,
+        duplicate=DUPLICATE,
     ) for layer in layers}
     todo = [layer for layer in layers if ctx.needs(STAGE, keys[layer.name])]
     if todo:
@@ -165,14 +188,14 @@ def _images(dataset, size: int):
 
 
 def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, _LayerSummary]:
-    seed = ctx.config.sweep.seed
+    seed, pool = ctx.config.sweep.seed, ctx.config.examples.top * POOL
     summaries = {}
     for layer in layers:
         response = layer_response(model, layer.name, ctx.device)
         summaries[layer.name] = _LayerSummary(
-            StreamingTopK(len(layer.units), ctx.config.examples.top), ImageReservoir(len(layer.units), seed=seed),
+            StreamingTopK(len(layer.units), pool), ImageReservoir(len(layer.units), seed=seed),
             torch.zeros(len(layer.units), dtype=torch.long), response,
-            StreamingTopK(len(layer.units), ctx.config.examples.top) if response.unrectified else None)
+            StreamingTopK(len(layer.units), pool) if response.unrectified else None)
     channels = {layer.name: torch.tensor(layer.units, device=ctx.device) for layer in layers}
     everything = {layer.name: list(layer.units) == list(range(layer.channels)) for layer in layers}
 
@@ -212,7 +235,8 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
     spatial = layer.spatial
     height, width = layer.shape[1:] if spatial else (1, 1)
     field = layer_receptive_field(ctx, model, layer.name) if spatial else None
-    loaded: dict[int, np.ndarray | None] = {}
+    top = ctx.config.examples.top
+    load = functools.lru_cache(maxsize=512)(lambda image: ctx.dataset.load(image, model.input_size))
     units: dict[str, Any] = {}
     used: set[int] = set()
 
@@ -220,28 +244,36 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
         used.add(int(image))
         return {"image": int(image), "value": float(value), "y": int(position) // width, "x": int(position) % width}
 
-    def examples(found: StreamingTopK, row: int, unit: int, kind: str, sign: float = 1.0) -> list[dict[str, Any]]:
-        """A unit's kept images, each with a crop of its receptive field where it fired."""
-        kept = [example(sign * v, i, p) for v, i, p in zip(found.values[row].tolist(), found.images[row].tolist(),
-                                                           found.positions[row].tolist()) if v > float("-inf")]
-        for rank, ex in enumerate(kept):
-            if ex["image"] not in loaded:
-                loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
-            pixels = loaded[ex["image"]]
+    def examples(found: StreamingTopK, row: int, unit: int, kind: str, sign: float = 1.0) -> tuple[list, int]:
+        """A unit's strongest ``top`` images that are not near-duplicates of a stronger
+        one, each with a crop of its receptive field where it fired; and how many were skipped."""
+        kept, shown, skipped = [], [], 0
+        for v, i, p in zip(found.values[row].tolist(), found.images[row].tolist(), found.positions[row].tolist()):
+            if v == float("-inf") or len(kept) == top:
+                break
+            ex = {"image": int(i), "value": sign * v, "y": int(p) // width, "x": int(p) % width}
+            pixels = load(ex["image"])
             if pixels is not None:
                 box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
-                ex["box"] = list(box)
-                ex["crop"] = f"crop-{kind}{unit}-{rank}.webp"
-                save_webp(pixels[box[0]:box[2], box[1]:box[3]], folder / ex["crop"], size=CROP)
-        return kept
+                crop = pixels[box[0]:box[2], box[1]:box[3]]
+                mark = signature(crop)
+                if any(near_duplicate(mark, other) for other in shown):
+                    skipped += 1
+                    continue
+                shown.append(mark)
+                ex["box"], ex["crop"] = list(box), f"crop-{kind}{unit}-{len(kept)}.webp"
+                save_webp(crop, folder / ex["crop"], size=CROP)
+            used.add(ex["image"])
+            kept.append(ex)
+        return kept, skipped
 
     unrectified = summary.response.unrectified
     with ctx.store.writing(STAGE, key) as folder:
         for row, unit in enumerate(layer.units):
-            top = examples(summary.top, row, unit, "")
+            strongest, duplicates = examples(summary.top, row, unit, "")
             values, images, positions = summary.reservoir.sample(row)
             units[str(unit)] = {
-                "top": top,
+                "top": strongest, "duplicates": duplicates,
                 "quantiles": [[example(values[i], images[i], positions[i]) for i in group]
                               for group in quantile_examples(values)],
                 "activation_quantiles": np.quantile(values, np.linspace(0, 1, BINS + 1)).round(5).tolist()
@@ -250,10 +282,11 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
                 # An unrectified layer has no threshold: "above zero" is about half by construction.
                 "fraction_active": None if unrectified else float(summary.active[row]) / max(summary.positions, 1),
                 # Never above zero on any image: a unit the dataset never activates.
-                "dead": not top or top[0]["value"] <= 0,
+                "dead": not strongest or strongest[0]["value"] <= 0,
             }
             if unrectified:
-                units[str(unit)]["bottom"] = examples(summary.bottom, row, unit, "negative-", sign=-1.0)
+                units[str(unit)]["bottom"], units[str(unit)]["bottom_duplicates"] = examples(
+                    summary.bottom, row, unit, "negative-", sign=-1.0)
         write(folder, Examples(
             units=units, grid=[height, width], input_size=model.input_size,
             response=summary.response.description, unrectified=unrectified,

@@ -115,3 +115,55 @@ def test_histogram_of_a_unit_that_barely_varies_in_float32():
     histogram = _histogram(values)
     assert sum(histogram["counts"]) == 100 and histogram["counts"][0] == 50 and histogram["counts"][-1] == 50
     assert len(histogram["edges"]) == 21
+
+
+def test_near_duplicates_are_one_place_and_distinct_photographs_are_not():
+    """Crops of real photographs: the same place shifted by a pixel or rescaled by a tenth
+    is a near-duplicate; two places of one photograph, or two photographs, are not."""
+    import pytest
+
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from atlas.stages.examples import near_duplicate, signature
+
+    def resized(pixels, size=48):
+        return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC))
+
+    astronaut, coffee = data.astronaut(), data.coffee()
+    place = astronaut[100:196, 150:246]
+    assert near_duplicate(signature(resized(place)), signature(resized(astronaut[101:197, 151:247])))
+    assert near_duplicate(signature(resized(place)), signature(resized(astronaut[95:200, 145:250])))
+    assert not near_duplicate(signature(resized(place)), signature(resized(astronaut[300:396, 150:246])))
+    assert not near_duplicate(signature(resized(place)), signature(resized(coffee[100:196, 150:246])))
+
+
+def test_top_examples_show_a_repeated_image_once(tiny_project):
+    """Two exact copies of the red image join the dataset: every unit's top examples
+    hold at most one of the three, and the unit records the copies it skipped."""
+    import json
+    import shutil
+
+    from atlas.config import load_config
+    from atlas.pipeline import sweep
+    from atlas.store import Store
+
+    images = tiny_project / "images" / "warm"
+    for copy in ("red-again.png", "red-once-more.png"):
+        shutil.copy(images / "red.png", images / copy)
+    config = load_config(tiny_project / "atlas.toml", ["sweep.stages=['examples']"])
+    (model,) = sweep(config).to_json()["models"][:1]
+    store = Store(tiny_project / "cache")
+    found = json.loads((store.path("examples", model["layers"][0]["artifacts"]["examples"][0])
+                        / "data.json").read_text())
+    names = {int(i): image["name"] for i, image in found["images"].items()}
+    reds = {"warm/red.png", "warm/red-again.png", "warm/red-once-more.png"}
+    red_units = 0
+    for unit in found["units"].values():
+        shown = [names[ex["image"]] for ex in unit["top"]]
+        assert len(set(shown) & reds) <= 1, shown
+        assert len(shown) == 3  # skipped copies make room for the next distinct image (6 in all)
+        if shown[0] in reds:  # the copies tie with it, so they come next and are skipped
+            red_units += 1
+            assert unit["duplicates"] == 2, shown
+    assert red_units >= 1
