@@ -293,6 +293,31 @@ class MixingSummary(Record):
 
 
 @dataclass
+class ActivationAtlas(Record):
+    """A layer's activation atlas: its sampled activation vectors laid out in 2-D and
+    gridded. Each cell {"row", "column", "count", "labels": [[label, share]],
+    "units": [[unit, strength]], "examples": [image], "activation", "start", "random",
+    "failed"}, with its direction's feature visualization ``cell-R-C.webp``."""
+
+    STAGE: ClassVar[str] = "atlas"
+    layer: str
+    method: str  # tsne | umap
+    grid: int
+    points: int  # vectors laid out (zero vectors left out)
+    sampled: int  # vectors drawn
+    images: dict[str, dict[str, str]]  # dataset index -> {"name", "label"}
+    cells: list[dict[str, Any]]
+    seconds: dict[str, float]  # sample, layout, featurevis
+    trustworthiness: float | None  # of the layout, k = TRUST_K (sklearn.manifold.trustworthiness)
+    response: str  # what the direction images maximised
+    POINTS: ClassVar[str] = "layout.npy"  # (points, 2) in [0, 1], the vectors' places
+
+    @staticmethod
+    def image(row: int, column: int) -> str:
+        return f"cell-{row}-{column}.webp"
+
+
+@dataclass
 class Dictionary(Record):
     STAGE: ClassVar[str] = "dictionary"
     layer: str

@@ -34,7 +34,9 @@ STAGES = registry.names()
 """Every analysis `atlas sweep` knows, in the order it runs them (``atlas.registry``)."""
 
 DEVICES = ("auto", "cpu", "cuda")
-OBJECTIVES = tuple(registry.OBJECTIVES)  # feature visualization objectives (``atlas.registry``)
+LAYOUTS = ("tsne", "umap")  # activation atlas layouts (``atlas.stages.activation_atlas``)
+# A unit's feature visualization objectives (``atlas.registry``; "direction" is the activation atlas's).
+OBJECTIVES = tuple(name for name, o in registry.OBJECTIVES.items() if not o.along)
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
 PRECISIONS = ("auto", "fp32", "bf16")  # feature visualization arithmetic; auto: bf16 where the device has it natively
 
@@ -88,6 +90,14 @@ class ExamplesConfig:
 
 
 @dataclass(frozen=True)
+class AtlasConfig:
+    points: int = ranged(4000, 16, 1_000_000)  # activation vectors (image x position) laid out per layer
+    grid: int = ranged(12, 2, 256)  # cells on a side of the layout's grid
+    min_count: int = ranged(3, 1, 1_000_000)  # vectors a cell needs to be drawn
+    layout: str = "tsne"  # tsne (scikit-learn) | umap (umap-learn, if installed)
+
+
+@dataclass(frozen=True)
 class DictionaryConfig:
     expansion: int = ranged(4, 1, 1024)  # dictionary features per unit of the layer
     l1: float = ranged(0.01, 0, 1000)  # sparsity penalty (inputs are scaled to mean squared norm = their width)
@@ -127,6 +137,7 @@ class Config:
     sweep: SweepConfig = SweepConfig()
     featurevis: FeaturevisConfig = FeaturevisConfig()
     examples: ExamplesConfig = ExamplesConfig()
+    atlas: AtlasConfig = AtlasConfig()
     dictionary: DictionaryConfig = DictionaryConfig()
     superposition: SuperpositionConfig = SuperpositionConfig()
     # Not TOML keys: where the config came from, to resolve relative paths.
@@ -221,6 +232,8 @@ def _check(config: Config) -> None:
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
             f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
+    require(config.atlas.layout in LAYOUTS, "atlas.layout",
+            f"unknown layout {config.atlas.layout!r}; layouts are {', '.join(LAYOUTS)}")
     require(config.featurevis.precision in PRECISIONS, "featurevis.precision",
             f"must be one of {', '.join(PRECISIONS)} (got {config.featurevis.precision!r})")
     require(len(config.models) > 0, "models", "at least one [[models]] table is required")

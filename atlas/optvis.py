@@ -19,7 +19,9 @@ one optimisation with no per-step Python work the device would wait on:
   activation that follows a linear layer, or its positive part): ``channel`` (mean
   over space), ``neuron`` (the spatial centre), ``negative`` (minimise the signed
   value before the activation), and ``diversity`` (a group of images of one unit,
-  penalised for similar Gram matrices, as lucent's ``diversity`` objective).
+  penalised for similar Gram matrices, as lucent's ``diversity`` objective); and
+  ``direction`` for a direction of the whole layer instead of a unit
+  (``direction_values``: an activation atlas cell's mean activation).
 """
 
 from __future__ import annotations
@@ -179,6 +181,18 @@ def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequen
     choose = {kind: value(OBJECTIVES[kind]) for kind in dict.fromkeys(kinds)}
     return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(choose) > 1 \
         else choose[kinds[0]]
+
+
+def direction_values(acts: torch.Tensor, directions: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
+    """The ``direction`` objective: each element's activation vector at the map's centre
+    (acts: (N, C, H, W) or (N, C), the layer's response) along its direction (N, C),
+    times their cosine, floored at ``floor`` (Carter et al.'s "dot x cosine": the image
+    should point the way of the direction, not just far along it). (N,)"""
+    if acts.dim() == 4:
+        acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
+    unit = F.normalize(directions, dim=1)
+    dot = (acts * unit).sum(1)
+    return dot * (dot / acts.norm(dim=1).clamp_min(1e-8)).clamp_min(floor)
 
 
 def diversity_penalty(acts: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -52,6 +52,7 @@ STAGES: list[Stage] = [
     Stage("families", "model", "atlas.stages.families:run",
           reads=("featurevis", "weights", "examples", "tuning", "circuits")),
     Stage("polysemanticity", "model", "atlas.stages.polysemantic:run", needs_dataset=True, reads=("featurevis",)),
+    Stage("atlas", "model", "atlas.stages.activation_atlas:run", needs_dataset=True, default=False),
     Stage("dictionary", "model", "atlas.stages.dictionary:run", needs_dataset=True),
     Stage("universality", "atlas", "atlas.stages.universality:run", uses_dataset=True, reads=("families",)),
     Stage("superposition", "atlas", "atlas.stages.superposition:run"),
@@ -66,6 +67,7 @@ class Objective:
     position: str  # "all": the mean over the feature map (a channel); "centre": its middle unit (a neuron)
     negative: bool = False  # minimise the unit's signed value instead (what turns it off)
     grouped: bool = False  # ``featurevis.diversity`` images per unit, pushed apart (lucent's diversity)
+    along: bool = False  # a given direction of the whole layer, not a unit (an activation atlas cell)
 
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
@@ -73,6 +75,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("neuron", "centre"),
     Objective("negative", "all", negative=True),
     Objective("diversity", "all", grouped=True),
+    Objective("direction", "centre", along=True),
 )}
 PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
 

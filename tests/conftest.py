@@ -48,6 +48,14 @@ input_size = 16
 """
 
 
+ATLAS_SETTINGS = """
+[atlas]
+points = 48
+grid = 3
+min_count = 2
+"""
+
+
 TWIN_MODEL = """
 [[models]]
 name = "twin"
@@ -104,8 +112,13 @@ def built_site(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("built")
     make_images(root / "images")
-    # ColorNet's conv1 is also taken apart by a sparse dictionary (8 features).
-    text = TINY_CONFIG.replace("input_size = 16\n", "input_size = 16\ndictionary = [\"conv1\"]\n", 1)
+    # ColorNet's conv1 is also taken apart by a sparse dictionary (8 features), and every
+    # layer gets an activation atlas (a stage not in the defaults).
+    from atlas import registry
+
+    stages = ", ".join(f'"{name}"' for name in (*registry.defaults(), "atlas"))
+    text = TINY_CONFIG.replace("input_size = 16\n", "input_size = 16\ndictionary = [\"conv1\"]\n", 1).replace(
+        "batch_size = 4\n", f"batch_size = 4\nstages = [{stages}]\n", 1) + ATLAS_SETTINGS
     config = load_config(write_config(root, text + TWIN_MODEL))
     sweep(config)
     return render_site(config).out

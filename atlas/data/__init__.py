@@ -18,7 +18,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -65,11 +65,13 @@ class Dataset:
             self.load(i, 8)
         return dict(self.skipped)
 
-    def batches(self, size: int, batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Yield (indices, uint8 images (B, size, size, 3)), skipping unreadable files."""
+    def batches(self, size: int, batch_size: int, only: Sequence[int] | None = None
+                ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield (indices, uint8 images (B, size, size, 3)) of every image (or of those
+        in ``only``), skipping unreadable files."""
         indices: list[int] = []
         images: list[np.ndarray] = []
-        for i in range(len(self.records)):
+        for i in (range(len(self.records)) if only is None else only):
             image = self.load(i, size)
             if image is None:
                 continue

@@ -30,7 +30,7 @@ from atlas.config import Config
 from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
 from atlas.forked import can_fork, map_forked
 from atlas.names import slug
-from atlas.render import charts
+from atlas.render import charts, diagrams
 from atlas.render import weightmaps
 from atlas.render.catalog import catalog, search_index
 from atlas.render.model import SiteModel
@@ -152,11 +152,15 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
                 page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
                      model=model, layer=layer, family=family,
                      figures={"joint_chart": charts.joint_tuning(family.representative),
-                             "scatter_chart": charts.handwritten_scatter(family)})
+                              "tuning_chart": charts.family_tuning(family),
+                              "scatter_chart": charts.handwritten_scatter(family)})
             of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
             page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
                  figures={"chart": charts.layer_activations(layer),
                          "comparison_chart": charts.units_against_features(of, layer) if of else None})
+            if layer.atlas:
+                page("atlas.html", layer.atlas.url, layer_crumbs + [("activation atlas", layer.atlas.url)],
+                     model=model, layer=layer, atlas=layer.atlas)
             for unit in layer.units:
                 unit_crumbs = layer_crumbs + [(f"{'feature' if layer.dictionary else 'unit'} {unit.index}", unit.url)]
                 page("unit.html", unit.url, unit_crumbs, margin=margin,
@@ -165,7 +169,7 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
                          "joint_chart": charts.joint_tuning(unit)})
                 if unit.circuit_url:
                     page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
-                         model=model, layer=layer, unit=unit)
+                         model=model, layer=layer, unit=unit, figures={"diagram": diagrams.circuit_diagram(unit)})
     return pages
 
 

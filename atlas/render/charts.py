@@ -8,13 +8,16 @@ holds each spec inline; ``static/atlas.js`` draws it with the one vendored vega 
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
 from typing import Any, Callable
 
 import altair as alt
+import numpy as np
 
+from atlas.data.bank import PERIODIC_180
 from atlas.render.model import Family, Layer, Model, Unit
 
 _WIDTH = "container"
@@ -75,6 +78,46 @@ def _joint() -> alt.Chart:
         color=alt.Color("series:N", title=None),
         tooltip=["angle:Q", "unit:O", alt.Tooltip("response:Q", format=".2f")],
     ).properties(width=_WIDTH, height=160)
+
+
+OVERLAID = 12  # members' curves a family's tuning figure overlays, spread over its order
+
+
+def family_tuning(family: Family) -> dict[str, Any] | None:
+    """Lines, one per member in the family's order (at most ``OVERLAID``, evenly spread
+    over it): its response by orientation to the stimulus kind most members are most
+    oriented to, each scaled by its own largest, colored by the orientation the member
+    prefers: "Curve Detectors"' overlaid tuning curves."""
+    tuned = [m for m in family.members if m.tuning]
+    if family.order_by != "orientation" or len(tuned) < 2:
+        return None
+    kind = collections.Counter(m.tuning["orientation_kind"] for m in tuned).most_common(1)[0][0]
+    period = 180 if kind in PERIODIC_180 else 360
+    shown = [tuned[round(i)] for i in np.linspace(0, len(tuned) - 1, min(OVERLAID, len(tuned)))]
+    rows = []
+    for rank, member in enumerate(shown):
+        curve = (member.tuning or {}).get("curves", {}).get(kind)
+        if not curve:
+            continue
+        peak = max(max(curve["response"]), 1e-12)
+        rows += [{"angle": a, "response": max(r, 0.0) / peak, "unit": member.index, "rank": rank,
+                  "preferred": member.tuning["orientation_deg"] % period}
+                 for a, r in zip(curve["angles"], curve["response"])]
+    if len({row["unit"] for row in rows}) < 2:
+        return None
+    spec = _filled(_family_curves, rows, kind.replace("_", "-"))
+    spec["encoding"]["color"]["scale"]["domain"] = [0, period]
+    return spec
+
+
+def _family_curves(kind: str) -> alt.Chart:
+    return alt.Chart(alt.Data(values=[])).mark_line(strokeWidth=1.5, opacity=0.85).encode(
+        x=alt.X("angle:Q", title=f"orientation of the {kind} (degrees)"),
+        y=alt.Y("response:Q", title="response (of the member's largest)"),
+        color=alt.Color("preferred:Q", title="preferred (°)", scale=alt.Scale(scheme="sinebow", domain=[0, 360])),
+        detail="unit:N", order="rank:Q",
+        tooltip=["unit:N", "angle:Q", alt.Tooltip("response:Q", format=".2f"), alt.Tooltip("preferred:Q", format=".0f")],
+    ).properties(width=_WIDTH, height=180)
 
 
 def handwritten_scatter(family: Family) -> dict[str, Any] | None:

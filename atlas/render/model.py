@@ -112,7 +112,8 @@ class Unit:
     dead_reason: str = "never active on the dataset"  # why its numbers are noise
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
-    examples: list[Example] = field(default_factory=list)  # strongest first
+    examples: list[Example] = field(default_factory=list)  # strongest first, no two of one place
+    duplicates: int = 0  # near-duplicates of a stronger example, left out of ``examples``
     quantiles: list[list[Example]] = field(default_factory=list)  # tenths of the range, top first
     activation_quantiles: list[float] = field(default_factory=list)  # 0%, 10%, ..., 100%
     histogram: dict[str, list[float]] | None = None
@@ -138,6 +139,18 @@ class Unit:
     polysemanticity: Polysemanticity | None = None
     # Per-unit stages without render code of their own: [{"stage", "title", "about", "values"}].
     measures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def picture(self) -> tuple[str, str] | None:
+        """(site path, what it is) of the image that stands for the unit in small: its
+        feature visualization, else its weights, else its strongest dataset example."""
+        if self.featurevis_thumb:
+            return self.featurevis_thumb, "feature visualization"
+        if self.weights:
+            return self.weights, "weights"
+        if self.examples:
+            return self.examples[0].crop or self.examples[0].src, "top dataset example"
+        return None
 
     @property
     def circuit_url(self) -> str | None:
@@ -170,6 +183,43 @@ class Family:
     circuits_from: list[dict[str, Any]] = field(default_factory=list)
 
 
+    @property
+    def glimpse(self) -> list[Unit]:
+        """Up to three members with a picture, for the periodic table's element: the most
+        typical first, then members spread across the family's order."""
+        pictured = [u for u in self.members if u.picture and u is not self.representative]
+        spread = [pictured[0], pictured[-1]] if len(pictured) > 1 else pictured
+        return ([self.representative] if self.representative.picture else []) + spread
+
+
+@dataclass
+class AtlasCell:
+    """One cell of an activation atlas: a feature visualization of its mean activation."""
+
+    row: int
+    column: int
+    count: int  # activation vectors in it
+    src: str  # its direction's feature visualization
+    failed: bool  # the image did not clearly raise its objective
+    labels: list[list[Any]]  # [[dataset label, share of its vectors]]
+    units: list[tuple[Unit | None, int, float]]  # the units carrying it most: (page, index, strength)
+    examples: list[Example]  # images its vectors come from, nearest its centre first
+
+
+@dataclass
+class ActivationAtlas:
+    """A layer's activation atlas (Carter et al. 2019): its sampled activations laid out and gridded."""
+
+    url: str
+    method: str
+    grid: int
+    points: int
+    sampled: int
+    cells: list[AtlasCell]
+    seconds: dict[str, float]
+    trustworthiness: float | None
+
+
 @dataclass
 class Layer:
     name: str
@@ -182,6 +232,7 @@ class Layer:
     dictionary: dict[str, Any] | None = None  # a dictionary's features: its training numbers, {"of": layer}
     # Named families this layer cannot show (a first layer's linear filters, or a field too small for them).
     impossible: list[str] = field(default_factory=list)
+    atlas: ActivationAtlas | None = None
 
     def family(self, symbol: str) -> Family | None:
         return next((f for f in self.families if f.symbol == symbol), None)

@@ -13,8 +13,8 @@ from atlas import registry
 from atlas.artifacts import OTHER, LayerEntry, Plan
 from atlas.names import slug
 from atlas.registry import PRIMARY
-from atlas.render.model import (Edge, Example, Family, Layer, Match, Meaning, Model, Polysemanticity, SiteModel, Unit,
-                                Universality, Variant)
+from atlas.render.model import (ActivationAtlas, AtlasCell, Edge, Example, Family, Layer, Match, Meaning, Model,
+                                Polysemanticity, SiteModel, Unit, Universality, Variant)
 from atlas.store import Store
 
 def build_site(plan: Plan, store: Store) -> SiteModel:
@@ -119,7 +119,29 @@ class _Reader:
         return Layer(name=entry.name, url=f"{base}/index.html", shape=entry.shape, units=ordered,
                      families=[f for data in found for f in _families(data, entry.name, units, base)],
                      impossible=[c["name"] for data in found if data.possible is not None for c in data.criteria
-                                 if c["symbol"] not in data.possible and c["symbol"] != OTHER])
+                                 if c["symbol"] not in data.possible and c["symbol"] != OTHER],
+                     atlas=self.atlas(entry.key("atlas"), units, base) if entry.key("atlas") else None)
+
+    def atlas(self, key: str, units: dict[int, Unit], base: str) -> ActivationAtlas:
+        folder = self.store.path(records.ActivationAtlas.STAGE, key)
+        found = records.ActivationAtlas.read(folder)
+
+        def example(image: int) -> Example:
+            about = found.images[str(image)]
+            src = self._copy(f"data/img-{image}.webp", f"{self.thumbnails}/{records.thumbnail(image)}")
+            return Example(src=src, value=0.0, name=about["name"], label=about["label"], x=0.5, y=0.5)
+
+        cells = []
+        for c in found.cells:
+            name = records.ActivationAtlas.image(c["row"], c["column"])
+            cells.append(AtlasCell(
+                row=c["row"], column=c["column"], count=c["count"], failed=c["failed"], labels=c["labels"],
+                src=self._copy(f"{base}/atlas/{name}", f"{folder}/{name}"),
+                units=[(units.get(u), u, strength) for u, strength in c["units"]],
+                examples=[example(i) for i in c["examples"]] if self.thumbnails else []))
+        return ActivationAtlas(url=f"{base}/atlas.html", method=found.method, grid=found.grid, points=found.points,
+                               sampled=found.sampled, cells=cells, seconds=found.seconds,
+                               trustworthiness=found.trustworthiness)
 
     def _copy(self, site_path: str, source: Path | str) -> str:
         self.copies[site_path] = source
@@ -160,6 +182,7 @@ class _Reader:
             u.dead = summary["dead"]
             if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
                 u.examples = [self.example(ex, found, folder, base) for ex in summary["top"]]
+                u.duplicates = summary["duplicates"]
                 u.quantiles = [[self.example(ex, found, folder, base) for ex in group]
                                for group in summary["quantiles"]]
             u.activation_quantiles = summary["activation_quantiles"]

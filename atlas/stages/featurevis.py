@@ -33,7 +33,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -123,7 +123,6 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     robustness = optvis.Robustness()
     draws = robustness.draw(seeds, steps).to(device)
     unit_index = torch.tensor(element_units, device=device)
-    optimizer = torch.optim.Adam(images.parameters(), lr=lr)
     bf16 = precision == "bf16"
     # Channels-last convolutions: 1.25-1.34x faster on a 2-core AVX2 CPU at every
     # GoogLeNet depth we measured, and the layout tensor cores want on CUDA.
@@ -148,18 +147,16 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         signed = response.signed(maps, unit_index)
         return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds)
 
+    def loss(x: torch.Tensor, warm_up: bool) -> torch.Tensor:
+        acts, maps = layer_maps(x)
+        values = objectives_of(maps, warm_up=warm_up)
+        if groups and diversity_weight > 0:
+            return -values.sum() + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
+        return -values.sum()
+
     with torch.no_grad():
         start = objectives_of(layer_maps(images())[1])
-    for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        with redirected_rectifiers(step < redirect):
-            acts, maps = layer_maps(robustness(images(), draws[step]))
-            values = objectives_of(maps, warm_up=step < redirect)
-        loss = -values.sum()
-        if groups and diversity_weight > 0:
-            loss = loss + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
-        loss.backward()
-        optimizer.step()
+    _optimise(images, loss, robustness, draws, lr=lr, redirect=redirect)
     with torch.no_grad():
         final = images()
         maps = layer_maps(final)[1]
@@ -175,15 +172,75 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
                     response.description)
 
 
+def _optimise(images: torch.nn.Module, loss: Callable[[torch.Tensor, bool], torch.Tensor],
+              robustness: optvis.Robustness, draws: torch.Tensor, *, lr: float, redirect: int) -> None:
+    """Adam on the images' parameters, one step per draw of the transforms; ``loss`` of
+    the transformed images, told whether rectifier gradients are still redirected."""
+    optimizer = torch.optim.Adam(images.parameters(), lr=lr)
+    for step in range(len(draws)):
+        optimizer.zero_grad(set_to_none=True)
+        with redirected_rectifiers(step < redirect):
+            value = loss(robustness(images(), draws[step]), step < redirect)
+        value.backward()
+        optimizer.step()
+
+
+def render_directions(model: LoadedModel, layer: str, directions: np.ndarray, *, steps: int, size: int, lr: float,
+                      seed: int, device: torch.device, param: str = "fft", redirect: int = 16,
+                      precision: str = "fp32") -> Rendered:
+    """One image per direction of the layer's activation space (directions: (N,
+    channels), e.g. activation atlas cells' mean activations), all in one batch: the
+    ``direction`` objective (``optvis.direction_values``) on the layer's response at
+    the centre, checked like a unit's image against its start and random images.
+    Element i is seeded by (seed, i). The model must be ``prepare``d."""
+    seeds = [derive_seed(seed, "direction", i) for i in range(len(directions))]
+    images = optvis.PARAMETERISATIONS[param](seeds, size, device)
+    robustness = optvis.Robustness()
+    draws = robustness.draw(seeds, steps).to(device)
+    along = torch.as_tensor(np.asarray(directions), dtype=torch.float32, device=device)
+    model.module.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        response = find_response(model.module, layer, model.normalize(images()[:1]))
+    channels = torch.arange(along.shape[1], device=device)
+
+    def read(x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+        """The layer's response to images x over all its channels (signed while warming up)."""
+        x = model.normalize(x).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            acts = capture(model.module, x, [layer], detach=False)[layer].float()
+        flat, index = acts.flatten(0, 1), channels.repeat(len(acts))
+        return (response.signed if warm_up else response)(flat, index).view_as(acts)
+
+    with torch.no_grad():
+        start = optvis.direction_values(read(images()), along)
+    _optimise(images, lambda x, warm_up: -optvis.direction_values(read(x, warm_up), along).sum(), robustness,
+              draws, lr=lr, redirect=redirect)
+    with torch.no_grad():
+        final = images()
+        values = optvis.direction_values(read(final), along)
+        probes = read(probe_images(size, seed).to(device))
+        random = torch.stack([optvis.direction_values(probes[p:p + 1].expand(len(along), *probes.shape[1:]), along)
+                              for p in range(PROBES)]).amax(0)
+    n = len(directions)
+    return Rendered(list(range(n)), ["direction"] * n, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
+                    values.cpu().numpy(), start.cpu().numpy(), random.cpu().numpy(),
+                    failures(start, values, random, float(random.abs().max())).cpu().numpy(), np.zeros(n, np.float32),
+                    response.description)
+
+
+def probe_images(size: int, seed: int) -> torch.Tensor:
+    """``PROBES`` random images an optimised image must beat: uniform noise, half of it blurred."""
+    noise = torch.rand(PROBES, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    noise[PROBES // 2:] = torch.nn.functional.avg_pool2d(noise[PROBES // 2:], 5, 1, 2, count_include_pad=False)
+    return noise
+
+
 def _random_probes(model: LoadedModel, layer: str, response: Response, units: Sequence[int], kinds: Sequence[str],
                    size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, float]:
     """Each element's best objective value on ``PROBES`` random images (uniform noise,
     half of it blurred), and the layer's scale: the largest mean response of any of its
     units to one of them. The probes depend on the layer's seed only, never on the batch."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(PROBES, 3, size, size, generator=g)
-    noise[PROBES // 2:] = torch.nn.functional.avg_pool2d(noise[PROBES // 2:], 5, 1, 2, count_include_pad=False)
-    x = model.normalize(noise.to(device)).contiguous(memory_format=torch.channels_last)
+    x = model.normalize(probe_images(size, seed).to(device)).contiguous(memory_format=torch.channels_last)
     acts = capture(model.module, x, [layer])[layer].float()  # (P, C, ...)
     channels = torch.arange(acts.shape[1], device=device)
     flat = acts.transpose(0, 1).reshape(acts.shape[1] * PROBES, *acts.shape[2:])  # channel-major

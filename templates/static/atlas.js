@@ -154,7 +154,15 @@
       });
     });
   }
-  function start() { drawCharts(); wireGridSwitch(); wireTheme(); wireSearch(); wireKeys(); }
+  // An activation atlas's zoom: the slider (shown only with scripts) sets the cells' side.
+  function wireAtlasZoom() {
+    var slider = document.querySelector("[data-atlas-zoom]");
+    var map = document.querySelector(".atlas-map");
+    if (!slider || !map) return;
+    slider.closest(".atlas-controls").hidden = false;
+    slider.addEventListener("input", function () { map.style.setProperty("--cell", slider.value + "px"); });
+  }
+  function start() { drawCharts(); wireGridSwitch(); wireAtlasZoom(); wireTheme(); wireSearch(); wireKeys(); }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

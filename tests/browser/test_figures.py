@@ -1,11 +1,13 @@
 """Figures that must read at a glance on any network: the periodic table of a model
-with many families and long layer names, at a laptop's width and a phone's."""
+with many families and long layer names, and the built tiny atlas's circuit diagrams,
+weight maps and activation atlas, at a laptop's width and a phone's."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from atlas.render import TEMPLATES, _environment
@@ -99,3 +101,90 @@ def browser_page():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser.new_page()
         browser.close()
+
+
+SIZES = """selectors => {
+  const size = el => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
+  const found = {page: document.documentElement.scrollWidth, viewport: innerWidth};
+  for (const [name, selector] of Object.entries(selectors)) found[name] = [...document.querySelectorAll(selector)].map(size);
+  return found;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_circuit_diagram_draws_its_weights_large_enough_to_read(browser_page, built_site, width):
+    """Every weight map is at least 96 px a side (a 3x3 kernel's taps 32 px each), the
+    unit itself larger; on a phone the diagram scrolls in place, not the page."""
+    browser_page.set_viewport_size({"width": width, "height": 900})
+    page = next(built_site.glob("models/color*/conv2/circuits/0.html"))
+    browser_page.goto(page.as_uri(), wait_until="load")
+    found = browser_page.evaluate(SIZES, {"maps": "svg.circuit-diagram image.pixelated",
+                                          "centre": "svg.circuit-diagram .centre image",
+                                          "rows": ".edges img.weight-map"})
+    assert found["page"] <= found["viewport"], "the page itself scrolls sideways"
+    assert found["maps"] and found["rows"]
+    if width == 1280:
+        assert all(w >= 96 and h >= 96 for w, h in found["maps"] + found["rows"]), found
+        assert all(w >= 160 for w, _ in found["centre"]), found["centre"]
+
+
+def test_hovering_an_edge_picks_it_out(browser_page, built_site):
+    browser_page.set_viewport_size({"width": 1280, "height": 900})
+    page = next(built_site.glob("models/color*/conv2/circuits/0.html"))
+    browser_page.goto(page.as_uri(), wait_until="load")
+    edges = browser_page.locator("svg.circuit-diagram a.edge")
+    assert edges.count() >= 2
+    opacity = "els => els.map(el => Number(getComputedStyle(el).opacity))"
+    assert min(edges.evaluate_all(opacity)) == 1
+    edges.nth(0).locator("rect.frame").hover()
+    browser_page.wait_for_timeout(250)  # the fade's transition
+    faded = edges.evaluate_all(opacity)
+    assert faded[0] == 1 and max(faded[1:]) < 0.5, faded
+    edges.nth(1).focus()  # the keyboard picks one out the same way
+    browser_page.mouse.move(0, 0)
+    browser_page.wait_for_timeout(250)
+    focused = edges.evaluate_all(opacity)
+    assert focused[1] == 1 and focused[0] < 0.5, focused
+
+
+@pytest.fixture(scope="module")
+def family_page(tmp_path_factory) -> Path:
+    """A curve family built from a line family of 8 members each: an 8 x 8 grid of 5 x 5 weights."""
+    out = tmp_path_factory.mktemp("family")
+    shutil.copytree(TEMPLATES / "static", out / "static")
+    model = wide_model()
+    before, after = model.layers[1], model.layers[2]
+    lines, curves = before.families[0], after.families[1]
+    lines.members, curves.members = before.units[:8], after.units[:8]
+    for unit in curves.members:
+        unit.family, unit.family_confidence = curves, 0.8
+    maps = np.random.default_rng(0).normal(size=(8, 8, 5, 5)).astype(np.float32)
+    curves.circuits_from.append({"source": lines.symbol, "source_name": lines.name, "strength": 0.4,
+                                 "equivariance": 0.8, "rows": curves.members, "columns": lines.members,
+                                 "maps": maps, "source_url": lines.url})
+    page = out / curves.url
+    page.parent.mkdir(parents=True)
+    page.write_text(_environment().get_template("family.html").render(
+        page=curves.url, site_title="family", crumbs=[], uses_charts=False, model=model, layer=after, family=curves,
+        joint_chart=None, scatter_chart=None, tuning_chart=None))
+    return page
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_family_to_family_grid_draws_readable_weights(browser_page, family_page, width):
+    browser_page.set_viewport_size({"width": width, "height": 900})
+    browser_page.goto(family_page.as_uri(), wait_until="load")
+    found = browser_page.evaluate(SIZES, {"maps": "table.weight-grid img.weight-map"})
+    assert len(found["maps"]) == 64 and all(w >= 96 and h >= 96 for w, h in found["maps"]), found["maps"][:3]
+    assert found["page"] <= found["viewport"], "the page itself scrolls sideways"
+
+
+def test_the_activation_atlas_map_is_readable_and_zooms(browser_page, built_site):
+    browser_page.set_viewport_size({"width": 1280, "height": 900})
+    browser_page.goto(next(built_site.glob("models/color*/conv1/atlas.html")).as_uri(), wait_until="load")
+    found = browser_page.evaluate(SIZES, {"cells": ".atlas-map .atlas-cell"})
+    assert found["cells"] and all(w >= 64 and h >= 64 for w, h in found["cells"]), found
+    browser_page.locator("[data-atlas-zoom]").fill("128")  # zoomed in
+    found = browser_page.evaluate(SIZES, {"cells": ".atlas-map .atlas-cell"})
+    assert all(w >= 127 for w, _ in found["cells"]), found
+    assert found["page"] <= found["viewport"]

@@ -27,7 +27,7 @@ PAGE_TYPES = {  # one page of each type, by a glob under the site
     "family": "models/color*/conv1/families/*.html", "unit": "models/color*/conv1/0.html",
     "circuit": "models/color*/conv2/circuits/0.html", "superposition": "superposition.html",
     "polysemanticity": "models/color*/polysemanticity.html", "dictionary": "models/color*/conv1-dictionary/index.html",
-    "feature": "models/color*/conv1-dictionary/0.html",
+    "feature": "models/color*/conv1-dictionary/0.html", "activation atlas": "models/color*/conv1/atlas.html",
 }
 
 
