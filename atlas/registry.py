@@ -75,7 +75,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("neuron", "centre"),
     Objective("negative", "all", negative=True),
     Objective("diversity", "all", grouped=True),
-    Objective("direction", "centre", along=True),
+    Objective("direction", "all", along=True),
 )}
 PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
 

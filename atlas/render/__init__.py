@@ -169,7 +169,7 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
                          "joint_chart": charts.joint_tuning(unit)})
                 if unit.circuit_url:
                     page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
-                         model=model, layer=layer, unit=unit, figures={"diagram": diagrams.circuit_diagram(unit)})
+                         model=model, layer=layer, unit=unit, diagram=diagrams.circuit_diagram(unit))  # SVG, no chart
     return pages
 
 

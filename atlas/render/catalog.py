@@ -37,6 +37,11 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
         "impossible_families": layer.impossible,
         "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
                       "share": f.share, "url": f.url} for f in layer.families],
+        "activation_atlas": None if layer.atlas is None else {
+            "url": layer.atlas.url, "method": layer.atlas.method, "points": layer.atlas.points,
+            "trustworthiness": layer.atlas.trustworthiness,
+            "cells": [{"row": c.row, "column": c.column, "count": c.count, "src": c.src, "failed": c.failed,
+                       "labels": c.labels, "units": [index for _, index, _ in c.units]} for c in layer.atlas.cells]},
     }
 
 
@@ -51,7 +56,7 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "dead": u.dead,
         "dead_reason": u.dead_reason if u.dead else None,
         "weights": u.weights,
-        "examples": [e.crop or e.src for e in u.examples],
+        "examples": [e.crop or e.src for e in u.examples], "duplicates": u.duplicates,
         "example_values": [e.value for e in u.examples],
         "activation_quantiles": u.activation_quantiles,
         "fraction_active": u.fraction_active,

@@ -116,7 +116,8 @@ def _family_curves(kind: str) -> alt.Chart:
         y=alt.Y("response:Q", title="response (of the member's largest)"),
         color=alt.Color("preferred:Q", title="preferred (°)", scale=alt.Scale(scheme="sinebow", domain=[0, 360])),
         detail="unit:N", order="rank:Q",
-        tooltip=["unit:N", "angle:Q", alt.Tooltip("response:Q", format=".2f"), alt.Tooltip("preferred:Q", format=".0f")],
+        tooltip=["unit:N", "angle:Q", alt.Tooltip("response:Q", format=".2f"),
+                 alt.Tooltip("preferred:Q", format=".0f")],
     ).properties(width=_WIDTH, height=180)
 
 

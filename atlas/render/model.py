@@ -143,8 +143,9 @@ class Unit:
     @property
     def picture(self) -> tuple[str, str] | None:
         """(site path, what it is) of the image that stands for the unit in small: its
-        feature visualization, else its weights, else its strongest dataset example."""
-        if self.featurevis_thumb:
+        feature visualization, unless that failed (a grey square shows nothing it
+        detects), else its weights, else its strongest dataset example."""
+        if self.featurevis_thumb and not self.featurevis_failed:
             return self.featurevis_thumb, "feature visualization"
         if self.weights:
             return self.weights, "weights"

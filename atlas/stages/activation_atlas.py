@@ -19,7 +19,9 @@ For each swept layer:
    its vectors' dataset labels, the units that carry its mean most (the mean over its
    vectors less the mean over all, in units of each channel's spread), the images its
    vectors come from nearest its centre, and a feature visualization of its mean
-   activation vector: the ``direction`` objective (``featurevis.render_directions``),
+   activation vector less the mean of all vectors (what sets the cell apart: every
+   rectified vector shares the layer's mean, which random images match as well): the
+   ``direction`` objective (``featurevis.render_directions``) measured from that mean,
    all of a layer's cells in batches, checked against start and random images.
 
 The featurevis settings (steps, size, parameterisation) are the unit images'.
@@ -47,7 +49,7 @@ from atlas.stages import featurevis
 
 log = logging.getLogger(__name__)
 STAGE = "atlas"
-FORMAT = 1
+FORMAT = 3  # 2: a cell's direction is its mean less the layer's; 3: at every position
 PCA = 50  # principal components the layout starts from
 TRUST_K = 10  # neighbours of the trustworthiness score
 TRUST_SAMPLE = 2000  # vectors the score is computed on (it is quadratic)
@@ -199,10 +201,11 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     started = time.perf_counter()
     side = fv.size + 2 * optvis.Robustness.pad
     batch = fv.batch or featurevis.auto_batch(ctx.device, 1, side)
+    origin = kept.mean(0) if len(kept) else None  # a cell's image shows what sets it apart from the layer's mean
     rendered = [featurevis.render_directions(
-        model, layer.name, np.stack([drawn[i]["direction"] for i in part]), steps=fv.steps, size=fv.size, lr=fv.lr,
-        seed=derive_seed(seed, part[0]), device=ctx.device, param=fv.param, redirect=fv.redirect, precision=precision)
-        for part in chunks(range(len(drawn)), batch)]
+        model, layer.name, np.stack([drawn[i]["direction"] - origin for i in part]), steps=fv.steps, size=fv.size,
+        lr=fv.lr, seed=derive_seed(seed, part[0]), device=ctx.device, param=fv.param, redirect=fv.redirect,
+        precision=precision, origin=origin) for part in chunks(range(len(drawn)), batch)]
     painted = time.perf_counter() - started
     response = rendered[0].response if rendered else ""
     with ctx.store.writing(STAGE, key) as folder:

@@ -151,7 +151,8 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         acts, maps = layer_maps(x)
         values = objectives_of(maps, warm_up=warm_up)
         if groups and diversity_weight > 0:
-            return -values.sum() + diversity_weight * values.detach().abs().mean() * optvis.diversity_penalty(acts, groups)
+            penalty = optvis.diversity_penalty(acts, groups)
+            return -values.sum() + diversity_weight * values.detach().abs().mean() * penalty
         return -values.sum()
 
     with torch.no_grad():
@@ -187,17 +188,20 @@ def _optimise(images: torch.nn.Module, loss: Callable[[torch.Tensor, bool], torc
 
 def render_directions(model: LoadedModel, layer: str, directions: np.ndarray, *, steps: int, size: int, lr: float,
                       seed: int, device: torch.device, param: str = "fft", redirect: int = 16,
-                      precision: str = "fp32") -> Rendered:
+                      precision: str = "fp32", origin: np.ndarray | None = None) -> Rendered:
     """One image per direction of the layer's activation space (directions: (N,
-    channels), e.g. activation atlas cells' mean activations), all in one batch: the
-    ``direction`` objective (``optvis.direction_values``) on the layer's response at
-    the centre, checked like a unit's image against its start and random images.
-    Element i is seeded by (seed, i). The model must be ``prepare``d."""
+    channels), e.g. activation atlas cells' mean activations less the layer's), all in
+    one batch: the ``direction`` objective (``optvis.direction_values``) on the layer's
+    response at every position, less ``origin`` (channels,) if given, checked like a unit's
+    image against its start and random images. Element i is seeded by (seed, i). The
+    model must be ``prepare``d."""
     seeds = [derive_seed(seed, "direction", i) for i in range(len(directions))]
     images = optvis.PARAMETERISATIONS[param](seeds, size, device)
     robustness = optvis.Robustness()
     draws = robustness.draw(seeds, steps).to(device)
     along = torch.as_tensor(np.asarray(directions), dtype=torch.float32, device=device)
+    centre = None if origin is None else torch.as_tensor(np.asarray(origin), dtype=torch.float32, device=device)
+    value = functools.partial(optvis.direction_values, origin=centre)
     model.module.to(memory_format=torch.channels_last)
     with torch.no_grad():
         response = find_response(model.module, layer, model.normalize(images()[:1]))
@@ -212,14 +216,14 @@ def render_directions(model: LoadedModel, layer: str, directions: np.ndarray, *,
         return (response.signed if warm_up else response)(flat, index).view_as(acts)
 
     with torch.no_grad():
-        start = optvis.direction_values(read(images()), along)
-    _optimise(images, lambda x, warm_up: -optvis.direction_values(read(x, warm_up), along).sum(), robustness,
+        start = value(read(images()), along)
+    _optimise(images, lambda x, warm_up: -value(read(x, warm_up), along).sum(), robustness,
               draws, lr=lr, redirect=redirect)
     with torch.no_grad():
         final = images()
-        values = optvis.direction_values(read(final), along)
+        values = value(read(final), along)
         probes = read(probe_images(size, seed).to(device))
-        random = torch.stack([optvis.direction_values(probes[p:p + 1].expand(len(along), *probes.shape[1:]), along)
+        random = torch.stack([value(probes[p:p + 1].expand(len(along), *probes.shape[1:]), along)
                               for p in range(PROBES)]).amax(0)
     n = len(directions)
     return Rendered(list(range(n)), ["direction"] * n, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),

@@ -106,7 +106,9 @@ def browser_page():
 SIZES = """selectors => {
   const size = el => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
   const found = {page: document.documentElement.scrollWidth, viewport: innerWidth};
-  for (const [name, selector] of Object.entries(selectors)) found[name] = [...document.querySelectorAll(selector)].map(size);
+  for (const [name, selector] of Object.entries(selectors)) {
+    found[name] = [...document.querySelectorAll(selector)].map(size);
+  }
   return found;
 }"""
 

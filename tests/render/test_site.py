@@ -351,3 +351,18 @@ def test_a_first_layer_says_which_families_it_cannot_show(built_site):
     assert {"Line", "Curve", "Texture / hatch", "High-low frequency"} <= set(conv1["impossible_families"])
     page = (built_site / conv1["units"][0]["url"]).parent / "index.html"
     assert "Families this layer cannot show" in page.read_text()
+
+
+def test_a_layer_with_an_activation_atlas_links_to_its_page_and_lists_it(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    layer = catalog["models"][0]["layers"][0]
+    found = layer["activation_atlas"]
+    assert found and found["method"] == "tsne" and found["cells"]
+    assert sum(c["count"] for c in found["cells"]) <= found["points"] <= 48
+    page = (built_site / found["url"]).read_text()
+    assert (built_site / layer["url"]).read_text().count('href="atlas.html"') == 1
+    for cell in found["cells"]:
+        assert (built_site / cell["src"]).is_file()
+        assert f'id="cell-{cell["row"]}-{cell["column"]}"' in page
+        for unit in cell["units"]:
+            assert f'href="{unit}.html"' in page  # the units carrying it, linked to their pages

@@ -12,17 +12,20 @@ from atlas import optvis
 from atlas.stages.activation_atlas import cells, layout
 
 
-def test_direction_objective_is_the_dot_product_times_the_cosine():
-    acts = torch.zeros(3, 2, 3, 3)
-    acts[0, :, 1, 1] = torch.tensor([3.0, 4.0])  # length 5 at the centre
-    acts[1, :, 1, 1] = torch.tensor([0.0, 2.0])
-    acts[2, :, 0, 0] = torch.tensor([9.0, 9.0])  # off-centre: not read
+def test_direction_objective_is_the_dot_product_times_the_cosine_over_positions():
+    acts = torch.zeros(3, 2, 1, 2)  # two positions
+    acts[0, :, 0, 0] = torch.tensor([3.0, 4.0])  # length 5; the other position is zero
+    acts[1, :, 0, 0] = torch.tensor([0.0, 2.0])
+    acts[2, :, 0, :] = torch.tensor([[2.0, 2.0], [2.0, 2.0]])
     directions = torch.tensor([[1.0, 0.0], [10.0, 0.0], [1.0, 1.0]])
     values = optvis.direction_values(acts, directions)
-    assert values[0].item() == pytest.approx(3.0 * 0.6)  # dot 3 (direction scaled to unit), cosine 3/5
+    assert values[0].item() == pytest.approx(3.0 * 0.6 / 2)  # dot 3 (unit direction) x cosine 3/5, over 2 positions
     assert values[1].item() == pytest.approx(0.0)  # orthogonal: dot 0
-    assert values[2].item() == pytest.approx(0.0)
-    flat = optvis.direction_values(torch.tensor([[0.0, -2.0]]), torch.tensor([[0.0, 1.0]]))
+    assert values[2].item() == pytest.approx(8 ** 0.5)  # along it at both: dot |(2, 2)|, cosine 1
+    moved = optvis.direction_values(acts, directions, origin=torch.tensor([3.0, 0.0]))
+    # (3, 4) less the origin is (0, 4): orthogonal to (1, 0); the zero position is (-3, 0): away, cosine floored
+    assert moved[0].item() == pytest.approx((0 + -3 * 0.1) / 2)
+    flat = optvis.direction_values(torch.tensor([[0.0, -2.0]]), torch.tensor([[0.0, 1.0]]))  # (N, C): one position
     assert flat.item() == pytest.approx(-2.0 * 0.1)  # pointing away: the cosine is floored, the sign stays
 
 
