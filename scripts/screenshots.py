@@ -11,7 +11,7 @@ the chart bundle).
 Another atlas's pages: ``--page TYPE=PATH`` (repeatable) replaces the list, and
 ``--prefix`` names the files, e.g. the periodic table of the EfficientNet-Lite0 atlas:
 
-    python scripts/screenshots.py --site site-efficientnet-lite0 --prefix efficientnet- \
+    python scripts/screenshots.py --site configs/site-efficientnet-lite0 --prefix efficientnet- \
         --page model=models/efficientnet-lite0/index.html
 
 Run:  python scripts/screenshots.py [--site site] [--out DIR] [--all] [--dark]

@@ -162,7 +162,15 @@
     slider.closest(".atlas-controls").hidden = false;
     slider.addEventListener("input", function () { map.style.setProperty("--cell", slider.value + "px"); });
   }
-  function start() { drawCharts(); wireGridSwitch(); wireAtlasZoom(); wireTheme(); wireSearch(); wireKeys(); }
+  // A circuit diagram wider than a phone scrolls in place: start with its unit in view.
+  function centreDiagrams() {
+    document.querySelectorAll(".diagram .scroll").forEach(function (box) {
+      box.scrollLeft = (box.scrollWidth - box.clientWidth) / 2;
+    });
+  }
+  function start() {
+    drawCharts(); wireGridSwitch(); wireAtlasZoom(); centreDiagrams(); wireTheme(); wireSearch(); wireKeys();
+  }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

@@ -128,6 +128,8 @@ def test_a_circuit_diagram_draws_its_weights_large_enough_to_read(browser_page, 
     if width == 1280:
         assert all(w >= 96 and h >= 96 for w, h in found["maps"] + found["rows"]), found
         assert all(w >= 160 for w, _ in found["centre"]), found["centre"]
+    centre = browser_page.locator("svg.circuit-diagram .centre image").bounding_box()
+    assert 0 <= centre["x"] + centre["width"] / 2 <= width, "the unit starts out of view"
 
 
 def test_hovering_an_edge_picks_it_out(browser_page, built_site):
