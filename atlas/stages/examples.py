@@ -26,8 +26,8 @@ strongest (``bottom``): a signed direction has two ends.
 one photograph, near-identical frames, ImageNet's own duplicates), and a unit's top
 images then repeat one picture. ``POOL`` times as many candidates as shown are kept,
 and a candidate whose receptive-field crop is a near-duplicate of one already shown
-(``near_duplicate``: their 8x8 thumbnails differ by less than ``DUPLICATE`` on average)
-is skipped; each unit records how many were (``duplicates``).
+(``near_duplicate``: the 8x8 thumbnails of the crops, grown to at least ``CONTEXT``
+pixels a side, differ by less than ``DUPLICATE`` on average) is skipped; each unit records how many were (``duplicates``).
 
 Images are shown from one set of thumbnails per dataset (``thumbnails`` artifact).
 """
@@ -50,13 +50,14 @@ from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "examples"
-FORMAT = 4  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4: distinct)
+FORMAT = 5  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4, 5: distinct)
 THUMBNAIL = 96  # pixels on a side of a dataset image on the pages
 CROP = 64  # pixels on a side of a receptive-field crop
 SAMPLE = 1024  # images in the reservoir that quantiles and histograms are estimated from
 BINS, PER_BIN = 10, 5  # quantile examples: tenths of the range, examples per tenth
 POOL = 4  # candidates kept per top example shown: room to skip near-duplicates
 DUPLICATE = 0.05  # two crops whose 8x8 thumbnails differ by less (mean |difference|, 0-1) show one place
+CONTEXT = 32  # pixels on a side, at least, of the window compared: a 3 px field's crops are one color each
 
 
 @dataclass
@@ -112,6 +113,19 @@ def signature(pixels: np.ndarray) -> np.ndarray:
     """A crop (H, W, 3 uint8) as the 8x8 RGB thumbnail (0-1) that near-duplicates share:
     small shifts, rescaling and compression noise all but vanish at this size."""
     return np.asarray(Image.fromarray(pixels).resize((8, 8), Image.Resampling.BOX), np.float32) / 255
+
+
+def context(box: Sequence[int], size: int, minimum: int = CONTEXT) -> tuple[int, int, int, int]:
+    """A crop's box (top, left, bottom, right), grown about its centre to at least
+    ``minimum`` a side within a ``size`` image: what tells two places apart when the
+    receptive field alone is a few pixels of one color."""
+    grown = []
+    for low, high in ((box[0], box[2]), (box[1], box[3])):
+        side = min(max(high - low, minimum), size)
+        start = min(max((low + high - side) // 2, 0), size - side)
+        grown.append((start, start + side))
+    (top, bottom), (left, right) = grown
+    return top, left, bottom, right
 
 
 def near_duplicate(a: np.ndarray, b: np.ndarray) -> bool:
@@ -256,7 +270,8 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
             if pixels is not None:
                 box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
                 crop = pixels[box[0]:box[2], box[1]:box[3]]
-                mark = signature(crop)
+                y0, x0, y1, x1 = context(box, model.input_size)
+                mark = signature(pixels[y0:y1, x0:x1])
                 if any(near_duplicate(mark, other) for other in shown):
                     skipped += 1
                     continue

@@ -121,14 +121,14 @@ def test_a_circuit_diagram_draws_its_weights_large_enough_to_read(browser_page, 
     page = next(built_site.glob("models/color*/conv2/circuits/0.html"))
     browser_page.goto(page.as_uri(), wait_until="load")
     found = browser_page.evaluate(SIZES, {"maps": "svg.circuit-diagram image.pixelated",
-                                          "centre": "svg.circuit-diagram .centre image",
+                                          "centre": "svg.circuit-diagram .centre > :is(image, rect)",
                                           "rows": ".edges img.weight-map"})
     assert found["page"] <= found["viewport"], "the page itself scrolls sideways"
-    assert found["maps"] and found["rows"]
+    assert found["maps"] and found["rows"] and len(found["centre"]) == 1
     if width == 1280:
         assert all(w >= 96 and h >= 96 for w, h in found["maps"] + found["rows"]), found
         assert all(w >= 160 for w, _ in found["centre"]), found["centre"]
-    centre = browser_page.locator("svg.circuit-diagram .centre image").bounding_box()
+    centre = browser_page.locator("svg.circuit-diagram .centre > :is(image, rect)").bounding_box()
     assert 0 <= centre["x"] + centre["width"] / 2 <= width, "the unit starts out of view"
 
 

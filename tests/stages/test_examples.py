@@ -167,3 +167,13 @@ def test_top_examples_show_a_repeated_image_once(tiny_project):
             red_units += 1
             assert unit["duplicates"] == 2, shown
     assert red_units >= 1
+
+
+def test_a_tiny_field_is_told_apart_by_its_surroundings():
+    from atlas.stages.examples import context
+
+    assert context((50, 50, 53, 53), 224) == (35, 35, 67, 67)  # 3 px grown to 32 about its centre
+    assert context((0, 0, 3, 3), 224) == (0, 0, 32, 32)  # kept inside the image
+    assert context((220, 100, 224, 104), 224) == (192, 86, 224, 118)
+    assert context((0, 0, 64, 64), 224) == (0, 0, 64, 64)  # a field larger than that is itself
+    assert context((0, 0, 3, 3), 16) == (0, 0, 16, 16)  # an image smaller than that: all of it
