@@ -57,8 +57,10 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert len(circuits) == 6  # every unit: conv2's read conv1, conv1's are read by conv2
     assert (built_site / "universality.html").is_file() and (built_site / "superposition.html").is_file()
     assert (built_site / f"models/{model}/polysemanticity.html").is_file()
-    # model, families, 2 layers, 6 units, families, circuits, polysemanticity; the twin model has as many
-    per_model = 1 + 1 + 2 + 6 + len(families) + len(circuits) + 1
+    # model, families, 2 layers and their activation atlases, 6 units, families, circuits, polysemanticity;
+    # the twin model has as many
+    assert len(sorted(built_site.glob(f"models/{model}/*/atlas.html"))) == 2
+    per_model = 1 + 1 + 2 * 2 + 6 + len(families) + len(circuits) + 1
     dictionary = 1 + 8  # ColorNet's conv1 dictionary: its page and one per feature (2 x 4 units)
     assert len(_pages(built_site)) == 1 + 1 + 1 + 2 * per_model + dictionary
     unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
@@ -80,6 +82,9 @@ def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_sit
             parts = urlsplit(link)
             assert not parts.scheme and not parts.netloc, f"{page}: external link {link}"
             assert not link.startswith("/"), f"{page}: root-absolute link {link}"
+            if not parts.path:  # a place on the same page (an atlas cell's row)
+                assert f'id="{parts.fragment}"' in page.read_text(), f"{page}: no #{parts.fragment}"
+                continue
             target = (page.parent / unquote(parts.path)).resolve()
             assert target.is_file(), f"{page}: broken link {link}"
             assert built_site.resolve() in target.parents, f"{page}: link leaves the site {link}"
