@@ -99,15 +99,8 @@ def sample(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]
             acts = capture(model.module, model.normalize(x), list(found))
             for layer in layers:
                 values = as_read(responses[layer.name], acts[layer.name], channels[layer.name]).float()
-                if values.dim() == 4:  # a few random positions of each image
-                    flat = values.flatten(2)
-                    take = min(per_image, flat.shape[2])
-                    where = torch.stack([torch.from_numpy(np.random.default_rng(
-                        derive_seed(ctx.config.sweep.seed, "atlas", layer.name, i)).choice(
-                            flat.shape[2], size=take, replace=False)) for i in indices]).to(ctx.device)
-                    values = flat.gather(2, where[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
-                    images = np.repeat(indices, take)
-                    values = values.reshape(-1, flat.shape[1])
+                if values.dim() == 4:
+                    values, images = _at_random_places(values, indices, per_image, ctx.config.sweep.seed, layer.name)
                 else:
                     images = np.asarray(indices)
                 vectors, owners = found[layer.name]
@@ -121,6 +114,18 @@ def sample(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]
             v, o = v[keep], o[keep]
         out[name] = (v.astype(np.float32), o.astype(np.int64))
     return out
+
+
+def _at_random_places(values: torch.Tensor, indices: Sequence[int], per_image: int, seed: int, layer: str
+                      ) -> tuple[torch.Tensor, np.ndarray]:
+    """A layer's maps (B, C, H, W) -> the vectors (B x k, C) at k distinct random places
+    of each image (seeded by the image, never by its batch), and each one's image."""
+    flat = values.flatten(2)
+    take = min(per_image, flat.shape[2])
+    where = torch.stack([torch.from_numpy(np.random.default_rng(derive_seed(seed, "atlas", layer, i)).choice(
+        flat.shape[2], size=take, replace=False)) for i in indices]).to(values.device)
+    picked = flat.gather(2, where[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+    return picked.reshape(-1, flat.shape[1]), np.repeat(np.asarray(indices), take)
 
 
 def layout(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, float]:
