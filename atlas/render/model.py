@@ -183,7 +183,6 @@ class Family:
     # rows (Units of this family), columns (Units of the source family), maps}.
     circuits_from: list[dict[str, Any]] = field(default_factory=list)
 
-
     @property
     def glimpse(self) -> list[Unit]:
         """Up to three members with a picture, for the periodic table's element: the most
@@ -204,7 +203,7 @@ class AtlasCell:
     failed: bool  # the image did not clearly raise its objective
     labels: list[list[Any]]  # [[dataset label, share of its vectors]]
     units: list[tuple[Unit | None, int, float]]  # the units carrying it most: (page, index, strength)
-    examples: list[Example]  # images its vectors come from, nearest its centre first
+    images: list[tuple[str, str]]  # (thumbnail, name) of the images its vectors come from, nearest its centre first
 
 
 @dataclass

@@ -126,11 +126,6 @@ class _Reader:
         folder = self.store.path(records.ActivationAtlas.STAGE, key)
         found = records.ActivationAtlas.read(folder)
 
-        def example(image: int) -> Example:
-            about = found.images[str(image)]
-            src = self._copy(f"data/img-{image}.webp", f"{self.thumbnails}/{records.thumbnail(image)}")
-            return Example(src=src, value=0.0, name=about["name"], label=about["label"], x=0.5, y=0.5)
-
         cells = []
         for c in found.cells:
             name = records.ActivationAtlas.image(c["row"], c["column"])
@@ -138,10 +133,16 @@ class _Reader:
                 row=c["row"], column=c["column"], count=c["count"], failed=c["failed"], labels=c["labels"],
                 src=self._copy(f"{base}/atlas/{name}", f"{folder}/{name}"),
                 units=[(units.get(u), u, strength) for u, strength in c["units"]],
-                examples=[example(i) for i in c["examples"]] if self.thumbnails else []))
+                images=[(self.dataset_thumbnail(i), found.images[str(i)]["name"]) for i in c["examples"]]
+                if self.thumbnails else []))
         return ActivationAtlas(url=f"{base}/atlas.html", method=found.method, grid=found.grid, points=found.points,
                                sampled=found.sampled, cells=cells, seconds=found.seconds,
                                trustworthiness=found.trustworthiness)
+
+    def dataset_thumbnail(self, image: int) -> str:
+        """The site path of a dataset image's thumbnail, queued for copying."""
+        # Sources as strings: pathlib's joins were a third of reading the site (125k examples).
+        return self._copy(f"data/img-{image}.webp", f"{self.thumbnails}/{records.thumbnail(image)}")
 
     def _copy(self, site_path: str, source: Path | str) -> str:
         self.copies[site_path] = source
@@ -225,8 +226,7 @@ class _Reader:
         """One example of an examples (or polysemanticity) record, its images queued for copying."""
         image = found.images[str(ex["image"])]
         height, width = found.grid
-        # Sources as strings: pathlib's joins were a third of reading the site (125k examples).
-        src = self._copy(f"data/img-{ex['image']}.webp", f"{self.thumbnails}/{records.thumbnail(ex['image'])}")
+        src = self.dataset_thumbnail(ex["image"])
         crop = self._copy(f"{base}/img/{ex['crop']}", f"{folder}/{ex['crop']}") if "crop" in ex else None
         return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
                        x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)

@@ -215,19 +215,16 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     response = rendered[0].response if rendered else ""
     with ctx.store.writing(STAGE, key) as folder:
         np.save(folder / ActivationAtlas.POINTS, places.astype(np.float16))
-        i = 0
-        for part in rendered:
-            for j in range(len(part.units)):
-                cell = drawn[i]
-                del cell["direction"]
-                cell.update(activation=round(float(part.activations[j]), 5), start=round(float(part.start[j]), 5),
-                            random=round(float(part.random[j]), 5), failed=bool(part.failed[j]))
-                save_webp(part.images[j], folder / ActivationAtlas.image(cell["row"], cell["column"]))
-                i += 1
+        for cell, (part, j) in zip(drawn, [(part, j) for part in rendered for j in range(len(part.units))]):
+            del cell["direction"]
+            cell.update(activation=round(float(part.activations[j]), 5), start=round(float(part.start[j]), 5),
+                        random=round(float(part.random[j]), 5), failed=bool(part.failed[j]))
+            save_webp(part.images[j], folder / ActivationAtlas.image(cell["row"], cell["column"]))
+        records = ctx.dataset.records
         used = sorted({image for cell in drawn for image in cell["examples"]})
         write(folder, ActivationAtlas(
             layer=layer.name, method=cfg.layout, grid=cfg.grid, points=int(len(kept)), sampled=int(len(vectors)),
-            images={str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label} for i in used},
+            images={str(i): {"name": records[i].name, "label": records[i].label} for i in used},
             cells=drawn, seconds={"sample": round(sampling, 2), "layout": round(laid_out, 2),
                                   "featurevis": round(painted, 2)},
             trustworthiness=None if trust is None or math.isnan(trust) else round(trust, 4), response=response))
