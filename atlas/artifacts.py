@@ -229,6 +229,23 @@ class Tuning(Record):
 
 
 @dataclass
+class Null(Record):
+    """The null networks' view of one layer (``atlas.stages.null``): beside it
+    ``responses.npy`` (stimuli x null units: every channel of each network in turn),
+    and for a first layer each null unit's kernel statistics (name -> one per unit)."""
+
+    STAGE: ClassVar[str] = "null"
+    kind: str  # "untrained twin" or "permuted kernels"
+    why: str  # how the null networks were drawn, for the page
+    networks: int
+    seeds: list[int]
+    channels: int  # null units per network
+    calibration: str  # what their batch norm statistics were estimated on
+    kernels: dict[str, list[float]] | None = None
+    RESPONSES: ClassVar[str] = "responses.npy"
+
+
+@dataclass
 class Circuits(Record):
     """Weights from a source layer into a target layer, expanded through what lies
     between. Per target unit: {"inputs", "inhibitory", "edit"?}; per source unit:
@@ -262,6 +279,7 @@ class Families(Record):
     families: list[dict[str, Any]]
     dead: list[int]
     possible: list[str] | None = None  # the named families the layer can show
+    null: dict[str, Any] | None = None  # the null networks and what their units show (atlas.chance.label_layer)
     circuits_from: list[dict[str, Any]] = field(default_factory=list)
     unions: list[dict[str, Any]] = field(default_factory=list)
 

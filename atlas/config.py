@@ -108,6 +108,14 @@ class DictionaryConfig:
 
 
 @dataclass(frozen=True)
+class NullConfig:
+    units: int = ranged(256, 8, 1_000_000)  # null units per layer: untrained twins are drawn until there are this many
+    twins: int = ranged(16, 1, 1000)  # ... but at most this many networks
+    images: int = ranged(256, 1, 1_000_000)  # images the null networks' batch norm statistics are estimated on
+    rate: float = ranged(0.05, 0, 1, above=True)  # the false discovery rate of a layer's family labels
+
+
+@dataclass(frozen=True)
 class SuperpositionConfig:
     steps: int = ranged(1500, 1, 10_000_000)  # Adam steps of the toy models (all sparsities train at once)
 
@@ -123,6 +131,9 @@ class ModelConfig:
     std: tuple[float, ...] | None = ranged(None, 0, 1000, above=True)
     input_size: int | None = ranged(None, 8, 8192)  # side of the model's input image
     dictionary: tuple[str, ...] = ()  # layers (of ``layers``) to take apart with a sparse autoencoder
+    # An import path building the same architecture untrained, for the null's twins, when
+    # ``arch`` returns a loaded model (without it such a model's null permutes its kernels).
+    untrained: str | None = None
 
     @property
     def slug(self) -> str:
@@ -140,6 +151,7 @@ class Config:
     atlas: AtlasConfig = AtlasConfig()
     dictionary: DictionaryConfig = DictionaryConfig()
     superposition: SuperpositionConfig = SuperpositionConfig()
+    null: NullConfig = NullConfig()
     # Not TOML keys: where the config came from, to resolve relative paths.
     root: Path = field(default=Path("."), metadata={"internal": True})
     source: str = field(default="atlas.toml", metadata={"internal": True})

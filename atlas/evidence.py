@@ -139,15 +139,12 @@ class Handwritten:
     the stimulus bank and on its dataset examples (``examples``: the examples
     artifact's data, or None; ``images``: loaded dataset images, shared across layers)."""
 
-    # The preferred stimulus a family's matched filter is made from.
-    TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
-
     def __init__(self, ctx: StageContext, model: LoadedModel, layer: LayerInfo, tuning: dict, responses: np.ndarray,
-                 examples: dict[str, Any] | None, images: dict[int, np.ndarray | None]):
+                 examples: dict[str, Any] | None, images: dict[int, np.ndarray | None], bank=None):
         self.ctx, self.model, self.layer, self.tuning, self.responses = ctx, model, layer, tuning, responses
         self.examples = examples if ctx.dataset is not None else None
         self._images = images
-        self._bank = None
+        self._bank = bank
         self._stimuli: torch.Tensor | None = None
 
     @property
@@ -166,15 +163,7 @@ class Handwritten:
         return self._stimuli
 
     def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
-        preferred, extent = summary["preferred"], self.tuning["extent"]
-        if kind == "curve":
-            curve = preferred["curve"]
-            return handwritten.curve(curve["orientation"], curve["radius"], extent, polarity=curve["polarity"])
-        if kind == "line":
-            return handwritten.line(preferred["line"]["orientation"], extent, polarity=preferred["line"]["polarity"])
-        best = max(self.TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
-        return handwritten.template(self.bank.images[preferred[best]["index"]], chromatic=symbol in ("Cc", "Cs"),
-                                    surround=extent if symbol == "Cs" else None)
+        return handwritten.for_unit(symbol, kind, summary["preferred"], self.bank.images, self.tuning["extent"])
 
     def correlations(self, symbol: str, kind: str,
                      members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:

@@ -403,17 +403,24 @@ def image_matches(image: np.ndarray, truth: UnitTruth) -> bool | None:
 
 # -- families checked against the truth ------------------------------------------------
 
-def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cpu") -> dict[int, dict]:
+def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cpu", null: bool = True,
+                twin: bool = True, seed: int = 0) -> dict[int, dict]:
     """Every unit of a ground-truth layer labelled as a sweep labels it (tuning on the
-    stimulus bank, kernel statistics for a convolution over RGB, the family criteria),
-    without a store: {unit: the families stage's per-unit record}."""
+    stimulus bank, kernel statistics for a convolution over RGB, the family criteria,
+    each label tested against the null: untrained twins, every layer drawn again by
+    its default initialisation, or with ``twin=False`` the kernels permuted), without a store: {unit: the
+    families stage's per-unit record}."""
+    from atlas import taxonomy
+    from atlas.artifacts import Null
     from atlas.capture import capture, find_modules
+    from atlas.data.bank import field_centre, stimulus_bank
+    from atlas.handwritten import Matches
     from atlas.kernels import kernel_stats
+    from atlas.models.twin import PERMUTED, TWIN, permuted, reinitialised
     from atlas.receptive_field import receptive_field
     from atlas.response import layer_response
-    from atlas import taxonomy
-    from atlas.data.bank import field_centre, stimulus_bank
-    from atlas.stages import tuning
+    from atlas.stages import families, tuning
+    from atlas.stages.null import networks_for
     from atlas.stages.weights import input_conv
 
     with torch.no_grad():
@@ -422,12 +429,28 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
     bank = stimulus_bank(model.input_size, extent, field_centre(field, model.input_size))
-    responses = tuning.respond(model, layer, bank, units, torch.device(device),
-                               response=layer_response(model, layer, device))
+    first = input_conv(find_modules(model.module, [layer])[layer])
+    first = first is not None and first.out_channels == len(units)  # as the weights stage decides
+
+    def measure(network: LoadedModel) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        responses = tuning.respond(network, layer, bank, units, torch.device(device),
+                                   response=layer_response(network, layer, device))
+        conv = input_conv(find_modules(network.module, [layer])[layer])
+        return responses, kernel_stats(conv.weight) if first else None
+
+    responses, stats = measure(model)
     summaries = dict(zip(units, tuning.summarize(responses, bank)))
-    conv = input_conv(find_modules(model.module, [layer])[layer])
-    kernels = None
-    if conv is not None and conv.out_channels == len(units):  # as the weights stage decides
-        stats = kernel_stats(conv.weight)
-        kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units}
-    return taxonomy.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective)
+    kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units} if first else None
+    matcher = Matches(bank.images, extent, taxonomy.DETECTORS)
+    per_unit = taxonomy.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective,
+                                    families.matches_of(matcher, summaries, responses, units))
+    if not null:
+        return per_unit
+    draw = reinitialised if twin else permuted
+    measured = [measure(draw(model, seed + i)) for i in range(networks_for(len(units), 256, 32))]
+    record = Null(kind=TWIN if twin else PERMUTED, why="", networks=len(measured), seeds=[], channels=len(units),
+                  calibration="none", kernels={name: np.concatenate([k[name] for _, k in measured]).tolist()
+                                               for name in measured[0][1]} if first else None)
+    families.against_null(per_unit, units, record, np.concatenate([r for r, _ in measured], axis=1),
+                          bank.params, extent, field.effective, first, 0.05, matcher)
+    return per_unit

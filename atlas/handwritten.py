@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,10 @@ import torch.nn.functional as F
 from atlas.data import stimuli
 
 LINE_AXES = tuple(range(0, 180, 15))
+# The preferred stimulus a family's matched filter is made from.
+TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
+# The metric that says how well a unit matches its family's detector (``Matches``).
+MATCH = {"Ga": "edge_match", "Cc": "color_edge_match", "Cs": "spot_match", "Ln": "line_match", "Cv": "curve_match"}
 ARC_POINTS = 7  # points along the arc where line detectors are read
 
 
@@ -129,3 +134,65 @@ def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
     light, dark = F.relu(signed), F.relu(-signed)
     read = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
     return read @ torch.tensor([weight for _, _, _, weight in detector.samples])
+
+
+def _recipe(symbol: str, kind: str, preferred: dict[str, Any]) -> tuple:
+    """What decides the detector built for a unit of family ``symbol``: its parameters."""
+    if kind == "curve":
+        c = preferred["curve"]
+        return ("curve", c["orientation"], c["radius"], c["polarity"])
+    if kind == "line":
+        return ("line", preferred["line"]["orientation"], preferred["line"]["polarity"])
+    best = max(TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
+    return ("template", symbol, preferred[best]["index"])
+
+
+def for_unit(symbol: str, kind: str, preferred: dict[str, Any], images: list[np.ndarray], extent: float) -> Detector:
+    """The detector of ``kind`` built for a unit of family ``symbol`` from its preferred
+    stimuli (a tuning summary's ``preferred``) in the stimulus bank ``images``."""
+    recipe = _recipe(symbol, kind, preferred)
+    if recipe[0] == "curve":
+        return curve(recipe[1], recipe[2], extent, polarity=recipe[3])
+    if recipe[0] == "line":
+        return line(recipe[1], extent, polarity=recipe[2])
+    return template(images[recipe[2]], chromatic=symbol in ("Cc", "Cs"), surround=extent if symbol == "Cs" else None)
+
+
+class Matches:
+    """How well each unit's responses to the stimulus bank follow the detector built
+    for it, for every family with a detector: the correlation (``MATCH`` names the
+    metric), the detector rectified where the unit is. A unit that merely prefers
+    curves to lines need not follow a curve detector over the whole bank; a curve
+    detector does. Detectors with the same recipe are built and shown the bank once,
+    so a layer costs at most one pass per distinct preferred stimulus."""
+
+    def __init__(self, images: list[np.ndarray], extent: float, handwritten: dict[str, str]):
+        self.images, self.extent, self.handwritten = images, extent, handwritten  # symbol -> detector kind
+        self._stacked: torch.Tensor | None = None
+        self._responses: dict[tuple, np.ndarray] = {}
+
+    def response(self, symbol: str, preferred: dict[str, Any]) -> np.ndarray:
+        """The detector's response to every stimulus (unrectified)."""
+        kind = self.handwritten[symbol]
+        recipe = _recipe(symbol, kind, preferred)
+        if recipe not in self._responses:
+            if self._stacked is None:
+                self._stacked = torch.from_numpy(np.stack(self.images))
+            detector = for_unit(symbol, kind, preferred, self.images, self.extent)
+            self._responses[recipe] = respond(detector, self._stacked).numpy()
+        return self._responses[recipe]
+
+    def of(self, preferred: dict[str, Any], responses: np.ndarray) -> dict[str, float | None]:
+        """{metric: correlation} for one unit (``responses``: its response to each stimulus)."""
+        rectified = responses.min() >= 0
+        out = {}
+        for symbol in self.handwritten:
+            found = self.response(symbol, preferred)
+            out[MATCH[symbol]] = _correlation(np.clip(found, 0, None) if rectified else found, responses)
+        return out
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return round(float(np.corrcoef(a, b)[0, 1]), 4)

@@ -35,6 +35,7 @@ class Stage:
     derived: bool = False  # also runs over derived layers (a dictionary's features)
     default: bool = True  # in a config's default stage list
     measures: bool = False  # its artifacts are ``atlas.artifacts.Measures``: shown on unit pages as they are
+    requires: tuple[str, ...] = ()  # stages that run whenever this one does, listed or not
 
     def runner(self) -> Callable[..., Any]:
         if callable(self.run):
@@ -49,8 +50,9 @@ STAGES: list[Stage] = [
     Stage("examples", "model", "atlas.stages.examples:run", needs_dataset=True, derived=True),
     Stage("tuning", "model", "atlas.stages.tuning:run", reads=("examples",)),
     Stage("circuits", "model", "atlas.stages.circuits:run", reads=("tuning", "examples")),
+    Stage("null", "model", "atlas.stages.null:run", uses_dataset=True, reads=("weights", "tuning")),
     Stage("families", "model", "atlas.stages.families:run",
-          reads=("featurevis", "weights", "examples", "tuning", "circuits")),
+          reads=("featurevis", "weights", "examples", "tuning", "circuits", "null"), requires=("null",)),
     Stage("polysemanticity", "model", "atlas.stages.polysemantic:run", needs_dataset=True, reads=("featurevis",)),
     Stage("atlas", "model", "atlas.stages.activation_atlas:run", needs_dataset=True, default=False),
     Stage("dictionary", "model", "atlas.stages.dictionary:run", needs_dataset=True),
@@ -93,7 +95,12 @@ def stage(name: str) -> Stage:
 
 
 def ordered(wanted: tuple[str, ...] | list[str]) -> list[Stage]:
-    """The stages asked for, in the order that lets each read what it needs."""
+    """The stages asked for and those they require, in the order that lets each read
+    what it needs."""
+    wanted = set(wanted)
+    for s in reversed(STAGES):  # a stage's requirements come before it
+        if s.name in wanted:
+            wanted.update(s.requires)
     return [s for s in STAGES if s.name in wanted]
 
 

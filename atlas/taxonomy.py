@@ -41,6 +41,7 @@ import numpy as np
 
 from atlas.data import stimuli
 from atlas.data.bank import PERIODIC_180, resultant
+from atlas.handwritten import MATCH
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
 BORDERLINE = 0.15  # a runner-up within this of the winner's score: the unit is "A or B"
@@ -51,6 +52,7 @@ KERNEL_EVIDENCE = 0.25  # a kernel fit is evidence when it closes this share of 
 UNINFORMATIVE_NULL = 0.9  # ... and means nothing when random kernels of its size and smoothness fit this well
 DEAD = 1e-4  # a unit whose responses (or kernel) are below this share of the layer's median is dead
 CONTOURS = ("line", "curve", "edge", "curved_edge")  # single contours, judged among themselves
+MARGIN_CAP = 4.0  # a condition's margin counts towards a family's strength up to this many soft widths
 THIN = 4.0  # cycles of its preferred grating across its field: a line or a texture beyond, a Gabor below
 
 
@@ -67,14 +69,19 @@ class Condition:
     width: float = 0.15  # the soft margin
     layers: str = "all"  # "first": only where kernels are measured; "later": only beyond the first layer
 
-    def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float | None:
+    def margin(self, metrics: dict[str, float | None], first_layer: bool = False) -> float | None:
+        """How far beyond the threshold the metric is, in soft widths (negative: short
+        of it; -1 where a required metric has no evidence), or None: skipped."""
         if self.metric not in metrics or self.layers == ("later" if first_layer else "first"):
             return None
         value = metrics[self.metric]
         if value is None:
-            return 0.0 if self.low is not None else None
-        margin = value - self.low if self.low is not None else self.high - value
-        return float(np.clip(0.5 + 0.5 * margin / self.width, 0.0, 1.0))
+            return -1.0 if self.low is not None else None
+        return (value - self.low if self.low is not None else self.high - value) / self.width
+
+    def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float | None:
+        margin = self.margin(metrics, first_layer)
+        return None if margin is None else float(np.clip(0.5 + 0.5 * margin, 0.0, 1.0))
 
     def text(self) -> str:
         rule = f"{self.metric} ≥ {self.low:g}" if self.low is not None else f"{self.metric} ≤ {self.high:g}"
@@ -93,15 +100,33 @@ class Family:
     min_extent: float = 0.0  # the receptive field (pixels) the family's stimuli need
     hue_from: str = "color_edge"  # ordered by hue: the stimulus kind whose preferred one gives its hue
 
+    def margins(self, metrics: dict[str, float | None], first_layer: bool = False) -> list[float]:
+        """Each condition's margin (soft widths) that applies here."""
+        return [m for m in (c.margin(metrics, first_layer) for c in self.conditions) if m is not None]
+
+    def strength(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
+        """The statistic the null tests (``atlas.significance``): where every condition
+        holds, the mean of the conditions' margins, each counted up to ``MARGIN_CAP``
+        widths (so one bounded metric at its limit does not tie every unit that reaches
+        it, and one huge margin does not hide a weak one); else the least margin, negative."""
+        margins = self.margins(metrics, first_layer)
+        if not margins:
+            return -1.0
+        least = min(margins)
+        return least if least < 0 else float(np.mean(np.minimum(margins, MARGIN_CAP)))
+
     def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
-        scores = [s for s in (c.score(metrics, first_layer) for c in self.conditions) if s is not None]
-        return min(scores) if scores else 0.0
+        margins = self.margins(metrics, first_layer)
+        return float(np.clip(0.5 + 0.5 * min(margins), 0.0, 1.0)) if margins else 0.0
 
     def possible(self, first_layer: bool, extent: float) -> bool:
         return (self.first_layer or not first_layer) and extent >= self.min_extent
 
 
 ORIENTED = Condition("orientation_selectivity", low=0.3)
+# Following the family's handwritten detector over the whole bank (``handwritten.Matches``):
+# what random units that merely prefer the family's stimulus rarely do.
+MATCHES = {symbol: Condition(metric, low=0.0, width=0.2) for symbol, metric in MATCH.items()}
 FAMILIES = (
     Family("Ga", "Gabor", "Oriented edge or grating detectors: at one orientation, luminance more than color. "
            "Beyond the first layer an edge or a grating drives them most, at least as much as a thin line, the "
@@ -119,8 +144,8 @@ FAMILIES = (
             Condition("edge_or_grating_vs_line", low=0.0, width=0.1, layers="later"),
             Condition("own_curvature", high=0.2, layers="later"),
             Condition("thinness", high=1.0, width=0.25, layers="later"),
-            Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1)),
-           "orientation", "template"),
+            Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1),
+            MATCHES["Ga"]), "orientation", "template"),
     Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge; beyond "
            "the first layer a colored spot no more than the same color everywhere. In a first layer the kernel is chromatic "
            "along an opponent axis (red against green, blue against yellow), fits a Gabor better than "
@@ -128,15 +153,15 @@ FAMILIES = (
            (Condition("color_opponency", low=0.15), Condition("center_surround", high=0.3, layers="later"),
             Condition("color_fraction", low=0.3), Condition("axis_opponency", low=0.3),
             Condition("gabor_excess", low=KERNEL_EVIDENCE),
-            Condition("dog_vs_gabor", high=0.0, width=0.1)), "hue", "template"),
+            Condition("dog_vs_gabor", high=0.0, width=0.1), MATCHES["Cc"]), "hue", "template"),
     Family("Cs", "Color center-surround", "A colored spot drives them, the same color over the whole field "
            "much less, and a hue more than white or black. In a first layer the kernel is chromatic and fits a "
            "difference of Gaussians better than random kernels do, and better than a Gabor.",
            (Condition("share_spot", low=0.5), Condition("center_surround", low=0.3),
             Condition("achromatic", high=-0.1), Condition("color_fraction", low=0.3),
             Condition("axis_opponency", low=0.3),
-            Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1)),
-           "hue", "template", hue_from="blob"),
+            Condition("dog_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", low=0.0, width=0.1),
+            MATCHES["Cs"]), "hue", "template", hue_from="blob"),
     Family("Bw", "Black and white", "A spot or a field drives them at least a quarter as hard as anything, white or "
            "black more than any hue, luminance edges more than color edges, and they are untuned to orientation. "
            "In a first layer, where stimuli a few pixels wide are too coarse to measure orientation, the kernel "
@@ -147,13 +172,13 @@ FAMILIES = (
     Family("Ln", "Line", "Among single contours a straight thin line drives them about as much as anything, a "
            "thin curve no more than it, at one orientation; a grating not much more than the line.",
            (Condition("contour_line", low=0.8, width=0.1), Condition("curve_vs_line", high=0.1, width=0.1), ORIENTED,
-            Condition("line_vs_grating", low=-0.3), Condition("thinness", low=0.7, width=0.2)),
+            Condition("line_vs_grating", low=-0.3), Condition("thinness", low=0.7, width=0.2), MATCHES["Ln"]),
            "orientation", "line", first_layer=False, min_extent=7),
     Family("Cv", "Curve", "Among single contours a curve drives them most, clearly more than the straight "
            "contour of its kind (a thin curve than a thin line, a disc's boundary than a straight edge), "
            "bulging towards one orientation.",
            (Condition("contour_curve", low=0.9, width=0.05), Condition("curvature", low=0.15, width=0.1),
-            Condition("bulge_selectivity", low=0.2, width=0.1)),
+            Condition("bulge_selectivity", low=0.2, width=0.1), MATCHES["Cv"]),
            "orientation", "curve", first_layer=False, min_extent=9),
     Family("Hl", "High-low frequency", "A boundary between fine texture and a flat region drives them most, more "
            "than a plain edge, at one orientation.",
@@ -166,6 +191,7 @@ FAMILIES = (
            "orientation",
            first_layer=False, min_extent=9),
 )
+DETECTORS = {f.symbol: f.handwritten for f in FAMILIES if f.handwritten}  # symbol -> its detector's kind
 OTHER = Family("Ot", "Other", "No named family's criteria hold, and no discovered family claims them.", ())
 
 
@@ -193,10 +219,12 @@ def _excess(r2: float, null: float) -> float:
 
 
 def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
-            kernel: dict[str, float] | None = None, extent: float | None = None) -> dict[str, float | None]:
+            kernel: dict[str, float] | None = None, extent: float | None = None,
+            matches: dict[str, float | None] | None = None) -> dict[str, float | None]:
     """The numbers the criteria read, for one unit: its tuning summary, its
     responses to the stimulus bank (one per stimulus), in the first layer its
-    kernel statistics, and the width of its receptive field (``extent``, pixels).
+    kernel statistics, the width of its receptive field (``extent``, pixels) and how
+    well it follows each family's detector (``matches``: ``handwritten.Matches``).
     None: measured, but no evidence either way."""
     best = {kind: max(p["response"], 0.0) for kind, p in summary["preferred"].items()}
     peak = max(best.values())
@@ -241,6 +269,7 @@ def metrics(summary: dict[str, Any], responses: np.ndarray, params: list[dict],
     # The curvature of the kind of contour that drives the unit more: thin strokes or edges.
     thin = max(best["curve"], best["line"]) >= max(best["curved_edge"], best["edge"])
     out["own_curvature"] = out["curve_vs_line"] if thin else out["curved_vs_edge"]
+    out.update(matches or {})
     if kernel:
         out["color_fraction"] = kernel["color_fraction"]
         if "axis_opponency" in kernel:
@@ -284,7 +313,8 @@ def possible_families(first_layer: bool, extent: float) -> list[Family]:
 
 def label_units(units: Sequence[int], summaries: dict[int, dict[str, Any]], responses: np.ndarray,
                 params: list[dict], kernels: dict[int, dict[str, float]] | None, extent: float,
-                effective: float | None = None) -> dict[int, dict[str, Any]]:
+                effective: float | None = None,
+                matches: dict[int, dict[str, float | None]] | None = None) -> dict[int, dict[str, Any]]:
     """Every unit's named family (or "other"), confidence, scores and metrics, from its
     tuning (``responses``: stimuli x units, in ``units`` order), in a first layer
     (``kernels`` given) its kernel statistics, and the layer's receptive field: its
@@ -292,7 +322,8 @@ def label_units(units: Sequence[int], summaries: dict[int, dict[str, Any]], resp
     possible = possible_families(kernels is not None, extent)
     per_unit = {}
     for row, u in enumerate(units):
-        m = metrics(summaries[u], responses[:, row], params, (kernels or {}).get(u), effective or extent)
+        m = metrics(summaries[u], responses[:, row], params, (kernels or {}).get(u), effective or extent,
+                    (matches or {}).get(u))
         symbol, confidence, scores = classify(m, possible, kernels is not None)
         second, second_score = runner_up(scores, symbol)
         per_unit[u] = {"family": symbol, "confidence": confidence, "scores": scores, "metrics": m,
@@ -378,6 +409,12 @@ def describe_cluster(rows: Sequence[int], responses: np.ndarray, params: list[di
     return text
 
 
+def coherence(signature: np.ndarray, rows: Sequence[int]) -> float:
+    """The mean correlation between distinct members of a cluster."""
+    block = signature[list(rows)] @ signature[list(rows)].T
+    return (block.sum() - np.trace(block)) / max(len(rows) * (len(rows) - 1), 1)
+
+
 def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray, params: list[dict],
              labels: dict[int, list[str]]) -> list[dict[str, Any]]:
     """Clusters of mostly-unnamed units: [{symbol, rows, units, coherence, description}]."""
@@ -392,5 +429,6 @@ def discover(units: Sequence[int], family: dict[int, str], responses: np.ndarray
         fit = {units[r]: round(float(np.clip(signature[r] @ centroid, 0, 1)), 4) for r in others}
         member_labels = [label for r in rows for label in labels.get(units[r], [])]
         found.append({"symbol": f"X{len(found) + 1}", "units": [units[r] for r in others], "fit": fit,
+                      "coherence": round(float(coherence(signature, rows)), 4),
                       "description": describe_cluster(rows, responses, params, member_labels)})
     return found

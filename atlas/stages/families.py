@@ -14,15 +14,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from atlas import evidence, motifs
-from atlas.artifacts import Circuits, Families, Tuning, write
+from atlas import chance, evidence, motifs
+from atlas.artifacts import Circuits, Families, Null, Tuning, write
+from atlas.data.bank import Bank, stimulus_bank
+from atlas.handwritten import Matches
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
-from atlas.stages import LayerInfo, StageContext, artifact_key
-from atlas.taxonomy import CONFIDENT, DEAD, FAMILIES, OTHER, discover, label_units, order_members, possible_families
+from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
+from atlas.stages.tuning import summarize
+from atlas.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discover, label_units, order_members,
+                            possible_families)
 
 STAGE = "families"
-FORMAT = 12  # part of the key: bump when the artifact changes
+FORMAT = 13  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -132,17 +136,29 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     dead = dead_units(units, responses, kernels, examples)
     live = [u for u in units if u not in dead]
     rows = [units.index(u) for u in live]
+    centre = tuning.get("centre")
+    bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
+    matcher = Matches(bank.images, tuning["extent"], DETECTORS)
     per_unit = label_units(live, summaries, responses[:, rows], params, kernels or None, tuning["extent"],
-                           tuning.get("effective"))
+                           tuning.get("effective"), matches_of(matcher, summaries, responses[:, rows], live))
     labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
                   if ex["image"] in image_labels] for u in live}
+    null = None
+    if inputs.get("null"):
+        record = ctx.store.read(Null, inputs["null"][0])
+        null_responses = np.load(ctx.store.path("null", inputs["null"][0]) / Null.RESPONSES)
+        null = against_null(per_unit, live, record, null_responses, params, tuning["extent"], tuning.get("effective"),
+                            bool(kernels), ctx.config.null.rate, matcher)
     discovered = discover(live, {u: per_unit[u]["family"] for u in live}, responses[:, rows], params, labels)
+    if null is not None:  # a discovered family must beat the best cluster among as many null units
+        discovered = beyond_cluster_null(discovered, null, len(live), ctx.config.null.rate,
+                                         derive_seed(ctx.config.sweep.seed, STAGE, layer.name))
     for family in discovered:
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
 
     detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, examples_data,
-                                     {} if images is None else images)
+                                     {} if images is None else images, bank)
     families = []
     for family in (*FAMILIES, OTHER):
         members = [u for u in live if per_unit[u]["family"] == family.symbol]
@@ -174,9 +190,67 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         per_unit[u] = {"family": None, "confidence": None, "dead": why, "scores": {}, "metrics": {},
                        "second": None, "second_score": None, "borderline": False,
                        "orientation_deg": summaries[u]["orientation_deg"], "orientation_period": 360}
+    if null is not None:
+        for family in families:
+            family["null"] = {"meets": null["meets"].get(family["symbol"], 0),
+                              "passed": null["passed"].get(family["symbol"], 0), "units": null["units"]}
+        null.pop("responses")
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
-            "families": families, "dead": sorted(dead),
+            "families": families, "dead": sorted(dead), "null": null,
             "possible": [f.symbol for f in possible_families(bool(kernels), tuning["extent"])]}
+
+
+def matches_of(matcher: Matches, summaries: dict[int, dict[str, Any]], responses: np.ndarray,
+               units: Sequence[int]) -> dict[int, dict[str, float | None]]:
+    """How well each unit (``responses``: stimuli x units, in ``units`` order) follows its families' detectors."""
+    return {u: matcher.of(summaries[u]["preferred"], responses[:, row]) for row, u in enumerate(units)}
+
+
+def null_units(record: Null, responses: np.ndarray, params: list[dict], extent: float, effective: float | None,
+               first_layer: bool, matcher: Matches) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The null units labelled as the layer's units are (``label_units``), live ones only:
+    (per unit, the dead ones)."""
+    units = list(range(responses.shape[1]))
+    kernels = {u: {name: values[u] for name, values in record.kernels.items()} for u in units} \
+        if first_layer and record.kernels else None
+    dead = dead_units(units, responses, kernels or {}, {})
+    live = [u for u in units if u not in dead]
+    summaries = dict(zip(live, summarize(responses[:, live], Bank(params=params))))
+    per_unit = label_units(live, summaries, responses[:, live], params, kernels, extent, effective,
+                           matches_of(matcher, summaries, responses[:, live], live))
+    # A dead null unit is a draw that shows nothing: it meets no family's criteria.
+    metrics = {name: None for name in next(iter(per_unit.values()))["metrics"]} if per_unit else {}
+    per_unit.update({u: {"metrics": metrics} for u in dead})
+    return per_unit, sorted(dead)
+
+
+def against_null(per_unit: dict[int, dict[str, Any]], live: Sequence[int], record: Null, responses: np.ndarray,
+                 params: list[dict], extent: float, effective: float | None, first_layer: bool,
+                 rate: float, matcher: Matches) -> dict[str, Any]:
+    """Test the layer's labels against the null networks' units (``chance.label_layer``,
+    relabelling ``per_unit``); the layer's null report, with the live null units'
+    responses (for the discovered families' null) under "responses"."""
+    null_per_unit, dead = null_units(record, responses, params, extent, effective, first_layer, matcher)
+    report = chance.label_layer(per_unit, live, null_per_unit, possible_families(first_layer, extent), first_layer,
+                                rate)
+    report.update(kind=record.kind, why=record.why, networks=record.networks, calibration=record.calibration,
+                  dead=len(dead), responses=responses[:, [u for u in sorted(null_per_unit) if u not in dead]])
+    return report
+
+
+def beyond_cluster_null(discovered: list[dict[str, Any]], null: dict[str, Any], size: int, rate: float,
+                        seed: int) -> list[dict[str, Any]]:
+    """The discovered families whose coherence beats the best cluster that the same
+    clustering finds among ``size`` null units, drawn again and again; renumbered."""
+    best = chance.cluster_null(null["responses"], size, seed) if discovered else []
+    null["clusters"] = {"draws": len(best), "p95": round(float(np.quantile(best, 0.95)), 4) if best else None,
+                        "found": sum(b > 0 for b in best)}
+    kept = []
+    for family in discovered:
+        family["p"] = round(chance.beats_cluster_null(family["coherence"], best), 4)
+        if family["p"] <= rate:
+            kept.append({**family, "symbol": f"X{len(kept) + 1}"})
+    return kept
 
 
 def dead_units(units: Sequence[int], responses: np.ndarray, kernels: dict[int, dict[str, float]],

@@ -29,6 +29,9 @@ FAMILY_CONFIG = """
 cache = "cache"
 stages = ["weights", "tuning", "circuits", "families"]
 
+[null]
+twins = 8
+
 [[models]]
 name = "families"
 arch = "tests.family_models:make_family_net"

@@ -1,0 +1,100 @@
+"""Family labels against chance: a layer's labels kept only where they beat the null.
+
+``atlas.taxonomy`` says which family's criteria a unit meets; ``atlas.significance``
+says how often null units (untrained twins, or permuted kernels: ``atlas.stages.null``)
+meet them as strongly. Here the two meet, for one layer:
+
+- ``label_layer`` labels the layer's live units and its null units by the same
+  criteria, tests every label against the null (``significance.test``) and keeps a
+  named family only where its q-value is within the rate; the others become "Other",
+  keeping what the criteria said and why it was not enough. It also says how often
+  the null's own units get each label: by the criteria alone, and after the test.
+- ``cluster_null`` is the discovered families' null: the best cluster that the same
+  clustering finds among as many null units as the layer has, drawn again and again.
+
+Pure functions of numbers (no torch, no store), so tests and benchmarks call them
+directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from atlas import significance, taxonomy
+from atlas.taxonomy import OTHER
+
+CLUSTER_DRAWS = 99  # subsets of null units clustered for the discovered families' null
+
+
+def margins(per_unit: dict[int, dict[str, Any]], units: Sequence[int], family: taxonomy.Family,
+            first_layer: bool) -> np.ndarray:
+    """(units, conditions) of each unit's margin on each of the family's conditions
+    (``taxonomy.Condition.margin``), NaN where one does not apply."""
+    rows = [[np.nan if m is None else m for m in (c.margin(per_unit[u]["metrics"], first_layer)
+                                                  for c in family.conditions)] for u in units]
+    return np.array(rows, dtype=float).reshape(len(units), len(family.conditions))
+
+
+def null_summary(values: np.ndarray) -> dict[str, Any]:
+    """A family's null statistics, in brief: how many null units meet its criteria, and
+    the 95th percentile and largest statistic among them."""
+    met = values[np.isfinite(values)]
+    return {"meets": int(len(met)), "p95": round(float(np.quantile(met, 0.95)), 3) if len(met) else None,
+            "max": round(float(met.max()), 3) if len(met) else None}
+
+
+def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_per_unit: dict[int, dict[str, Any]],
+                families: Sequence[taxonomy.Family], first_layer: bool,
+                rate: float = significance.RATE) -> dict[str, Any]:
+    """Test every live unit's label against the null units (both from ``label_units``
+    over the same ``families``: those possible in the layer) and relabel in place: a
+    unit keeps a named family only when the test passes; one whose criteria hold but
+    whose test fails is "Other", with what the criteria said kept in its "test".
+    Returns the layer's null report: {"units", "rate", "meets": {symbol: null units
+    meeting the criteria}, "passed": {symbol: null units passing the same test},
+    "distributions": {symbol: ``null_summary``}}."""
+    null_units = sorted(null_per_unit)
+    symbols = [f.symbol for f in families]
+    real = np.zeros((len(live), len(families)))
+    null = np.zeros((len(null_units), len(families)))
+    for i, family in enumerate(families):
+        real[:, i], null[:, i] = significance.statistics(margins(per_unit, live, family, first_layer),
+                                                         margins(null_per_unit, null_units, family, first_layer))
+    verdicts = significance.test(real, null, symbols, rate)
+    distributions = {s: null_summary(null[:, i]) for i, s in enumerate(symbols)}
+    for u, verdict in zip(live, verdicts):
+        record = per_unit[u]
+        criteria = record["family"] if record["family"] != OTHER.symbol else None
+        record["test"] = {"family": verdict.family, "statistic": verdict.statistic, "p": verdict.p, "q": verdict.q,
+                          "passed": verdict.passed, "criteria": criteria,
+                          "null": distributions.get(verdict.family) if verdict.family else None}
+        if verdict.passed:
+            record["family"] = verdict.family
+            record["confidence"] = record["scores"][verdict.family]
+        elif criteria is not None:  # the criteria hold, but no more than they do by chance
+            record.update(family=OTHER.symbol, confidence=round(1 - record["scores"][criteria], 4))
+    return {"units": len(null_units), "rate": rate, "meets": significance.eligible_counts(null, symbols),
+            "passed": significance.self_test(null, symbols, rate), "distributions": distributions}
+
+
+def cluster_null(null_responses: np.ndarray, size: int, seed: int = 0, draws: int = CLUSTER_DRAWS) -> list[float]:
+    """For ``draws`` random sets of ``size`` null units (columns of ``null_responses``,
+    stimuli x units), the coherence of the best cluster of at least
+    ``taxonomy.MIN_MEMBERS`` that ``taxonomy.cluster`` finds (0 where none)."""
+    signature = taxonomy.signatures(null_responses)
+    rng = np.random.default_rng(seed)
+    size = min(size, len(signature))
+    best = []
+    for _ in range(draws):
+        rows = rng.choice(len(signature), size, replace=False)
+        clusters = [c for c in taxonomy.cluster(signature[rows]) if len(c) >= taxonomy.MIN_MEMBERS]
+        best.append(max((float(taxonomy.coherence(signature[rows], c)) for c in clusters), default=0.0))
+    return best
+
+
+def beats_cluster_null(value: float, null_best: Sequence[float]) -> float:
+    """The p-value of a cluster's coherence against the null's best clusters."""
+    null_best = np.asarray(null_best)
+    return float((1 + (null_best >= value).sum()) / (1 + len(null_best)))

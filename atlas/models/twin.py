@@ -1,0 +1,151 @@
+"""The null networks a label must beat: untrained twins, or the network's kernels permuted.
+
+"Sanity Checks for Saliency Maps" (Adebayo et al., 2018): a method's output means
+something about a trained network only if it differs from its output on the same
+architecture with random weights. Atlas draws its nulls here:
+
+- an **untrained twin**: the same architecture, its weights drawn again by the
+  architecture's own default initialisation under a seed (the config's ``arch``
+  built with ``weights = "none"``, or the import path a model names as
+  ``untrained`` when its ``arch`` returns a loaded model);
+- where no twin can be drawn (a factory that returns loaded weights and names no
+  ``untrained`` builder), the **permuted** network: every convolution's and linear
+  layer's kernels with their entries shuffled within each output unit, so each
+  kernel keeps its values and its norm and loses its structure.
+
+Either way the batch norms' running statistics are estimated again on images
+(``recalibrate``), as any untrained network has them: in train mode, a cumulative
+average over the calibration batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from atlas.config import ModelConfig
+from atlas.models.loading import LoadedModel, load_model, weights_digest
+
+TWIN, PERMUTED = "untrained twin", "permuted kernels"
+
+
+@dataclass(frozen=True)
+class NullKind:
+    kind: str  # TWIN or PERMUTED
+    why: str  # for the page: how the null networks were drawn
+
+
+def null_kind(spec: ModelConfig, root: Path) -> NullKind:
+    """Which null a model gets: a twin when its architecture can be drawn untrained
+    (two seeds give two networks), else its kernels permuted."""
+    if spec.untrained:
+        return NullKind(TWIN, f"untrained twins from {spec.untrained}, batch norm statistics re-estimated")
+    scheme = spec.arch.partition(":")[0]
+    untrained = dataclasses.replace(spec, weights="none")
+    digests = {1, 2} if scheme in ("torchvision", "lucent", "zoo") else \
+        {load_model(untrained, root=root, seed=seed, key="").digest for seed in (1, 2)}
+    if len(digests) == 2:
+        return NullKind(TWIN, "untrained twins (the architecture's default initialisation, seeded), "
+                              "batch norm statistics re-estimated")
+    return NullKind(PERMUTED, f"{spec.arch} returns the same weights whatever the seed, so it cannot be drawn "
+                              "untrained (name an `untrained` builder in the config for twins): the null is the "
+                              "network with each kernel's entries permuted, batch norm statistics re-estimated")
+
+
+def null_model(spec: ModelConfig, model: LoadedModel, kind: NullKind, seed: int, root: Path) -> LoadedModel:
+    """One null network (not yet recalibrated), with the model's preprocessing."""
+    if kind.kind == TWIN:
+        source = dataclasses.replace(spec, arch=spec.untrained, weights="none") if spec.untrained \
+            else dataclasses.replace(spec, weights="none")
+        twin = load_model(source, root=root, seed=seed, key="")
+        return dataclasses.replace(twin, name=model.name, arch=model.arch, mean=model.mean, std=model.std,
+                                   input_size=model.input_size)
+    return permuted(model, seed)
+
+
+def reinitialised(model: LoadedModel, seed: int) -> LoadedModel | None:
+    """The model with every parameter drawn again by its layer's own ``reset_parameters``
+    (PyTorch's default initialisation), or None where some parameter has no such layer."""
+    module = copy.deepcopy(model.module)
+    resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
+    covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
+    if any(id(p) not in covered for p in module.parameters()):
+        return None
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in resettable:
+            m.reset_parameters()
+    module.requires_grad_(False)
+    return dataclasses.replace(model, module=module, digest=weights_digest(module))
+
+
+def permuted(model: LoadedModel, seed: int) -> LoadedModel:
+    """The model with every kernel (a weight of 2+ dimensions, per output unit) shuffled."""
+    generator = torch.Generator().manual_seed(seed)
+    module = copy.deepcopy(model.module)
+    with torch.no_grad():
+        for sub in module.modules():
+            weight = getattr(sub, "weight", None)
+            if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+                flat = weight.reshape(weight.shape[0], -1)
+                order = torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)
+                weight.copy_(torch.gather(flat, 1, order.to(flat.device)).reshape(weight.shape))
+    return dataclasses.replace(model, module=module, digest=weights_digest(module))
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def recalibrate(model: LoadedModel, batches: Iterable[torch.Tensor], device: torch.device) -> LoadedModel:
+    """Re-estimate every batch norm's running statistics on ``batches`` (images in [0, 1],
+    (N, 3, S, S)): train mode for the norms alone (dropout stays off), a cumulative
+    average; then eval mode again."""
+    norms = [m for m in model.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over every batch
+        norm.train()
+    try:
+        with torch.no_grad():
+            for images in batches:
+                model.module(model.normalize(images.to(device)))
+    finally:
+        for norm in norms:
+            norm.eval()
+    return model
+
+
+def calibration_images(dataset, size: int, count: int, seed: int, batch: int = 32) -> Iterator[torch.Tensor]:
+    """Batches of images to estimate batch norm statistics on: the dataset's first
+    ``count`` readable images, or without a dataset seeded noise with the 1/f spectrum
+    of natural images."""
+    if dataset is not None:
+        only = range(min(count, len(dataset.records)))
+        for _, images in dataset.batches(size, batch, only=only):
+            yield torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+        return
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, batch):
+        yield torch.from_numpy(pink_noise(rng, min(batch, count - start), size))
+
+
+def pink_noise(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """Images (count, 3, size, size) in [0, 1] with a 1/f amplitude spectrum."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    amplitude = 1 / np.maximum(np.sqrt(fx ** 2 + fy ** 2), 1 / size)
+    phase = rng.uniform(0, 2 * math.pi, (count, 3, size, size // 2 + 1))
+    images = np.fft.irfft2(amplitude * np.exp(1j * phase), s=(size, size))
+    images /= images.std(axis=(2, 3), keepdims=True) * 6
+    return np.clip(images + 0.5, 0, 1).astype(np.float32)

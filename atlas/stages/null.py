@@ -1,0 +1,132 @@
+"""The null stage: what units of networks that learned nothing show under the same tests.
+
+For every swept layer that tuning measured, the null networks (``atlas.models.twin``:
+untrained twins of the model's architecture, or its kernels permuted) are shown the
+same stimulus bank, drawn at the same place, and every channel of the layer responds;
+for a first layer, their kernels are measured as the weights stage measures the
+model's. The families stage reads these as the null distribution of each family's
+evidence (``atlas.significance``).
+
+Twins are drawn until the layer has ``[null] units`` null units (at least two networks,
+at most ``[null] twins``): the smallest p-value a label can have is one over the null's
+size, so a layer with many units to label needs many null units. No feature
+visualization, dataset examples or circuits are computed for the null: the family
+criteria read tuning and kernels only.
+
+The artifact is keyed by what decides it: for twins the architecture, the seeds and
+the calibration images, not the trained weights (models of one architecture share
+their twins); for permuted kernels the model itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from atlas.artifacts import Null, Tuning, write
+from atlas.capture import find_modules
+from atlas.data.bank import stimulus_bank
+from atlas.kernels import kernel_stats
+from atlas.models import LoadedModel
+from atlas.models.twin import TWIN, NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
+from atlas.response import layer_response
+from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
+from atlas.stages.tuning import respond
+from atlas.stages.weights import input_conv
+
+log = logging.getLogger(__name__)
+
+STAGE = "null"
+FORMAT = 1
+
+
+def networks_for(channels: int, units: int, most: int) -> int:
+    """How many null networks give a layer of ``channels`` at least ``units`` null units
+    (at least two: one network's units share its draw)."""
+    return max(2, min(most, math.ceil(units / max(channels, 1))))
+
+
+def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+    spec = next(m for m in ctx.config.models if m.name == model.name)
+    settings = ctx.config.null
+    kind: NullKind | None = None
+    keys: dict[str, list[str]] = {}
+    todo: list[tuple[LayerInfo, str, dict]] = []
+    for layer in layers:
+        tuning_keys = ctx.artifacts.get(layer.name, {}).get("tuning")
+        if not tuning_keys:
+            continue  # the null is measured as tuning measured the layer
+        kind = kind or null_kind(spec, ctx.config.root)
+        tuning = ctx.store.read(Tuning, tuning_keys[0])
+        count = networks_for(layer.channels, settings.units, settings.twins)
+        first = bool(ctx.artifacts[layer.name].get("weights"))
+        seeds = [derive_seed(ctx.config.sweep.seed, STAGE, i) for i in range(count)]
+        bank = {"input_size": model.input_size, "extent": tuning.extent, "centre": tuning.centre}
+        key = artifact_key(
+            stage=STAGE, format=FORMAT, kind=kind.kind, layer=layer.name, seeds=seeds, first_layer=first,
+            bank=bank, channels=layer.channels,
+            network={"arch": spec.untrained or spec.arch, "mean": model.mean, "std": model.std}
+            if kind.kind == TWIN else model_identity(model),
+            calibration=[ctx.dataset.digest() if ctx.dataset is not None else "noise", settings.images])
+        keys[layer.name] = [key]
+        if ctx.needs(STAGE, key, cost=count):
+            todo.append((layer, key, {"seeds": seeds, "first": first, **bank}))
+    if todo:
+        _compute(ctx, spec, model, kind, todo)
+    for layer_name, (key,) in keys.items():
+        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer_name})
+    return keys
+
+
+def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
+             todo: list[tuple[LayerInfo, str, dict]]) -> None:
+    """Draw each null network once and measure every layer that needs it."""
+    settings = ctx.config.null
+    responses: dict[str, list[np.ndarray]] = {layer.name: [] for layer, _, _ in todo}
+    kernels: dict[str, list[dict[str, np.ndarray]]] = {layer.name: [] for layer, _, _ in todo}
+    banks = {layer.name: stimulus_bank(job["input_size"], job["extent"], tuple(job["centre"]))
+             for layer, _, job in todo}
+    cached: list[torch.Tensor] | None = None  # the calibration images, loaded once
+    with ctx.progress(max(len(job["seeds"]) for _, _, job in todo), f"{model.name}: null networks") as bar:
+        for i in range(max(len(job["seeds"]) for _, _, job in todo)):
+            seed = next(job["seeds"][i] for _, _, job in todo if i < len(job["seeds"]))
+            network = null_model(spec, model, kind, seed, ctx.config.root).to(ctx.device)
+            if has_batchnorm(network.module):
+                if cached is None:
+                    cached = list(calibration_images(ctx.dataset, model.input_size, settings.images, seed))
+                recalibrate(network, cached, ctx.device)
+            for layer, _, job in todo:
+                if i >= len(job["seeds"]):
+                    continue
+                channels = list(range(layer.channels))
+                response = layer_response(network, layer.name, ctx.device)
+                responses[layer.name].append(
+                    respond(network, layer.name, banks[layer.name], channels, ctx.device, response=response))
+                if job["first"]:
+                    conv = input_conv(find_modules(network.module, [layer.name])[layer.name])
+                    kernels[layer.name].append(kernel_stats(conv.weight.detach().cpu()))
+            del network
+            bar.update(1)
+    for layer, key, job in todo:
+        stats = None
+        if job["first"]:
+            stats = {name: np.concatenate([k[name] for k in kernels[layer.name]]).round(5).tolist()
+                     for name in kernels[layer.name][0]}
+        with ctx.store.writing(STAGE, key) as folder:
+            np.save(folder / Null.RESPONSES, np.concatenate(responses[layer.name], axis=1).astype(np.float32))
+            write(folder, Null(kind=kind.kind, why=kind.why, networks=len(job["seeds"]), seeds=job["seeds"],
+                               channels=layer.channels, kernels=stats,
+                               calibration=_calibration(ctx, settings.images)))
+
+
+def _calibration(ctx: StageContext, images: int) -> str:
+    if ctx.dataset is None:
+        return f"{images} images of 1/f noise (no dataset)"
+    return f"the first {min(images, len(ctx.dataset.records))} dataset images"
+
+
+
