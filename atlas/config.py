@@ -34,7 +34,8 @@ STAGES = registry.names()
 """Every analysis `atlas sweep` knows, in the order it runs them (``atlas.registry``)."""
 
 DEVICES = ("auto", "cpu", "cuda")
-LAYOUTS = ("tsne", "umap")  # activation atlas layouts (``atlas.stages.activation_atlas``)
+LAYOUTS = ("tsne", "umap")
+NULL_KINDS = ("auto", "permuted")  # how the null networks are drawn (``atlas.models.twin``)  # activation atlas layouts (``atlas.stages.activation_atlas``)
 # A unit's feature visualization objectives (``atlas.registry``; "direction" is the activation atlas's).
 OBJECTIVES = tuple(name for name, o in registry.OBJECTIVES.items() if not o.along)
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
@@ -113,6 +114,7 @@ class NullConfig:
     twins: int = ranged(16, 1, 1000)  # ... but at most this many networks
     images: int = ranged(256, 1, 1_000_000)  # images the null networks' batch norm statistics are estimated on
     rate: float = ranged(0.05, 0, 1, above=True)  # the false discovery rate of a layer's family labels
+    kind: str = "auto"  # auto: untrained twins where the architecture can be drawn untrained; permuted: kernels shuffled
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ def _check(config: Config) -> None:
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
     require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
             f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
+    require(config.null.kind in NULL_KINDS, "null.kind",
+            f"must be one of {', '.join(NULL_KINDS)} (got {config.null.kind!r})")
     require(config.atlas.layout in LAYOUTS, "atlas.layout",
             f"unknown layout {config.atlas.layout!r}; layouts are {', '.join(LAYOUTS)}")
     require(config.featurevis.precision in PRECISIONS, "featurevis.precision",

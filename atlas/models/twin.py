@@ -8,10 +8,13 @@ architecture with random weights. Atlas draws its nulls here:
   architecture's own default initialisation under a seed (the config's ``arch``
   built with ``weights = "none"``, or the import path a model names as
   ``untrained`` when its ``arch`` returns a loaded model);
-- where no twin can be drawn (a factory that returns loaded weights and names no
-  ``untrained`` builder), the **permuted** network: every convolution's and linear
-  layer's kernels with their entries shuffled within each output unit, so each
-  kernel keeps its values and its norm and loses its structure.
+- where the architecture cannot be rebuilt untrained (a factory that returns loaded
+  or hand-set weights and names no ``untrained`` builder), a twin whose every layer is
+  drawn again by its own ``reset_parameters`` (PyTorch's default initialisation);
+- where even that cannot be done (a parameter outside any layer that can reset it),
+  or when ``[null] kind = "permuted"``, the **permuted** network: every convolution's
+  and linear layer's kernels with their entries shuffled within each output unit, so
+  each kernel keeps its values and its norm and loses its structure.
 
 Either way the batch norms' running statistics are estimated again on images
 (``recalibrate``), as any untrained network has them: in train mode, a cumulative
@@ -40,34 +43,50 @@ TWIN, PERMUTED = "untrained twin", "permuted kernels"
 @dataclass(frozen=True)
 class NullKind:
     kind: str  # TWIN or PERMUTED
+    method: str  # "rebuild" (the config's arch, or its ``untrained`` builder), "reset" or "permute"
     why: str  # for the page: how the null networks were drawn
 
 
-def null_kind(spec: ModelConfig, root: Path) -> NullKind:
-    """Which null a model gets: a twin when its architecture can be drawn untrained
-    (two seeds give two networks), else its kernels permuted."""
-    if spec.untrained:
-        return NullKind(TWIN, f"untrained twins from {spec.untrained}, batch norm statistics re-estimated")
-    scheme = spec.arch.partition(":")[0]
-    untrained = dataclasses.replace(spec, weights="none")
-    digests = {1, 2} if scheme in ("torchvision", "lucent", "zoo") else \
-        {load_model(untrained, root=root, seed=seed, key="").digest for seed in (1, 2)}
-    if len(digests) == 2:
-        return NullKind(TWIN, "untrained twins (the architecture's default initialisation, seeded), "
-                              "batch norm statistics re-estimated")
-    return NullKind(PERMUTED, f"{spec.arch} returns the same weights whatever the seed, so it cannot be drawn "
-                              "untrained (name an `untrained` builder in the config for twins): the null is the "
-                              "network with each kernel's entries permuted, batch norm statistics re-estimated")
+def null_kind(spec: ModelConfig, model: LoadedModel, root: Path, wanted: str = "auto") -> NullKind:
+    """Which null a model gets (``wanted``: "auto", "twin" or "permuted"): a twin drawn
+    by rebuilding the architecture when two seeds give two networks whose every kernel
+    differs; else, when every parameter belongs to a layer with ``reset_parameters``,
+    a twin with each layer drawn by PyTorch's default initialisation; else (or when
+    asked) the model with its kernels permuted."""
+    recalibrated = "; batch norm statistics re-estimated"
+    if wanted != "permuted":
+        if spec.untrained:
+            return NullKind(TWIN, "rebuild", f"untrained twins built by {spec.untrained}{recalibrated}")
+        untrained = dataclasses.replace(spec, weights="none")
+        first, second = (load_model(untrained, root=root, seed=seed, key="").module for seed in (1, 2))
+        if _all_kernels_differ(first, second):
+            return NullKind(TWIN, "rebuild", f"untrained twins: {spec.arch} with its default initialisation, "
+                                             f"seeded{recalibrated}")
+        if reinitialised(model, 0) is not None:
+            return NullKind(TWIN, "reset", f"untrained twins: every layer of {spec.arch} drawn again by PyTorch's "
+                                           f"default initialisation ({spec.arch} builds the same weights whatever "
+                                           f"the seed){recalibrated}")
+    return NullKind(PERMUTED, "permute", f"{spec.arch} with every kernel's entries permuted (its values and norm "
+                                         f"kept, its structure lost){recalibrated}")
+
+
+def _all_kernels_differ(a: nn.Module, b: nn.Module) -> bool:
+    """Whether every kernel (a parameter of 2+ dimensions) of two builds differs: a
+    factory that sets some weights itself, or loads them, gives equal ones."""
+    kernels = [(x, y) for x, y in zip(a.parameters(), b.parameters()) if x.dim() >= 2]
+    return bool(kernels) and all(not torch.equal(x, y) for x, y in kernels)
 
 
 def null_model(spec: ModelConfig, model: LoadedModel, kind: NullKind, seed: int, root: Path) -> LoadedModel:
     """One null network (not yet recalibrated), with the model's preprocessing."""
-    if kind.kind == TWIN:
+    if kind.method == "rebuild":
         source = dataclasses.replace(spec, arch=spec.untrained, weights="none") if spec.untrained \
             else dataclasses.replace(spec, weights="none")
         twin = load_model(source, root=root, seed=seed, key="")
         return dataclasses.replace(twin, name=model.name, arch=model.arch, mean=model.mean, std=model.std,
                                    input_size=model.input_size)
+    if kind.method == "reset":
+        return reinitialised(model, seed)
     return permuted(model, seed)
 
 

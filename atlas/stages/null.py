@@ -32,7 +32,7 @@ from atlas.capture import find_modules
 from atlas.data.bank import stimulus_bank
 from atlas.kernels import kernel_stats
 from atlas.models import LoadedModel
-from atlas.models.twin import TWIN, NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
+from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
 from atlas.response import layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
 from atlas.stages.tuning import respond
@@ -60,17 +60,17 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         tuning_keys = ctx.artifacts.get(layer.name, {}).get("tuning")
         if not tuning_keys:
             continue  # the null is measured as tuning measured the layer
-        kind = kind or null_kind(spec, ctx.config.root)
+        kind = kind or null_kind(spec, model, ctx.config.root, settings.kind)
         tuning = ctx.store.read(Tuning, tuning_keys[0])
         count = networks_for(layer.channels, settings.units, settings.twins)
         first = bool(ctx.artifacts[layer.name].get("weights"))
         seeds = [derive_seed(ctx.config.sweep.seed, STAGE, i) for i in range(count)]
         bank = {"input_size": model.input_size, "extent": tuning.extent, "centre": tuning.centre}
         key = artifact_key(
-            stage=STAGE, format=FORMAT, kind=kind.kind, layer=layer.name, seeds=seeds, first_layer=first,
+            stage=STAGE, format=FORMAT, kind=kind.method, layer=layer.name, seeds=seeds, first_layer=first,
             bank=bank, channels=layer.channels,
             network={"arch": spec.untrained or spec.arch, "mean": model.mean, "std": model.std}
-            if kind.kind == TWIN else model_identity(model),
+            if kind.method == "rebuild" else model_identity(model),
             calibration=[ctx.dataset.digest() if ctx.dataset is not None else "noise", settings.images])
         keys[layer.name] = [key]
         if ctx.needs(STAGE, key, cost=count):
