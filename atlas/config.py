@@ -136,6 +136,9 @@ class ModelConfig:
     # An import path building the same architecture untrained, for the null's twins, when
     # ``arch`` returns a loaded model (without it such a model's null permutes its kernels).
     untrained: str | None = None
+    # Re-estimate the batch norms' running statistics on the dataset before the sweep (train mode,
+    # ``[null] images`` images): what an untrained network's are, as a sanity check sweeps it.
+    recalibrate: bool = False
 
     @property
     def slug(self) -> str:

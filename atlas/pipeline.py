@@ -27,7 +27,8 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.distributed import Shard, from_environment
 from atlas.errors import AtlasError
-from atlas.models import LoadedModel, load_model
+from atlas.models import LoadedModel, load_model, weights_digest
+from atlas.models.twin import calibration_images, recalibrate
 from atlas import registry
 from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
 from atlas.registry import Stage
@@ -98,6 +99,8 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
+        if spec.recalibrate:
+            model = recalibrated(model, ctx, config)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
         ctx.artifacts = {layer.name: {} for layer in layers}
@@ -128,6 +131,15 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         log.info("rank %d of %d computed %d of the %d artifacts this sweep needed", shard.rank, shard.world,
                  shard.computed, shard.needed)
     return plan
+
+
+def recalibrated(model: LoadedModel, ctx: StageContext, config: Config) -> LoadedModel:
+    """The model with its batch norms' statistics estimated again on the dataset (or on
+    1/f noise without one), as the null's networks are (``atlas.models.twin``)."""
+    images = calibration_images(ctx.dataset, model.input_size, config.null.images, config.sweep.seed)
+    recalibrate(model, images, ctx.device)
+    model.digest = weights_digest(model.module)
+    return model
 
 
 def _run_stage(ctx: StageContext, stage: Stage, model: LoadedModel, layers: list[LayerInfo]) -> Made:

@@ -37,6 +37,7 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
 from atlas.stages import LayerInfo, chunks, featurevis, tuning, universality
+from atlas.stages.null import networks_for
 
 # Fitted on the default zoo's cold build (5 models, 24 layers, 2,112 units, 2,000
 # scenes) on a 2-core CPU, 2026-12-02; each is a measured quantity's multiplier.
@@ -46,6 +47,7 @@ PER_IMAGE_LAYER = {"examples": 0.00095}  # seconds per image per layer: top-k an
 PER_IMAGE = {"tuning": 0.00036}  # seconds per stimulus or rotated example: drawing and rotating it
 PER_UNIT = {  # seconds per unit swept (circuits: per unit of the layer read from the one before)
     "weights": 0.002, "examples": 0.0052, "circuits": 0.027, "families": 0.05, "polysemanticity": 0.035}
+PER_NULL_UNIT = 0.01  # seconds per null unit in families: its tuning summary, metrics and detector matches
 FORWARDS_PER_UNIT = {"circuits": 10.8}  # forward passes' worth of backward passes per target unit
 SUPERPOSITION_PER_STEP = 0.0024  # both toy experiments, all sparsities
 SAE_PER_STEP = 0.016  # one Adam step of a dictionary of 576 features, per 1,000 vectors
@@ -135,7 +137,9 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
     per_image: dict[str, float] = {}
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
+        start = time.perf_counter()
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(device)
+        t_build = time.perf_counter() - start  # a null network is built like the model
         layers = inspect_layers(model, spec.layers, spec.units, device, key)
         spatial = [layer for layer in layers if layer.spatial]
         units = {layer.name: len(layer.units) for layer in layers}
@@ -172,11 +176,22 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
                      for l in spatial}
             phase("tuning", [n * (t_img * PASSES["tuning"] + PER_IMAGE["tuning"]) for n in shown.values()],
                   f"{sum(shown.values())} stimuli and rotated examples x {t_img * 1e3:.2f} ms")
+        if "null" in stages and spatial:
+            # Each null network: built, its batch norms re-estimated on images, then shown each
+            # layer's stimulus bank; a layer needs ``networks_for`` of them.
+            counts = {l.name: networks_for(l.channels, config.null.units, config.null.twins) for l in spatial}
+            calibration = min(images or config.null.images, config.null.images) * t_img * max(counts.values())
+            phase("null", [calibration / len(spatial) + t_build * counts[l.name] / len(spatial)
+                           + counts[l.name] * BANK * t_img * PASSES["tuning"] for l in spatial],
+                  f"{max(counts.values())} null networks x {BANK} stimuli per layer")
         if "circuits" in stages:
             phase("circuits", [units[l.name] * (PER_UNIT["circuits"] + FORWARDS_PER_UNIT["circuits"] * t_img)
                                for l in spatial[1:]], "expanded weights")
         if "families" in stages:
-            phase("families", [PER_UNIT["families"] * units[l.name] for l in spatial], "classification")
+            null_units = {l.name: networks_for(l.channels, config.null.units, config.null.twins) * l.channels
+                          if "null" in stages else 0 for l in spatial}
+            phase("families", [PER_UNIT["families"] * units[l.name] + PER_NULL_UNIT * null_units[l.name]
+                               for l in spatial], "classification, tested against the null's units")
         if "polysemanticity" in stages and images:
             share = images * t_img * PASSES["polysemanticity"] / len(layers)
             phase("polysemanticity", [share + PER_UNIT["polysemanticity"] * units[l.name] for l in layers],

@@ -36,6 +36,16 @@ def _pretrained(variant: str) -> nn.Module:
     return model
 
 
+def _untrained(variant: str) -> nn.Module:
+    """The architecture alone, its weights drawn by its default initialisation (the null's twin)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as error:
+        raise AtlasError(f"EfficientNet-{variant}: {error.name} is not installed; "
+                         "pip install -e \".[real]\" installs it") from None
+    return EfficientNet.from_name(f"efficientnet-{variant}")
+
+
 def lite0() -> nn.Module:
     return _pretrained("lite0")
 
@@ -46,3 +56,17 @@ def lite1() -> nn.Module:
 
 def lite2() -> nn.Module:
     return _pretrained("lite2")
+
+
+# Untrained twins (``untrained = "atlas.models.efficientnet_lite:lite0_untrained"`` in a config):
+# the factories above load ImageNet weights whatever the seed, so the null draws its twins here.
+def lite0_untrained() -> nn.Module:
+    return _untrained("lite0")
+
+
+def lite1_untrained() -> nn.Module:
+    return _untrained("lite1")
+
+
+def lite2_untrained() -> nn.Module:
+    return _untrained("lite2")

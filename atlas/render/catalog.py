@@ -36,7 +36,9 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
         "units": [_catalog_unit(u) for u in layer.units],
         "impossible_families": layer.impossible,
         "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
-                      "share": f.share, "url": f.url} for f in layer.families],
+                      "share": f.share, "url": f.url, "null": f.null} for f in layer.families],
+        # What the labels were tested against: the null networks, and what their units show.
+        "null": layer.null,
         "activation_atlas": None if layer.atlas is None else {
             "url": layer.atlas.url, "method": layer.atlas.method, "points": layer.atlas.points,
             "trustworthiness": layer.atlas.trustworthiness,
@@ -79,6 +81,8 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "family_second": u.family_second["symbol"] if u.family_second else None,
         "family_second_score": u.family_second["score"] if u.family_second else None,
         "family_borderline": bool(u.family_second and u.family_second["borderline"]),
+        # The label against the null: the family tested, its statistic, the null's summary, p and q.
+        "family_test": u.family_test,
         "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
         "preferred": None if u.tuning is None else {
             kind: {k: v for k, v in p.items() if k not in ("index", "src")}

@@ -128,6 +128,9 @@ class Unit:
     family_confidence: float | None = None
     # The best-scoring named family other than its own, its score, and whether the two are close.
     family_second: dict[str, Any] | None = None
+    # Its label against the null (``atlas.chance``): {"family" tested, "criteria" (what the criteria
+    # alone said), "statistic", "p", "q", "passed", "null": {"meets", "p95", "max"}}; None: not tested.
+    family_test: dict[str, Any] | None = None
     # Circuits: strongest inputs from the swept layer before, uses in the one after.
     inputs: list[Edge] = field(default_factory=list)
     inhibitory: list[Edge] = field(default_factory=list)
@@ -178,6 +181,8 @@ class Family:
     evidence: list[dict[str, Any]]  # the seven arguments in order: {id, argument, verdict, value, rule}
     confidence: float | None = None  # the members' median confidence
     borderline: int = 0  # members whose runner-up family scores within a margin of their own
+    # How the layer's null units do on this family: {"meets": its criteria, "passed": the same test, "units"}.
+    null: dict[str, Any] | None = None
     handwritten_scatter: dict[str, list[float]] | None = None  # the representative's and its detector's responses
     # Grids of weights from the previous layer's families: {source, source_name, strength, equivariance,
     # rows (Units of this family), columns (Units of the source family), maps}.
@@ -233,6 +238,9 @@ class Layer:
     # Named families this layer cannot show (a first layer's linear filters, or a field too small for them).
     impossible: list[str] = field(default_factory=list)
     atlas: ActivationAtlas | None = None
+    # The null its labels were tested against (``atlas.chance.label_layer``): kind, why, networks, units,
+    # calibration, rate, meets and passed per family; None: labels not tested.
+    null: dict[str, Any] | None = None
 
     def family(self, symbol: str) -> Family | None:
         return next((f for f in self.families if f.symbol == symbol), None)

@@ -120,7 +120,9 @@ class _Reader:
                      families=[f for data in found for f in _families(data, entry.name, units, base)],
                      impossible=[c["name"] for data in found if data.possible is not None for c in data.criteria
                                  if c["symbol"] not in data.possible and c["symbol"] != OTHER],
-                     atlas=self.atlas(entry.key("atlas"), units, base) if entry.key("atlas") else None)
+                     atlas=self.atlas(entry.key("atlas"), units, base) if entry.key("atlas") else None,
+                     null=next(({k: v for k, v in data.null.items() if k != "distributions"}
+                                for data in found if data.null), None))
 
     def atlas(self, key: str, units: dict[int, Unit], base: str) -> ActivationAtlas:
         folder = self.store.path(records.ActivationAtlas.STAGE, key)
@@ -244,13 +246,13 @@ def _families(found: records.Families, layer: str, units: dict[int, Unit], base:
             url=f"{base}/families/{f['symbol']}.html", members=[units[u] for u in f["members"]],
             share=f["share"], representative=units[f["representative"]], order_by=f["order_by"],
             evidence=[{**card, "id": _ARGUMENT_IDS[card["argument"]]} for card in f["evidence"]],
-            handwritten_scatter=f.get("handwritten_scatter"))
+            handwritten_scatter=f.get("handwritten_scatter"), null=f.get("null"))
         confidences = [found.units[str(u.index)]["confidence"] for u in family.members]
         family.confidence = float(np.median(confidences)) if confidences else None
         family.borderline = sum(bool(found.units[str(u.index)].get("borderline")) for u in family.members)
         for u in family.members:
             record = found.units[str(u.index)]
-            u.family, u.family_confidence = family, record["confidence"]
+            u.family, u.family_confidence, u.family_test = family, record["confidence"], record.get("test")
             if record.get("second"):
                 second = next((c for c in found.criteria if c["symbol"] == record["second"]), None)
                 u.family_second = {"symbol": record["second"], "name": second["name"] if second else record["second"],

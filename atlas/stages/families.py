@@ -171,7 +171,10 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     for family in discovered:
         families.append({"symbol": family["symbol"], "name": f"Unnamed {family['symbol']}", "kind": "discovered",
                          "description": family["description"], "order_by": "confidence", "handwritten": None,
-                         "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u))})
+                         "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u)),
+                         "null": None if "p" not in family else {
+                             "coherence": family["coherence"], "p": family["p"], "units": null["units"],
+                             "draws": null["clusters"]["draws"], "p95": null["clusters"]["p95"]}})
     for family in families:
         members = family["members"]
         family.update(count=len(members), share=round(len(members) / len(live), 4), representative=max(
@@ -191,7 +194,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
                        "second": None, "second_score": None, "borderline": False,
                        "orientation_deg": summaries[u]["orientation_deg"], "orientation_period": 360}
     if null is not None:
-        for family in families:
+        for family in (f for f in families if f["kind"] == "named" and f["symbol"] != OTHER.symbol):
             family["null"] = {"meets": null["meets"].get(family["symbol"], 0),
                               "passed": null["passed"].get(family["symbol"], 0), "units": null["units"]}
         null.pop("responses")
