@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import significance, taxonomy
+from atlas.handwritten import MATCH
 from atlas.taxonomy import OTHER
 
 CLUSTER_DRAWS = 99  # subsets of null units clustered for the discovered families' null
@@ -76,7 +77,24 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
         elif criteria is not None:  # the criteria hold, but no more than they do by chance
             record.update(family=OTHER.symbol, confidence=round(1 - record["scores"][criteria], 4))
     return {"units": len(null_units), "rate": rate, "meets": significance.eligible_counts(null, symbols),
-            "passed": significance.self_test(null, symbols, rate), "distributions": distributions}
+            "passed": significance.self_test(null, symbols, rate), "distributions": distributions,
+            "matches": _null_matches(null_per_unit, null_units, null, symbols)}
+
+
+def _null_matches(null_per_unit: dict[int, dict[str, Any]], null_units: Sequence[int], statistics: np.ndarray,
+                  symbols: Sequence[str]) -> dict[str, float]:
+    """Per family with a handwritten detector: the 95th percentile of the null units'
+    correlation with their own detector, among those that meet the family's criteria
+    (what a random unit that looks like the family gets on the seventh argument)."""
+    found = {}
+    for i, symbol in enumerate(symbols):
+        metric = MATCH.get(symbol)
+        values = [null_per_unit[u]["metrics"].get(metric) for row, u in enumerate(null_units)
+                  if np.isfinite(statistics[row, i])] if metric else []
+        values = [v for v in values if v is not None]
+        if values:
+            found[symbol] = round(float(np.quantile(values, 0.95)), 4)
+    return found
 
 
 def cluster_null(null_responses: np.ndarray, size: int, seed: int = 0, draws: int = CLUSTER_DRAWS) -> list[float]:

@@ -25,6 +25,7 @@ the other stages measured, with the rule written next to it (the site shows both
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -46,10 +47,11 @@ STRONG_USE = 0.5  # ... for at least this share of members
 STRONG_CORRELATION, WEAK_CORRELATION = 0.6, 0.3  # argument 7
 
 
-def _verdict(value: float | None, strong: float, weak: float, rule: str) -> dict[str, Any]:
+def _verdict(value: float | None, strong: float, weak: float, rule: str, higher: bool = True) -> dict[str, Any]:
     if value is None:
         return {"verdict": "missing", "value": None, "rule": rule}
-    verdict = "strong" if value >= strong else "weak" if value >= weak else "missing"
+    sign = 1 if higher else -1
+    verdict = "strong" if sign * value >= sign * strong else "weak" if sign * value >= sign * weak else "missing"
     return {"verdict": verdict, "value": round(float(value), 3), "rule": rule}
 
 
@@ -61,11 +63,53 @@ def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+@dataclass(frozen=True)
+class NullEvidence:
+    """What the layer's null says about a family (``atlas.chance``): its members'
+    p-values against the null units, and the 95th percentile of the null units'
+    correlation with their own handwritten detector (None: no null unit to compare)."""
+
+    p: list[float]
+    match_p95: float | None = None
+
+
+STRONG_P, WEAK_P = 0.01, 0.05  # argument 3 against the null: the members' median p-value
+
+
 def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, float],
               featurevis: dict[int, float], examples: dict[int, dict[str, Any]], joint: dict[int, dict[str, Any]],
               handwritten: dict[int, tuple[float | None, float | None]] | None,
-              edits: dict[int, dict[str, Any]] | None = None, used: set[int] | None = None) -> list[dict[str, Any]]:
-    """Every argument's verdict for a family with ``members``, in the paper's order."""
+              edits: dict[int, dict[str, Any]] | None = None, used: set[int] | None = None,
+              null: NullEvidence | None = None) -> list[dict[str, Any]]:
+    """Every argument's verdict for a family with ``members``, in the paper's order.
+    With the layer's ``null``, "strong" means beyond it: synthetic examples are judged
+    by the members' p-values against the null units, the handwritten circuit must also
+    beat the null units' own detectors, and an argument the null was not measured on
+    (feature visualization, dataset examples, joint tuning, circuits) is at most weak."""
+    card = _rules(members, oriented, confidence, featurevis, examples, joint, handwritten, edits, used)
+    if null is not None:
+        card["synthetic examples"] = _verdict(
+            float(np.median(null.p)) if null.p else None, STRONG_P, WEAK_P, higher=False,
+            rule=f"the members' median p-value against the null's units (each criterion against theirs): strong "
+                 f"below {STRONG_P}, weak below {WEAK_P}")
+        hand = card["handwritten circuit"]
+        if hand["verdict"] == "strong" and null.match_p95 is not None and (hand["stimuli"] or 0) <= null.match_p95:
+            hand["verdict"] = "weak"
+        if null.match_p95 is not None:
+            hand["rule"] += f"; strong only beyond the null units' own ({null.match_p95:.2f} at their 95th percentile)"
+        for argument in ("feature visualization", "dataset examples", "joint tuning", "feature implementation",
+                         "feature use"):
+            if card[argument]["verdict"] == "strong":
+                card[argument]["verdict"] = "weak"
+            card[argument]["rule"] += "; not measured on the null, so at most weak"
+    return [{"argument": argument, **card[argument]} for argument in ARGUMENTS]
+
+
+def _rules(members: Sequence[int], oriented: bool, confidence: dict[int, float], featurevis: dict[int, float],
+           examples: dict[int, dict[str, Any]], joint: dict[int, dict[str, Any]],
+           handwritten: dict[int, tuple[float | None, float | None]] | None,
+           edits: dict[int, dict[str, Any]] | None, used: set[int] | None) -> dict[str, dict[str, Any]]:
+    """Every argument's verdict by its own rule alone."""
     card: dict[str, dict[str, Any]] = {}
 
     def share(test: Callable[[int], bool], have: dict) -> float | None:
@@ -109,7 +153,7 @@ def scorecard(members: Sequence[int], *, oriented: bool, confidence: dict[int, f
         f"the share of members among the {USED_TOP} strongest inputs of some unit of the next swept layer: strong "
         f"from {STRONG_USE:.0%}, weak from 10% (missing without a downstream swept layer)")
     card["handwritten circuit"] = _handwritten_verdict(handwritten, members)
-    return [{"argument": argument, **card[argument]} for argument in ARGUMENTS]
+    return card
 
 
 def _takeover(joint: dict[str, Any], unit: int, members: set[int]) -> float | None:

@@ -86,12 +86,23 @@ def test_without_redirection_a_dead_start_stays_dead_and_says_so():
 
 @pytest.mark.parametrize("seed", [6, 18])
 def test_every_ground_truth_unit_lands_in_its_family(seed):
-    """The small, exact version of benchmarks/families_groundtruth.py (which reports the
-    confusion over 24 networks, 95.8% right): two networks where every unit is right stay
-    right. First-layer Gabors, color-contrast edges, color and black-and-white
-    center-surround units and noise; a layer pooling Gabors; curves, lines and noise
-    built from line detectors."""
+    """The small, exact version of benchmarks/families_groundtruth.py: by the criteria
+    alone, two networks where every unit is right stay right. First-layer Gabors,
+    color-contrast edges, color and black-and-white center-surround units and noise; a
+    layer pooling Gabors; curves, lines and noise built from line detectors. Tested
+    against untrained twins, a label is never changed into another family's, noise
+    stays Other, and most built units keep their family (a second layer pooling
+    Gabors looks much like an untrained one's edge detectors by these measurements:
+    those may fall back to Other)."""
     model, construction = gt.make_network(seed)
+    kept = built = 0
     for layer, truths in construction.layers.items():
-        found = gt.families_of(model, layer)
+        found = gt.families_of(model, layer, null=False)
         assert {u: found[u]["family"] for u in found} == {u: t.family for u, t in enumerate(truths)}, layer
+        tested = gt.families_of(model, layer)
+        for u, truth in enumerate(truths):
+            assert tested[u]["family"] in (truth.family, "Ot"), (layer, u)
+            if truth.family != "Ot":
+                built += 1
+                kept += tested[u]["family"] == truth.family
+    assert kept >= 0.8 * built

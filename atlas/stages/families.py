@@ -185,7 +185,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
             examples=examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
             edits=edits, used=used,
             handwritten=detectors.correlations(family["symbol"], family["handwritten"], members)
-            if family["handwritten"] else None)
+            if family["handwritten"] else None, null=_null_evidence(family, per_unit, null))
         if family["handwritten"]:  # the seventh argument's figure, for the most typical member
             family["handwritten_scatter"] = detectors.scatter(family["symbol"], family["handwritten"],
                                                               family["representative"])
@@ -201,6 +201,17 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
             "families": families, "dead": sorted(dead), "null": null,
             "possible": [f.symbol for f in possible_families(bool(kernels), tuning["extent"])]}
+
+
+def _null_evidence(family: dict[str, Any], per_unit: dict[int, dict[str, Any]],
+                   null: dict[str, Any] | None) -> evidence.NullEvidence | None:
+    """What the null says about a family, for its scorecard (None: no null; Other: untested)."""
+    if null is None or family["symbol"] == OTHER.symbol:
+        return None
+    if family["kind"] == "discovered":
+        return evidence.NullEvidence(p=[family["null"]["p"]] if family.get("null") else [])
+    return evidence.NullEvidence(p=[per_unit[u]["test"]["p"] for u in family["members"] if per_unit[u].get("test")],
+                                 match_p95=null["matches"].get(family["symbol"]))
 
 
 def matches_of(matcher: Matches, summaries: dict[int, dict[str, Any]], responses: np.ndarray,

@@ -83,7 +83,9 @@ def test_scorecards_hold_every_argument_in_order_with_handwritten_evidence(swept
     assert implementation["verdict"] in ("weak", "strong") and implementation["value"] > 0.1
     # ... and the lines are used by the curves; the curves (last layer) and early units (read by no swept
     # layer: lines read the image) have no downstream evidence, and early units no upstream.
-    assert scorecard["lines"]["Ln"]["feature use"]["verdict"] == "strong"
+    # Its rule would say strong, but the null is not measured on circuits: "strong" means beyond it.
+    use = scorecard["lines"]["Ln"]["feature use"]
+    assert use["value"] >= 0.5 and use["verdict"] == "weak" and "at most weak" in use["rule"]
     assert scorecard["curves"]["Cv"]["feature use"]["verdict"] == "missing"
     assert scorecard["early"]["Ga"]["feature implementation"]["verdict"] == "missing"
     early = {f["symbol"]: {a["argument"]: a for a in f["evidence"]} for f in swept_families["early"]["families"]}
@@ -200,6 +202,20 @@ def test_scorecard_verdicts_follow_their_rules():
     assert weaker["feature implementation"]["value"] == 0.2 and weaker["feature implementation"]["verdict"] == "weak"
     assert weaker["feature use"]["value"] == 0.5 and weaker["feature use"]["verdict"] == "strong"
     assert weaker["handwritten circuit"]["verdict"] == "missing"
+    # Against a null: synthetic examples by the members' p-values, the handwritten circuit only beyond
+    # the null units' own detectors, and what the null was not measured on at most weak.
+    tested = {a["argument"]: a for a in evidence.scorecard(
+        [1, 2], oriented=True, confidence={1: 0.9, 2: 0.7}, featurevis={1: 3.0, 2: 1.0}, examples=examples,
+        joint=joint, handwritten={1: (0.9, 0.9), 2: (0.8, 0.8)}, null=evidence.NullEvidence(p=[0.004, 0.03],
+                                                                                          match_p95=0.85))}
+    assert tested["synthetic examples"]["value"] == 0.017 and tested["synthetic examples"]["verdict"] == "weak"
+    assert tested["handwritten circuit"]["value"] == 0.85 and tested["handwritten circuit"]["verdict"] == "weak"
+    assert tested["dataset examples"]["verdict"] == "weak" and tested["joint tuning"]["verdict"] == "weak"
+    beyond = evidence.scorecard([1, 2], oriented=True, confidence={1: 0.9, 2: 0.7}, featurevis={}, examples={},
+                                joint={}, handwritten={1: (0.9, 0.9), 2: (0.8, 0.8)},
+                                null=evidence.NullEvidence(p=[0.004, 0.004], match_p95=0.5))
+    assert [a["verdict"] for a in beyond if a["argument"] in ("synthetic examples", "handwritten circuit")] \
+        == ["strong", "strong"]
 
 
 def test_handwritten_curve_prefers_its_own_curve_to_its_mirror_and_to_a_line():
