@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from atlas import significance, taxonomy
+from atlas import calibration, significance, taxonomy
 from atlas.handwritten import MATCH
 from atlas.taxonomy import OTHER
 
@@ -76,6 +76,10 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
             record["confidence"] = record["scores"][verdict.family]
         elif criteria is not None:  # the criteria hold, but no more than they do by chance
             record.update(family=OTHER.symbol, confidence=round(1 - record["scores"][criteria], 4))
+    for u in live:  # the confidence shown is a probability (``atlas.calibration``)
+        record = per_unit[u]
+        record["raw_confidence"] = record["confidence"]
+        record["confidence"] = calibration.calibrated(calibration.group(record), record["confidence"])
     return {"units": len(null_units), "rate": rate, "meets": significance.eligible_counts(null, symbols),
             "passed": significance.self_test(null, symbols, rate), "distributions": distributions,
             "matches": _null_matches(null_per_unit, null_units, null, symbols)}

@@ -12,7 +12,12 @@ built to be ("Ot": noise units, which no named family should claim).
 
 The criteria were developed on seeds 0-5; seeds from 6 on are held out.
 
-Run:  python benchmarks/families_groundtruth.py [--first 6] [--networks 24] [--verbose]
+Each label is tested against untrained twins (every layer drawn again by its default
+initialisation) as a sweep tests it; the tables show the labels before and after the
+test, and the reliability of the confidence shown (``atlas/calibration.py``: a
+probability, fitted with ``--fit`` on the development seeds 0-5).
+
+Run:  python benchmarks/families_groundtruth.py [--first 6] [--networks 24] [--verbose] [--fit]
 """
 
 from __future__ import annotations
@@ -25,28 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import groundtruth  # noqa: E402
+import numpy as np  # noqa: E402
+
+from atlas import calibration, groundtruth  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first", type=int, default=6, help="the first seed (0-5 were used to develop)")
-    parser.add_argument("--networks", type=int, default=24)
-    parser.add_argument("--verbose", action="store_true", help="print every unit that lands elsewhere")
-    args = parser.parse_args()
-    confusion: dict[str, Counter] = defaultdict(Counter)
-    start = time.perf_counter()
-    for seed in range(args.first, args.first + args.networks):
-        model, construction = groundtruth.make_network(seed)
-        for layer, truths in construction.layers.items():
-            found = groundtruth.families_of(model, layer)
-            for unit, truth in enumerate(truths):
-                label = found[unit]["family"]
-                confusion[truth.family][label] += 1
-                if args.verbose and label != truth.family:
-                    print(f"seed {seed} {layer} unit {unit}: built {truth.family}, labelled {label} "
-                          f"(kernel {construction.kernel}, stride {construction.stride})")
+def confusion_table(confusion: dict[str, Counter], title: str) -> None:
     labels = sorted({label for row in confusion.values() for label in row} | set(confusion))
+    print(title)
     header = "built / labelled"
     print(f"{header:>16} " + " ".join(f"{label:>4}" for label in labels) + "  right")
     for family in sorted(confusion):
@@ -55,8 +46,63 @@ def main() -> None:
               + f"  {row[family] / sum(row.values()):6.1%}")
     right = sum(confusion[f][f] for f in confusion)
     total = sum(sum(row.values()) for row in confusion.values())
-    print(f"{right}/{total} units in their family ({right / total:.1%}) on seeds {args.first}-"
-          f"{args.first + args.networks - 1}, {time.perf_counter() - start:.0f} s")
+    print(f"{right}/{total} units in their family ({right / total:.1%})")
+
+
+def reliability(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
+    """Print the reliability table of (confidence, right) pairs; return the expected calibration error."""
+    confidence = np.array([c for c, _ in pairs])
+    right = np.array([r for _, r in pairs], dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    print(f"{'confidence':>12} {'units':>6} {'mean conf.':>10} {'right':>7}")
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap = abs(confidence[inside].mean() - right[inside].mean())
+            error += inside.mean() * gap
+            print(f"{edges[b]:5.1f}-{edges[b + 1]:<5.1f} {int(inside.sum()):>6} {confidence[inside].mean():>10.3f} "
+                  f"{right[inside].mean():>7.1%}")
+    print(f"expected calibration error {error:.3f} over {len(pairs)} units")
+    return error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first", type=int, default=6, help="the first seed (0-5 were used to develop)")
+    parser.add_argument("--networks", type=int, default=24)
+    parser.add_argument("--verbose", action="store_true", help="print every unit that lands elsewhere")
+    parser.add_argument("--fit", action="store_true",
+                        help="print the calibration table (atlas/calibration.py) fitted on these networks")
+    args = parser.parse_args()
+    before: dict[str, Counter] = defaultdict(Counter)
+    after: dict[str, Counter] = defaultdict(Counter)
+    pairs, raw = [], []
+    start = time.perf_counter()
+    for seed in range(args.first, args.first + args.networks):
+        model, construction = groundtruth.make_network(seed)
+        for layer, truths in construction.layers.items():
+            found = groundtruth.families_of(model, layer)
+            for unit, truth in enumerate(truths):
+                record = found[unit]
+                criteria = (record.get("test") or {}).get("criteria") or record["family"]
+                before[truth.family][criteria] += 1
+                after[truth.family][record["family"]] += 1
+                right = record["family"] == truth.family
+                pairs.append((record["confidence"], right))
+                raw.append((calibration.group(record), record["raw_confidence"], right))
+                if args.verbose and not right:
+                    print(f"seed {seed} {layer} unit {unit}: built {truth.family}, criteria {criteria}, labelled "
+                          f"{record['family']} (test {record.get('test')})")
+    seeds = f"seeds {args.first}-{args.first + args.networks - 1}"
+    confusion_table(before, f"By the criteria alone ({seeds}):")
+    confusion_table(after, f"Tested against untrained twins at a 5% false discovery rate ({seeds}):")
+    print("\nReliability of the confidence shown:")
+    reliability(pairs)
+    if args.fit:
+        print("\nCALIBRATION =", calibration.fit(raw))
+    print(f"{time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

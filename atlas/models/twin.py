@@ -90,19 +90,26 @@ def null_model(spec: ModelConfig, model: LoadedModel, kind: NullKind, seed: int,
     return permuted(model, seed)
 
 
-def reinitialised(model: LoadedModel, seed: int) -> LoadedModel | None:
-    """The model with every parameter drawn again by its layer's own ``reset_parameters``
-    (PyTorch's default initialisation), or None where some parameter has no such layer."""
-    module = copy.deepcopy(model.module)
-    resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
-    covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
-    if any(id(p) not in covered for p in module.parameters()):
-        return None
+def reset(module: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``module`` with every submodule that has ``reset_parameters`` drawn
+    again by it (PyTorch's default initialisation; batch norms back to 0 and 1), seeded."""
+    module = copy.deepcopy(module)
     torch.manual_seed(seed)
     with torch.no_grad():
-        for m in resettable:
-            m.reset_parameters()
-    module.requires_grad_(False)
+        for submodule in module.modules():
+            if hasattr(submodule, "reset_parameters"):
+                submodule.reset_parameters()
+    return module
+
+
+def reinitialised(model: LoadedModel, seed: int) -> LoadedModel | None:
+    """The model with every parameter drawn again by its layer's own ``reset_parameters``,
+    or None where some parameter belongs to no layer that can reset it."""
+    resettable = [m for m in model.module.modules() if hasattr(m, "reset_parameters")]
+    covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
+    if any(id(p) not in covered for p in model.module.parameters()):
+        return None
+    module = reset(model.module, seed).requires_grad_(False)
     return dataclasses.replace(model, module=module, digest=weights_digest(module))
 
 

@@ -84,43 +84,47 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
              todo: list[tuple[LayerInfo, str, dict]]) -> None:
-    """Draw each null network once and measure every layer that needs it."""
+    """Draw each null network once and measure every layer that needs it; a layer's
+    artifact is written as soon as its last network is measured (an interrupted sweep
+    keeps the layers done)."""
     settings = ctx.config.null
     responses: dict[str, list[np.ndarray]] = {layer.name: [] for layer, _, _ in todo}
     kernels: dict[str, list[dict[str, np.ndarray]]] = {layer.name: [] for layer, _, _ in todo}
     banks = {layer.name: stimulus_bank(job["input_size"], job["extent"], tuple(job["centre"]))
              for layer, _, job in todo}
     cached: list[torch.Tensor] | None = None  # the calibration images, loaded once
-    with ctx.progress(max(len(job["seeds"]) for _, _, job in todo), f"{model.name}: null networks") as bar:
-        for i in range(max(len(job["seeds"]) for _, _, job in todo)):
-            seed = next(job["seeds"][i] for _, _, job in todo if i < len(job["seeds"]))
-            network = null_model(spec, model, kind, seed, ctx.config.root).to(ctx.device)
+    count = max(len(job["seeds"]) for _, _, job in todo)
+    with ctx.progress(count, f"{model.name}: null networks") as bar:
+        for i in range(count):
+            waiting = [(layer, key, job) for layer, key, job in todo if i < len(job["seeds"])]
+            network = null_model(spec, model, kind, waiting[0][2]["seeds"][i], ctx.config.root).to(ctx.device)
             if has_batchnorm(network.module):
                 if cached is None:
-                    cached = list(calibration_images(ctx.dataset, model.input_size, settings.images, seed))
+                    cached = list(calibration_images(ctx.dataset, model.input_size, settings.images,
+                                                     waiting[0][2]["seeds"][0]))
                 recalibrate(network, cached, ctx.device)
-            for layer, _, job in todo:
-                if i >= len(job["seeds"]):
-                    continue
-                channels = list(range(layer.channels))
+            for layer, key, job in waiting:
                 response = layer_response(network, layer.name, ctx.device)
-                responses[layer.name].append(
-                    respond(network, layer.name, banks[layer.name], channels, ctx.device, response=response))
+                responses[layer.name].append(respond(network, layer.name, banks[layer.name],
+                                                     list(range(layer.channels)), ctx.device, response=response))
                 if job["first"]:
                     conv = input_conv(find_modules(network.module, [layer.name])[layer.name])
                     kernels[layer.name].append(kernel_stats(conv.weight.detach().cpu()))
+                if i + 1 == len(job["seeds"]):
+                    _write(ctx, key, kind, job, layer, responses.pop(layer.name), kernels.pop(layer.name))
             del network
             bar.update(1)
-    for layer, key, job in todo:
-        stats = None
-        if job["first"]:
-            stats = {name: np.concatenate([k[name] for k in kernels[layer.name]]).round(5).tolist()
-                     for name in kernels[layer.name][0]}
-        with ctx.store.writing(STAGE, key) as folder:
-            np.save(folder / Null.RESPONSES, np.concatenate(responses[layer.name], axis=1).astype(np.float32))
-            write(folder, Null(kind=kind.kind, why=kind.why, networks=len(job["seeds"]), seeds=job["seeds"],
-                               channels=layer.channels, kernels=stats,
-                               calibration=_calibration(ctx, settings.images)))
+
+
+def _write(ctx: StageContext, key: str, kind: NullKind, job: dict, layer: LayerInfo, responses: list[np.ndarray],
+           kernels: list[dict[str, np.ndarray]]) -> None:
+    stats = {name: np.concatenate([k[name] for k in kernels]).round(5).tolist() for name in kernels[0]} \
+        if kernels else None
+    with ctx.store.writing(STAGE, key) as folder:
+        np.save(folder / Null.RESPONSES, np.concatenate(responses, axis=1).astype(np.float32))
+        write(folder, Null(kind=kind.kind, why=kind.why, networks=len(job["seeds"]), seeds=job["seeds"],
+                           channels=layer.channels, kernels=stats,
+                           calibration=_calibration(ctx, ctx.config.null.images)))
 
 
 def _calibration(ctx: StageContext, images: int) -> str:

@@ -31,7 +31,6 @@ network's CKA beside it.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any, Iterator, Sequence
 
@@ -47,6 +46,7 @@ from atlas.matching import MARGIN, summarize
 from atlas.mixing import family_agreement
 from atlas.models import LoadedModel, load_model, weights_digest
 from atlas.models.fold import fold_batchnorms
+from atlas.models.twin import reset
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
 
 STAGE = "universality"
@@ -301,11 +301,7 @@ def buddy_families(matches: dict[str, Any], named: dict[tuple[str, str, int], st
 def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
     """The same architecture with fresh random weights: every module's own initialisation
     (``reset_parameters``), seeded."""
-    module = copy.deepcopy(model.module)
-    torch.manual_seed(seed)
-    for submodule in module.modules():
-        if hasattr(submodule, "reset_parameters"):
-            submodule.reset_parameters()
+    module = reset(model.module, seed)
     return dataclasses.replace(model, name=f"{model.name} (random)", module=module.eval(),
                                digest=weights_digest(module))
 

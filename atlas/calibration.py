@@ -1,0 +1,67 @@
+"""A family label's confidence as a probability: how often a label like it is right.
+
+The criteria give a raw confidence (``taxonomy.classify``: a named family's score,
+0.5 to 1; for "Other", one less the best family's score), and the null's test decides
+whether a named family stands (``atlas.chance``). Neither is a probability. Here each
+label's raw confidence is mapped, within its **group**, to the share of ground-truth
+units with such a label and raw confidence that were right:
+
+- ``named``: a named family that beat the null;
+- ``demoted``: the criteria named a family, but not beyond chance, so "Other";
+- ``other``: no family's criteria held.
+
+``CALIBRATION`` holds, per group, breakpoints ``(raw upper bound, probability)`` of a
+monotone (isotonic) fit; ``benchmarks/families_groundtruth.py --fit`` fits them on the
+development networks (seeds 0-5) and reports the reliability of the result on the
+held-out ones. A group with no table keeps its raw confidence; so do discovered
+families (their fit to the cluster), which ground truth does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+# Fitted by `python benchmarks/families_groundtruth.py --first 0 --networks 6 --fit`.
+CALIBRATION: dict[str, list[tuple[float, float]]] = {}
+
+
+def group(record: dict[str, Any]) -> str:
+    """Which calibration group a unit's families record belongs to."""
+    test = record.get("test") or {}
+    if record["family"] == "Ot":
+        return "demoted" if test.get("criteria") else "other"
+    return "named" if test.get("passed") else "untested"
+
+
+def calibrated(name: str, raw: float, table: dict[str, list[tuple[float, float]]] | None = None) -> float:
+    """The probability a label of group ``name`` with raw confidence ``raw`` is right."""
+    breakpoints = (CALIBRATION if table is None else table).get(name)
+    if not breakpoints:
+        return raw
+    for upper, probability in breakpoints:
+        if raw <= upper:
+            return probability
+    return breakpoints[-1][1]
+
+
+def _isotonic(raw: np.ndarray, right: np.ndarray) -> list[tuple[float, float]]:
+    """Pool-adjacent-violators over ``raw`` (sorted ascending), each block's rate smoothed
+    towards one half by one right and one wrong: [(the block's largest raw, its rate)]."""
+    blocks: list[list[float]] = []  # [upper, rights, count]
+    for value, ok in zip(raw, right):
+        blocks.append([value, float(ok), 1.0])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
+            upper, rights, count = blocks.pop()
+            blocks[-1] = [upper, blocks[-1][1] + rights, blocks[-1][2] + count]
+    return [(round(float(upper), 4), round((rights + 1) / (count + 2), 3)) for upper, rights, count in blocks]
+
+
+def fit(observations: Sequence[tuple[str, float, bool]]) -> dict[str, list[tuple[float, float]]]:
+    """``CALIBRATION`` from (group, raw confidence, right) of labelled ground-truth units."""
+    table = {}
+    for name in sorted({g for g, _, _ in observations}):
+        pairs = sorted((raw, ok) for g, raw, ok in observations if g == name)
+        table[name] = _isotonic(np.array([r for r, _ in pairs]), np.array([ok for _, ok in pairs]))
+    return table
