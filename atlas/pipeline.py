@@ -137,7 +137,7 @@ def recalibrated(model: LoadedModel, ctx: StageContext, config: Config) -> Loade
     """The model with its batch norms' statistics estimated again on the dataset (or on
     1/f noise without one), as the null's networks are (``atlas.models.twin``)."""
     images = calibration_images(ctx.dataset, model.input_size, config.null.images, config.sweep.seed)
-    recalibrate(model, images, ctx.device)
+    recalibrate(model, images, ctx.device, upto=next(m.layers for m in config.models if m.name == model.name))
     model.digest = weights_digest(model.module)
     return model
 

@@ -18,20 +18,25 @@ The test, for one layer (``test``):
    random units meet as easily adds almost nothing, one they rarely meet adds much;
    a bounded metric at its limit, where many null units sit too, is no evidence.
    A unit that misses a condition is not eligible for the family.
-2. **The claim's p-value**: the share of null units whose statistic for the family
-   is at least the unit's (the unit counted as one more draw: ``(1 + k) / (1 + n)``).
-3. **The false discovery rate.** Every claim the criteria make ("unit u is of family
-   F", for each family whose criteria it meets) is one hypothesis; Benjamini-Hochberg
-   over all of the layer's claims gives each a **q-value**, and a claim with q above
-   the rate (0.05) is not a finding. A unit is labelled with its passing family of
-   least q (a unit whose criteria hold for two families is tested for both, and both
-   count as claims).
+2. **The family's p-value**: how likely a null unit is to be at least as strong in
+   the family: the share of null units that are, ``(1 + k) / (1 + n)``; beyond the
+   tenth strongest null unit, the share that meets the criteria times an exponential
+   tail fitted to their upper half, so that a unit far beyond every null unit gets a
+   p-value that says how far, not just ``1 / (1 + n)``.
+3. **The unit's p-value.** A unit is labelled with the eligible family least likely
+   under the null. Picking the best of several families is itself a chance to get
+   lucky; the null units had the same chance, so the unit's p-value is how likely a
+   null unit's best family is at least as unlikely (beyond the null's tenth most
+   extreme unit: the unit's best family p-value times the null's effective number of
+   families, measured there).
+4. **The false discovery rate.** Benjamini-Hochberg over the layer's live units gives
+   each label a **q-value**; a label with q above the rate (0.05) is not a finding,
+   and the unit is "Other".
 
-Under the null (the unit is like an untrained one) a claim's p-value is uniform, so
-on a network that learned nothing the test names no unit at all with probability at
-least ``1 - rate``. The smallest p-value a claim can get is ``1 / (1 + n)``: with ``M``
-claims in a layer, ``k`` of them can pass only if ``n + 1 >= M / (k * rate)``;
-``atlas.stages.null`` draws networks until the null has ``[null] units``.
+Under the null (the unit is like an untrained one) a unit's p-value is uniform, so on
+a network that learned nothing the test names no unit at all with probability at
+least ``1 - rate``, in expectation over networks (units of one network share its
+upstream draw, so when chance names one it may name a few).
 """
 
 from __future__ import annotations
@@ -82,15 +87,56 @@ def statistics(real: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return combine(real, real_tails), combine(null, null_tails)
 
 
-def _family_p(real: np.ndarray, null: np.ndarray, exclude_self: bool) -> np.ndarray:
-    """(units, families) of the share of null units whose statistic is at least the
-    unit's; 1 where the unit is not eligible."""
+TAIL = 10  # beyond the TAIL-th most extreme null value, p-values come from a fitted tail
+
+
+def _smooth_tail(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """P(a null draw >= value), for each value (NaN: 1), from ``reference`` (NaN: a draw
+    that meets nothing). Empirical, ``(1 + k) / (1 + n)``, where at least ``TAIL`` null
+    draws are that large; beyond, the share that meets anything times an exponential
+    tail fitted to the upper half of those that do (their mean excess over the median),
+    so a unit beyond every null unit gets a p-value below ``1 / (1 + n)`` that says how
+    far beyond. With fewer than ``TAIL`` draws that meet anything, the empirical value."""
+    n = len(reference)
+    met = np.sort(reference[~np.isnan(reference)])
+    count = len(met) - np.searchsorted(met, np.nan_to_num(values, nan=np.inf), side="left")
+    p = (1 + count) / (1 + n)
+    if len(met) >= TAIL:
+        median = float(np.median(met))
+        excess = float(np.mean(met[met > median] - median)) if (met > median).any() else 0.0
+        if excess > 0:
+            fitted = (len(met) + 1) / (1 + n) * 0.5 * np.exp(-(np.nan_to_num(values, nan=-np.inf) - median) / excess)
+            p = np.where(count < TAIL, np.minimum(p, fitted), p)
+    return np.where(np.isnan(values), 1.0, p)
+
+
+def _family_p(real: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """(units, families): for each eligible unit, how likely a null unit is at least as
+    strong in the family (``_smooth_tail``); 1 where the unit is not eligible."""
     columns = []
     for f in range(real.shape[1]):
         reference = np.where(np.isfinite(null[:, f]), null[:, f], np.nan)
         values = np.where(np.isfinite(real[:, f]), real[:, f], np.nan)
-        columns.append(_tail(reference, values, exclude_self))
+        columns.append(_smooth_tail(reference, values))
     return np.stack(columns, axis=1).reshape(real.shape)
+
+
+def _unit_p(best: np.ndarray, null_best: np.ndarray) -> np.ndarray:
+    """Each unit's p-value: how likely a null unit's best family is at least as unlikely
+    (its least family p-value at most the unit's). Picking the best of several families
+    is a chance to get lucky; the null units had the same chance, so the null measures
+    what it is worth. Empirical where ``TAIL`` null units are that extreme; beyond, the
+    null's rate near its extreme (the effective number of families: how many times
+    more often a null unit's best family is that unlikely than one family is)."""
+    n = len(null_best)
+    ordered = np.sort(null_best)
+    count = np.searchsorted(ordered, best, side="right")
+    p = (1 + count) / (1 + n)
+    if n >= TAIL:
+        edge = ordered[TAIL - 1]  # the TAIL-th smallest
+        families = max(1.0, TAIL / n / edge) if edge > 0 else 1.0
+        p = np.where(count < TAIL, np.minimum(p, families * best), p)
+    return np.minimum(np.where(best >= 1, 1.0, p), 1.0)
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
@@ -107,48 +153,45 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _claims(p: np.ndarray, statistic: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Benjamini-Hochberg over every claim "unit u is of family F" that the criteria make
-    (eligible pairs), and each unit's family: the passing one with the least q-value,
-    else the eligible one with the least p-value (ties to the larger statistic).
-    (column or -1, q-values (units, families), passed per unit)."""
-    eligible = np.isfinite(statistic)
-    q = np.ones_like(p)
-    q[eligible] = benjamini_hochberg(p[eligible])
+def _label(p: np.ndarray, statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's family (the eligible one least likely under the null, ties to the
+    larger statistic; -1: none) and that family's p-value (1: none)."""
     best = np.full(len(p), -1)
+    value = np.ones(len(p))
     for row in range(len(p)):
-        columns = np.flatnonzero(eligible[row])
+        columns = np.flatnonzero(np.isfinite(statistic[row]))
         if len(columns):
-            best[row] = min(columns, key=lambda c: (q[row, c] > rate, q[row, c], p[row, c], -statistic[row, c]))
-    passed = np.array([b >= 0 and q[row, b] <= rate for row, b in enumerate(best)], dtype=bool)
-    return best, q, passed
+            best[row] = min(columns, key=lambda c: (p[row, c], -statistic[row, c]))
+            value[row] = p[row, best[row]]
+    return best, value
 
 
 def test(real: np.ndarray, null: np.ndarray, families: Sequence[str], rate: float = RATE) -> list[Verdict]:
     """Every real unit's label tested against the null units: ``real`` and ``null``
     are statistics (units, families) from ``statistics``, columns in ``families``
-    order. Each claim the criteria make is tested against the null units' statistic
-    for its family; the false discovery rate is controlled over all the layer's
-    claims. With fewer than two null units no label can be tested: none passes."""
+    order. With fewer than two null units no label can be tested: none passes."""
     if len(real) == 0:
         return []
     if len(null) < 2:
         return [Verdict(None, None, 1.0, 1.0, False) for _ in range(len(real))]
-    p = _family_p(real, null, False)
-    best, q, passed = _claims(p, real, rate)
+    best, value = _label(_family_p(real, null), real)
+    _, null_value = _label(_family_p(null, null), null)
+    p = _unit_p(value, null_value)
+    q = benjamini_hochberg(p)
     return [Verdict(families[b] if b >= 0 else None, round(float(real[row, b]), 4) if b >= 0 else None,
-                    round(float(p[row, b]), 6) if b >= 0 else 1.0, round(float(q[row, b]), 6) if b >= 0 else 1.0,
-                    bool(passed[row])) for row, b in enumerate(best)]
+                    float(f"{p[row]:.3g}"), float(f"{q[row]:.3g}"), bool(b >= 0 and q[row] <= rate))
+            for row, b in enumerate(best)]
 
 
 def self_test(null: np.ndarray, families: Sequence[str], rate: float = RATE) -> dict[str, int]:
     """How many null units of each family pass the same test when the null units are
-    taken for a layer, each against the others: what the test names on a network
-    that learned nothing."""
-    if len(null) < 3:
-        return {}
-    best, _, passed = _claims(_family_p(null, null, True), null, rate)
+    taken for a layer (each counted in its own null, which makes it a little harder to
+    pass): what the test names on a network that learned nothing."""
     found: dict[str, int] = {}
+    if len(null) < 3:
+        return found
+    best, value = _label(_family_p(null, null), null)
+    passed = (benjamini_hochberg(_unit_p(value, value)) <= rate) & (best >= 0)
     for row in np.flatnonzero(passed):
         found[families[best[row]]] = found.get(families[best[row]], 0) + 1
     return found

@@ -34,7 +34,7 @@ def test_units_like_the_null_are_almost_never_named_and_units_beyond_it_are():
     beyond[:30, 1] = 10.0  # 30 units far beyond every null unit in B
     verdicts = significance.test(beyond, null, families)
     assert all(v.passed and v.family == "B" for v in verdicts[:30])
-    assert verdicts[0].p == round(1 / 401, 6) and verdicts[0].q <= 0.05
+    assert verdicts[0].p < 1 / 401 and verdicts[0].q <= 0.05  # beyond every null unit: the fitted tail says how far
     # The null's own units, taken for a layer, pass almost never.
     assert sum(significance.self_test(null, families).values()) <= 3
 
@@ -61,7 +61,7 @@ def test_a_layer_keeps_the_labels_that_beat_its_null_and_says_why_it_drops_the_o
     real = {0: _record(metrics(1.0, 1.0, 0.9, 0.9), "Cv", 1.0),  # a curve detector beyond every null unit
             1: _record(metrics(1.0, 0.5, 0.3, 0.1), "Cv", 0.8)}  # meets the criteria as the null does
     report = chance.label_layer(real, [0, 1], null, [curve], first_layer=False)
-    assert real[0]["family"] == "Cv" and real[0]["test"]["passed"] and real[0]["test"]["p"] == round(1 / 301, 6)
+    assert real[0]["family"] == "Cv" and real[0]["test"]["passed"] and real[0]["test"]["p"] < 1 / 301
     assert real[1]["family"] == "Ot" and real[1]["test"]["criteria"] == "Cv" and not real[1]["test"]["passed"]
     assert report["units"] == 300 and report["meets"]["Cv"] > 50 and report["passed"].get("Cv", 0) <= 3
 

@@ -28,7 +28,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -131,10 +131,14 @@ def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def recalibrate(model: LoadedModel, batches: Iterable[torch.Tensor], device: torch.device) -> LoadedModel:
+def recalibrate(model: LoadedModel, batches: Iterable[torch.Tensor], device: torch.device,
+                upto: Sequence[str] = ()) -> LoadedModel:
     """Re-estimate every batch norm's running statistics on ``batches`` (images in [0, 1],
     (N, 3, S, S)): train mode for the norms alone (dropout stays off), a cumulative
-    average; then eval mode again."""
+    average; then eval mode again. With ``upto`` (layer names), each pass stops after
+    the deepest of them: the norms beyond it do not change what those layers output."""
+    from atlas.capture import capture
+
     norms = [m for m in model.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return model
@@ -145,7 +149,8 @@ def recalibrate(model: LoadedModel, batches: Iterable[torch.Tensor], device: tor
     try:
         with torch.no_grad():
             for images in batches:
-                model.module(model.normalize(images.to(device)))
+                x = model.normalize(images.to(device))
+                capture(model.module, x, list(upto)) if upto else model.module(x)
     finally:
         for norm in norms:
             norm.eval()

@@ -26,7 +26,7 @@ from atlas.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discove
                             possible_families)
 
 STAGE = "families"
-FORMAT = 13  # part of the key: bump when the artifact changes
+FORMAT = 14  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:

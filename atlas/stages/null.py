@@ -102,7 +102,7 @@ def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
                 if cached is None:
                     cached = list(calibration_images(ctx.dataset, model.input_size, settings.images,
                                                      waiting[0][2]["seeds"][0]))
-                recalibrate(network, cached, ctx.device)
+                recalibrate(network, cached, ctx.device, upto=[layer.name for layer, _, _ in waiting])
             for layer, key, job in waiting:
                 response = layer_response(network, layer.name, ctx.device)
                 responses[layer.name].append(respond(network, layer.name, banks[layer.name],
