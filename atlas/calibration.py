@@ -55,7 +55,8 @@ def _isotonic(raw: np.ndarray, right: np.ndarray) -> list[tuple[float, float]]:
         while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
             upper, rights, count = blocks.pop()
             blocks[-1] = [upper, blocks[-1][1] + rights, blocks[-1][2] + count]
-    return [(round(float(upper), 4), round((rights + 1) / (count + 2), 3)) for upper, rights, count in blocks]
+    rates = np.maximum.accumulate([(rights + 1) / (count + 2) for _, rights, count in blocks])  # still monotone
+    return [(round(float(block[0]), 4), round(float(rate), 3)) for block, rate in zip(blocks, rates)]
 
 
 def fit(observations: Sequence[tuple[str, float, bool]]) -> dict[str, list[tuple[float, float]]]:

@@ -69,9 +69,12 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
         record = per_unit[u]
         criteria = record["family"] if record["family"] != OTHER.symbol else None
         record["test"] = {"family": verdict.family, "statistic": verdict.statistic, "p": verdict.p, "q": verdict.q,
-                          "passed": verdict.passed, "criteria": criteria,
+                          "passed": verdict.passed and criteria is not None, "criteria": criteria,
                           "null": distributions.get(verdict.family) if verdict.family else None}
-        if verdict.passed:
+        if verdict.passed and criteria is not None:
+            if verdict.family != criteria:  # the family least likely by chance, of those its criteria meet
+                second, second_score = taxonomy.runner_up(record["scores"], verdict.family)
+                record.update(second=second, second_score=second_score, borderline=False)
             record["family"] = verdict.family
             record["confidence"] = record["scores"][verdict.family]
         elif criteria is not None:  # the criteria hold, but no more than they do by chance

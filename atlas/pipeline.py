@@ -100,7 +100,7 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         key = f"{config.source}: models[{i}]"
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
         if spec.recalibrate:
-            model = recalibrated(model, ctx, config)
+            model = recalibrated(model, ctx, config, spec.layers)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
         log.info("%s: %d layers, %d units", model.name, len(layers), sum(len(l.units) for l in layers))
         ctx.artifacts = {layer.name: {} for layer in layers}
@@ -133,11 +133,11 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
     return plan
 
 
-def recalibrated(model: LoadedModel, ctx: StageContext, config: Config) -> LoadedModel:
+def recalibrated(model: LoadedModel, ctx: StageContext, config: Config, layers: tuple[str, ...]) -> LoadedModel:
     """The model with its batch norms' statistics estimated again on the dataset (or on
     1/f noise without one), as the null's networks are (``atlas.models.twin``)."""
     images = calibration_images(ctx.dataset, model.input_size, config.null.images, config.sweep.seed)
-    recalibrate(model, images, ctx.device, upto=next(m.layers for m in config.models if m.name == model.name))
+    recalibrate(model, images, ctx.device, upto=layers)
     model.digest = weights_digest(model.module)
     return model
 

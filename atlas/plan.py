@@ -176,6 +176,9 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
                      for l in spatial}
             phase("tuning", [n * (t_img * PASSES["tuning"] + PER_IMAGE["tuning"]) for n in shown.values()],
                   f"{sum(shown.values())} stimuli and rotated examples x {t_img * 1e3:.2f} ms")
+        if "circuits" in stages:
+            phase("circuits", [units[l.name] * (PER_UNIT["circuits"] + FORWARDS_PER_UNIT["circuits"] * t_img)
+                               for l in spatial[1:]], "expanded weights")
         if "null" in stages and spatial:
             # Each null network: built, its batch norms re-estimated on images, then shown each
             # layer's stimulus bank; a layer needs ``networks_for`` of them.
@@ -184,9 +187,6 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
             phase("null", [calibration / len(spatial) + t_build * counts[l.name] / len(spatial)
                            + counts[l.name] * BANK * t_img * PASSES["tuning"] for l in spatial],
                   f"{max(counts.values())} null networks x {BANK} stimuli per layer")
-        if "circuits" in stages:
-            phase("circuits", [units[l.name] * (PER_UNIT["circuits"] + FORWARDS_PER_UNIT["circuits"] * t_img)
-                               for l in spatial[1:]], "expanded weights")
         if "families" in stages:
             null_units = {l.name: networks_for(l.channels, config.null.units, config.null.twins) * l.channels
                           if "null" in stages else 0 for l in spatial}

@@ -62,15 +62,18 @@ class Verdict:
     passed: bool
 
 
+def _counts(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per value, how many non-NaN reference entries are at least it (NaN values: none)."""
+    ordered = np.sort(reference[~np.isnan(reference)])
+    return len(ordered) - np.searchsorted(ordered, np.nan_to_num(values, nan=np.inf), side="left")
+
+
 def _tail(reference: np.ndarray, values: np.ndarray, exclude_self: bool) -> np.ndarray:
     """Per value, (1 + reference entries >= it) / (1 + len): NaN in ``values`` -> 1.
-    With ``exclude_self`` the values are the reference itself, each left out once."""
-    n = len(reference)
-    ordered = np.sort(reference[~np.isnan(reference)])
-    count = len(ordered) - np.searchsorted(ordered, np.nan_to_num(values, nan=np.inf), side="left")
-    if exclude_self:
-        return np.where(np.isnan(values), 1.0, count / n)  # (1 + (count - 1)) / (1 + (n - 1))
-    return np.where(np.isnan(values), 1.0, (1 + count) / (1 + n))
+    With ``exclude_self`` the values are the reference itself: each counts itself once,
+    so a null unit's share has the same denominator as a real unit's against the null."""
+    count = _counts(reference, values) - (1 if exclude_self else 0)
+    return np.where(np.isnan(values), 1.0, (1 + count) / (1 + len(reference)))
 
 
 def statistics(real: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,52 +93,54 @@ def statistics(real: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarr
 TAIL = 10  # beyond the TAIL-th most extreme null value, p-values come from a fitted tail
 
 
-def _smooth_tail(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _smooth_tail(reference: np.ndarray, values: np.ndarray, exclude_self: bool) -> np.ndarray:
     """P(a null draw >= value), for each value (NaN: 1), from ``reference`` (NaN: a draw
     that meets nothing). Empirical, ``(1 + k) / (1 + n)``, where at least ``TAIL`` null
     draws are that large; beyond, the share that meets anything times an exponential
     tail fitted to the upper half of those that do (their mean excess over the median),
     so a unit beyond every null unit gets a p-value below ``1 / (1 + n)`` that says how
-    far beyond. With fewer than ``TAIL`` draws that meet anything, the empirical value."""
-    n = len(reference)
+    far beyond. With fewer than ``2 * TAIL`` draws that meet anything, the empirical
+    value. ``exclude_self``: as ``_tail``."""
+    p = _tail(reference, values, exclude_self)
     met = np.sort(reference[~np.isnan(reference)])
-    count = len(met) - np.searchsorted(met, np.nan_to_num(values, nan=np.inf), side="left")
-    p = (1 + count) / (1 + n)
-    if len(met) >= TAIL:
+    if len(met) >= 2 * TAIL:
+        count = _counts(reference, values) - (1 if exclude_self else 0)
         median = float(np.median(met))
         excess = float(np.mean(met[met > median] - median)) if (met > median).any() else 0.0
         if excess > 0:
-            fitted = (len(met) + 1) / (1 + n) * 0.5 * np.exp(-(np.nan_to_num(values, nan=-np.inf) - median) / excess)
-            p = np.where(count < TAIL, np.minimum(p, fitted), p)
-    return np.where(np.isnan(values), 1.0, p)
+            above = np.nan_to_num(values, nan=-np.inf) - median
+            fitted = (len(met) + 1) / (1 + len(reference)) * 0.5 * np.exp(-np.maximum(above, 0) / excess)
+            p = np.where((count < TAIL) & ~np.isnan(values), fitted, p)
+    return p
 
 
-def _family_p(real: np.ndarray, null: np.ndarray) -> np.ndarray:
+def _family_p(real: np.ndarray, null: np.ndarray, exclude_self: bool = False) -> np.ndarray:
     """(units, families): for each eligible unit, how likely a null unit is at least as
     strong in the family (``_smooth_tail``); 1 where the unit is not eligible."""
     columns = []
     for f in range(real.shape[1]):
         reference = np.where(np.isfinite(null[:, f]), null[:, f], np.nan)
         values = np.where(np.isfinite(real[:, f]), real[:, f], np.nan)
-        columns.append(_smooth_tail(reference, values))
+        columns.append(_smooth_tail(reference, values, exclude_self))
     return np.stack(columns, axis=1).reshape(real.shape)
 
 
-def _unit_p(best: np.ndarray, null_best: np.ndarray) -> np.ndarray:
+def _unit_p(best: np.ndarray, null_best: np.ndarray, exclude_self: bool = False) -> np.ndarray:
     """Each unit's p-value: how likely a null unit's best family is at least as unlikely
     (its least family p-value at most the unit's). Picking the best of several families
     is a chance to get lucky; the null units had the same chance, so the null measures
     what it is worth. Empirical where ``TAIL`` null units are that extreme; beyond, the
-    null's rate near its extreme (the effective number of families: how many times
-    more often a null unit's best family is that unlikely than one family is)."""
+    unit's best family p-value times the null's effective number of families there (how
+    many times more often a null unit's best family is that unlikely than one family
+    is, at the ``TAIL``-th most extreme null unit). ``exclude_self``: as ``_tail``."""
     n = len(null_best)
     ordered = np.sort(null_best)
-    count = np.searchsorted(ordered, best, side="right")
+    count = np.searchsorted(ordered, best, side="right") - (1 if exclude_self else 0)
     p = (1 + count) / (1 + n)
-    if n >= TAIL:
+    if n >= 2 * TAIL:
         edge = ordered[TAIL - 1]  # the TAIL-th smallest
-        families = max(1.0, TAIL / n / edge) if edge > 0 else 1.0
-        p = np.where(count < TAIL, np.minimum(p, families * best), p)
+        families = max(1.0, TAIL / (1 + n) / edge) if edge > 0 else 1.0
+        p = np.where(count < TAIL, families * best, p)
     return np.minimum(np.where(best >= 1, 1.0, p), 1.0)
 
 
@@ -175,7 +180,7 @@ def test(real: np.ndarray, null: np.ndarray, families: Sequence[str], rate: floa
     if len(null) < 2:
         return [Verdict(None, None, 1.0, 1.0, False) for _ in range(len(real))]
     best, value = _label(_family_p(real, null), real)
-    _, null_value = _label(_family_p(null, null), null)
+    _, null_value = _label(_family_p(null, null, exclude_self=True), null)
     p = _unit_p(value, null_value)
     q = benjamini_hochberg(p)
     return [Verdict(families[b] if b >= 0 else None, round(float(real[row, b]), 4) if b >= 0 else None,
@@ -185,13 +190,13 @@ def test(real: np.ndarray, null: np.ndarray, families: Sequence[str], rate: floa
 
 def self_test(null: np.ndarray, families: Sequence[str], rate: float = RATE) -> dict[str, int]:
     """How many null units of each family pass the same test when the null units are
-    taken for a layer (each counted in its own null, which makes it a little harder to
-    pass): what the test names on a network that learned nothing."""
+    taken for a layer, each against the others: what the test names on a network that
+    learned nothing."""
     found: dict[str, int] = {}
     if len(null) < 3:
         return found
-    best, value = _label(_family_p(null, null), null)
-    passed = (benjamini_hochberg(_unit_p(value, value)) <= rate) & (best >= 0)
+    best, value = _label(_family_p(null, null, exclude_self=True), null)
+    passed = (benjamini_hochberg(_unit_p(value, value, exclude_self=True)) <= rate) & (best >= 0)
     for row in np.flatnonzero(passed):
         found[families[best[row]]] = found.get(families[best[row]], 0) + 1
     return found

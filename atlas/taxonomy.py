@@ -52,7 +52,6 @@ KERNEL_EVIDENCE = 0.25  # a kernel fit is evidence when it closes this share of 
 UNINFORMATIVE_NULL = 0.9  # ... and means nothing when random kernels of its size and smoothness fit this well
 DEAD = 1e-4  # a unit whose responses (or kernel) are below this share of the layer's median is dead
 CONTOURS = ("line", "curve", "edge", "curved_edge")  # single contours, judged among themselves
-MARGIN_CAP = 4.0  # a condition's margin counts towards a family's strength up to this many soft widths
 THIN = 4.0  # cycles of its preferred grating across its field: a line or a texture beyond, a Gabor below
 
 
@@ -103,17 +102,6 @@ class Family:
     def margins(self, metrics: dict[str, float | None], first_layer: bool = False) -> list[float]:
         """Each condition's margin (soft widths) that applies here."""
         return [m for m in (c.margin(metrics, first_layer) for c in self.conditions) if m is not None]
-
-    def strength(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
-        """The statistic the null tests (``atlas.significance``): where every condition
-        holds, the mean of the conditions' margins, each counted up to ``MARGIN_CAP``
-        widths (so one bounded metric at its limit does not tie every unit that reaches
-        it, and one huge margin does not hide a weak one); else the least margin, negative."""
-        margins = self.margins(metrics, first_layer)
-        if not margins:
-            return -1.0
-        least = min(margins)
-        return least if least < 0 else float(np.mean(np.minimum(margins, MARGIN_CAP)))
 
     def score(self, metrics: dict[str, float | None], first_layer: bool = False) -> float:
         margins = self.margins(metrics, first_layer)

@@ -21,7 +21,7 @@ def test_estimate_has_every_configured_stage_and_grows_with_the_work(tiny_projec
     config = load_config(tiny_project / "atlas.toml", ["featurevis.steps=20"])
     cpu = torch.device("cpu")
     phases = estimate(config, cpu)
-    assert [p.stage for p in phases] == ["featurevis", "weights", "examples", "tuning", "circuits", "families",
+    assert [p.stage for p in phases] == ["featurevis", "weights", "examples", "tuning", "circuits", "null", "families",
                                          "polysemanticity", "superposition"]
     featurevis = phases[0]
     assert len(featurevis.items) == 2 and all(s > 0 for s in featurevis.items)  # one chunk per layer

@@ -48,7 +48,7 @@ class NullKind:
 
 
 def null_kind(spec: ModelConfig, model: LoadedModel, root: Path, wanted: str = "auto") -> NullKind:
-    """Which null a model gets (``wanted``: "auto", "twin" or "permuted"): a twin drawn
+    """Which null a model gets (``wanted``: "auto" or "permuted"): a twin drawn
     by rebuilding the architecture when two seeds give two networks whose every kernel
     differs; else, when every parameter belongs to a layer with ``reset_parameters``,
     a twin with each layer drawn by PyTorch's default initialisation; else (or when

@@ -14,9 +14,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import logging
+
 from atlas import chance, evidence, motifs
 from atlas.artifacts import Circuits, Families, Null, Tuning, write
 from atlas.data.bank import Bank, stimulus_bank
+from atlas.calibration import CALIBRATION
 from atlas.handwritten import Matches
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
@@ -24,6 +27,8 @@ from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
 from atlas.stages.tuning import summarize
 from atlas.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discover, label_units, order_members,
                             possible_families)
+
+log = logging.getLogger(__name__)
 
 STAGE = "families"
 FORMAT = 14  # part of the key: bump when the artifact changes
@@ -50,7 +55,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         inputs["uses"] = ctx.artifacts.get(following[0], {}).get("circuits", []) if following else []
         inputs["previous_families"] = [previous] if previous else []
         key = artifact_key(stage=STAGE, format=FORMAT, criteria=criteria(), inputs=inputs,
-                           data=ctx.dataset.digest() if ctx.dataset is not None else None)
+                           data=ctx.dataset.digest() if ctx.dataset is not None else None,
+                           rate=ctx.config.null.rate, calibration=CALIBRATION)
         keys[layer.name] = [key]
         if ctx.needs(STAGE, key):
             data = layer_families(ctx, model, layer, inputs, images)
@@ -230,25 +236,25 @@ def null_units(record: Null, responses: np.ndarray, params: list[dict], extent: 
     dead = dead_units(units, responses, kernels or {}, {})
     live = [u for u in units if u not in dead]
     summaries = dict(zip(live, summarize(responses[:, live], Bank(params=params))))
-    per_unit = label_units(live, summaries, responses[:, live], params, kernels, extent, effective,
-                           matches_of(matcher, summaries, responses[:, live], live))
-    # A dead null unit is a draw that shows nothing: it meets no family's criteria.
-    metrics = {name: None for name in next(iter(per_unit.values()))["metrics"]} if per_unit else {}
-    per_unit.update({u: {"metrics": metrics} for u in dead})
-    return per_unit, sorted(dead)
+    # Dead null units are left out, as the layer's own are: a live unit is compared with live ones.
+    return label_units(live, summaries, responses[:, live], params, kernels, extent, effective,
+                       matches_of(matcher, summaries, responses[:, live], live)), sorted(dead)
 
 
 def against_null(per_unit: dict[int, dict[str, Any]], live: Sequence[int], record: Null, responses: np.ndarray,
                  params: list[dict], extent: float, effective: float | None, first_layer: bool,
-                 rate: float, matcher: Matches) -> dict[str, Any]:
+                 rate: float, matcher: Matches) -> dict[str, Any] | None:
     """Test the layer's labels against the null networks' units (``chance.label_layer``,
     relabelling ``per_unit``); the layer's null report, with the live null units'
     responses (for the discovered families' null) under "responses"."""
+    if first_layer and not record.kernels:  # its kernel criteria would have nothing to be compared with
+        log.warning("the null of a first layer has no kernel statistics: its labels are not tested")
+        return None
     null_per_unit, dead = null_units(record, responses, params, extent, effective, first_layer, matcher)
     report = chance.label_layer(per_unit, live, null_per_unit, possible_families(first_layer, extent), first_layer,
                                 rate)
     report.update(kind=record.kind, why=record.why, networks=record.networks, calibration=record.calibration,
-                  dead=len(dead), responses=responses[:, [u for u in sorted(null_per_unit) if u not in dead]])
+                  dead=len(dead), responses=responses[:, sorted(null_per_unit)])
     return report
 
 
@@ -256,9 +262,14 @@ def beyond_cluster_null(discovered: list[dict[str, Any]], null: dict[str, Any], 
                         seed: int) -> list[dict[str, Any]]:
     """The discovered families whose coherence beats the best cluster that the same
     clustering finds among ``size`` null units, drawn again and again; renumbered."""
-    best = chance.cluster_null(null["responses"], size, seed) if discovered else []
+    enough = null["responses"].shape[1] >= size  # as many null units as the layer has live ones
+    best = chance.cluster_null(null["responses"], size, seed) if discovered and enough else []
     null["clusters"] = {"draws": len(best), "p95": round(float(np.quantile(best, 0.95)), 4) if best else None,
-                        "found": sum(b > 0 for b in best)}
+                        "found": sum(b > 0 for b in best),
+                        "reason": None if enough else f"the null has fewer live units ({null['responses'].shape[1]}) "
+                                                      f"than the layer ({size}): no discovered family can be tested"}
+    if not best:
+        return []
     kept = []
     for family in discovered:
         family["p"] = round(chance.beats_cluster_null(family["coherence"], best), 4)

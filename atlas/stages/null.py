@@ -118,7 +118,7 @@ def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
 
 def _write(ctx: StageContext, key: str, kind: NullKind, job: dict, layer: LayerInfo, responses: list[np.ndarray],
            kernels: list[dict[str, np.ndarray]]) -> None:
-    stats = {name: np.concatenate([k[name] for k in kernels]).round(5).tolist() for name in kernels[0]} \
+    stats = {name: np.concatenate([k[name] for k in kernels]).round(4).tolist() for name in kernels[0]} \
         if kernels else None
     with ctx.store.writing(STAGE, key) as folder:
         np.save(folder / Null.RESPONSES, np.concatenate(responses, axis=1).astype(np.float32))

@@ -174,6 +174,26 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert 'class="symbol-badge">Cc</span>' in unit_page
 
 
+def test_every_label_says_what_the_null_gives(built_site):
+    catalog = json.loads((built_site / "catalog.json").read_text())
+    conv1 = catalog["models"][0]["layers"][0]
+    units = {u["index"]: u for u in conv1["units"]}
+    # ColorNet's factory hand-sets its weights: its null is each layer drawn again by its default init.
+    assert conv1["null"]["kind"] == "untrained twin" and "every layer" in conv1["null"]["why"]
+    assert conv1["null"]["units"] >= 32 and conv1["null"]["networks"] >= 2
+    test = units[0]["family_test"]
+    assert test["family"] == "Cc" and test["passed"] and test["p"] <= test["q"] <= 0.05
+    assert test["null"]["meets"] <= conv1["null"]["units"]
+    # The mean and blue units meet no family's criteria: no claim, nothing tested.
+    assert units[3]["family_test"]["criteria"] is None and not units[3]["family_test"]["passed"]
+    family = next(f for f in conv1["families"] if f["symbol"] == "Cc")
+    assert family["null"]["units"] == conv1["null"]["units"] and family["null"]["passed"] <= family["null"]["meets"]
+    model_page = next(built_site.glob("models/*/index.html")).read_text()
+    assert re.search(r'class="null-line">null \d+/\d+</span>', model_page)
+    assert "Beyond chance:" in (built_site / units[0]["url"]).read_text()
+    assert "Against chance." in (built_site / family["url"]).read_text()
+
+
 def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_site):
     catalog = json.loads((built_site / "catalog.json").read_text())
     conv1, conv2 = catalog["models"][0]["layers"]
