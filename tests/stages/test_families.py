@@ -30,7 +30,7 @@ cache = "cache"
 stages = ["weights", "tuning", "circuits", "families"]
 
 [null]
-twins = 8
+twins = 16
 
 [[models]]
 name = "families"
