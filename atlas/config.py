@@ -35,7 +35,7 @@ STAGES = registry.names()
 
 DEVICES = ("auto", "cpu", "cuda")
 LAYOUTS = ("tsne", "umap")
-NULL_KINDS = ("auto", "permuted")  # how the null networks are drawn (``atlas.models.twin``)  # activation atlas layouts (``atlas.stages.activation_atlas``)
+NULL_KINDS = ("auto", "permuted", "none")  # how the null networks are drawn (``atlas.models.twin``); none: no test  # activation atlas layouts (``atlas.stages.activation_atlas``)
 # A unit's feature visualization objectives (``atlas.registry``; "direction" is the activation atlas's).
 OBJECTIVES = tuple(name for name, o in registry.OBJECTIVES.items() if not o.along)
 PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
@@ -114,7 +114,9 @@ class NullConfig:
     twins: int = ranged(16, 1, 1000)  # ... but at most this many networks
     images: int = ranged(256, 1, 1_000_000)  # images the null networks' batch norm statistics are estimated on
     rate: float = ranged(0.05, 0, 1, above=True)  # the false discovery rate of a layer's family labels
-    kind: str = "auto"  # auto: untrained twins where the architecture can be drawn untrained; permuted: kernels shuffled
+    # auto: untrained twins where the architecture can be drawn untrained; permuted: kernels shuffled;
+    # none: no null, and every label's page says it was not tested (hand-built fixtures, debugging)
+    kind: str = "auto"
 
 
 @dataclass(frozen=True)

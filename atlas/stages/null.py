@@ -53,6 +53,8 @@ def networks_for(channels: int, units: int, most: int) -> int:
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     spec = next(m for m in ctx.config.models if m.name == model.name)
     settings = ctx.config.null
+    if settings.kind == "none":
+        return {}  # asked for no null: the families stage marks its labels untested
     kind: NullKind | None = None
     keys: dict[str, list[str]] = {}
     todo: list[tuple[LayerInfo, str, dict]] = []

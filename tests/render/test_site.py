@@ -151,7 +151,7 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     units = {u["index"]: u for u in conv1["units"]}
     # R - G and G - R answer color edges only: color contrast; B and the mean do not.
     assert [units[i]["family_symbol"] for i in range(4)] == ["Cc", "Cc", "Ot", "Ot"]
-    assert units[0]["family"] == "Color contrast" and units[0]["family_confidence"] == 1.0
+    assert units[0]["family"] == "Color contrast" and units[0]["family_confidence"] >= 0.9
     assert units[0]["preferred"]["color_edge"]["near"] in ("red", "magenta", "yellow")
     assert sum(f["count"] for f in conv1["families"]) == len(conv1["units"])
     model_page = next(built_site.glob("models/*/index.html"))

@@ -30,7 +30,7 @@ cache = "cache"
 stages = ["weights", "tuning", "circuits", "families"]
 
 [null]
-twins = 16
+kind = "none"  # the criteria alone; the null test: tests/test_significance.py, test_groundtruth.py, render/test_site.py
 
 [[models]]
 name = "families"
