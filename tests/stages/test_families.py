@@ -83,9 +83,8 @@ def test_scorecards_hold_every_argument_in_order_with_handwritten_evidence(swept
     assert implementation["verdict"] in ("weak", "strong") and implementation["value"] > 0.1
     # ... and the lines are used by the curves; the curves (last layer) and early units (read by no swept
     # layer: lines read the image) have no downstream evidence, and early units no upstream.
-    # Its rule would say strong, but the null is not measured on circuits: "strong" means beyond it.
-    use = scorecard["lines"]["Ln"]["feature use"]
-    assert use["value"] >= 0.5 and use["verdict"] == "weak" and "at most weak" in use["rule"]
+    # With no null here ([null] kind = "none") the rule alone decides (with one, this would be at most weak).
+    assert scorecard["lines"]["Ln"]["feature use"]["verdict"] == "strong"
     assert scorecard["curves"]["Cv"]["feature use"]["verdict"] == "missing"
     assert scorecard["early"]["Ga"]["feature implementation"]["verdict"] == "missing"
     early = {f["symbol"]: {a["argument"]: a for a in f["evidence"]} for f in swept_families["early"]["families"]}
@@ -268,6 +267,7 @@ def test_the_curve_family_page_shows_the_grid_from_lines_with_its_equivariance(f
     grid = re.search(r'<table class="weight-grid">(.*?)</table>', page, re.S).group(1)
     assert grid.count('class="weight-map pixelated"') == 64  # 8 curves x 8 lines
     assert re.search(r"equivariance 0\.[89]\d", page)
+    assert "Not tested against a null" in page  # [null] kind = "none": the page says so
 
 
 def test_units_at_numerical_noise_are_dead_and_say_why():
