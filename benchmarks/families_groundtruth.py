@@ -95,6 +95,8 @@ def main() -> None:
                 if args.verbose and not right:
                     print(f"seed {seed} {layer} unit {unit}: built {truth.family}, criteria {criteria}, labelled "
                           f"{record['family']} (test {record.get('test')})")
+        print(f"seed {seed}: {sum(r for _, r in pairs)}/{len(pairs)} right so far, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
     seeds = f"seeds {args.first}-{args.first + args.networks - 1}"
     confusion_table(before, f"By the criteria alone ({seeds}):")
     confusion_table(after, f"Tested against untrained twins at a 5% false discovery rate ({seeds}):")
