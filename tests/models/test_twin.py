@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -66,3 +67,13 @@ def test_recalibrated_batch_norms_hold_the_statistics_of_the_images():
         first = model.module.conv1(model.normalize(torch.cat(images)))
     assert torch.allclose(model.module.bn1.running_mean, first.mean((0, 2, 3)), atol=1e-4)
     assert torch.allclose(model.module.bn1.running_var, first.var((0, 2, 3)), rtol=1e-2)
+
+
+def test_the_craft_trunk_loads_its_trained_weights_and_its_twin_does_not():
+    pytest.importorskip("easyocr_en_models")
+    from atlas.models.craft import vgg16_bn, vgg16_bn_untrained
+
+    trained, untrained = vgg16_bn(), vgg16_bn_untrained()
+    assert isinstance(trained.features[10], nn.Conv2d) and trained.features[10].out_channels == 128  # conv2_2
+    assert not torch.equal(trained.features[0].weight, untrained.features[0].weight)
+    assert trained.features[1].running_var.mean() != 1.0  # trained batch norm statistics, not the defaults
