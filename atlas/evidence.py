@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from atlas import artifacts, handwritten
+from atlas.handwritten import correlation
 from atlas.data import stimuli
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
@@ -53,14 +54,6 @@ def _verdict(value: float | None, strong: float, weak: float, rule: str, higher:
     sign = 1 if higher else -1
     verdict = "strong" if sign * value >= sign * strong else "weak" if sign * value >= sign * weak else "missing"
     return {"verdict": verdict, "value": round(float(value), 3), "rule": rule}
-
-
-def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Pearson's r; None when either side is constant or there are fewer than 3 pairs."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 @dataclass(frozen=True)

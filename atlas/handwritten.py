@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -188,11 +188,14 @@ class Matches:
         out = {}
         for symbol in self.handwritten:
             found = self.response(symbol, preferred)
-            out[MATCH[symbol]] = _correlation(np.clip(found, 0, None) if rectified else found, responses)
+            r = correlation(np.clip(found, 0, None) if rectified else found, responses)
+            out[MATCH[symbol]] = None if r is None else round(r, 4)
         return out
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Pearson's r; None when either side is constant or there are fewer than 3 pairs."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    return round(float(np.corrcoef(a, b)[0, 1]), 4)
+    return float(np.corrcoef(a, b)[0, 1])

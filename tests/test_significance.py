@@ -72,5 +72,5 @@ def test_calibration_is_a_monotone_map_fitted_per_group():
     table = calibration.fit(observations)
     assert [p for _, p in table["named"]] == sorted(p for _, p in table["named"])
     assert calibration.calibrated("named", 0.95, table) > calibration.calibrated("named", 0.6, table)
-    assert calibration.calibrated("untested", 0.7, table) == 0.7  # no table: the raw confidence
+    assert calibration.calibrated("discovered", 0.7, table) == 0.7  # no table: the raw confidence
     assert calibration.group({"family": "Ot", "test": {"criteria": "Cv"}}) == "demoted"
