@@ -29,13 +29,13 @@ from atlas.taxonomy import OTHER
 CLUSTER_DRAWS = 99  # subsets of null units clustered for the discovered families' null
 
 
-def margins(per_unit: dict[int, dict[str, Any]], units: Sequence[int], family: taxonomy.Family,
+def margins(per_unit: dict[int, dict[str, Any]], units: Sequence[int], conditions: Sequence[taxonomy.Condition],
             first_layer: bool) -> np.ndarray:
-    """(units, conditions) of each unit's margin on each of the family's conditions
+    """(units, conditions) of each unit's margin on each condition
     (``taxonomy.Condition.margin``), NaN where one does not apply."""
     rows = [[np.nan if m is None else m for m in (c.margin(per_unit[u]["metrics"], first_layer)
-                                                  for c in family.conditions)] for u in units]
-    return np.array(rows, dtype=float).reshape(len(units), len(family.conditions))
+                                                  for c in conditions)] for u in units]
+    return np.array(rows, dtype=float).reshape(len(units), len(conditions))
 
 
 def null_summary(values: np.ndarray) -> dict[str, Any]:
@@ -57,20 +57,25 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
     meeting the criteria}, "passed": {symbol: null units passing the same test},
     "distributions": {symbol: ``null_summary``}}."""
     null_units = sorted(null_per_unit)
-    symbols = [f.symbol for f in families]
-    real = np.zeros((len(live), len(families)))
-    null = np.zeros((len(null_units), len(families)))
-    for i, family in enumerate(families):
-        real[:, i], null[:, i] = significance.statistics(margins(per_unit, live, family, first_layer),
-                                                         margins(null_per_unit, null_units, family, first_layer))
+    # One column per family and per variant of it (``taxonomy.Family.variants``).
+    columns = [(f.symbol, name, conditions) for f in families for name, conditions in f.condition_sets()]
+    symbols = [symbol for symbol, _, _ in columns]
+    real = np.zeros((len(live), len(columns)))
+    null = np.zeros((len(null_units), len(columns)))
+    for i, (_, _, conditions) in enumerate(columns):
+        real[:, i], null[:, i] = significance.statistics(margins(per_unit, live, conditions, first_layer),
+                                                         margins(null_per_unit, null_units, conditions, first_layer))
     verdicts = significance.test(real, null, symbols, rate)
-    distributions = {s: null_summary(null[:, i]) for i, s in enumerate(symbols)}
+    own = [i for i, (_, name, _) in enumerate(columns) if name is None]  # each family's own criteria
+    distributions = {symbols[i]: null_summary(null[:, i]) for i in own}
     for u, verdict in zip(live, verdicts):
         record = per_unit[u]
         criteria = record["family"] if record["family"] != OTHER.symbol else None
-        record["test"] = {"family": verdict.family, "statistic": verdict.statistic, "p": verdict.p, "q": verdict.q,
+        column = verdict.column
+        record["test"] = {"family": verdict.family, "variant": None if column is None else columns[column][1],
+                          "statistic": verdict.statistic, "p": verdict.p, "q": verdict.q,
                           "passed": verdict.passed and criteria is not None, "criteria": criteria,
-                          "null": distributions.get(verdict.family) if verdict.family else None}
+                          "null": None if column is None else null_summary(null[:, column])}
         if verdict.passed and criteria is not None:
             if verdict.family != criteria:  # the family least likely by chance, of those its criteria meet
                 second, second_score = taxonomy.runner_up(record["scores"], verdict.family)
@@ -83,9 +88,10 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
         record = per_unit[u]
         record["raw_confidence"] = record["confidence"]
         record["confidence"] = calibration.calibrated(calibration.group(record), record["confidence"])
-    return {"units": len(null_units), "rate": rate, "meets": significance.eligible_counts(null, symbols),
+    own_symbols = [symbols[i] for i in own]
+    return {"units": len(null_units), "rate": rate, "meets": significance.eligible_counts(null[:, own], own_symbols),
             "passed": significance.self_test(null, symbols, rate), "distributions": distributions,
-            "matches": _null_matches(null_per_unit, null_units, null, symbols)}
+            "matches": _null_matches(null_per_unit, null_units, null[:, own], own_symbols)}
 
 
 def _null_matches(null_per_unit: dict[int, dict[str, Any]], null_units: Sequence[int], statistics: np.ndarray,

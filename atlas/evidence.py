@@ -36,6 +36,7 @@ from atlas.handwritten import correlation
 from atlas.data import stimuli
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
+from atlas.taxonomy import DETECTORS
 from atlas.stages import LayerInfo, StageContext, layer_receptive_field
 
 ARGUMENTS = tuple(artifacts.ARGUMENTS.values())  # in "Zoom In"'s order
@@ -182,7 +183,7 @@ class Handwritten:
         self.examples = examples if ctx.dataset is not None else None
         self._images = images
         self._bank = bank
-        self._stimuli: torch.Tensor | None = None
+        self._matches: handwritten.Matches | None = None
 
     @property
     def bank(self):
@@ -193,32 +194,33 @@ class Handwritten:
         return self._bank
 
     @property
-    def stimuli(self) -> torch.Tensor:
-        """The bank's images as one tensor (N, 3, S, S)."""
-        if self._stimuli is None:
-            self._stimuli = torch.from_numpy(np.stack(self.bank.images))
-        return self._stimuli
+    def matches(self) -> handwritten.Matches:
+        """The layer's handwritten detectors over the bank (``handwritten.Matches``)."""
+        if self._matches is None:
+            self._matches = handwritten.Matches(self.bank, self.tuning["extent"], DETECTORS)
+        return self._matches
 
-    def detector(self, symbol: str, kind: str, summary: dict[str, Any]) -> handwritten.Detector:
-        return handwritten.for_unit(symbol, kind, summary["preferred"], self.bank.images, self.tuning["extent"])
+    def detector(self, symbol: str, unit: int) -> tuple[handwritten.Detector, np.ndarray]:
+        """The detector the unit follows best (of those its family allows) and the
+        unit's responses to the bank."""
+        responses = self.responses[:, self.layer.units.index(unit)]
+        preferred = self.tuning["units"][str(unit)]["preferred"]
+        return self.matches.detector(symbol, preferred, responses), responses
 
-    def correlations(self, symbol: str, kind: str,
-                     members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
+    def correlations(self, symbol: str, members: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
         """Per member: (correlation on the stimulus bank, correlation on its dataset examples)."""
         out = {}
         for u in members:
-            detector = self.detector(symbol, kind, self.tuning["units"][str(u)])
-            unit = self.responses[:, self.layer.units.index(u)]
+            detector, unit = self.detector(symbol, u)
             rectified = unit.min() >= 0  # a unit that never goes negative has a rectifier: so does its detector
-            on_stimuli = correlation(_rectify(handwritten.respond(detector, self.stimuli), rectified), unit)
+            on_stimuli = correlation(_rectify(handwritten.respond(detector, self.matches.stimuli), rectified), unit)
             out[u] = (on_stimuli, self._on_data(detector, u, rectified))
         return out
 
-    def scatter(self, symbol: str, kind: str, unit: int) -> dict[str, list[float]]:
+    def scatter(self, symbol: str, unit: int) -> dict[str, list[float]]:
         """The unit's and its detector's responses to every stimulus: the argument's figure."""
-        detector = self.detector(symbol, kind, self.tuning["units"][str(unit)])
-        responses = self.responses[:, self.layer.units.index(unit)]
-        found = _rectify(handwritten.respond(detector, self.stimuli), responses.min() >= 0)
+        detector, responses = self.detector(symbol, unit)
+        found = _rectify(handwritten.respond(detector, self.matches.stimuli), responses.min() >= 0)
         return {"detector": np.round(found, 4).tolist(), "unit": np.round(responses, 4).tolist()}
 
     def _on_data(self, detector: handwritten.Detector, unit: int, rectified: bool) -> float | None:

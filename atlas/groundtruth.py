@@ -441,13 +441,13 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     responses, stats = measure(model)
     summaries = dict(zip(units, tuning.summarize(responses, bank)))
     kernels = {u: {name: float(v[u]) for name, v in stats.items()} for u in units} if first else None
-    matcher = Matches(bank.images, extent, taxonomy.DETECTORS)
+    matcher = Matches(bank, extent, taxonomy.DETECTORS)
     per_unit = taxonomy.label_units(units, summaries, responses, bank.params, kernels, extent, field.effective,
                                     families.matches_of(matcher, summaries, responses, units))
     if not null:
         return per_unit
     draw = reinitialised if twin else permuted
-    measured = [measure(draw(model, seed + i)) for i in range(networks_for(len(units), 256, 32))]
+    measured = [measure(draw(model, seed + i)) for i in range(networks_for(len(units), 256, 64))]
     record = Null(kind=TWIN if twin else PERMUTED, why="", networks=len(measured), seeds=[], channels=len(units),
                   calibration="none", kernels={name: np.concatenate([k[name] for _, k in measured]).tolist()
                                                for name in measured[0][1]} if first else None)

@@ -12,10 +12,15 @@ preferred stimulus parameters:
   and subtracts those tangent to the mirror arc.
 - ``line``: one line detector, the unit's orientation.
 - ``template``: a matched filter, the unit's preferred stimulus minus grey (an
-  oriented edge for Gabor units; for color units a two-color edge or a colored
-  spot with its luminance taken out, so the filter is color-opponent; for a spot,
-  its mean taken out too, so that the same color everywhere cancels: a
-  center-surround filter), rectified.
+  oriented edge or grating for Gabor units: a simple cell; for color units a
+  two-color edge or a colored spot with its luminance taken out, so the filter is
+  color-opponent; for a spot, its mean taken out too, so that the same color
+  everywhere cancels: a center-surround filter), rectified.
+- ``energy``: a complex cell, the energy model: the root of the summed squares of
+  two matched filters in quadrature, the preferred grating and the same grating a
+  quarter period on. A Gabor unit is given the simple or the complex detector,
+  whichever it follows better (``Matches.detector``): a unit that pools Gabors of
+  one orientation over space does not care where the grating's bars fall.
 
 ``respond(detector, images)`` gives one number per image: the detector's
 pre-activation, which is compared with the unit's by correlation.
@@ -32,19 +37,20 @@ import torch
 import torch.nn.functional as F
 
 from atlas.data import stimuli
+from atlas.data.bank import Bank
 
 LINE_AXES = tuple(range(0, 180, 15))
 # The preferred stimulus a family's matched filter is made from.
 TEMPLATES = {"Ga": ("edge", "grating"), "Cc": ("color_edge",), "Cs": ("blob",)}
 # The metric that says how well a unit matches its family's detector (``Matches``).
-MATCH = {"Ga": "edge_match", "Cc": "color_edge_match", "Cs": "spot_match", "Ln": "line_match", "Cv": "curve_match"}
+MATCH = {"Ga": "gabor_match", "Cc": "color_edge_match", "Cs": "spot_match", "Ln": "line_match", "Cv": "curve_match"}
 ARC_POINTS = 7  # points along the arc where line detectors are read
 
 
 @dataclass
 class Detector:
-    kind: str  # "curve", "line" or "template"
-    kernels: torch.Tensor  # (K, 3, k, k): line detectors or one template
+    kind: str  # "curve", "line", "template" or "energy"
+    kernels: torch.Tensor  # (K, 3, k, k): line detectors, one template or two in quadrature
     samples: list[tuple[int, float, float, float]]  # (kernel, x, y, weight): x, y in pixels from the centre
     polarity: str = "both"  # line detectors: "light", "dark" or "both" kinds of line
 
@@ -96,6 +102,12 @@ def template(stimulus: np.ndarray, chromatic: bool = False, surround: float | No
     return Detector("template", (kernel / kernel.norm().clamp_min(1e-12))[None], [(0, 0.0, 0.0, 1.0)])
 
 
+def energy(stimulus: np.ndarray, quadrature: np.ndarray) -> Detector:
+    """A complex cell: the energy of two matched filters in quadrature (each (3, S, S))."""
+    kernels = torch.cat([template(stimulus).kernels, template(quadrature).kernels])
+    return Detector("energy", kernels, [(0, 0.0, 0.0, 1.0), (1, 0.0, 0.0, 1.0)])
+
+
 def line_responses(images: torch.Tensor, kernels: torch.Tensor, points: list[tuple[float, float]]) -> torch.Tensor:
     """Line detectors' signed responses (light lines positive) to images minus grey,
     detector ``i`` (kernels: (P, 3, k, k)) read at ``points[i]`` = (px, py) pixels from
@@ -125,9 +137,10 @@ def line_responses(images: torch.Tensor, kernels: torch.Tensor, points: list[tup
 def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
     """The detector's response to each image (N, 3, S, S) in [0, 1], before any
     rectification of its own: (N,)."""
-    if detector.kind == "template":
-        kernel = detector.kernels[0].flatten()
-        return images.float().flatten(1) @ kernel - stimuli.GREY * kernel.sum()  # (x - grey) . kernel
+    if detector.kind in ("template", "energy"):
+        kernels = detector.kernels.flatten(1).T  # (pixels, K)
+        filtered = images.float().flatten(1) @ kernels - stimuli.GREY * kernels.sum(0)  # (x - grey) . kernel
+        return filtered[:, 0] if detector.kind == "template" else filtered.square().sum(1).sqrt()
     index = [i for i, _, _, _ in detector.samples]
     signed = line_responses(images, detector.kernels[index],
                             [(px, py) for _, px, py, _ in detector.samples])
@@ -136,26 +149,45 @@ def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
     return read @ torch.tensor([weight for _, _, _, weight in detector.samples])
 
 
-def _recipe(symbol: str, kind: str, preferred: dict[str, Any]) -> tuple:
-    """What decides the detector built for a unit of family ``symbol``: its parameters."""
+def _quadrature(bank: Bank, index: int) -> int | None:
+    """The bank's grating a quarter period on from grating ``index`` (None: none)."""
+    grating = bank.params[index]
+    for i, p in enumerate(bank.params):
+        if (p["kind"] == "grating" and p["orientation"] == grating["orientation"]
+                and p["frequency"] == grating["frequency"] and p["phase"] == (grating["phase"] + 90) % 360):
+            return i
+    return None
+
+
+def recipes(symbol: str, kind: str, preferred: dict[str, Any], bank: Bank) -> list[tuple]:
+    """What decides each detector a unit of family ``symbol`` may be given: their
+    parameters. One, except for a Gabor unit: the simple cell and, where its preferred
+    grating has a quadrature in the bank, the complex one."""
     if kind == "curve":
         c = preferred["curve"]
-        return ("curve", c["orientation"], c["radius"], c["polarity"])
+        return [("curve", c["orientation"], c["radius"], c["polarity"])]
     if kind == "line":
-        return ("line", preferred["line"]["orientation"], preferred["line"]["polarity"])
+        return [("line", preferred["line"]["orientation"], preferred["line"]["polarity"])]
     best = max(TEMPLATES[symbol], key=lambda k: preferred[k]["response"])
-    return ("template", symbol, preferred[best]["index"])
+    found = [("template", symbol, preferred[best]["index"])]
+    if symbol == "Ga" and "grating" in preferred:
+        quadrature = _quadrature(bank, preferred["grating"]["index"])
+        if quadrature is not None:
+            found.append(("energy", preferred["grating"]["index"], quadrature))
+    return found
 
 
-def for_unit(symbol: str, kind: str, preferred: dict[str, Any], images: list[np.ndarray], extent: float) -> Detector:
-    """The detector of ``kind`` built for a unit of family ``symbol`` from its preferred
-    stimuli (a tuning summary's ``preferred``) in the stimulus bank ``images``."""
-    recipe = _recipe(symbol, kind, preferred)
+def build(recipe: tuple, bank: Bank, extent: float) -> Detector:
+    """The detector a recipe (``recipes``) describes, over the stimulus bank's images."""
     if recipe[0] == "curve":
         return curve(recipe[1], recipe[2], extent, polarity=recipe[3])
     if recipe[0] == "line":
         return line(recipe[1], extent, polarity=recipe[2])
-    return template(images[recipe[2]], chromatic=symbol in ("Cc", "Cs"), surround=extent if symbol == "Cs" else None)
+    if recipe[0] == "energy":
+        return energy(bank.images[recipe[1]], bank.images[recipe[2]])
+    symbol = recipe[1]
+    return template(bank.images[recipe[2]], chromatic=symbol in ("Cc", "Cs"),
+                    surround=extent if symbol == "Cs" else None)
 
 
 class Matches:
@@ -166,29 +198,42 @@ class Matches:
     detector does. Detectors with the same recipe are built and shown the bank once,
     so a layer costs at most one pass per distinct preferred stimulus."""
 
-    def __init__(self, images: list[np.ndarray], extent: float, handwritten: dict[str, str]):
-        self.images, self.extent, self.handwritten = images, extent, handwritten  # symbol -> detector kind
+    def __init__(self, bank: Bank, extent: float, handwritten: dict[str, str]):
+        self.bank, self.extent, self.handwritten = bank, extent, handwritten  # symbol -> detector kind
         self._stacked: torch.Tensor | None = None
         self._responses: dict[tuple, np.ndarray] = {}
 
-    def response(self, symbol: str, preferred: dict[str, Any]) -> np.ndarray:
+    @property
+    def stimuli(self) -> torch.Tensor:
+        """The bank's images as one tensor (N, 3, S, S)."""
+        if self._stacked is None:
+            self._stacked = torch.from_numpy(np.stack(self.bank.images))
+        return self._stacked
+
+    def response(self, recipe: tuple) -> np.ndarray:
         """The detector's response to every stimulus (unrectified)."""
-        kind = self.handwritten[symbol]
-        recipe = _recipe(symbol, kind, preferred)
         if recipe not in self._responses:
-            if self._stacked is None:
-                self._stacked = torch.from_numpy(np.stack(self.images))
-            detector = for_unit(symbol, kind, preferred, self.images, self.extent)
-            self._responses[recipe] = respond(detector, self._stacked).numpy()
+            self._responses[recipe] = respond(build(recipe, self.bank, self.extent), self.stimuli).numpy()
         return self._responses[recipe]
+
+    def best(self, symbol: str, preferred: dict[str, Any], responses: np.ndarray) -> tuple[tuple, float | None]:
+        """The recipe of the detector the unit (``responses``: one per stimulus) follows
+        best, of those its family allows, and the correlation."""
+        rectified = responses.min() >= 0
+        found = []
+        for recipe in recipes(symbol, self.handwritten[symbol], preferred, self.bank):
+            response = self.response(recipe)
+            found.append((recipe, correlation(np.clip(response, 0, None) if rectified else response, responses)))
+        return max(found, key=lambda pair: -np.inf if pair[1] is None else pair[1])
+
+    def detector(self, symbol: str, preferred: dict[str, Any], responses: np.ndarray) -> Detector:
+        return build(self.best(symbol, preferred, responses)[0], self.bank, self.extent)
 
     def of(self, preferred: dict[str, Any], responses: np.ndarray) -> dict[str, float | None]:
         """{metric: correlation} for one unit (``responses``: its response to each stimulus)."""
-        rectified = responses.min() >= 0
         out = {}
         for symbol in self.handwritten:
-            found = self.response(symbol, preferred)
-            r = correlation(np.clip(found, 0, None) if rectified else found, responses)
+            r = self.best(symbol, preferred, responses)[1]
             out[MATCH[symbol]] = None if r is None else round(r, 4)
         return out
 

@@ -52,14 +52,16 @@ RATE = 0.05  # the false discovery rate over a layer's labels
 @dataclass(frozen=True)
 class Verdict:
     """One unit's test: the family it is tested for (None: its criteria meet no
-    family's), that family's statistic, the p-value of the label, its q-value and
-    whether it is a finding."""
+    family's), that family's statistic, the p-value of the label, its q-value,
+    whether it is a finding, and the column of the statistic (a family may have
+    several: its variants)."""
 
     family: str | None
     statistic: float | None
     p: float
     q: float
     passed: bool
+    column: int | None = None
 
 
 def _counts(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -173,8 +175,8 @@ def _label(p: np.ndarray, statistic: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def test(real: np.ndarray, null: np.ndarray, families: Sequence[str], rate: float = RATE) -> list[Verdict]:
     """Every real unit's label tested against the null units: ``real`` and ``null``
-    are statistics (units, families) from ``statistics``, columns in ``families``
-    order. With fewer than two null units no label can be tested: none passes."""
+    are statistics (units, columns) from ``statistics``, each column's family in
+    ``families`` (a family may have several columns: its variants). With fewer than two null units no label can be tested: none passes."""
     if len(real) == 0:
         return []
     if len(null) < 2:
@@ -184,7 +186,8 @@ def test(real: np.ndarray, null: np.ndarray, families: Sequence[str], rate: floa
     p = _unit_p(value, null_value)
     q = benjamini_hochberg(p)
     return [Verdict(families[b] if b >= 0 else None, round(float(real[row, b]), 4) if b >= 0 else None,
-                    float(f"{p[row]:.3g}"), float(f"{q[row]:.3g}"), bool(b >= 0 and q[row] <= rate))
+                    float(f"{p[row]:.3g}"), float(f"{q[row]:.3g}"), bool(b >= 0 and q[row] <= rate),
+                    int(b) if b >= 0 else None)
             for row, b in enumerate(best)]
 
 

@@ -98,6 +98,16 @@ class Family:
     first_layer: bool = True  # whether a first layer's kernel (a linear filter of the image) can be one
     min_extent: float = 0.0  # the receptive field (pixels) the family's stimuli need
     hue_from: str = "color_edge"  # ordered by hue: the stimulus kind whose preferred one gives its hue
+    # Stricter kinds of the family, (name, conditions added to the family's): what the
+    # criteria do not require but a unit of that kind shows beyond chance (a complex
+    # Gabor's indifference to where a grating's bars fall). The test against the null
+    # (``atlas.chance``) weighs a unit's evidence as the family or as one of its kinds,
+    # whichever is stronger, and the null units get the same choice.
+    variants: tuple[tuple[str, tuple[Condition, ...]], ...] = ()
+
+    def condition_sets(self) -> list[tuple[str | None, tuple[Condition, ...]]]:
+        """(variant name, conditions): the family's own (None), then each variant's."""
+        return [(None, self.conditions)] + [(name, self.conditions + extra) for name, extra in self.variants]
 
     def margins(self, metrics: dict[str, float | None], first_layer: bool = False) -> list[float]:
         """Each condition's margin (soft widths) that applies here."""
@@ -133,7 +143,10 @@ FAMILIES = (
             Condition("own_curvature", high=0.2, layers="later"),
             Condition("thinness", high=1.0, width=0.25, layers="later"),
             Condition("gabor_excess", low=KERNEL_EVIDENCE), Condition("dog_vs_gabor", high=0.0, width=0.1),
-            MATCHES["Ga"]), "orientation", "template"),
+            MATCHES["Ga"]), "orientation", "template",
+           variants=(("band-pass", (Condition("grating_vs_edge", low=0.0, width=0.1),)),
+                     ("complex", (Condition("phase_invariance", low=0.5, width=0.25),
+                                  Condition("grating_vs_edge", low=0.0, width=0.1))))),
     Family("Cc", "Color contrast", "A boundary between two hues drives them more than any luminance edge; beyond "
            "the first layer a colored spot no more than the same color everywhere. In a first layer the kernel is chromatic "
            "along an opponent axis (red against green, blue against yellow), fits a Gabor better than "

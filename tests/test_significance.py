@@ -66,6 +66,28 @@ def test_a_layer_keeps_the_labels_that_beat_its_null_and_says_why_it_drops_the_o
     assert report["units"] == 300 and report["meets"]["Cv"] > 50 and report["passed"].get("Cv", 0) <= 3
 
 
+def test_a_family_variant_the_null_never_shows_carries_a_unit_its_base_criteria_would_not():
+    from atlas.taxonomy import Condition, Family
+
+    base = (Condition("a", low=0.0),)
+    family = Family("Zz", "Test", "", base, variants=(("strict", (Condition("b", low=0.5),)),))
+    rng = np.random.default_rng(3)
+
+    def _record(metrics, family, score):
+        return {"metrics": metrics, "family": family, "confidence": score, "scores": {"Zz": score}}
+
+    # Null units meet "a" as strongly as the real ones, and never show "b".
+    null = {i: _record({"a": rng.uniform(0, 2), "b": rng.uniform(0, 0.4)}, "Zz", 0.6) for i in range(200)}
+    real = {i: _record({"a": 1.0, "b": 0.9}, "Zz", 0.6) for i in range(3)}
+    report = chance.label_layer(real, [0, 1, 2], null, [family], first_layer=False)
+    assert all(real[i]["family"] == "Zz" and real[i]["test"]["variant"] == "strict" for i in range(3))
+    assert report["meets"] == {"Zz": 200}  # the family's own criteria: every null unit meets them
+    # Without the variant the same units are no different from the null.
+    real = {i: _record({"a": 1.0, "b": 0.9}, "Zz", 0.6) for i in range(3)}
+    chance.label_layer(real, [0, 1, 2], null, [Family("Zz", "Test", "", base)], first_layer=False)
+    assert all(real[i]["family"] == "Ot" and real[i]["test"]["variant"] is None for i in range(3))
+
+
 def test_calibration_is_a_monotone_map_fitted_per_group():
     observations = [("named", 0.6, False), ("named", 0.7, True), ("named", 0.9, True), ("named", 0.95, True),
                     ("other", 0.2, False), ("other", 0.9, True)]

@@ -31,7 +31,7 @@ from atlas.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discove
 log = logging.getLogger(__name__)
 
 STAGE = "families"
-FORMAT = 14  # part of the key: bump when the artifact changes
+FORMAT = 15  # part of the key: bump when the artifact changes
 
 
 def criteria() -> list[dict[str, Any]]:
@@ -144,7 +144,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     rows = [units.index(u) for u in live]
     centre = tuning.get("centre")
     bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
-    matcher = Matches(bank.images, tuning["extent"], DETECTORS)
+    matcher = Matches(bank, tuning["extent"], DETECTORS)
     per_unit = label_units(live, summaries, responses[:, rows], params, kernels or None, tuning["extent"],
                            tuning.get("effective"), matches_of(matcher, summaries, responses[:, rows], live))
     labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
@@ -190,11 +190,10 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
             confidence={u: per_unit[u]["confidence"] for u in members}, featurevis=featurevis,
             examples=examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
             edits=edits, used=used,
-            handwritten=detectors.correlations(family["symbol"], family["handwritten"], members)
+            handwritten=detectors.correlations(family["symbol"], members)
             if family["handwritten"] else None, null=_null_evidence(family, per_unit, null))
         if family["handwritten"]:  # the seventh argument's figure, for the most typical member
-            family["handwritten_scatter"] = detectors.scatter(family["symbol"], family["handwritten"],
-                                                              family["representative"])
+            family["handwritten_scatter"] = detectors.scatter(family["symbol"], family["representative"])
     for u, why in dead.items():  # in no family and no scorecard: their numbers are noise
         per_unit[u] = {"family": None, "confidence": None, "dead": why, "scores": {}, "metrics": {},
                        "second": None, "second_score": None, "borderline": False,

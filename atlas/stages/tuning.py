@@ -28,9 +28,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from atlas.artifacts import Examples, Tuning, write
-from atlas.capture import capture
+from atlas.capture import capture, layer_inputs
 from atlas.data.bank import CURVED, ORIENTED, PERIODIC_180, STRAIGHT, Bank, field_centre, resultant, stimulus_bank
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
@@ -44,18 +46,39 @@ FORMAT = 4  # 4: responses as the network reads them
 def respond(model: LoadedModel, layer: str, bank: Bank, units: Sequence[int], device: torch.device,
             batch: int = 64, response: Response | None = None) -> np.ndarray:
     """The centre unit's responses: (stimuli, units), read through ``response`` (as the
-    network reads the layer: ``atlas.response``) when given."""
+    network reads the layer: ``atlas.response``) when given. A convolution computes
+    its centre position only (``conv_centre``), from its input."""
     index = torch.tensor(list(units), device=device)
+    module = model.module.get_submodule(layer)
+    centre_only = isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" \
+        and not isinstance(module.padding, str)
     out = []
     with torch.no_grad():
         for start in range(0, len(bank.images), batch):
-            x = torch.from_numpy(np.stack(bank.images[start:start + batch])).to(device)
-            acts = as_read(response, capture(model.module, model.normalize(x), [layer])[layer].index_select(1, index),
-                           index)
+            x = model.normalize(torch.from_numpy(np.stack(bank.images[start:start + batch])).to(device))
+            if centre_only:
+                acts = conv_centre(module, layer_inputs(model.module, x, layer)[0], index)
+            else:
+                acts = capture(model.module, x, [layer])[layer].index_select(1, index)
+            acts = as_read(response, acts, index)
             if acts.dim() == 4:
                 acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
             out.append(acts.float().cpu().numpy())
     return np.concatenate(out)
+
+
+def conv_centre(conv: nn.Conv2d, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """``conv(x)[:, channels]`` at the centre position of its output only, (N, U, 1, 1):
+    a convolution of the one input window that position sees (zero padding)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    height, width = x.shape[-2:]
+    cy = ((height + 2 * ph - dh * (kh - 1) - 1) // sh + 1) // 2
+    cx = ((width + 2 * pw - dw * (kw - 1) - 1) // sw + 1) // 2
+    window = F.pad(x, (pw, pw, ph, ph))[:, :, cy * sh:cy * sh + dh * (kh - 1) + 1, cx * sw:cx * sw + dw * (kw - 1) + 1]
+    if conv.groups == 1:  # only the channels asked for
+        bias = None if conv.bias is None else conv.bias[channels]
+        return F.conv2d(window, conv.weight[channels], bias, dilation=conv.dilation)
+    return F.conv2d(window, conv.weight, conv.bias, dilation=conv.dilation, groups=conv.groups)[:, channels]
 
 
 def _orientation_curve(responses: np.ndarray, params: list[dict], rows: np.ndarray) -> tuple[list[int], np.ndarray]:

@@ -227,6 +227,31 @@ def test_handwritten_curve_prefers_its_own_curve_to_its_mirror_and_to_a_line():
     assert response[0] > response[2] > response[1]
 
 
+def test_a_gabor_unit_gets_the_simple_or_the_complex_detector_whichever_it_follows():
+    from atlas.data.bank import stimulus_bank
+
+    bank = stimulus_bank(33, 24)
+    stimuli_ = torch.from_numpy(np.stack(bank.images))
+    gratings = [i for i, p in enumerate(bank.params)
+                if p["kind"] == "grating" and p["orientation"] == 45 and p["frequency"] == 0.25]
+    best = gratings[0]
+    quadrature = next(i for i in gratings if bank.params[i]["phase"] == (bank.params[best]["phase"] + 90) % 360)
+    complex_ = handwritten.energy(bank.images[best], bank.images[quadrature])
+    # A complex cell answers its grating wherever the bars fall; a simple cell at one phase only.
+    on_phases = handwritten.respond(complex_, stimuli_[gratings]).numpy()
+    assert np.ptp(on_phases) < 0.02 * on_phases.max()
+    simple = handwritten.respond(handwritten.template(bank.images[best]), stimuli_[gratings]).numpy()
+    assert simple.max() > 0 > simple.min()
+    preferred = {"grating": {**bank.params[best], "index": best, "response": 1.0},
+                 "edge": {**bank.params[bank.kind("edge")[0]], "index": int(bank.kind("edge")[0]), "response": 0.5}}
+    matches = handwritten.Matches(bank, 24, {"Ga": "template"})
+    for unit, kind in ((handwritten.respond(complex_, stimuli_).numpy(), "energy"),
+                       (handwritten.respond(handwritten.template(bank.images[best]), stimuli_).clamp_min(0).numpy(),
+                        "template")):
+        recipe, r = matches.best("Ga", preferred, unit)
+        assert recipe[0] == kind and r > 0.99
+
+
 def test_the_hand_built_curve_circuit_is_equivariant_and_shuffled_weights_are_not():
     orientations = [i * 45.0 for i in range(8)]
     kernels = curve_kernels(orientations)

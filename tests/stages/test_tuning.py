@@ -5,7 +5,7 @@ from torch import nn
 
 from atlas.models import LoadedModel
 from atlas.data.bank import stimulus_bank
-from atlas.stages.tuning import respond, summarize
+from atlas.stages.tuning import conv_centre, respond, summarize
 
 
 def hand_set(kernels: list[np.ndarray]) -> LoadedModel:
@@ -28,6 +28,21 @@ def tune(kernels):
 
 def angle_between(a: float, b: float) -> float:
     return abs((a - b + 180) % 360 - 180)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, groups, size", [
+    (3, 1, 1, 1, 1, 16), (7, 2, 3, 1, 1, 17), (5, 2, 0, 1, 1, 20), (3, 1, 2, 2, 1, 15), (3, 2, 1, 1, 4, 16),
+    ((5, 3), (2, 1), (2, 0), 1, 1, 19)])
+def test_a_convolution_at_its_centre_equals_the_full_map_there(kernel, stride, padding, dilation, groups, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x = torch.randn(3, 8, size, size + 3)
+    full = conv(x)
+    channels = torch.tensor([0, 5, 11])
+    centre = conv_centre(conv, x, channels)
+    expected = full[:, channels, full.shape[2] // 2, full.shape[3] // 2]
+    assert centre.shape == (3, 3, 1, 1)
+    assert torch.allclose(centre[:, :, 0, 0], expected, atol=1e-5)
 
 
 def test_an_edge_detector_prefers_its_orientation():
