@@ -49,9 +49,15 @@ def calibrated(name: str, raw: float, table: dict[str, list[tuple[float, float]]
 def _isotonic(raw: np.ndarray, right: np.ndarray) -> list[tuple[float, float]]:
     """Pool-adjacent-violators over ``raw`` (sorted ascending), each block's rate smoothed
     towards one half by one right and one wrong: [(the block's largest raw, its rate)]."""
-    blocks: list[list[float]] = []  # [upper, rights, count]
+    tied: list[list[float]] = []  # [raw, rights, count]: one raw value is one block, a lookup cannot split it
     for value, ok in zip(raw, right):
-        blocks.append([value, float(ok), 1.0])
+        if tied and tied[-1][0] == value:
+            tied[-1][1:] = [tied[-1][1] + float(ok), tied[-1][2] + 1.0]
+        else:
+            tied.append([value, float(ok), 1.0])
+    blocks: list[list[float]] = []  # [upper, rights, count]
+    for block in tied:
+        blocks.append(list(block))
         while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
             upper, rights, count = blocks.pop()
             blocks[-1] = [upper, blocks[-1][1] + rights, blocks[-1][2] + count]

@@ -107,7 +107,12 @@ def labels(name: str, units: int, images: int) -> list[dict]:
         after = {u: r["family"] for u, r in live.items() if r["family"] in named}
         before = {u: (r.get("test") or {}).get("criteria") or (r["family"] if r["family"] in named else None)
                   for u, r in live.items()}
+        lost: dict[str, list[int]] = {}
+        for u, family in sorted(before.items(), key=lambda item: int(item[0])):
+            if family and after.get(u) != family:
+                lost.setdefault(family, []).append(int(u))
         found.append({"layer": layer.name, "live": len(live), "dead": len(data.dead), "discovered": discovered,
+                      "lost": lost,
                       "before": Counter(v for v in before.values() if v), "after": Counter(after.values()),
                       "null": data.null})
     return found
@@ -123,6 +128,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of: " + ", ".join(MODELS))
     parser.add_argument("--units", type=int, default=32, help="units swept per layer")
     parser.add_argument("--images", type=int, default=300, help="photographs (crops) used")
+    parser.add_argument("--lost", action="store_true", help="list, per layer and family, the units that lose a label")
     args = parser.parse_args()
     if not PHOTOS.is_dir():
         from atlas.data.samples import write_samples
@@ -141,6 +147,9 @@ def main() -> None:
                   f"{share(row['after'], row['live'])} {share(row['before'], row['live'], SHAPES)} "
                   f"{share(row['after'], row['live'], SHAPES)} {len(row['discovered']):>5}  "
                   f"{null.get('units', 0):>4} {null.get('kind', 'none'):<15} {families}", flush=True)
+            if args.lost:
+                for family, units in row["lost"].items():
+                    print(f"{'':<20} {'':<14} lost {family}: {', '.join(map(str, units))}", flush=True)
             total = totals.setdefault(name, Counter())
             total["live"] += row["live"]
             total["before"] += sum(row["before"].values())

@@ -95,4 +95,8 @@ def test_calibration_is_a_monotone_map_fitted_per_group():
     assert [p for _, p in table["named"]] == sorted(p for _, p in table["named"])
     assert calibration.calibrated("named", 0.95, table) > calibration.calibrated("named", 0.6, table)
     assert calibration.calibrated("discovered", 0.7, table) == 0.7  # no table: the raw confidence
+    # Equal raw confidences are one block: 1.0 nine times right in ten is 0.83 (smoothed), whatever their order.
+    tied = calibration.fit([("named", 0.7, True), ("named", 0.7, False)] + [("named", 1.0, i > 0) for i in range(10)])
+    assert [upper for upper, _ in tied["named"]] == [0.7, 1.0]
+    assert calibration.calibrated("named", 1.0, tied) == round(10 / 12, 3)
     assert calibration.group({"family": "Ot", "test": {"criteria": "Cv"}}) == "demoted"
