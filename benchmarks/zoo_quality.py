@@ -29,7 +29,7 @@ from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
 from atlas.kernels import kernel_stats  # noqa: E402
 from atlas.models import load_model  # noqa: E402
 from atlas.models.zoo import ZOO  # noqa: E402
-from atlas.stages.tuning import _resultant  # noqa: E402
+from atlas.data.bank import resultant  # noqa: E402
 from atlas.stages.weights import input_conv  # noqa: E402
 from atlas.train import evaluate, generate  # noqa: E402
 
@@ -78,7 +78,7 @@ def curve_detectors(model, layer: str, size: int) -> dict[str, np.ndarray]:
     flat = rc.reshape(6, len(curve_orients), -1)
     best = flat.max(1).argmax(0)
     tuning = np.clip(flat[best, :, np.arange(flat.shape[2])], 0, None)  # (units, orientations)
-    orientation, selectivity = _resultant(tuning.T, curve_orients, 360)  # as the site's tuning stage does
+    orientation, selectivity = resultant(tuning.T, curve_orients, 360)  # as the site's tuning stage does
     is_curve = (best_curve > 0) & (best_curve >= CURVE_PREFERENCE * np.clip(best_line, 1e-6, None)) \
         & (selectivity >= CURVE_SELECTIVITY)
     return {"curve": is_curve, "orientation": orientation,
