@@ -293,6 +293,22 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
         click.echo(f"{record['name']:<40} {record['type']:<20} {channels:>8}  {size}{calls}")
 
 
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--arch", help="The model (e.g. torchvision:resnet18); default: a model of the embedded zoo.")
+@click.option("--weights", default="none", show_default=True, help="none, a weights name, or a state dict path.")
+@click.option("--images", help="A folder of images (default: the embedded world for the zoo, ./photos otherwise).")
+@click.option("--layers", "count", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="How many layers to propose, spread over depth.")
+@_one_line_errors
+def init(folder: Path, arch: str | None, weights: str, images: str | None, count: int) -> None:
+    """Write a commented starter atlas.toml into FOLDER (it must not have one)."""
+    from atlas.starter import starter_config, write_starter
+
+    path = write_starter(folder, starter_config(arch, weights, images, count))
+    click.echo(f"wrote {path}; next: atlas plan --config {path}, then atlas build --config {path}")
+
+
 @main.group()
 def data() -> None:
     """Make dataset folders."""

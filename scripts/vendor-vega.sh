@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild templates/static/vendor/vega-bundle.min.js from the npm registry.
+# Rebuild atlas/render/templates/static/vendor/vega-bundle.min.js from the npm registry.
 # The versions must match the Vega-Lite schema of the installed altair
 # (python -c "import altair; print(altair.SCHEMA_VERSION)").
 set -euo pipefail
@@ -8,7 +8,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work"
 npm pack --silent "vega@$VEGA" "vega-lite@$VEGA_LITE" "vega-embed@$VEGA_EMBED" >/dev/null
 for f in *.tgz; do mkdir "${f%.tgz}"; tar xzf "$f" -C "${f%.tgz}"; done
-out="$OLDPWD/templates/static/vendor/vega-bundle.min.js"
+out="$OLDPWD/atlas/render/templates/static/vendor/vega-bundle.min.js"
 {
   echo "/* vega $VEGA, vega-lite $VEGA_LITE, vega-embed $VEGA_EMBED (BSD-3-Clause, see LICENSES.txt) */"
   cat "vega-$VEGA/package/build/vega.min.js"; echo

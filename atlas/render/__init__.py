@@ -41,7 +41,7 @@ from atlas.store import Store, alive, folder_mode
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # shipped in the wheel (package data)
 SITE_MARKER = ".atlas-site"  # marks a folder Atlas made, so it may be replaced
 
 
@@ -210,7 +210,7 @@ def breakable(name: str) -> markupsafe.Markup:
 
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
-        raise AtlasError(f"templates not found at {TEMPLATES}; install Atlas from a checkout (pip install -e .)")
+        raise AtlasError(f"templates not found at {TEMPLATES}; reinstall Atlas (its package data is missing)")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True, undefined=jinja2.StrictUndefined,
