@@ -263,6 +263,8 @@ class Circuits(Record):
     passes: int = 0
     edit_k: int = 0
     random_draws: int = 0
+    linearised: list[str] = field(default_factory=list)  # what the linear path set aside or held (its rules)
+    no_answer: str | None = None  # why the weights are no answer (then there are none)
     WEIGHTS: ClassVar[str] = "weights.npy"  # (targets, source channels, height, width), float16
 
 

@@ -127,6 +127,9 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
         if made:
             plan.across[stage.name] = made
         write_plan()
+    if ctx.notes.get("no_answer"):
+        log.warning("no answer (with its reason in the artifact) this sweep: %s",
+                    ", ".join(f"{stage} {n}" for stage, n in ctx.notes["no_answer"].items()))
     if shard.world > 1:
         log.info("rank %d of %d computed %d of the %d artifacts this sweep needed", shard.rank, shard.world,
                  shard.computed, shard.needed)

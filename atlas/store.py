@@ -241,6 +241,29 @@ class Store:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
+class EmptyResult(RuntimeError):
+    """A stage tried to store a non-finite, all-zero or constant array as data (a bug:
+    such a result is "no answer", and its artifact says why instead)."""
+
+
+def _refuse_empty_arrays(folder: Path, stage: str) -> None:
+    import numpy as np
+
+    for path in sorted(folder.glob("*.np[yz]")):
+        if path.suffix == ".npz":
+            with np.load(path) as loaded:
+                arrays = dict(loaded.items())
+        else:
+            arrays = {"": np.load(path)}
+        for name, array in arrays.items():
+            what = f"the {stage} stage's {path.name}{f'[{name}]' if name else ''}"
+            if array.size == 0 or not np.isfinite(array).all():
+                raise EmptyResult(f"{what} is empty or not finite; it must store no answer with the reason instead")
+            if array.size > 1 and array.min() == array.max():
+                raise EmptyResult(f"{what} is constant ({array.flat[0]}); it must store no answer with the reason "
+                                  "instead")
+
+
 def _list_contents(folder: Path) -> None:
     sizes = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
     (folder / CONTENTS).write_text(json.dumps(sizes, sort_keys=True))

@@ -34,7 +34,8 @@ from atlas.capture import (
     find_modules,  # noqa: E402
 )
 from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD, LoadedModel  # noqa: E402
-from atlas.stages.weights import _linear_backward, expanded_weights  # noqa: E402
+from atlas.linearize import Held  # noqa: E402
+from atlas.stages.weights import _Linear, _linear_backward, expanded_weights  # noqa: E402
 
 
 def googlenet() -> LoadedModel:
@@ -69,13 +70,14 @@ def main() -> None:
                   capture(model.module, probe, [args.source, args.target]).items()}
     centre = (shapes[args.target][1] // 2, shapes[args.target][2] // 2)
     source_module = find_modules(model.module, [args.source])[args.source]
+    linear = _Linear(model.module, Held(), (args.source, args.target))
     start = time.perf_counter()
-    single = torch.cat([_linear_backward(model.module, source_module, probe, args.target, 1,
+    single = torch.cat([_linear_backward(model.module, source_module, probe, args.target, linear, 1,
                                          tuple(shapes[args.source]), centre, [[u]], [torch.ones(1)]) for u in some])
     single_s = (time.perf_counter() - start) * len(units) / len(some)
 
     # Compare on the batched maps' window, the union of all units' supports (the full maps are zero elsewhere).
-    union = _linear_backward(model.module, source_module, probe, args.target, 1, tuple(shapes[args.source]), centre,
+    union = _linear_backward(model.module, source_module, probe, args.target, linear, 1, tuple(shapes[args.source]), centre,
                              [units], [torch.randn(len(units))])
     ys, xs = (union.abs().amax((0, 1)) > union.abs().max() * 1e-6).nonzero(as_tuple=True)
     full = single[:, :, ys.min():ys.max() + 1, xs.min():xs.max() + 1].numpy()

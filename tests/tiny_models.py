@@ -93,3 +93,21 @@ class SignedNet(nn.Module):
 
 def make_signed_net() -> SignedNet:
     return SignedNet()
+
+
+class CancellingNet(nn.Module):
+    """ColorNet's conv1, whose path to conv2 cancels (conv2 reads ``relu(x) - relu(x)``):
+    the circuit between them has no answer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = make_color_net().conv1
+        self.conv2 = nn.Conv2d(4, 2, kernel_size=3, padding=1)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        return self.conv2(torch.relu(y) - torch.relu(y))
+
+
+def make_cancelling_net() -> CancellingNet:
+    return CancellingNet().eval()

@@ -65,6 +65,7 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "unrectified": u.unrectified,
         "negative_examples": [e.crop or e.src for e in u.negative_examples],
         "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+        "circuit": u.circuit,  # from which layer, the linear path's rules, or why there is no answer
         "inputs": _edges(u.inputs + u.inhibitory),
         "outputs": _edges(u.outputs + u.outputs_inhibitory),
         "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}

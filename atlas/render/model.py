@@ -97,6 +97,28 @@ class Polysemanticity:
         return len(names) == 2 and None not in names and names[0] != names[1]
 
 
+_RULE_WORDS = {
+    "max_pool2d": "max pools averaged over their windows",
+    "local_response_norm": "local response norms set aside",
+    "layer_norm": "layer norms centred and divided by their mean scale over the dataset",
+    "group_norm": "group norms centred and divided by their mean scale over the dataset",
+    "instance_norm": "instance norms centred and divided by their mean scale over the dataset",
+}
+
+
+def linearised_words(rules: list[str]) -> str:
+    """``atlas.linearize`` rules as a clause: "ReLU, Hardtanh taken as the identity; max
+    pools averaged over their windows; the gate ``se`` held at its mean over the dataset"."""
+    activations = [r for r in rules if r not in _RULE_WORDS and not r.startswith("gate ")]
+    gates = [r.removeprefix("gate ") for r in rules if r.startswith("gate ")]
+    parts = [f"{', '.join(activations)} taken as the identity"] if activations else []
+    parts += [_RULE_WORDS[r] for r in rules if r in _RULE_WORDS]
+    if gates:
+        parts.append(f"the gate{'s' if len(gates) > 1 else ''} {', '.join(gates)} held at "
+                     f"{'their' if len(gates) > 1 else 'its'} mean over the dataset")
+    return "; ".join(parts)
+
+
 @dataclass
 class Unit:
     index: int
@@ -137,6 +159,9 @@ class Unit:
     outputs: list[Edge] = field(default_factory=list)
     outputs_inhibitory: list[Edge] = field(default_factory=list)
     edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
+    # The circuits artifact into this unit: {"source", "linearised" (the linear path's rules,
+    # ``atlas.linearize``), "no_answer" (why there are no weights, or None)}; None: none swept.
+    circuit: dict[str, Any] | None = None
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
     matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
     polysemanticity: Polysemanticity | None = None
@@ -155,6 +180,11 @@ class Unit:
         if self.examples:
             return self.examples[0].crop or self.examples[0].src, "top dataset example"
         return None
+
+    @property
+    def circuit_rules(self) -> str:
+        """The linear path's rules into this unit, in words (empty: none applied)."""
+        return linearised_words((self.circuit or {}).get("linearised", []))
 
     @property
     def circuit_url(self) -> str | None:

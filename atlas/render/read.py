@@ -271,6 +271,10 @@ def _circuits(store: Store, key: str, layers: dict[str, Layer]) -> None:
     if not found.connected or found.source not in layers:
         return
     source, target = layers[found.source], layers[found.target]
+    for unit in target.units:
+        unit.circuit = {"source": found.source, "linearised": found.linearised, "no_answer": found.no_answer}
+    if found.no_answer:
+        return
     sources = {u.index: u for u in source.units}
     targets = {u.index: u for u in target.units}
     weights = np.load(folder / records.Circuits.WEIGHTS).astype(np.float32)

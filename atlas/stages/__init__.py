@@ -104,6 +104,13 @@ class StageContext:
             yield None
         self.store.record(stage, key, meta)
 
+    def no_answer(self, stage: str, what: str, reason: str) -> None:
+        """Say (and count, for the sweep's summary) that a result is no answer, and why:
+        the artifact stores the reason instead of values."""
+        log.warning("%s: %s: no answer: %s", stage, what, reason)
+        counts = self.notes.setdefault("no_answer", {})
+        counts[stage] = counts.get(stage, 0) + 1
+
     def sync(self) -> None:
         """In a sharded sweep, wait for every rank's claimed artifacts (a no-op in one process)."""
         self.shard.sync()

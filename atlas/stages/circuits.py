@@ -31,7 +31,8 @@ from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, mod
 from atlas.stages.weights import expanded_weights
 
 STAGE = "circuits"
-FORMAT = 1
+FORMAT = 2  # 2: every elementwise activation linearised, norms and gates held, "no answer" stored
+REFERENCE = 16  # images that the linear path's held norms and gates are measured on
 TOP = 6  # inputs (and outputs) kept per unit, of each sign
 EDIT_K = 3  # inputs removed by an edit
 RANDOM_DRAWS = 3  # random edits per unit, the baseline
@@ -67,10 +68,17 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: LayerInfo, key: str) -> None:
     try:
-        expanded = expanded_weights(model, source.name, target.name, target.units)
+        expanded = expanded_weights(model, source.name, target.name, target.units, images=_reference(ctx, model))
     except ValueError:  # the target does not read the source: an artifact that says so
         with ctx.store.writing(STAGE, key) as folder:
             write(folder, Circuits(source=source.name, target=target.name, connected=False, units={}, outputs={}))
+        return
+    reason = no_answer(expanded.weights)
+    if reason:
+        ctx.no_answer(STAGE, f"{source.name} -> {target.name}", reason)
+        with ctx.store.writing(STAGE, key) as folder:
+            write(folder, Circuits(source=source.name, target=target.name, connected=True, units={}, outputs={},
+                                   linearised=expanded.linearised, no_answer=reason))
         return
     units: dict[str, Any] = {}
     for row, unit in enumerate(target.units):
@@ -86,11 +94,35 @@ def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: L
     for unit, effect in edits.items():
         units[str(unit)]["edit"] = effect
     with ctx.store.writing(STAGE, key) as folder:
-        np.save(folder / Circuits.WEIGHTS, expanded.weights.astype(np.float16))
+        half = expanded.weights.astype(np.float16)  # half the size, unless it loses the weights
+        np.save(folder / Circuits.WEIGHTS, half if no_answer(half) is None else expanded.weights.astype(np.float32))
         write(folder, Circuits(
             source=source.name, target=target.name, connected=True, source_channels=int(expanded.weights.shape[1]),
             units_order=list(target.units), kernel=list(expanded.weights.shape[2:]), passes=expanded.passes,
-            units=units, outputs=outputs, edit_k=EDIT_K, random_draws=RANDOM_DRAWS))
+            units=units, outputs=outputs, edit_k=EDIT_K, random_draws=RANDOM_DRAWS, linearised=expanded.linearised))
+
+
+def no_answer(weights: np.ndarray) -> str | None:
+    """Why expanded weights are no answer (non-finite, or all zero: the linear path
+    cancels), or None."""
+    if not np.isfinite(weights).all():
+        return "the linear path gives non-finite weights"
+    if not np.abs(weights).max(initial=0) > 0:
+        return "the linear path cancels: every expanded weight is zero"
+    return None
+
+
+def _reference(ctx: StageContext, model: LoadedModel) -> torch.Tensor:
+    """Images that the linear path holds its norms and gates at: the dataset's first
+    ``REFERENCE``, or without a dataset the stimulus bank's."""
+    device = next(model.module.parameters()).device
+    if ctx.dataset is not None:
+        batch = next(ctx.dataset.batches(model.input_size, REFERENCE), None)
+        if batch is not None:
+            return torch.from_numpy(batch[1].transpose(0, 3, 1, 2).astype(np.float32) / 255).to(device)
+    bank = stimulus_bank(model.input_size, model.input_size / 2)
+    step = max(len(bank.images) // REFERENCE, 1)
+    return torch.from_numpy(np.stack(bank.images[::step][:REFERENCE])).to(device)
 
 
 def edit_effects(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: LayerInfo,

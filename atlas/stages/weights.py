@@ -14,10 +14,11 @@ input channels.
 
 **Expanded weights** (``expanded_weights``) connect any two layers, adjacent or not:
 the linear path from one to the other with the nonlinearities set aside, as
-"Visualizing Weights" (Voss et al., 2021) defines them. Under ``Linearized``, ReLUs
-(and local response norms) pass their input through and max pools average, so the
-map from the source layer's output to the target's is linear; its gradient is then
-the weight, whatever the input. A forward hook replaces the source's output with a
+"Visualizing Weights" (Voss et al., 2021) defines them. Under ``atlas.linearize.Linearized``
+every elementwise activation passes its input through, max pools average, and
+per-sample norms and data-dependent gates are held at their mean over reference
+images, so the map from the source layer's output to the target's is linear; its
+gradient is then the weight, whatever the input. A forward hook replaces the source's output with a
 batch of zeros that requires grad, one batch element per target unit, and one
 backward pass from each element's own unit at the target's centre gives every
 source channel's spatial weight map for all units at once. Branches (Inception) and
@@ -27,20 +28,20 @@ source does not depend on it and contributes nothing. The circuits stage stores 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from atlas.artifacts import Weights, write
 from atlas.capture import capture, find_modules
 from atlas.images import save_webp, to_uint8
 from atlas.kernels import kernel_stats
+from atlas.linearize import Held, Linearized
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
 
@@ -82,28 +83,6 @@ def run(ctx: StageContext, model: LoadedModel, layer: LayerInfo) -> list[str]:
     return [key]
 
 
-_PASS_THROUGH = {"relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "local_response_norm"}
-_MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
-_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-
-
-class Linearized(TorchFunctionMode):
-    """Inside this mode a network computes its linear path: ReLU-like functions and
-    local response norms return their input, max pools average over the same windows."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        if name in _PASS_THROUGH:
-            return args[0]
-        if name in _MAX_POOLS:
-            given = {**dict(zip(_POOL_ARGS, args)), **kwargs}
-            pooled = F.avg_pool2d(given["input"], given["kernel_size"], given.get("stride") or given["kernel_size"],
-                                  given.get("padding", 0), given.get("ceil_mode", False), count_include_pad=False)
-            return (pooled, None) if given.get("return_indices") else pooled
-        return func(*args, **kwargs)
-
-
 @dataclass
 class ExpandedWeights:
     """Weights from every channel of ``source`` to each listed unit of ``target``."""
@@ -113,12 +92,15 @@ class ExpandedWeights:
     units: list[int]  # target units, one row each
     weights: np.ndarray  # (len(units), source channels, k_y, k_x): the map around the target's centre
     passes: int  # backward passes used
+    linearised: list[str] = field(default_factory=list)  # the rules the path used (``Linearized.seen``), gates held
 
 
 def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequence[int], *,
-                     chunk: int = 64) -> ExpandedWeights:
+                     chunk: int = 64, images: torch.Tensor | None = None) -> ExpandedWeights:
     """The expanded weights from ``source`` to ``target``, ``chunk`` target units per backward pass.
 
+    ``images`` (pixels in [0, 1]) are the reference for what ``Linearized`` holds at its
+    mean (norms' scales, gates); without them those are taken at the blank probe.
     Only the window of the source that reaches the target's centre matters, so after
     one full-size pass finds it (for all units at once, with random signs so that
     nothing cancels), the batched passes run on that window plus a margin; the sum of
@@ -127,19 +109,21 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
     module = model.module
     device = next(iter(module.parameters()), torch.zeros(())).device
     probe = torch.zeros(1, 3, model.input_size, model.input_size, device=device)
-    with torch.no_grad(), Linearized():
+    held = Held.measure(module, model.normalize(images.to(device))) if images is not None else Held()
+    linear = _Linear(module, held, (source, target))
+    with torch.no_grad(), linear():
         shapes = {name: out.shape[1:] for name, out in capture(module, probe, [source, target]).items()}
     if len(shapes[source]) != 3 or len(shapes[target]) != 3:
         raise ValueError(f"expanded weights need spatial layers ({source} -> {target})")
     channels, height, width = shapes[source]
     centre = (shapes[target][1] // 2, shapes[target][2] // 2)
     signs = torch.randn(len(units), generator=torch.Generator().manual_seed(0))
-    pass_ = functools.partial(_linear_backward, module, find_modules(module, [source])[source], probe, target)
+    pass_ = functools.partial(_linear_backward, module, find_modules(module, [source])[source], probe, target, linear)
     check = pass_(1, (channels, height, width), centre, [list(units)], [signs])[0]
     support = check.abs().amax(0) > check.abs().max() * 1e-6
     ys, xs = support.nonzero(as_tuple=True)
     if len(ys) == 0:
-        return ExpandedWeights(source, target, list(units), np.zeros((len(units), channels, 1, 1)), 1)
+        return ExpandedWeights(source, target, list(units), np.zeros((len(units), channels, 1, 1)), 1, linear.used)
     window = _window(ys, xs, (height, width), (height // shapes[target][1], width // shapes[target][2]), centre)
     passes = 1
     for top, left, bottom, right, inner_centre in (window, (0, 0, height, width, centre)):
@@ -156,7 +140,30 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
             break
     y0, x0 = int(ys.min()) - top, int(xs.min()) - left
     weights = maps[:, :, y0:y0 + int(ys.max() - ys.min()) + 1, x0:x0 + int(xs.max() - xs.min()) + 1]
-    return ExpandedWeights(source, target, list(units), weights.numpy(), passes)
+    return ExpandedWeights(source, target, list(units), weights.numpy(), passes, linear.used)
+
+
+class _Linear:
+    """The linear network of one expanded-weights computation: each call is a context
+    in which it runs linearised, its gates held (except those around the source and
+    target); ``used`` gathers the rules every pass applied."""
+
+    def __init__(self, module: nn.Module, held: Held, keep: tuple[str, ...]) -> None:
+        self.module, self.held, self.keep = module, held, keep
+        self.seen: set[str] = set()
+        self.gates: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self):
+        mode = Linearized(self.held)
+        with self.held.gating(self.module, self.keep) as gates, mode:
+            yield
+        self.seen |= mode.seen
+        self.gates = gates
+
+    @property
+    def used(self) -> list[str]:
+        return sorted(self.seen) + [f"gate {name}" for name in self.gates]
 
 
 MARGIN = 2  # pixels around the support: enough for the pooling at InceptionV1's and ResNet's edges (checked)
@@ -177,7 +184,8 @@ def _window(ys: torch.Tensor, xs: torch.Tensor, size: tuple[int, int], stride: t
     return top, left, bottom, right, (centre[0] - top // max(stride[0], 1), centre[1] - left // max(stride[1], 1))
 
 
-def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.Tensor, target: str, batch: int,
+def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.Tensor, target: str, linear: _Linear,
+                     batch: int,
                      shape: tuple[int, int, int], centre: tuple[int, int], units: list[list[int]],
                      weights: list[torch.Tensor]) -> torch.Tensor:
     """One backward pass of the linearized network with the source's output replaced
@@ -187,7 +195,7 @@ def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.T
     # A copy, not the leaf itself: the model may change its layer output in place (`out += identity`).
     handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement.clone())
     try:
-        with Linearized():
+        with linear():
             out = capture(module, probe, [target], detach=False)[target]
     finally:
         handle.remove()

@@ -8,7 +8,8 @@ from torch import nn
 
 from atlas.models.loading import LoadedModel
 from atlas.stages.circuits import ranked, responses_with_removed
-from atlas.stages.weights import Linearized, expanded_weights
+from atlas.linearize import Linearized
+from atlas.stages.weights import expanded_weights
 
 
 class Chain(nn.Module):
