@@ -256,10 +256,12 @@ def _rectify(response: torch.Tensor, rectified: bool) -> np.ndarray:
 
 def _recentred(pixels: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
     """The image (H, W, 3) uint8 shifted so that ``centre`` (row, column; the unit's
-    receptive-field centre) is the image centre, grey where it runs out: (3, H, W) in [0, 1]."""
+    receptive-field centre, anywhere: a deep unit's may lie off the image) is the image
+    centre, grey where it runs out: (3, H, W) in [0, 1]."""
     size = pixels.shape[0]
-    canvas = np.full((3, 2 * size, 2 * size), stimuli.GREY, dtype=np.float32)
-    oy, ox = int(round(size - centre[0])), int(round(size - centre[1]))
-    canvas[:, oy:oy + size, ox:ox + size] = pixels.transpose(2, 0, 1) / 255.0
-    start = size // 2
-    return canvas[:, start:start + size, start:start + size]
+    out = np.full((3, size, size), stimuli.GREY, dtype=np.float32)
+    dy, dx = (int(round(size - c)) - size // 2 for c in centre)
+    ys, xs = slice(max(0, -dy), min(size, size - dy)), slice(max(0, -dx), min(size, size - dx))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[:, ys.start + dy:ys.stop + dy, xs.start + dx:xs.stop + dx] = pixels[ys, xs].transpose(2, 0, 1) / 255.0
+    return out

@@ -23,14 +23,17 @@ preferred stimulus parameters:
   one orientation over space does not care where the grating's bars fall.
 
 ``respond(detector, images)`` gives one number per image: the detector's
-pre-activation, which is compared with the unit's by correlation.
+pre-activation, which is compared with the unit's by correlation. Every detector is
+linear up to its last step (``reading``, then ``finish``), so a layer's detectors see
+the stimuli in one matrix product (``respond_all``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,14 +111,70 @@ def energy(stimulus: np.ndarray, quadrature: np.ndarray) -> Detector:
     return Detector("energy", kernels, [(0, 0.0, 0.0, 1.0), (1, 0.0, 0.0, 1.0)])
 
 
-def line_responses(images: torch.Tensor, kernels: torch.Tensor, points: list[tuple[float, float]]) -> torch.Tensor:
-    """Line detectors' signed responses (light lines positive) to images minus grey,
-    detector ``i`` (kernels: (P, 3, k, k)) read at ``points[i]`` = (px, py) pixels from
-    the centre (y up) of each image: (N, P). The detectors are read only where a circuit
-    samples them, not convolved over the whole image: a field of 200 px needs 70 px line
-    detectors, and a full convolution of those over every stimulus is minutes and
-    gigabytes, where the samples, all in one ``grid_sample``, are milliseconds."""
-    n, _, size, _ = images.shape
+def reading(detector: Detector, size: int) -> torch.Tensor:
+    """The detector's linear part over an image of ``size`` pixels: one column per
+    filter it reads, (3 S S, K); ``respond`` is ``finish`` of (image - grey) times it.
+
+    Line detectors are read only where a circuit samples them, not convolved over
+    the whole image: a field of 200 px needs 70 px line detectors, and a full
+    convolution of those over every stimulus is minutes and gigabytes. Reading a
+    patch (bilinearly, between pixels) and weighing it is linear in the image, so each
+    detector at its point is one column over the image's pixels (``_sampling_matrix``)."""
+    if detector.kind in ("template", "energy"):
+        return detector.kernels.flatten(1).T.float()
+    index = [i for i, _, _, _ in detector.samples]
+    return _sampling_matrix(detector.kernels[index], [(px, py) for _, px, py, _ in detector.samples], size)
+
+
+def finish(detector: Detector, signed: torch.Tensor) -> torch.Tensor:
+    """The detector's response from its filters' signed responses (N, K): (N,)."""
+    if detector.kind == "template":
+        return signed[:, 0]
+    if detector.kind == "energy":
+        return signed.square().sum(1).sqrt()
+    light, dark = F.relu(signed), F.relu(-signed)
+    read = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
+    return read @ torch.tensor([weight for _, _, _, weight in detector.samples])
+
+
+def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
+    """The detector's response to each image (N, 3, S, S) in [0, 1], before any
+    rectification of its own: (N,)."""
+    return respond_all([detector], images)[0]
+
+
+def respond_all(detectors: Sequence[Detector], images: torch.Tensor, budget: int = 2 ** 27) -> list[torch.Tensor]:
+    """``respond`` for many detectors, their filters read in as few passes over the
+    images as ``budget`` (floats of filters held at once) allows: reading the images is
+    the cost, not the filters."""
+    size = images.shape[-1]
+    flat = images.float().flatten(1)
+    found: list[torch.Tensor] = []
+    group: list[tuple[Detector, torch.Tensor]] = []
+
+    def flush() -> None:
+        weights = torch.cat([w for _, w in group], 1)
+        # (images - grey) . w; outside the image counts as grey (nothing is read there).
+        signed = flat @ weights - stimuli.GREY * weights.sum(0)
+        for (detector, _), part in zip(group, signed.split([w.shape[1] for _, w in group], 1)):
+            found.append(finish(detector, part))
+        group.clear()
+
+    for detector in detectors:
+        weights = reading(detector, size)
+        if group and sum(w.numel() for _, w in group) + weights.numel() > budget:
+            flush()
+        group.append((detector, weights))
+    if group:
+        flush()
+    return found
+
+
+def _sampling_matrix(kernels: torch.Tensor, points: list[tuple[float, float]], size: int) -> torch.Tensor:
+    """(3 S S, P): column i reads line detector ``kernels[i]`` (3, k, k) at ``points[i]``
+    = (px, py) pixels from the centre (y up), as ``grid_sample`` would (bilinear,
+    align_corners=False, zeros outside). Built as the gradient of those reads: one
+    backward pass over P blank images, image i read by detector i only."""
     count, k = len(points), kernels.shape[-1]
     offsets = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
     # Pixel positions of each patch (x right, y down in the image) -> grid_sample's [-1, 1] (align_corners=False).
@@ -123,30 +182,12 @@ def line_responses(images: torch.Tensor, kernels: torch.Tensor, points: list[tup
     ys = (size - 1) / 2 - torch.tensor([py for _, py in points])[:, None] + offsets
     gx, gy = (2 * xs + 1) / size - 1, (2 * ys + 1) / size - 1
     grid = torch.stack([gx[:, None, :].expand(count, k, k), gy[:, :, None].expand(count, k, k)], dim=-1)
-    grid = grid.reshape(1, count * k, k, 2)
-
-    def read(x: torch.Tensor) -> torch.Tensor:  # (M, 3, S, S) -> each detector's response (M, P)
-        patches = F.grid_sample(x, grid.expand(len(x), -1, -1, -1), align_corners=False, padding_mode="zeros")
-        return (patches.view(len(x), 3, count, k, k).transpose(1, 2) * kernels).sum((2, 3, 4))
-
-    # Sampling is linear: (images - grey) read = images read - grey x (a field of ones) read,
-    # the grey outside the image included, without a copy of the images minus grey.
-    return read(images.float()) - stimuli.GREY * read(torch.ones(1, 3, size, size))
-
-
-def respond(detector: Detector, images: torch.Tensor) -> torch.Tensor:
-    """The detector's response to each image (N, 3, S, S) in [0, 1], before any
-    rectification of its own: (N,)."""
-    if detector.kind in ("template", "energy"):
-        kernels = detector.kernels.flatten(1).T  # (pixels, K)
-        filtered = images.float().flatten(1) @ kernels - stimuli.GREY * kernels.sum(0)  # (x - grey) . kernel
-        return filtered[:, 0] if detector.kind == "template" else filtered.square().sum(1).sqrt()
-    index = [i for i, _, _, _ in detector.samples]
-    signed = line_responses(images, detector.kernels[index],
-                            [(px, py) for _, px, py, _ in detector.samples])
-    light, dark = F.relu(signed), F.relu(-signed)
-    read = {"light": light, "dark": dark, "both": light + dark}[detector.polarity]
-    return read @ torch.tensor([weight for _, _, _, weight in detector.samples])
+    blank = torch.zeros(count, 3, size, size, requires_grad=True)
+    with torch.enable_grad():
+        patches = F.grid_sample(blank, grid, align_corners=False, padding_mode="zeros")  # (P, 3, k, k)
+        reads = (patches * kernels.float()).sum((1, 2, 3))  # image i through detector i
+        (gradient,) = torch.autograd.grad(reads.sum(), blank)
+    return gradient.flatten(1).T
 
 
 def _quadrature(bank: Bank, index: int) -> int | None:
@@ -213,8 +254,19 @@ class Matches:
     def response(self, recipe: tuple) -> np.ndarray:
         """The detector's response to every stimulus (unrectified)."""
         if recipe not in self._responses:
-            self._responses[recipe] = respond(build(recipe, self.bank, self.extent), self.stimuli).numpy()
+            self.prepare([recipe])
         return self._responses[recipe]
+
+    def prepare(self, wanted: Iterable[tuple]) -> None:
+        """Show the bank to every detector of ``wanted`` (recipes) not shown it yet, all at once."""
+        todo = list(dict.fromkeys(r for r in wanted if r not in self._responses))
+        found = respond_all([build(r, self.bank, self.extent) for r in todo], self.stimuli)
+        self._responses.update((r, response.numpy()) for r, response in zip(todo, found))
+
+    def prepare_units(self, preferred: Iterable[dict[str, Any]]) -> None:
+        """``prepare`` every detector that units with these preferred stimuli may be given."""
+        self.prepare(r for p in preferred for symbol in self.handwritten
+                     for r in recipes(symbol, self.handwritten[symbol], p, self.bank))
 
     def best(self, symbol: str, preferred: dict[str, Any], responses: np.ndarray) -> tuple[tuple, float | None]:
         """The recipe of the detector the unit (``responses``: one per stimulus) follows

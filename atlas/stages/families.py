@@ -222,6 +222,7 @@ def _null_evidence(family: dict[str, Any], per_unit: dict[int, dict[str, Any]],
 def matches_of(matcher: Matches, summaries: dict[int, dict[str, Any]], responses: np.ndarray,
                units: Sequence[int]) -> dict[int, dict[str, float | None]]:
     """How well each unit (``responses``: stimuli x units, in ``units`` order) follows its families' detectors."""
+    matcher.prepare_units(summaries[u]["preferred"] for u in units)
     return {u: matcher.of(summaries[u]["preferred"], responses[:, row]) for row, u in enumerate(units)}
 
 

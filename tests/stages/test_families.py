@@ -309,3 +309,17 @@ def test_units_at_numerical_noise_are_dead_and_say_why():
     assert "kernel" in dead[2] and "stimulus" in dead[1] and "dataset" in dead[3]
     # Read through its ReLU, a unit no stimulus lifts from zero that fires on the dataset is alive.
     assert sorted(dead_units(range(4), responses, kernels, {**examples, 1: {"dead": False}})) == [2, 3]
+
+
+def test_recentring_an_image_on_a_field_centre_off_the_image_gives_grey_not_an_error():
+    from atlas.data import stimuli
+    from atlas.evidence import _recentred
+
+    pixels = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    centred = _recentred(pixels, (8, 8))
+    np.testing.assert_allclose(centred, pixels.transpose(2, 0, 1) / 255.0)  # already centred: unchanged
+    shifted = _recentred(pixels, (10, 8))  # two rows down: the image moves up, grey comes in below
+    np.testing.assert_allclose(shifted[:, :14], pixels[2:].transpose(2, 0, 1) / 255.0)
+    assert (shifted[:, 14:] == np.float32(stimuli.GREY)).all()
+    for far in ((-40, 8), (8, 300), (-1000, -1000)):  # a deep unit's field centre off the image
+        assert (_recentred(pixels, far) == np.float32(stimuli.GREY)).all()
