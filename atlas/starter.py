@@ -10,18 +10,20 @@ pools and dropouts, whose units repeat their neighbours'.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from atlas.errors import AtlasError
 
-SKIPPED = ("Norm", "Pool", "Dropout", "Identity", "Flatten")  # type-name parts of layers not proposed
+# Layers not proposed, by their type's name: norms, pools, dropouts (not Conv2dNormActivation).
+SKIPPED = re.compile(r"(Norm|Pool|Dropout)(\dd)?$|^(Identity|Flatten)$")
 
 
 def propose_layers(records: list[dict], count: int) -> tuple[list[str], list[str]]:
     """``count`` layers spread over depth from ``describe_layers`` records, and the
     candidates they were chosen among (for the starter's comment)."""
     spatial = [r for r in records if r["shape"] is not None and len(r["shape"]) == 3 and r["shape"][1] >= 2
-               and not any(part in r["type"] for part in SKIPPED)]
+               and not SKIPPED.search(r["type"])]
     if not spatial:
         raise AtlasError("the model has no layer with a spatial output (channels × height × width) to sweep")
     by_depth: dict[int, list[str]] = {}

@@ -7,6 +7,8 @@ in a first layer, its kernel. The units come from a model of
 
 - ``--family Cv``: every unit of the layer labelled with that family after the test
   against the null (the curve units a network keeps);
+- ``--family Cv --before``: every unit the family criteria alone labelled so, each
+  marked kept or lost (what the test against the null removed);
 - ``--blind N --seed S``: N labelled units drawn at random over the swept layers, in
   random order, with no label on the sheet; their labels go to a separate key file, to
   be read only after each unit has been judged from its row.
@@ -51,8 +53,10 @@ def swept(name: str, units: int, images: int):
     return plan, config, Store(config.resolve(config.sweep.cache))
 
 
-def chosen(plan, store, layer: str | None, family: str | None, blind: int, seed: int) -> list[tuple[str, int, str]]:
-    """(layer, unit, label) of the units on the sheet."""
+def chosen(plan, store, layer: str | None, family: str | None, blind: int, seed: int,
+           before: bool = False) -> list[tuple[str, int, str]]:
+    """(layer, unit, label) of the units on the sheet; ``before``: by the label the
+    family criteria alone gave (before the test against the null), marked kept or lost."""
     from atlas.artifacts import Families
 
     labelled = []
@@ -61,10 +65,12 @@ def chosen(plan, store, layer: str | None, family: str | None, blind: int, seed:
             continue
         data = store.read(Families, entry.key("families"))
         for u, record in sorted(data.units.items(), key=lambda item: int(item[0])):
-            if record.get("dead") or record["family"] in (None, "Ot"):
+            label = (record.get("test") or {}).get("criteria") if before else record["family"]
+            if record.get("dead") or label in (None, "Ot"):
                 continue
-            if family is None or record["family"] == family:
-                labelled.append((entry.name, int(u), record["family"]))
+            if family is None or label == family:
+                kept = "" if not before else (" (kept)" if record["family"] == label else " (lost)")
+                labelled.append((entry.name, int(u), label + kept))
     if blind:
         random.Random(seed).shuffle(labelled)
         labelled = labelled[:blind]
@@ -102,6 +108,8 @@ def main() -> None:
     parser.add_argument("model", choices=sorted(MODELS))
     parser.add_argument("--layer", help="one swept layer (default: all)")
     parser.add_argument("--family", help="the units labelled with this family symbol")
+    parser.add_argument("--before", action="store_true",
+                        help="select by the criteria's label before the null's test, and say whether it was kept")
     parser.add_argument("--blind", type=int, default=0, help="draw this many labelled units, labels hidden")
     parser.add_argument("--seed", type=int, default=0, help="the blind draw's seed (say it before judging)")
     parser.add_argument("--units", type=int, default=32)
@@ -113,7 +121,7 @@ def main() -> None:
     from atlas.models import load_model
 
     plan, config, store = swept(args.model, args.units, args.images)
-    units = chosen(plan, store, args.layer, args.family, args.blind, args.seed)
+    units = chosen(plan, store, args.layer, args.family, args.blind, args.seed, args.before)
     if not units:
         sys.exit("no unit matches")
     model = load_model(config.models[0], root=config.root, seed=config.sweep.seed)

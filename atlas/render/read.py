@@ -272,7 +272,11 @@ def _circuits(store: Store, key: str, layers: dict[str, Layer]) -> None:
         return
     source, target = layers[found.source], layers[found.target]
     for unit in target.units:
-        unit.circuit = {"source": found.source, "linearised": found.linearised, "no_answer": found.no_answer}
+        strongest = found.units.get(str(unit.index), {})
+        unit.circuit = {"source": found.source, "linearised": found.linearised, "no_answer": found.no_answer,
+                        # its strongest inputs whether swept or not (only swept ones have pages and edges)
+                        "inputs": [i["index"] for i in strongest.get("inputs", [])],
+                        "inhibitory": [i["index"] for i in strongest.get("inhibitory", [])]}
     if found.no_answer:
         return
     sources = {u.index: u for u in source.units}

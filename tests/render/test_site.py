@@ -204,7 +204,8 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
     assert all(e["weight"] < 0 for e in conv2["units"][0]["inputs"])
     assert conv1["units"][3]["outputs"][0] == {"layer": "conv2", "index": 1, "weight": 1.0}
     assert conv1["units"][0]["inputs"] == [] and conv2["units"][0]["outputs"] == []  # no swept layer beyond
-    assert conv2["units"][1]["circuit"] == {"source": "conv1", "linearised": ["relu"], "no_answer": None}
+    assert conv2["units"][1]["circuit"] == {"source": "conv1", "linearised": ["relu"], "no_answer": None,
+                                            "inputs": [3, 2, 1, 0], "inhibitory": []}  # all positive
     assert conv1["units"][0]["circuit"] is None  # no swept layer before it
     page = (built_site / conv2["units"][1]["url"].replace("/1.html", "/circuits/1.html")).read_text()
     assert "On the path from <code>conv1</code>: relu taken as the identity." in page
