@@ -221,6 +221,7 @@ class Tuning(Record):
     extent: float
     effective: float
     centre: list[float]
+    no_answer: str | None = None  # why no unit has an answer (each unit's summary says it too)
     RESPONSES: ClassVar[str] = "responses.npy"
 
     @staticmethod

@@ -3,11 +3,12 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from atlas.artifacts import SCHEMA, LayerEntry, ModelEntry, Plan, Weights
 from atlas.errors import AtlasError
-from atlas.store import CONTENTS, Store, artifact_key, write_atomic
+from atlas.store import CONTENTS, EmptyResult, Store, artifact_key, write_atomic
 
 
 def test_keys_are_stable_and_change_with_any_part():
@@ -91,3 +92,27 @@ def test_write_atomic_leaves_no_temp_files(tmp_path):
     write_atomic(tmp_path / "a" / "f.txt", b"two")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.txt"]
     assert (tmp_path / "a" / "f.txt").read_text() == "two"
+
+
+@pytest.mark.parametrize("array", [np.zeros((3, 4)), np.full((2, 2), 0.5), np.array([[1.0, np.nan]]), np.zeros(0)])
+def test_an_empty_constant_or_non_finite_array_is_refused_unless_the_record_says_no_answer(tmp_path, array):
+    store = Store(tmp_path)
+    with pytest.raises(EmptyResult, match="responses.npy"), store.writing("tuning", "k1") as folder:
+        np.save(folder / "responses.npy", array)
+        (folder / "data.json").write_text('{"units": {}}')
+    assert not store.path("tuning", "k1").exists()  # nothing half-written
+    with store.writing("tuning", "k2") as folder:  # the same, stored as no answer with its reason
+        np.save(folder / "responses.npy", np.nan_to_num(array))
+        (folder / "data.json").write_text('{"units": {}, "no_answer": "it gives the same response to every stimulus"}')
+    assert store.path("tuning", "k2").exists()
+    with store.writing("tuning", "k3") as folder:  # values are values
+        np.save(folder / "responses.npy", np.arange(6.0).reshape(2, 3))
+
+
+def test_tuning_says_which_units_have_no_answer_and_why():
+    from atlas.stages.tuning import no_answers
+
+    responses = np.array([[0.0, 2.0, 1.0, np.inf], [0.0, 2.0, 3.0, 1.0], [0.0, 2.0, -1.0, 1.0]])
+    assert no_answers(responses) == ["it gives the same response to every stimulus",
+                                     "it gives the same response to every stimulus", None,
+                                     "its responses to the stimuli are not finite"]

@@ -48,6 +48,7 @@ def _catalog_layer(layer: Layer) -> dict[str, Any]:
 
 
 def _catalog_unit(u: Unit) -> dict[str, Any]:
+    tuned = None if u.tuning is None or u.tuning.get("no_answer") else u.tuning  # measured, with an answer
     entry = {
         "index": u.index, "url": u.url,
         "featurevis": u.featurevis, "featurevis_activation": u.featurevis_activation,
@@ -64,7 +65,8 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "fraction_active": u.fraction_active,
         "unrectified": u.unrectified,
         "negative_examples": [e.crop or e.src for e in u.negative_examples],
-        "tuning": None if u.tuning is None else {k: u.tuning[k] for k in TUNING_NUMBERS},
+        "tuning": None if tuned is None else {k: tuned[k] for k in TUNING_NUMBERS},
+        "tuning_no_answer": (u.tuning or {}).get("no_answer"),
         "circuit": u.circuit,  # from which layer, the linear path's rules, or why there is no answer
         "inputs": _edges(u.inputs + u.inhibitory),
         "outputs": _edges(u.outputs + u.outputs_inhibitory),
@@ -84,10 +86,10 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "family_borderline": bool(u.family_second and u.family_second["borderline"]),
         # The label against the null: the family tested, its statistic, the null's summary, p and q.
         "family_test": u.family_test,
-        "orientation_deg": u.tuning["orientation_deg"] if u.tuning else None,
-        "preferred": None if u.tuning is None else {
+        "orientation_deg": tuned["orientation_deg"] if tuned else None,
+        "preferred": None if tuned is None else {
             kind: {k: v for k, v in p.items() if k not in ("index", "src")}
-            for kind, p in u.tuning["preferred"].items()},
+            for kind, p in tuned["preferred"].items()},
     }
     if u.measures:  # only where a per-unit stage made some (the catalog of an atlas without is unchanged)
         entry["measures"] = {m["stage"]: m["values"] for m in u.measures}

@@ -239,11 +239,31 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
                     "takeover": [int(layer.units[i]) for i in normalised.argmax(1)],
                     "takeover_response": normalised.max(1).round(4).tolist(),
                 }
+    for summary, reason in zip(summaries, no_answers(responses)):
+        if reason:
+            summary["no_answer"] = reason
+    silent = all("no_answer" in s for s in summaries)
     preferred = sorted({p["index"] for s in summaries for p in s["preferred"].values()})
     with ctx.store.writing(STAGE, key) as folder:
         for index in preferred:  # only the stimuli some unit prefers: the pages show those
             save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / Tuning.stimulus(index), size=64)
-        np.save(folder / Tuning.RESPONSES, responses.astype(np.float32))
+        np.save(folder / Tuning.RESPONSES, np.nan_to_num(responses).astype(np.float32))
         write(folder, Tuning(units={str(u): s for u, s in zip(layer.units, summaries)}, stimuli=bank.params,
                              extent=max(field_.size_y, field_.size_x), effective=round(field_.effective, 2),
-                             centre=list(centre)))
+                             centre=list(centre), no_answer=summaries[0]["no_answer"] if silent else None))
+    if silent:
+        ctx.no_answer(STAGE, f"{model.name} {layer.name}", summaries[0]["no_answer"])
+
+
+def no_answers(responses: np.ndarray) -> list[str | None]:
+    """Per unit (a column of ``responses``), why its tuning is no answer, or None: its
+    responses are not all finite, or the same for every stimulus."""
+    found: list[str | None] = []
+    for column in responses.T:
+        if not np.isfinite(column).all():
+            found.append("its responses to the stimuli are not finite")
+        elif column.max() - column.min() <= 1e-6 * max(float(np.abs(column).max()), 1e-12):
+            found.append("it gives the same response to every stimulus")
+        else:
+            found.append(None)
+    return found
