@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ARCHS = ("alexnet", "vgg11_bn", "resnet18", "resnext50_32x4d", "wide_resnet50_2", "googlenet", "inception_v3",
          "densenet121", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "mnasnet0_5",
          "shufflenet_v2_x0_5", "squeezenet1_0", "regnet_y_400mf", "convnext_tiny")
-SIZES = {"inception_v3": 80}  # its stem has no padding: 75 pixels at least
+SIZE = 32  # pixels on a side of the input
+SMALLEST = {"inception_v3": 80, "alexnet": 64}  # inception_v3: its stem has no padding; alexnet: its pools
 STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "null", "families", "polysemanticity")
 UNITS = 2
 
@@ -105,7 +107,7 @@ def check(arch: str, size: int | None = None, folder: Path | None = None) -> Row
     from atlas.pipeline import sweep
     from atlas.render import render_site
 
-    size = size or SIZES.get(arch, 64)
+    size = max(size or SIZE, SMALLEST.get(arch, 0))
     start = time.perf_counter()
     row = Row(arch, layers_for(arch, size))
     with tempfile.TemporaryDirectory() as temporary:
@@ -132,8 +134,8 @@ def answers(unit: dict, first: bool) -> dict[str, str]:
         "examples": "values" if unit["examples"] else dead or "empty",
         "tuning": "values" if unit["tuning"] else unit["tuning_no_answer"] or dead or "empty",
         "families": "values" if unit["family"] else dead or "empty",
-        "null": "values" if (unit["family_test"] or {}).get("null") else
-                "not tested (stated)" if unit["family"] else dead or "empty",
+        "null": "values" if (unit["family_test"] or {}).get("null") else dead or
+                ("no label claimed, nothing to test" if unit["family_test"] is None else "not tested (stated)"),
         "polysemanticity": "values" if unit["polysemanticity"] is not None else dead or "empty",
     }
     circuit = unit["circuit"]
@@ -161,17 +163,23 @@ def table(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated torchvision names")
-    parser.add_argument("--size", type=int, help="input size (default: 64, or what the architecture needs)")
+    parser.add_argument("--size", type=int, help=f"input size (default: {SIZE}, or what the architecture needs)")
     args = parser.parse_args()
-    rows = []
+    rows, failed = [], []
     for arch in args.archs.split(","):
-        rows.append(check(arch, args.size))
+        try:
+            rows.append(check(arch, args.size))
+        except Exception:  # the matrix goes on; the traceback says what broke
+            traceback.print_exc()
+            failed.append(arch)
+            continue
         print(f"{arch}: {rows[-1].seconds:.1f} s{'; EMPTY: ' + ', '.join(rows[-1].empty) if rows[-1].empty else ''}",
               file=sys.stderr, flush=True)
     print(table(rows))
     empty = [row.arch for row in rows if row.empty]
-    if empty:
-        sys.exit(f"stages with neither values nor a reason: {', '.join(empty)}")
+    if empty or failed:
+        sys.exit(f"failed: {', '.join(failed) or 'none'}; stages with neither values nor a reason: "
+                 f"{', '.join(empty) or 'none'}")
 
 
 if __name__ == "__main__":
