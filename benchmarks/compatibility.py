@@ -128,14 +128,15 @@ def check(arch: str, size: int | None = None, folder: Path | None = None) -> Row
 def answers(unit: dict, first: bool) -> dict[str, str]:
     """Per stage, one unit's answer in the catalog: "values", a stated reason, or "empty"."""
     dead = unit["dead_reason"] if unit["dead"] else None
+    test = unit["family_test"] or {}
     found = {
         "featurevis": "failed (stated)" if unit["featurevis_failed"] else "values" if unit["featurevis"] else "empty",
         "weights": "values" if unit["weights"] else "not a convolution over RGB",  # the stage's one reason
         "examples": "values" if unit["examples"] else dead or "empty",
         "tuning": "values" if unit["tuning"] else unit["tuning_no_answer"] or dead or "empty",
         "families": "values" if unit["family"] else dead or "empty",
-        "null": "values" if (unit["family_test"] or {}).get("null") else dead or
-                ("no label claimed, nothing to test" if unit["family_test"] is None else "not tested (stated)"),
+        "null": "values" if test.get("null") else dead or
+                ("not tested (stated)" if test.get("family") else "no label claimed, nothing to test"),
         "polysemanticity": "values" if unit["polysemanticity"] is not None else dead or "empty",
     }
     circuit = unit["circuit"]

@@ -106,10 +106,14 @@ _RULE_WORDS = {
 }
 
 
+_ACTIVATION_NAMES = {"hardtanh": "ReLU6 (hardtanh)", "relu": "ReLU", "relu6": "ReLU6", "gelu": "GELU", "silu": "SiLU",
+                     "hardswish": "hard swish", "leaky_relu": "leaky ReLU", "elu": "ELU", "selu": "SELU"}
+
+
 def linearised_words(rules: list[str]) -> str:
-    """``atlas.linearize`` rules as a clause: "ReLU, Hardtanh taken as the identity; max
+    """``atlas.linearize`` rules as a clause: "ReLU, ReLU6 (hardtanh) taken as the identity; max
     pools averaged over their windows; the gate ``se`` held at its mean over the dataset"."""
-    activations = [r for r in rules if r not in _RULE_WORDS and not r.startswith("gate ")]
+    activations = [_ACTIVATION_NAMES.get(r, r) for r in rules if r not in _RULE_WORDS and not r.startswith("gate ")]
     gates = [r.removeprefix("gate ") for r in rules if r.startswith("gate ")]
     parts = [f"{', '.join(activations)} taken as the identity"] if activations else []
     parts += [_RULE_WORDS[r] for r in rules if r in _RULE_WORDS]

@@ -208,7 +208,7 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
                                             "inputs": [3, 2, 1, 0], "inhibitory": []}  # all positive
     assert conv1["units"][0]["circuit"] is None  # no swept layer before it
     page = (built_site / conv2["units"][1]["url"].replace("/1.html", "/circuits/1.html")).read_text()
-    assert "On the path from <code>conv1</code>: relu taken as the identity." in page
+    assert "On the path from <code>conv1</code>: ReLU taken as the identity." in page
     assert page.count('class="weight-map pixelated"') == 4 and "An edit that tests the reading" in page
     maps = [np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
             for uri in re.findall(r'class="weight-map pixelated" src="data:image/png;base64,([^"]+)"', page)]
