@@ -62,7 +62,7 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     One sweep writes a store at a time: a second one waits for the first, then finds
     its work done. ``after_model`` is called (on rank 0) each time a model's plan is
     written, while more work remains: ``atlas build`` renders the site so far."""
-    _preflight(config)
+    checked = _preflight(config)
     shard = from_environment()
     store = Store(config.resolve(config.sweep.cache), manifests=shard.main)
 
@@ -74,13 +74,13 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     try:
         with store.lock(waiting) if shard.main else contextlib.nullcontext():
             return _sweep(config, store, force, progress if shard.main else no_progress, shard,
-                          after_model if shard.main else None)
+                          after_model if shard.main else None, checked)
     finally:
         shard.close()
 
 
 def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory, shard: Shard,
-           after_model: Callable[[], None] | None) -> Plan:
+           after_model: Callable[[], None] | None, checked: LoadedModel | None = None) -> Plan:
     stages = registry.ordered(config.sweep.stages)  # later stages read earlier ones
     dataset = None
     if config.data is not None and any(s.needs_dataset or s.uses_dataset for s in stages):
@@ -98,7 +98,9 @@ def _sweep(config: Config, store: Store, force: bool, progress: ProgressFactory,
     across = [s for s in stages if s.scope == "atlas"]
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
-        model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key).to(ctx.device)
+        model = (checked if checked is not None else
+                 load_model(spec, root=config.root, seed=config.sweep.seed, key=key)).to(ctx.device)
+        checked = None
         if spec.recalibrate:
             model = recalibrated(model, ctx, config, spec.layers)
         layers = inspect_layers(model, spec.layers, spec.units, ctx.device, key)
@@ -182,15 +184,18 @@ def _timed(what: str) -> Iterator[None]:
     log.info("%s: %.1f s", what, time.perf_counter() - start)
 
 
-def _preflight(config: Config) -> None:
+def _preflight(config: Config) -> LoadedModel | None:
     """Load every model and check its layers before any work, one at a time (so memory
     holds one model), so that a mistake in the last model is reported before the first
-    is swept."""
+    is swept. The one model of a one-model config is kept for the sweep (not loaded twice)."""
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"  # errors name the file and the key
         model = load_model(spec, root=config.root, seed=config.sweep.seed, key=key)
         inspect_layers(model, spec.layers, spec.units, torch.device("cpu"), key)
+        if len(config.models) == 1:
+            return model
         del model
+    return None
 
 
 def _dataset_summary(ctx: StageContext) -> dict[str, Any]:
