@@ -31,8 +31,8 @@ the stimuli in one matrix product (``respond_all``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atlas.linearize import Linearized
 from atlas.models.loading import LoadedModel
 from atlas.stages.circuits import ranked, responses_with_removed
-from atlas.linearize import Linearized
 from atlas.stages.weights import expanded_weights
 
 
