@@ -186,7 +186,8 @@ class Weights(Record):
     STAGE: ClassVar[str] = "weights"
     units: list[int]
     kernel: list[int]
-    stats: dict[str, dict[str, float]]  # unit -> atlas.kernels.kernel_stats' numbers
+    stats: dict[str, dict[str, float]]  # unit -> atlas.kernels.kernel_stats' numbers (units with an answer)
+    no_answer: dict[str, str] = field(default_factory=dict)  # unit -> why its kernel is no answer (no image)
 
     @staticmethod
     def image(unit: int | str) -> str:

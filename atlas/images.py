@@ -24,5 +24,5 @@ def save_webp(pixels: np.ndarray, path: Path, *, size: int | None = None, lossle
 
 
 def to_uint8(images01: np.ndarray) -> np.ndarray:
-    """Floats in [0, 1] to uint8, rounding rather than truncating."""
-    return np.clip(np.rint(images01 * 255), 0, 255).astype(np.uint8)
+    """Floats in [0, 1] to uint8, rounding rather than truncating (NaN: black)."""
+    return np.clip(np.rint(np.nan_to_num(images01 * 255)), 0, 255).astype(np.uint8)

@@ -27,7 +27,7 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.distributed import Shard, from_environment
 from atlas.errors import AtlasError
-from atlas.models import LoadedModel, load_model, weights_digest
+from atlas.models import LoadedModel, load_model
 from atlas.models.twin import calibration_images, recalibrate
 from atlas import registry
 from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
@@ -143,7 +143,7 @@ def recalibrated(model: LoadedModel, ctx: StageContext, config: Config, layers: 
     1/f noise without one), as the null's networks are (``atlas.models.twin``)."""
     images = calibration_images(ctx.dataset, model.input_size, config.null.images, config.sweep.seed)
     recalibrate(model, images, ctx.device, upto=layers)
-    model.digest = weights_digest(model.module)
+    model.known_digest = None  # its weights changed: hash them again when asked
     return model
 
 

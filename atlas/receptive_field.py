@@ -55,7 +55,9 @@ def _support(model: LoadedModel, layer: str, y: int, x: int, probes: torch.Tenso
         # Squared, so that channels whose weights are each other's negatives cannot
         # cancel in the sum (a plain sum has zero gradient for such a pair).
         acts[:, :, y, x].pow(2).sum().backward()
-        energy += images.grad.double().pow(2).sum((0, 1)).cpu()
+        # A weight that is not finite anywhere in the layer makes every gradient NaN (0 x NaN in the
+        # backward pass): it tells nothing, and the field falls back to the whole image.
+        energy += images.grad.double().nan_to_num(0.0, 0.0, 0.0).pow(2).sum((0, 1)).cpu()
     where = (energy > 0).nonzero()
     if len(where) == 0:
         return (0, 0, probes.shape[2], probes.shape[3]), energy

@@ -93,7 +93,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+    """Strict JSON: a NaN or infinity is refused (``EmptyResult``), as browsers would refuse it."""
+    try:
+        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False)
+    except ValueError as error:
+        raise EmptyResult(f"{path.name}: {error}; a value that is not finite must be stored as no answer "
+                          "with the reason") from None
+    write_atomic(path, text)
 
 
 class Store:

@@ -111,3 +111,26 @@ class CancellingNet(nn.Module):
 
 def make_cancelling_net() -> CancellingNet:
     return CancellingNet().eval()
+
+
+class DegenerateNet(nn.Module):
+    """conv1 (1x1, then a ReLU) has one unit with an answer and three without:
+    0 = R - G; 1 = 0.5 everywhere (a bias alone); 2 = never active (a negative bias
+    alone); 3 = not finite (a NaN weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, kernel_size=1)
+        self.relu = nn.ReLU()
+        with torch.no_grad():
+            self.conv1.weight.zero_()
+            self.conv1.weight[0, :2] = torch.tensor([1.0, -1.0]).view(2, 1, 1)
+            self.conv1.weight[3, 0] = float("nan")
+            self.conv1.bias.copy_(torch.tensor([0.0, 0.5, -1.0, 0.0]))
+
+    def forward(self, x):
+        return self.relu(self.conv1(x))
+
+
+def make_degenerate_net() -> DegenerateNet:
+    return DegenerateNet().eval()

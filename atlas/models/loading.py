@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import os
 import urllib.error
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,7 +35,19 @@ class LoadedModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: int
-    digest: str  # identifies the weights: same digest, same model
+    known_digest: str | None = None  # names the weights; None: hashed from them when first asked
+
+    @property
+    def digest(self) -> str:
+        """Identifies the weights: same digest, same model. Hashing a large network takes
+        a second or more, so a model that nothing keys (a null network) never pays it."""
+        if self.known_digest is None:
+            self.known_digest = weights_digest(self.module)
+        return self.known_digest
+
+    def with_module(self, module: nn.Module, **changes) -> "LoadedModel":
+        """The same model around other weights (its digest hashed from them when asked)."""
+        return dataclasses.replace(self, module=module, known_digest=None, **changes)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], shape (N, 3, H, W), as the model expects them."""
@@ -72,7 +85,6 @@ def load_model(spec: ModelConfig, *, root: Path = Path("."), seed: int = 0,
         name=spec.name, arch=spec.arch, module=module,
         mean=spec.mean or built.mean, std=spec.std or built.std,
         input_size=spec.input_size or built.input_size,
-        digest=weights_digest(module),
     )
 
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from atlas.config import ModelConfig
-from atlas.models.loading import LoadedModel, load_model, weights_digest
+from atlas.models.loading import LoadedModel, load_model
 
 TWIN, PERMUTED = "untrained twin", "permuted kernels"
 
@@ -57,9 +57,7 @@ def null_kind(spec: ModelConfig, model: LoadedModel, root: Path, wanted: str = "
     if wanted != "permuted":
         if spec.untrained:
             return NullKind(TWIN, "rebuild", f"untrained twins built by {spec.untrained}{recalibrated}")
-        untrained = dataclasses.replace(spec, weights="none")
-        first, second = (load_model(untrained, root=root, seed=seed, key="").module for seed in (1, 2))
-        if _all_kernels_differ(first, second):
+        if spec.arch.startswith("torchvision:") or _seeds_give_new_kernels(spec, root):
             return NullKind(TWIN, "rebuild", f"untrained twins: {spec.arch} with its default initialisation, "
                                              f"seeded{recalibrated}")
         if reinitialised(model, 0) is not None:
@@ -70,11 +68,14 @@ def null_kind(spec: ModelConfig, model: LoadedModel, root: Path, wanted: str = "
                                          f"kept, its structure lost){recalibrated}")
 
 
-def _all_kernels_differ(a: nn.Module, b: nn.Module) -> bool:
-    """Whether every kernel (a parameter of 2+ dimensions) of two builds differs: a
-    factory that sets some weights itself, or loads them, gives equal ones."""
+def _seeds_give_new_kernels(spec: ModelConfig, root: Path) -> bool:
+    """Whether two seeds build the architecture untrained with every kernel (a parameter
+    of 2+ dimensions) different: a factory that sets some weights itself, or loads them,
+    gives equal ones. (torchvision's builders are known to: they are not asked.)"""
+    untrained = dataclasses.replace(spec, weights="none")
+    a, b = (load_model(untrained, root=root, seed=seed, key="").module for seed in (1, 2))
     kernels = [(x, y) for x, y in zip(a.parameters(), b.parameters()) if x.dim() >= 2]
-    return bool(kernels) and all(not torch.equal(x, y) for x, y in kernels)
+    return bool(kernels) and all(not torch.allclose(x, y, rtol=0, atol=0, equal_nan=True) for x, y in kernels)
 
 
 def null_model(spec: ModelConfig, model: LoadedModel, kind: NullKind, seed: int, root: Path) -> LoadedModel:
@@ -110,7 +111,7 @@ def reinitialised(model: LoadedModel, seed: int) -> LoadedModel | None:
     if any(id(p) not in covered for p in model.module.parameters()):
         return None
     module = reset(model.module, seed).requires_grad_(False)
-    return dataclasses.replace(model, module=module, digest=weights_digest(module))
+    return model.with_module(module)
 
 
 def permuted(model: LoadedModel, seed: int) -> LoadedModel:
@@ -124,7 +125,7 @@ def permuted(model: LoadedModel, seed: int) -> LoadedModel:
                 flat = weight.reshape(weight.shape[0], -1)
                 order = torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)
                 weight.copy_(torch.gather(flat, 1, order.to(flat.device)).reshape(weight.shape))
-    return dataclasses.replace(model, module=module, digest=weights_digest(module))
+    return model.with_module(module)
 
 
 def has_batchnorm(module: nn.Module) -> bool:

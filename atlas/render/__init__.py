@@ -220,6 +220,7 @@ def _environment() -> jinja2.Environment:
     env.filters["abs_max"] = weightmaps.abs_max
     env.filters["weight_png"] = weightmaps.weight_png
     env.filters["slug"] = slug
+    env.filters["number"] = lambda value, spec: "not finite" if value is None else spec % value  # stored None
     env.filters["breakable"] = breakable
     return env
 

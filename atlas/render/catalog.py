@@ -59,6 +59,7 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "dead": u.dead,
         "dead_reason": u.dead_reason if u.dead else None,
         "weights": u.weights,
+        "weights_no_answer": u.weights_no_answer,
         "examples": [e.crop or e.src for e in u.examples], "duplicates": u.duplicates,
         "example_values": [e.value for e in u.examples],
         "activation_quantiles": u.activation_quantiles,
@@ -73,6 +74,7 @@ def _catalog_unit(u: Unit) -> dict[str, Any]:
         "matches": [{"model": m.model, "layer": m.layer, "index": m.unit.index, "score": m.score}
                     for m in u.matches if m.above_chance],
         "polysemanticity": u.polysemanticity.score if u.polysemanticity else None,
+        "polysemanticity_no_answer": u.polysemanticity_no_answer,
         "polysemanticity_evidence": None if u.polysemanticity is None else {
             key: getattr(u.polysemanticity, key)
             for key in ("separation", "balance", "purity", "diversity", "explained", "null")},

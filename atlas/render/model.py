@@ -138,6 +138,7 @@ class Unit:
     dead_reason: str = "never active on the dataset"  # why its numbers are noise
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
+    weights_no_answer: str | None = None  # why its kernel is no answer (not finite, all zero)
     examples: list[Example] = field(default_factory=list)  # strongest first, no two of one place
     duplicates: int = 0  # near-duplicates of a stronger example, left out of ``examples``
     quantiles: list[list[Example]] = field(default_factory=list)  # tenths of the range, top first
@@ -169,6 +170,7 @@ class Unit:
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
     matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
     polysemanticity: Polysemanticity | None = None
+    polysemanticity_no_answer: str | None = None  # why it has no score (its strongest responses are all equal)
     # Per-unit stages without render code of their own: [{"stage", "title", "about", "values"}].
     measures: list[dict[str, Any]] = field(default_factory=list)
 

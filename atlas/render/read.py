@@ -173,7 +173,11 @@ class _Reader:
 
     def weights(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Weights.STAGE, key)
-        for unit in records.Weights.read(folder).units:
+        found = records.Weights.read(folder)
+        for unit in found.units:
+            if str(unit) in found.no_answer:
+                units[unit].weights_no_answer = found.no_answer[str(unit)]
+                continue
             units[unit].weights = self._copy(f"{base}/img/w-{records.Weights.image(unit)}",
                                              folder / records.Weights.image(unit))
 
@@ -182,7 +186,9 @@ class _Reader:
         found = records.Examples.read(folder)
         for unit, summary in found.units.items():
             u = units[int(unit)]
-            u.dead = summary["dead"]
+            u.dead = bool(summary["dead"])
+            if isinstance(summary["dead"], str):  # the reason (True before examples' format 6)
+                u.dead_reason = summary["dead"]
             if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
                 u.examples = [self.example(ex, found, folder, base) for ex in summary["top"]]
                 u.duplicates = summary["duplicates"]
@@ -207,8 +213,9 @@ class _Reader:
         folder = self.store.path(records.Polysemanticity.STAGE, key)
         found = records.Polysemanticity.read(folder)
         for unit, scored in found.units.items():
-            if scored["score"] is None:
-                continue  # silent: its strongest responses are all equal (a channel that never fires)
+            if scored["score"] is None:  # before format 6, "silent" alone
+                units[int(unit)].polysemanticity_no_answer = scored.get("no_answer", "its strongest responses are all equal")
+                continue
             units[int(unit)].polysemanticity = Polysemanticity(
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found.top,

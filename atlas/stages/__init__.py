@@ -111,6 +111,18 @@ class StageContext:
         counts = self.notes.setdefault("no_answer", {})
         counts[stage] = counts.get(stage, 0) + 1
 
+    def unanswered(self, stage: str, what: str, reasons: dict[int, str]) -> None:
+        """Say (one line per reason) and count the units of ``what`` (a model's layer)
+        that have no answer in a result that has values for the others."""
+        by_reason: dict[str, list[int]] = {}
+        for unit, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(unit)
+        for reason, units in by_reason.items():
+            shown = ", ".join(map(str, units[:8])) + (f" and {len(units) - 8} more" if len(units) > 8 else "")
+            log.warning("%s: %s: no answer for unit%s %s: %s", stage, what, "s" * (len(units) > 1), shown, reason)
+        counts = self.notes.setdefault("no_answer", {})
+        counts[f"{stage} units"] = counts.get(f"{stage} units", 0) + len(reasons)
+
     def sync(self) -> None:
         """In a sharded sweep, wait for every rank's claimed artifacts (a no-op in one process)."""
         self.shard.sync()

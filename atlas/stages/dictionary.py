@@ -136,7 +136,7 @@ def dictionary_model(model: LoadedModel, layer: str, trained: Trained, key: str)
     parent = find_modules(module, [parent_name])[parent_name] if parent_name else module
     setattr(parent, child, DictionaryReadout(getattr(parent, child), trained))
     digest = hashlib.sha256(f"{model.digest}/{key}".encode()).hexdigest()[:16]
-    return dataclasses.replace(model, module=module, digest=digest, name=f"{model.name} {layer} dictionary")
+    return model.with_module(module, known_digest=digest, name=f"{model.name} {layer} dictionary")
 
 
 def sample_activations(model: LoadedModel, layer: LayerInfo, dataset, count: int, *, batch_size: int,

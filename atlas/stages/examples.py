@@ -50,13 +50,15 @@ from atlas.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "examples"
-FORMAT = 5  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4, 5: distinct)
+FORMAT = 6  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4, 5: distinct;
+# 6: "dead" is the reason)
 THUMBNAIL = 96  # pixels on a side of a dataset image on the pages
 CROP = 64  # pixels on a side of a receptive-field crop
 SAMPLE = 1024  # images in the reservoir that quantiles and histograms are estimated from
 BINS, PER_BIN = 10, 5  # quantile examples: tenths of the range, examples per tenth
 POOL = 4  # candidates kept per top example shown: room to skip near-duplicates
 DUPLICATE = 0.05  # two crops whose 8x8 thumbnails differ by less (mean |difference|, 0-1) show one place
+NOT_FINITE = "its activations on the dataset are not finite (NaN or infinity)"
 CONTEXT = 32  # pixels on a side, at least, of the window compared: a 3 px field's crops are one color each
 
 
@@ -285,8 +287,14 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
     unrectified = summary.response.unrectified
     with ctx.store.writing(STAGE, key) as folder:
         for row, unit in enumerate(layer.units):
-            strongest, duplicates = examples(summary.top, row, unit, "")
             values, images, positions = summary.reservoir.sample(row)
+            ranked = np.asarray(summary.top.values[row], np.float64)
+            if not (np.isfinite(values).all() and np.isfinite(ranked[ranked != -np.inf]).all()):
+                units[str(unit)] = {"top": [], "duplicates": 0, "quantiles": [], "activation_quantiles": [],
+                                    "histogram": _histogram(values[:0]), "fraction_active": None,
+                                    "dead": NOT_FINITE}
+                continue
+            strongest, duplicates = examples(summary.top, row, unit, "")
             units[str(unit)] = {
                 "top": strongest, "duplicates": duplicates,
                 "quantiles": [[example(values[i], images[i], positions[i]) for i in group]
@@ -296,8 +304,7 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
                 "histogram": _histogram(values),
                 # An unrectified layer has no threshold: "above zero" is about half by construction.
                 "fraction_active": None if unrectified else float(summary.active[row]) / max(summary.positions, 1),
-                # Never above zero on any image: a unit the dataset never activates.
-                "dead": not strongest or strongest[0]["value"] <= 0,
+                "dead": no_answer([ex["value"] for ex in strongest], values) or False,
             }
             if unrectified:
                 units[str(unit)]["bottom"], units[str(unit)]["bottom_duplicates"] = examples(
@@ -310,6 +317,19 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
             images={str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
                     for i in sorted(used)},
             sample=int(min(summary.reservoir.seen, summary.reservoir.size))))
+    ctx.unanswered(STAGE, f"{model.name} {layer.name}", {int(u): d["dead"] for u, d in units.items() if d["dead"]})
+
+
+def no_answer(strongest: Sequence[float], sample: np.ndarray) -> str | None:
+    """Why a unit's (finite) dataset examples say nothing about it, or None: it is never
+    above zero, or the same everywhere (a unit of bias alone), which ranks its
+    "strongest" images on rounding errors."""
+    values = np.concatenate([np.asarray(strongest, np.float64), np.asarray(sample, np.float64)])
+    if not len(strongest) or strongest[0] <= 0:
+        return "never active on the dataset"
+    if np.ptp(values) <= 1e-6 * float(np.abs(values).max()):
+        return f"the same activation ({strongest[0]:.3g}) on every image and at every place"
+    return None
 
 
 def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:

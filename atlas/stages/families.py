@@ -122,7 +122,9 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     params = tuning["stimuli"]
     units = list(layer.units)
     summaries = {u: tuning["units"][str(u)] for u in units}
-    kernels = {int(u): s for d in _read(ctx, "weights", inputs.get("weights", [])) for u, s in d["stats"].items()}
+    weights = _read(ctx, "weights", inputs.get("weights", []))
+    kernels = {int(u): s for d in weights for u, s in d["stats"].items()}
+    kernels.update({int(u): {"no_answer": why} for d in weights for u, why in d.get("no_answer", {}).items()})
     examples_data = next(iter(_read(ctx, "examples", inputs.get("examples", []))), None)
     examples = {int(u): s for u, s in examples_data["units"].items()} if examples_data else {}
     image_labels = {int(i): r["label"] for i, r in examples_data["images"].items() if r.get("label")} \
@@ -291,10 +293,13 @@ def dead_units(units: Sequence[int], responses: np.ndarray, kernels: dict[int, d
     floor = DEAD * float(np.median(reach))
     for row, u in enumerate(units):
         alive_on_data = u in examples and not examples[u].get("dead")
-        if u in kernels and kernels[u].get("norm", 1.0) < DEAD:
+        if kernels.get(u, {}).get("no_answer"):
+            dead[u] = kernels[u]["no_answer"]
+        elif u in kernels and kernels[u].get("norm", 1.0) < DEAD:
             dead[u] = f"its kernel's norm is {kernels[u]['norm']:.1e} of the layer's median"
         elif reach[row] <= floor and not alive_on_data:
             dead[u] = "no stimulus moves it from zero"
         elif examples.get(u, {}).get("dead"):
-            dead[u] = "never active on the dataset"
+            reason = examples[u]["dead"]  # its reason (True before examples' format 6)
+            dead[u] = reason if isinstance(reason, str) else "never active on the dataset"
     return dead

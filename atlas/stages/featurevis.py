@@ -102,9 +102,11 @@ def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> 
 def failures(start: torch.Tensor, end: torch.Tensor, random: torch.Tensor, scale: float) -> torch.Tensor:
     """Which optimisations failed, from objective values (to maximise): an image must
     beat every random probe image, and its start by ``GAIN`` of the larger value and by
-    ``FLOOR`` of the layer's scale (a unit at numerical noise cannot pass)."""
+    ``FLOOR`` of the layer's scale (a unit at numerical noise cannot pass); a value that
+    is not finite fails."""
     gain = end - start
-    return (gain <= GAIN * torch.maximum(start.abs(), end.abs()) + FLOOR * scale) | (end <= random)
+    passed = (gain > GAIN * torch.maximum(start.abs(), end.abs()) + FLOOR * scale) & (end > random)
+    return ~passed  # NaN compares false
 
 
 def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, objectives: Sequence[str],
@@ -252,7 +254,7 @@ def _random_probes(model: LoadedModel, layer: str, response: Response, units: Se
     rectified = response(flat, index)
     signed = response.signed(flat, index)
     means = (rectified.flatten(1).mean(1) if rectified.dim() > 1 else rectified).view(-1, PROBES)
-    scale = float(means.abs().max())
+    scale = float(means.abs().nan_to_num(0.0, 0.0, 0.0).max())  # a unit that is not finite has no scale
     best = []
     for unit, kind in zip(units, kinds):
         rows = slice(unit * PROBES, (unit + 1) * PROBES)
@@ -414,16 +416,21 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
             u = str(unit)
             variants = activation.setdefault(u, {})
             variant = f"{kind}-{sum(v.startswith(kind) for v in variants)}" if OBJECTIVES[kind].grouped else kind
-            variants[variant] = float(rendered.activations[i])
-            start.setdefault(u, {})[variant] = float(rendered.start[i])
-            random.setdefault(u, {})[variant] = float(rendered.random[i])
-            if rendered.failed[i]:
+            variants[variant] = _finite(rendered.activations[i])
+            start.setdefault(u, {})[variant] = _finite(rendered.start[i])
+            random.setdefault(u, {})[variant] = _finite(rendered.random[i])
+            if rendered.failed[i]:  # always, when a value is not finite
                 failed.setdefault(u, []).append(variant)
             if variant == PRIMARY:
-                layer_mean[u] = float(rendered.layer_mean[i])
+                layer_mean[u] = _finite(rendered.layer_mean[i])
                 save_webp(pixels, folder / Featurevis.thumb(unit), size=cfg.thumbnail)
             save_webp(pixels, folder / Featurevis.image(unit, variant))
         write(folder, Featurevis(units=list(units), activation=activation, start=start, random=random,
                                  failed=failed, layer_mean=layer_mean, response=rendered.response, param=cfg.param,
                                  objectives=list(cfg.objectives), diversity=cfg.diversity, size=cfg.size,
                                  thumbnail=cfg.thumbnail))
+
+
+def _finite(value: float) -> float | None:
+    """A value to store: None where it is not finite (its image failed: ``failures``)."""
+    return float(value) if math.isfinite(value) else None

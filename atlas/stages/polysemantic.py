@@ -56,7 +56,10 @@ from atlas.response import Response, as_read, layer_response
 from atlas.stages.examples import StreamingTopK, spatial_max
 
 STAGE = "polysemanticity"
-FORMAT = 5  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null
+FORMAT = 6  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null;
+# 6: an unscored unit's reason
+SILENT = "its strongest responses are all equal: nothing tells its examples apart"
+NOT_FINITE = "its responses are not finite (NaN or infinity)"
 SUMMARY_FORMAT = 1  # of the model's summary (atlas.mixing)
 TOP = 48  # strong examples clustered per unit
 SHOWN = 6  # examples shown (and cropped) per cluster
@@ -272,12 +275,17 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
     units = {}
     with ctx.store.writing(stage, key) as folder:
         for row, unit in enumerate(names):
-            valid = np.isfinite(found.values[row])
+            valid = found.values[row] != -np.inf  # slots an image filled
             strongest_values = found.values[row][valid]
+            if not np.isfinite(strongest_values).all():
+                units[str(unit)] = {"score": None, "no_answer": NOT_FINITE, "clusters": []}
+                continue
             if np.ptp(strongest_values) <= 1e-6 * max(1.0, float(np.abs(strongest_values).max())):
-                units[str(unit)] = {"score": None, "silent": True, "clusters": []}
-                continue  # the same everywhere (a dead ReLU channel): nothing tells its examples apart
-            result = meanings(found.vectors[row][valid], directions[row])
+                units[str(unit)] = {"score": None, "no_answer": SILENT, "clusters": []}
+                continue  # the same everywhere (a dead ReLU channel)
+            # A channel of the layer that is not finite says nothing about the examples.
+            result = meanings(np.nan_to_num(found.vectors[row][valid], nan=0.0, posinf=0.0, neginf=0.0),
+                              directions[row])
             assignment = np.zeros(len(valid), dtype=int)
             assignment[valid] = result.assignment
             clusters = describe(found, row, Meanings(result.score, result.separation, result.balance, assignment),
@@ -302,6 +310,8 @@ def write(ctx: StageContext, model: LoadedModel, stage: str, key: str, layer: La
         artifacts.write(folder, artifacts.Polysemanticity(
             units=units, grid=[height, width], top=TOP, balanced=BALANCED,
             images={str(i): {"name": records[i].name, "label": records[i].label} for i in sorted(loaded)}))
+    ctx.unanswered(stage, f"{model.name} {layer.name}",
+                   {int(u): d["no_answer"] for u, d in units.items() if d.get("no_answer")})
 
 
 def _disagreement(vectors: np.ndarray, direction: np.ndarray) -> float:

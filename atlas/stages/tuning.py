@@ -224,10 +224,14 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x), centre)
     response = layer_response(model, layer.name, ctx.device)  # a batch norm of negative scale flips a unit
     responses = respond(model, layer.name, bank, layer.units, ctx.device, response=response)
+    reasons = no_answers(responses)
+    responses = np.nan_to_num(responses, nan=0.0, posinf=0.0, neginf=0.0)  # a unit that is not finite: no answer
     summaries = summarize(responses, bank)
     joint = joint_tuning(model, layer.name, layer.units,
                          _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response)
     if joint:
+        # A unit that is not finite owns no angle (it has no answer).
+        joint = {u: np.nan_to_num(curves, nan=0.0, posinf=0.0, neginf=0.0) for u, curves in joint.items()}
         # Units answer on different scales: compare each to its own largest rotated response.
         scale = np.clip(np.max([curves.max(0) for curves in joint.values()], axis=0), 1e-6, None)
         for row, unit in enumerate(layer.units):
@@ -239,7 +243,7 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
                     "takeover": [int(layer.units[i]) for i in normalised.argmax(1)],
                     "takeover_response": normalised.max(1).round(4).tolist(),
                 }
-    for summary, reason in zip(summaries, no_answers(responses)):
+    for summary, reason in zip(summaries, reasons):
         if reason:
             summary["no_answer"] = reason
     silent = all("no_answer" in s for s in summaries)
@@ -247,12 +251,14 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     with ctx.store.writing(STAGE, key) as folder:
         for index in preferred:  # only the stimuli some unit prefers: the pages show those
             save_webp(to_uint8(bank.images[index].transpose(1, 2, 0)), folder / Tuning.stimulus(index), size=64)
-        np.save(folder / Tuning.RESPONSES, np.nan_to_num(responses).astype(np.float32))
+        np.save(folder / Tuning.RESPONSES, responses.astype(np.float32))
         write(folder, Tuning(units={str(u): s for u, s in zip(layer.units, summaries)}, stimuli=bank.params,
                              extent=max(field_.size_y, field_.size_x), effective=round(field_.effective, 2),
                              centre=list(centre), no_answer=summaries[0]["no_answer"] if silent else None))
     if silent:
         ctx.no_answer(STAGE, f"{model.name} {layer.name}", summaries[0]["no_answer"])
+    else:
+        ctx.unanswered(STAGE, f"{model.name} {layer.name}", {u: r for u, r in zip(layer.units, reasons) if r})
 
 
 def no_answers(responses: np.ndarray) -> list[str | None]:

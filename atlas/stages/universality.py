@@ -44,7 +44,7 @@ from atlas.config import ModelConfig
 from atlas.data.bank import stimulus_bank
 from atlas.matching import MARGIN, summarize
 from atlas.mixing import family_agreement
-from atlas.models import LoadedModel, load_model, weights_digest
+from atlas.models import LoadedModel, load_model
 from atlas.models.fold import fold_batchnorms
 from atlas.models.twin import reset
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
@@ -302,8 +302,7 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
     """The same architecture with fresh random weights: every module's own initialisation
     (``reset_parameters``), seeded."""
     module = reset(model.module, seed)
-    return dataclasses.replace(model, name=f"{model.name} (random)", module=module.eval(),
-                               digest=weights_digest(module))
+    return model.with_module(module.eval(), name=f"{model.name} (random)")
 
 
 def image_batches(dataset: Any, size_a: int, size_b: int, batch: int, device: torch.device,

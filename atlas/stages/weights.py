@@ -46,7 +46,7 @@ from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
 
 STAGE = "weights"
-FORMAT = 3  # part of the key: bump when the artifact's files change
+FORMAT = 4  # part of the key: bump when the artifact's files change (4: units with no answer)
 IMAGE_SIZE = 64  # pixels on a side of a kernel image
 
 
@@ -74,13 +74,31 @@ def run(ctx: StageContext, model: LoadedModel, layer: LayerInfo) -> list[str]:
                        units=layer.units, size=IMAGE_SIZE)
     with ctx.artifact(STAGE, key, model=model.name, layer=layer.name) as folder:
         if folder is not None:
-            images = kernel_images(conv.weight)
-            stats = kernel_stats(conv.weight.detach().cpu())
-            for unit in layer.units:
+            weight = conv.weight.detach().float().cpu()
+            reasons = {u: why for u, why in no_answers(weight).items() if u in layer.units}
+            weight = torch.where(weight.isfinite(), weight, torch.zeros(()))  # measure the others alone
+            images, stats = kernel_images(weight), kernel_stats(weight)
+            answered = [u for u in layer.units if u not in reasons]
+            for unit in answered:
                 save_webp(images[unit], folder / Weights.image(unit), size=IMAGE_SIZE, lossless=True)
             write(folder, Weights(units=list(layer.units), kernel=list(conv.kernel_size), stats={
-                str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in layer.units}))
+                str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in answered},
+                no_answer={str(u): why for u, why in reasons.items()}))
+            ctx.unanswered(STAGE, f"{model.name} {layer.name}", reasons)
     return [key]
+
+
+def no_answers(weight: torch.Tensor) -> dict[int, str]:
+    """Units whose kernel is no answer, and why: not finite, or all zero (it reads
+    nothing from the image; its image would be a grey square and its fits noise)."""
+    flat = weight.flatten(1)
+    reasons = {}
+    for unit, row in enumerate(flat):
+        if not row.isfinite().all():
+            reasons[unit] = "its kernel is not finite (NaN or infinity)"
+        elif not row.any():
+            reasons[unit] = "its kernel is all zero: it reads nothing from the image"
+    return reasons
 
 
 @dataclass
