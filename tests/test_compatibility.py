@@ -13,14 +13,9 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 from compatibility import ARCHS, STAGES, check  # noqa: E402
 
-# In CI: two small networks with squeeze-and-excitation gates, hard swish and ReLU6 (about
-# 15 s each here); the whole matrix (about 10 minutes): python -m pytest -m slow tests/test_compatibility.py
-QUICK = ("mobilenet_v3_small", "mnasnet0_5")
-
-
-@pytest.mark.parametrize("arch", [a if a in QUICK else pytest.param(a, marks=pytest.mark.slow) for a in ARCHS])
+# The whole matrix, one test per architecture (about two minutes in all here).
+@pytest.mark.parametrize("arch", ARCHS)
 def test_every_per_unit_stage_gives_values_or_a_stated_reason(arch, tmp_path):
-    pytest.importorskip("torchvision")
     row = check(arch, folder=tmp_path)
     assert set(row.answers) == set(STAGES)
     assert not row.empty, row.answers

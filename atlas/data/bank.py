@@ -8,6 +8,7 @@ detectors of the families' evidence and universality draw from it too.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -40,7 +41,24 @@ class Bank:
 def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None = None) -> Bank:
     """Every stimulus, drawn within a disc of diameter ``extent`` on grey, centred on the
     image or on ``centre`` (row, column; to the nearest half pixel: each stimulus is
-    drawn on a larger canvas whose centre lands there, and cut out)."""
+    drawn on a larger canvas whose centre lands there, and cut out).
+
+    Tuning, the null, circuits and the families' evidence all ask for a layer's bank,
+    and drawing one takes a quarter of a second or more: the last few are kept, their
+    images read-only, and each caller gets its own lists."""
+    drawn = _drawn(size, float(extent), None if centre is None else tuple(float(c) for c in centre))
+    return Bank(list(drawn.images), [dict(p) for p in drawn.params])
+
+
+@functools.lru_cache(maxsize=4)  # a bank of 224 px images holds about 0.5 GB
+def _drawn(size: int, extent: float, centre: tuple[float, float] | None) -> Bank:
+    bank = _draw(size, extent, centre)
+    for image in bank.images:
+        image.setflags(write=False)
+    return bank
+
+
+def _draw(size: int, extent: float, centre: tuple[float, float] | None = None) -> Bank:
     if centre is not None:
         margin = int(np.ceil(max(abs(c - (size - 1) / 2) for c in centre))) + 1
         canvas = size + 2 * margin
@@ -48,7 +66,7 @@ def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None =
             canvas += 1
         middle = (canvas - 1) / 2
         top, left = (int(round(middle - c)) for c in centre)
-        bank = stimulus_bank(canvas, extent)
+        bank = _draw(canvas, extent)
         bank.images = [image[:, top:top + size, left:left + size].copy() for image in bank.images]
         return bank
     bank = Bank()

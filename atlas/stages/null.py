@@ -45,9 +45,9 @@ FORMAT = 1
 
 
 def networks_for(channels: int, units: int, most: int) -> int:
-    """How many null networks give a layer of ``channels`` at least ``units`` null units
-    (at least two: one network's units share its draw)."""
-    return max(2, min(most, math.ceil(units / max(channels, 1))))
+    """How many null networks give a layer of ``channels`` at least ``units`` null units:
+    at least two (one network's units share its draw), unless at most one is allowed."""
+    return min(most, max(2, math.ceil(units / max(channels, 1))))
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
