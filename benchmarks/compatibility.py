@@ -131,13 +131,15 @@ def answers(unit: dict, first: bool) -> dict[str, str]:
     test = unit["family_test"] or {}
     found = {
         "featurevis": "failed (stated)" if unit["featurevis_failed"] else "values" if unit["featurevis"] else "empty",
-        "weights": "values" if unit["weights"] else "not a convolution over RGB",  # the stage's one reason
+        "weights": "values" if unit["weights"] else unit["weights_no_answer"] or
+                   ("not a convolution over RGB" if not first else "empty"),
         "examples": "values" if unit["examples"] else dead or "empty",
         "tuning": "values" if unit["tuning"] else unit["tuning_no_answer"] or dead or "empty",
         "families": "values" if unit["family"] else dead or "empty",
         "null": "values" if test.get("null") else dead or
                 ("not tested (stated)" if test.get("family") else "no label claimed, nothing to test"),
-        "polysemanticity": "values" if unit["polysemanticity"] is not None else dead or "empty",
+        "polysemanticity": "values" if unit["polysemanticity"] is not None else
+                           unit["polysemanticity_no_answer"] or dead or "empty",
     }
     circuit = unit["circuit"]
     if circuit is None:

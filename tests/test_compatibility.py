@@ -13,6 +13,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 from compatibility import ARCHS, STAGES, check  # noqa: E402
 
+
 # The whole matrix, one test per architecture (about two minutes in all here).
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_per_unit_stage_gives_values_or_a_stated_reason(arch, tmp_path):

@@ -47,7 +47,7 @@ class LoadedModel:
 
     def with_module(self, module: nn.Module, **changes) -> "LoadedModel":
         """The same model around other weights (its digest hashed from them when asked)."""
-        return dataclasses.replace(self, module=module, known_digest=None, **changes)
+        return dataclasses.replace(self, module=module, **{"known_digest": None, **changes})
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], shape (N, 3, H, W), as the model expects them."""

@@ -9,7 +9,7 @@ from atlas.data import Dataset, ImageRecord, WorldDataset
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo
 from atlas.meanings import meanings
-from atlas.stages.polysemantic import Probe, _disagreement, strongest, unit_directions, where_it_fired
+from atlas.stages.polysemantic import SILENT, Probe, _disagreement, strongest, unit_directions, where_it_fired
 
 RED, BLUE, GREEN = 0, 1, 2
 OR_UNIT, PURE_UNIT = 3, 4
@@ -170,7 +170,7 @@ def test_the_stage_writes_scores_clusters_and_crops_and_leaves_silent_units_unsc
     assert [entry["layer"] for entry in ctx.store.read(MixingSummary, summary).layers] == ["relu"]
     folder = ctx.store.path(polysemantic.STAGE, key)
     units = json.loads((folder / "data.json").read_text())["units"]
-    assert units[str(GREEN)] == {"score": None, "silent": True, "clusters": []}
+    assert units[str(GREEN)] == {"score": None, "no_answer": SILENT, "clusters": []}
     mixed = units[str(OR_UNIT)]
     assert mixed["score"] > 0.7 and len(mixed["clusters"]) == 2
     # Each cluster is one color, which is also what is "under" it (no ground truth: the label).
