@@ -114,6 +114,8 @@ class StageContext:
     def unanswered(self, stage: str, what: str, reasons: dict[int, str]) -> None:
         """Say (one line per reason) and count the units of ``what`` (a model's layer)
         that have no answer in a result that has values for the others."""
+        if not reasons:
+            return
         by_reason: dict[str, list[int]] = {}
         for unit, reason in reasons.items():
             by_reason.setdefault(reason, []).append(unit)
