@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from atlas.errors import AtlasError
+from atlas.files import write_json
 from atlas.registry import PRIMARY
 
 SCHEMA = 1
@@ -414,6 +415,4 @@ def thumbnail(index: int | str) -> str:
 
 def write(folder: Path, record: Record) -> None:
     """Write ``record`` as its artifact's JSON file in ``folder`` (a stage's temp folder)."""
-    from atlas.store import write_json
-
     write_json(folder / record.FILE, record.json())

@@ -75,3 +75,8 @@ def _existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+class EmptyResult(RuntimeError):
+    """A stage tried to store a non-finite, all-zero or constant array as data (a bug:
+    such a result is "no answer", and its artifact says why instead)."""

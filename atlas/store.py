@@ -44,7 +44,8 @@ from typing import Any, Iterator, TypeVar
 
 import atlas
 from atlas.artifacts import SCHEMA, Plan, Record
-from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
+from atlas.errors import DISK_FULL, AtlasError, DiskFull, EmptyResult, folder_size
+from atlas.files import folder_mode, write_atomic, write_json
 
 R = TypeVar("R", bound=Record)
 
@@ -56,50 +57,6 @@ def artifact_key(**parts: Any) -> str:
     """A stable hash of the parts that determine an artifact (plus the Atlas version)."""
     payload = json.dumps({"atlas": atlas.__version__, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """What open() would give a new file now; mkstemp's files are private (0600)."""
-    return 0o666 & ~_umask()
-
-
-def folder_mode() -> int:
-    """What mkdir() would give a new folder now; mkdtemp's folders are private (0700)."""
-    return 0o777 & ~_umask()
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that readers see the old content or the new, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno in DISK_FULL:
-            raise DiskFull(path.parent, len(payload), path.name) from None
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Strict JSON: a NaN or infinity is refused (``EmptyResult``), as browsers would refuse it."""
-    try:
-        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False)
-    except ValueError as error:
-        raise EmptyResult(f"{path.name}: {error}; a value that is not finite must be stored as no answer "
-                          "with the reason") from None
-    write_atomic(path, text)
 
 
 class Store:
@@ -246,11 +203,6 @@ class Store:
             pid = pid if rest else entry.name.split("-", 1)[0]
             if host == _HOST and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-class EmptyResult(RuntimeError):
-    """A stage tried to store a non-finite, all-zero or constant array as data (a bug:
-    such a result is "no answer", and its artifact says why instead)."""
 
 
 def _refuse_empty_arrays(folder: Path, stage: str) -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from atlas.data import world
 from atlas.models import zoo
-from atlas.store import write_atomic
+from atlas.files import write_atomic
 
 log = logging.getLogger(__name__)
 

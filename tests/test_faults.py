@@ -19,7 +19,8 @@ from click.testing import CliRunner
 import atlas.render
 from atlas.cli import main
 from atlas.errors import DiskFull
-from atlas.store import Store, write_atomic
+from atlas.files import write_atomic
+from atlas.store import Store
 from tests.conftest import REPO
 from tests.test_pipeline import _artifacts
 

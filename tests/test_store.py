@@ -8,7 +8,8 @@ import pytest
 
 from atlas.artifacts import SCHEMA, LayerEntry, ModelEntry, Plan, Weights
 from atlas.errors import AtlasError
-from atlas.store import CONTENTS, EmptyResult, Store, artifact_key, write_atomic
+from atlas.files import write_atomic
+from atlas.store import CONTENTS, EmptyResult, Store, artifact_key
 
 
 def test_keys_are_stable_and_change_with_any_part():

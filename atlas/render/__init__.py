@@ -37,7 +37,8 @@ from atlas.render.model import SiteModel
 from atlas.render.overview import polysemantic_overview
 from atlas.render.read import build_site
 from atlas.render.urls import relative_url
-from atlas.store import Store, alive, folder_mode
+from atlas.files import folder_mode
+from atlas.store import Store, alive
 
 log = logging.getLogger(__name__)
 
