@@ -187,7 +187,7 @@ class Weights(Record):
     STAGE: ClassVar[str] = "weights"
     units: list[int]
     kernel: list[int]
-    stats: dict[str, dict[str, float]]  # unit -> atlas.kernels.kernel_stats' numbers (units with an answer)
+    stats: dict[str, dict[str, float]]  # unit -> kernel_stats' numbers (stages/weights/kernels.py), units with an answer
     no_answer: dict[str, str] = field(default_factory=dict)  # unit -> why its kernel is no answer (no image)
 
     @staticmethod
@@ -284,7 +284,7 @@ class Families(Record):
     families: list[dict[str, Any]]
     dead: list[int]
     possible: list[str] | None = None  # the named families the layer can show
-    null: dict[str, Any] | None = None  # the null networks and what their units show (atlas.chance.label_layer)
+    null: dict[str, Any] | None = None  # the null networks and what their units show (chance.label_layer)
     circuits_from: list[dict[str, Any]] = field(default_factory=list)
     unions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -304,7 +304,7 @@ class Polysemanticity(Record):
 
 @dataclass
 class MixingSummary(Record):
-    """A model's polysemanticity across its layers (``atlas.mixing``): per layer
+    """A model's polysemanticity across its layers (``atlas.stages.polysemantic.mixing``): per layer
     {"layer", "median", "mixed": [units], "agreement"}; spread features, each {"unit",
     "score", "layer", "next", "target", "uses": [[unit, weight]], "mixed"}."""
 
@@ -384,7 +384,7 @@ class UniversalitySummary(Record):
     sets: list[dict[str, Any]]
     cka: list[dict[str, Any]]
     # Best buddies above chance that both have a named family: how often it is the same one,
-    # against chance (``atlas.mixing.family_agreement``); None without families.
+    # against chance (``atlas.stages.polysemantic.mixing.family_agreement``); None without families.
     agreement: dict[str, Any] | None = None
 
 

@@ -273,9 +273,9 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
     """List the layers of ARCH (e.g. torchvision:resnet18) with channels and output sizes."""
     import torch
 
-    from atlas.capture import describe_layers
     from atlas.config import ModelConfig
     from atlas.models import load_model
+    from atlas.nn.capture import describe_layers
 
     spec = ModelConfig(name=arch, arch=arch, layers=(), weights=weights, input_size=input_size)
     model = load_model(spec, root=Path.cwd(), key="")

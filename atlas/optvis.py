@@ -15,7 +15,7 @@ one optimisation with no per-step Python work the device would wait on:
   phase is optimised; the magnitude spectrum is fixed to natural images' (the 1 / f
   power law, ``NATURAL_AMPLITUDE``), so an image keeps natural contrast at every
   scale: it cannot drift into high-frequency noise or a flat field.
-- **Objectives** per batch element, on the unit's response (``atlas.response``: the
+- **Objectives** per batch element, on the unit's response (``atlas.nn.response``: the
   activation that follows a linear layer, or its positive part): ``channel`` (mean
   over space), ``neuron`` (the spatial centre), ``negative`` (minimise the signed
   value before the activation), and ``diversity`` (a group of images of one unit,
@@ -168,7 +168,7 @@ def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequen
     """Each batch element's objective value (to maximise), from its unit's map.
 
     response, signed: (N, H, W) or (N,), element i's own unit's response and its
-    signed value before the activation (``atlas.response``); kinds: the objective of
+    signed value before the activation (``atlas.nn.response``); kinds: the objective of
     each element. Diversity elements use the channel objective here; the group penalty
     is ``diversity_penalty``."""
     def value(objective: Objective) -> torch.Tensor:

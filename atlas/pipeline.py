@@ -22,15 +22,15 @@ from typing import Any, Callable, Iterator
 import torch
 
 import atlas
-from atlas.capture import capture, find_modules
+from atlas import registry
+from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.distributed import Shard, from_environment
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, load_model
 from atlas.models.twin import calibration_images, recalibrate
-from atlas import registry
-from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
+from atlas.nn.capture import capture, find_modules
 from atlas.registry import Stage
 from atlas.stages import Derived, LayerInfo, Made, ProgressFactory, StageContext, examples
 from atlas.store import Store, artifact_key

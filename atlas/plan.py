@@ -32,10 +32,10 @@ from typing import Sequence
 import torch
 
 from atlas import optvis, registry
-from atlas.capture import capture
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
+from atlas.nn.capture import capture
 from atlas.stages import LayerInfo, chunks, featurevis, tuning, universality
 from atlas.stages.null import networks_for
 

@@ -93,9 +93,9 @@ def write_starter(folder: Path, text: str) -> Path:
 def _layers_of(arch: str, count: int) -> tuple[list[str], list[str]]:
     import torch
 
-    from atlas.capture import describe_layers
     from atlas.config import ModelConfig
     from atlas.models import load_model
+    from atlas.nn.capture import describe_layers
 
     model = load_model(ModelConfig(name=arch, arch=arch, layers=()), root=Path.cwd(), key="")
     probe = torch.zeros(1, 3, model.input_size, model.input_size)

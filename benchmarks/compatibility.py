@@ -52,9 +52,9 @@ def layers_for(arch: str, size: int) -> list[str]:
     """The stem and two consecutive layers midway, of the level ``atlas init`` proposes from."""
     import torch
 
-    from atlas.capture import describe_layers
     from atlas.config import ModelConfig
     from atlas.models import load_model
+    from atlas.nn.capture import describe_layers
     from atlas.starter import propose_layers
 
     model = load_model(ModelConfig(name=arch, arch=f"torchvision:{arch}", layers=(), input_size=size),

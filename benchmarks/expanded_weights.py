@@ -29,12 +29,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from atlas.capture import (
+from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD, LoadedModel  # noqa: E402
+from atlas.nn.capture import (
     capture,  # noqa: E402
     find_modules,  # noqa: E402
 )
-from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD, LoadedModel  # noqa: E402
-from atlas.linearize import Held  # noqa: E402
+from atlas.nn.linearize import Held  # noqa: E402
 from atlas.stages.weights import _Linear, _linear_backward, expanded_weights  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Family labels on ground-truth networks: a confusion matrix per family.
 
-Draws seeded networks of varied construction (``atlas.groundtruth``: first-layer
+Draws seeded networks of varied construction (``atlas.stages.families.groundtruth``: first-layer
 kernels of 3-11 px at stride 1 or 2, batch norm of either sign or none, ReLU / ReLU6 /
 GELU, max or average pooling; Gabors, color-contrast edges, color and black-and-white
 center-surround units and smoothed-noise units, both polarities, in shuffled order; a
@@ -14,7 +14,7 @@ The criteria were developed on seeds 0-5; seeds from 6 on are held out.
 
 Each label is tested against untrained twins (every layer drawn again by its default
 initialisation) as a sweep tests it; the tables show the labels before and after the
-test, and the reliability of the confidence shown (``atlas/calibration.py``: a
+test, and the reliability of the confidence shown (``atlas/stages/families/calibration.py``: a
 probability, fitted with ``--fit`` on the development seeds 0-5).
 
 Run:  python benchmarks/families_groundtruth.py [--first 6] [--networks 24] [--verbose] [--fit]
@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from atlas import calibration, groundtruth  # noqa: E402
+from atlas.stages.families import (
+    calibration,  # noqa: E402
+    groundtruth,  # noqa: E402
+)
 
 
 def confusion_table(confusion: dict[str, Counter], title: str) -> None:
@@ -74,7 +77,7 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=24)
     parser.add_argument("--verbose", action="store_true", help="print every unit that lands elsewhere")
     parser.add_argument("--fit", action="store_true",
-                        help="print the calibration table (atlas/calibration.py) fitted on these networks")
+                        help="print the calibration table (stages/families/calibration.py) fitted on these networks")
     args = parser.parse_args()
     before: dict[str, Counter] = defaultdict(Counter)
     after: dict[str, Counter] = defaultdict(Counter)

@@ -1,6 +1,6 @@
 """Feature visualization on ground-truth networks: does the image show what the unit detects?
 
-Draws seeded networks of varied construction (``atlas.groundtruth``: kernel sizes
+Draws seeded networks of varied construction (``atlas.stages.families.groundtruth``: kernel sizes
 5-11, strides 1-2, batch norm of either sign or none, ReLU / ReLU6 / GELU, max or
 average pooling, a first layer silent on grey or not), renders every unit of both
 layers with Atlas's feature visualization and checks each image against its unit's
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import groundtruth  # noqa: E402
+from atlas.stages.families import groundtruth  # noqa: E402
 from atlas.stages.featurevis import render_units, resolve_precision  # noqa: E402
 
 

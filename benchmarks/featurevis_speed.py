@@ -4,7 +4,7 @@ Same model, layers, units, steps, image size and transforms (lucent's standard
 transforms: pad 12, jitter 8, scale 0.9-1.1, rotate +-10, jitter 4; the network sees
 152 px for a 128 px image in both). lucent renders one unit per ``render_vis`` call,
 as its notebooks do; Atlas renders all units of a layer in one batched optimisation
-that stops at the layer, computes only their channels of it (``atlas.narrow``), with
+that stops at the layer, computes only their channels of it (``atlas.nn.narrow``), with
 frozen weights. The units are spread over the layer's channels, as a full sweep's
 are: in an Inception block, some in each branch.
 
@@ -42,11 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from atlas.capture import capture, layer_inputs  # noqa: E402
 from atlas.config import ModelConfig  # noqa: E402
 from atlas.models import LoadedModel, load_model  # noqa: E402
 from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from atlas.narrow import narrow_layer  # noqa: E402
+from atlas.nn.capture import capture, layer_inputs  # noqa: E402
+from atlas.nn.narrow import narrow_layer  # noqa: E402
 from atlas.optvis import unit_maps  # noqa: E402
 from atlas.stages.featurevis import prepare, render_batches, resolve_precision, workers_for  # noqa: E402
 

@@ -23,14 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas.capture import capture  # noqa: E402
 from atlas.config import ModelConfig  # noqa: E402
+from atlas.data.bank import resultant  # noqa: E402
 from atlas.data.stimuli import curve_bank, line_bank, to_rgb  # noqa: E402
-from atlas.kernels import kernel_stats  # noqa: E402
 from atlas.models import load_model  # noqa: E402
 from atlas.models.zoo import ZOO  # noqa: E402
-from atlas.data.bank import resultant  # noqa: E402
+from atlas.nn.capture import capture  # noqa: E402
 from atlas.stages.weights import input_conv  # noqa: E402
+from atlas.stages.weights.kernels import kernel_stats  # noqa: E402
 from atlas.train import evaluate, generate  # noqa: E402
 
 FIRST_LAYER = {"inception": "conv2d0", "resnet": "conv1", "alexnet": "conv1"}

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from atlas.capture import capture, describe_layers, layer_inputs
 from atlas.errors import AtlasError
+from atlas.nn.capture import capture, describe_layers, layer_inputs
 from tests.tiny_models import ColorNet
 
 

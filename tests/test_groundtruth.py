@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from atlas import groundtruth as gt
+from atlas.stages.families import groundtruth as gt
 from atlas.stages.featurevis import render_units
 
 CPU = torch.device("cpu")

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from atlas.kernels import kernel_stats
+from atlas.stages.weights.kernels import kernel_stats
 
 
 def gabor(k: int, theta: float, frequency: float, sigma: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atlas.linearize import Held, Linearized
+from atlas.nn.linearize import Held, Linearized
 from atlas.stages.circuits import no_answer
 from atlas.stages.weights import expanded_weights
 from tests.stages.test_circuits import loaded

@@ -2,7 +2,13 @@
 
 import pytest
 
-from atlas.mixing import MOST_MIXED, family_agreement, layer_summary, rank_correlation, spread_features
+from atlas.stages.polysemantic.mixing import (
+    MOST_MIXED,
+    family_agreement,
+    layer_summary,
+    rank_correlation,
+    spread_features,
+)
 from atlas.stages.universality import buddy_families
 
 

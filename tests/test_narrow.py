@@ -6,9 +6,9 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from atlas import narrow
 from atlas.models.zoo import Mixed
-from atlas.narrow import narrow_layer
+from atlas.nn import narrow
+from atlas.nn.narrow import narrow_layer
 
 
 class Block(nn.Module):

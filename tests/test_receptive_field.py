@@ -4,7 +4,7 @@ from torch import nn
 
 from atlas.models import LoadedModel
 from atlas.models.zoo import Mixed
-from atlas.receptive_field import receptive_field
+from atlas.nn.receptive_field import receptive_field
 
 
 def wrap(module: nn.Module, size: int = 32) -> LoadedModel:

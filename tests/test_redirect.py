@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atlas.redirect import redirected_rectifiers
+from atlas.nn.redirect import redirected_rectifiers
 
 RECTIFIERS = {
     "module relu": nn.ReLU(inplace=True),

@@ -11,9 +11,9 @@ import torch
 
 from atlas import registry
 from atlas.artifacts import Measures, write
-from atlas.capture import capture
 from atlas.config import load_config
 from atlas.errors import ConfigError
+from atlas.nn.capture import capture
 from atlas.pipeline import sweep
 from atlas.registry import Stage
 from atlas.render import render_site

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from atlas.response import AS_IS, FOLLOWING, POSITIVE, find_response
+from atlas.nn.response import AS_IS, FOLLOWING, POSITIVE, find_response
 
 
 class ConvFunctionalRelu(nn.Module):

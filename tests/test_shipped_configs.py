@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision.models as tvm
 
-from atlas.capture import find_modules
 from atlas.config import load_config
 from atlas.models import zoo
+from atlas.nn.capture import find_modules
 from tests.conftest import REPO
 
 CONFIGS = [REPO / "atlas.toml", *sorted((REPO / "configs").glob("*.toml"))]

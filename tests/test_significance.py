@@ -1,7 +1,7 @@
 import numpy as np
 
-from atlas import calibration, chance, significance
-from atlas.taxonomy import FAMILIES
+from atlas.stages.families import calibration, chance, significance
+from atlas.stages.families.taxonomy import FAMILIES
 
 
 def test_benjamini_hochberg_matches_its_definition():
@@ -67,7 +67,7 @@ def test_a_layer_keeps_the_labels_that_beat_its_null_and_says_why_it_drops_the_o
 
 
 def test_a_family_variant_the_null_never_shows_carries_a_unit_its_base_criteria_would_not():
-    from atlas.taxonomy import Condition, Family
+    from atlas.stages.families.taxonomy import Condition, Family
 
     base = (Condition("a", low=0.0),)
     family = Family("Zz", "Test", "", base, variants=(("strict", (Condition("b", low=0.5),)),))

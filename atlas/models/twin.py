@@ -138,7 +138,7 @@ def recalibrate(model: LoadedModel, batches: Iterable[torch.Tensor], device: tor
     (N, 3, S, S)): train mode for the norms alone (dropout stays off), a cumulative
     average; then eval mode again. With ``upto`` (layer names), each pass stops after
     the deepest of them: the norms beyond it do not change what those layers output."""
-    from atlas.capture import capture
+    from atlas.nn.capture import capture
 
     norms = [m for m in model.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:

@@ -111,7 +111,7 @@ _ACTIVATION_NAMES = {"hardtanh": "ReLU6 (hardtanh)", "relu": "ReLU", "relu6": "R
 
 
 def linearised_words(rules: list[str]) -> str:
-    """``atlas.linearize`` rules as a clause: "ReLU, ReLU6 (hardtanh) taken as the identity; max
+    """``atlas.nn.linearize`` rules as a clause: "ReLU, ReLU6 (hardtanh) taken as the identity; max
     pools averaged over their windows; the gate ``se`` held at its mean over the dataset"."""
     activations = [_ACTIVATION_NAMES.get(r, r) for r in rules if r not in _RULE_WORDS and not r.startswith("gate ")]
     gates = [r.removeprefix("gate ") for r in rules if r.startswith("gate ")]
@@ -155,7 +155,7 @@ class Unit:
     family_confidence: float | None = None
     # The best-scoring named family other than its own, its score, and whether the two are close.
     family_second: dict[str, Any] | None = None
-    # Its label against the null (``atlas.chance``): {"family" tested, "criteria" (what the criteria
+    # Its label against the null (``atlas.stages.families.chance``): {"family" tested, "criteria" (what the criteria
     # alone said), "statistic", "p", "q", "passed", "null": {"meets", "p95", "max"}}; None: not tested.
     family_test: dict[str, Any] | None = None
     # Circuits: strongest inputs from the swept layer before, uses in the one after.
@@ -165,7 +165,7 @@ class Unit:
     outputs_inhibitory: list[Edge] = field(default_factory=list)
     edit: dict[str, Any] | None = None  # the drop when its top inputs are removed, and for random ones
     # The circuits artifact into this unit: {"source", "linearised" (the linear path's rules,
-    # ``atlas.linearize``), "no_answer" (why there are no weights, or None)}; None: none swept.
+    # ``atlas.nn.linearize``), "no_answer" (why there are no weights, or None)}; None: none swept.
     circuit: dict[str, Any] | None = None
     union: list["Unit"] = field(default_factory=list)  # two mirror-image inputs this unit unions, if it does
     matches: list[Match] = field(default_factory=list)  # best counterpart per other model, best first
@@ -274,7 +274,7 @@ class Layer:
     # Named families this layer cannot show (a first layer's linear filters, or a field too small for them).
     impossible: list[str] = field(default_factory=list)
     atlas: ActivationAtlas | None = None
-    # The null its labels were tested against (``atlas.chance.label_layer``): kind, why, networks, units,
+    # The null its labels were tested against (``stages.families.chance.label_layer``): kind, why, networks, units,
     # calibration, rate, meets and passed per family; None: labels not tested.
     null: dict[str, Any] | None = None
 

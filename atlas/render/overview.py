@@ -1,5 +1,5 @@
 """A model's polysemanticity page: the polysemanticity stage's summary of the model
-(``atlas.mixing``) with its units as page models."""
+(``atlas.stages.polysemantic.mixing``) with its units as page models."""
 
 from __future__ import annotations
 

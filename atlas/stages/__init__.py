@@ -132,7 +132,7 @@ class StageContext:
 
 def layer_receptive_field(ctx: StageContext, model: LoadedModel, layer: str):
     """The layer's receptive field, measured once per sweep and shared by the stages."""
-    from atlas.receptive_field import receptive_field
+    from atlas.nn.receptive_field import receptive_field
 
     fields = ctx.notes.setdefault("receptive_fields", {})
     key = (model.digest, layer, model.input_size)

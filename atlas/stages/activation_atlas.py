@@ -5,7 +5,7 @@ For each swept layer:
 
 1. **Sample.** Activation vectors (every channel) at ``atlas.points`` (image, position)
    pairs: images drawn from the dataset, a few random positions in each (seeded), each
-   vector as the network reads it (``atlas.response``). Zero vectors (a rectified layer
+   vector as the network reads it (``atlas.nn.response``). Zero vectors (a rectified layer
    silent there) are left out: they have no direction.
 2. **Lay out.** Each vector scaled to unit length (the direction is what a cell's image
    shows), reduced to ``PCA`` principal components, and placed in 2-D by t-SNE
@@ -40,12 +40,11 @@ import torch
 
 from atlas import optvis
 from atlas.artifacts import ActivationAtlas, write
-from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.response import as_read, layer_response
-from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
-from atlas.stages import featurevis
+from atlas.nn.capture import capture
+from atlas.nn.response import as_read, layer_response
+from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, featurevis, model_identity
 
 log = logging.getLogger(__name__)
 STAGE = "atlas"

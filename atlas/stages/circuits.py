@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Circuits, Examples, Tuning, write
-from atlas.capture import capture, find_modules
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
+from atlas.nn.capture import capture, find_modules
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
 from atlas.stages.weights import expanded_weights
 

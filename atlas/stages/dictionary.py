@@ -29,11 +29,10 @@ import torch
 from torch import nn
 
 from atlas.artifacts import Dictionary, write
-from atlas.capture import capture, find_modules
 from atlas.config import DictionaryConfig
 from atlas.models import LoadedModel
-from atlas.stages import (Derived, LayerInfo, Made, StageContext, artifact_key, derive_seed, model_identity,
-                          polysemantic)
+from atlas.nn.capture import capture, find_modules
+from atlas.stages import Derived, LayerInfo, Made, StageContext, artifact_key, derive_seed, model_identity, polysemantic
 
 log = logging.getLogger(__name__)
 STAGE = "dictionary"

@@ -12,7 +12,7 @@ are streamed, so memory stays bounded whatever the dataset size:
   dashboards for language-model features do), all estimated from the sample.
 - the fraction of all positions (image x place) where the unit is active (> 0), exact.
 
-A unit's value is its response as the network reads it (``atlas.response``): for a
+A unit's value is its response as the network reads it (``atlas.nn.response``): for a
 linear layer that a batch norm and an activation follow (a convolution before its
 BN-ReLU), that activation's output, so that "active" is what the network's own
 rectifier passes and the strongest images are the ones it passes most (a batch norm
@@ -43,10 +43,10 @@ import torch
 from PIL import Image
 
 from atlas.artifacts import THUMBNAILS, Examples, thumbnail, write
-from atlas.capture import capture
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.response import Response, as_read, layer_response
+from atlas.nn.capture import capture
+from atlas.nn.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "examples"

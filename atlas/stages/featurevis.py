@@ -2,16 +2,16 @@
 
 ``render_units`` optimises one image per (unit, objective) element, all in one batch
 (see ``atlas.optvis``). The forward pass stops at the target layer's input and the
-layer computes only each element's own channel (``atlas.narrow``: one Inception
+layer computes only each element's own channel (``atlas.nn.narrow``: one Inception
 branch, a few of its convolution's channels), the model's weights are frozen
 (autograd computes gradients for the images only), convolutions run channels-last,
 and where the device has native bf16 arithmetic (CUDA; CPUs with AVX512-BF16 or AMX)
 the model runs under bf16 autocast (``featurevis.precision``). ``prepare`` folds the model's batch
 norms into its convolutions first (``atlas.models.fold``).
 
-What is maximised is the unit's response (``atlas.response``: the activation that
+What is maximised is the unit's response (``atlas.nn.response``: the activation that
 follows a linear layer, or its positive part), and the first ``featurevis.redirect``
-steps run with redirected rectifier gradients (``atlas.redirect``) on the signed value,
+steps run with redirected rectifier gradients (``atlas.nn.redirect``) on the signed value,
 so no image starts dead. Every image is then checked (``failures``) against its
 starting image and a few random ones; a failure is stored, shown and logged, never
 passed off as what the unit detects.
@@ -40,16 +40,16 @@ import torch
 
 from atlas import optvis
 from atlas.artifacts import Featurevis, write
-from atlas.capture import capture, layer_inputs
 from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
-from atlas.narrow import NarrowedLayer, narrow_layer
-from atlas.redirect import redirected_rectifiers
+from atlas.nn.capture import capture, layer_inputs
+from atlas.nn.narrow import NarrowedLayer, narrow_layer
+from atlas.nn.redirect import redirected_rectifiers
+from atlas.nn.response import Response, find_response
 from atlas.registry import OBJECTIVES, PRIMARY
-from atlas.response import Response, find_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Rendered:
     random: np.ndarray  # (N,) the same on the best of PROBES random images
     failed: np.ndarray  # (N,) bool: the image did not raise the objective clearly (``failures``)
     layer_mean: np.ndarray  # (N,) the layer's own channel mean on the final image, before any rectification
-    response: str  # what the channel objective maximised (``atlas.response``)
+    response: str  # what the channel objective maximised (``atlas.nn.response``)
 
 
 def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> LoadedModel:
@@ -113,7 +113,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
                  diversity: int, diversity_weight: float, steps: int, size: int, lr: float, seed: int,
                  device: torch.device, param: str = "fft", redirect: int = 16, precision: str = "fp32") -> Rendered:
     """Optimise the images of ``units`` for every objective in one batch, the first
-    ``redirect`` steps with redirected rectifier gradients (``atlas.redirect``)."""
+    ``redirect`` steps with redirected rectifier gradients (``atlas.nn.redirect``)."""
     element_units, kinds, groups = optvis.objective_batch(units, objectives, diversity)
     # Seeded by (unit, objective, which image of it), never by position in the batch.
     seen: dict[tuple[int, str], int] = {}
@@ -133,7 +133,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
         first = robustness(images()[:1], draws[0, :1])
         response = find_response(model.module, layer, model.normalize(first))
     # The diversity penalty compares whole layers; every other objective reads one
-    # channel per element, so the layer computes only those (``atlas.narrow``).
+    # channel per element, so the layer computes only those (``atlas.nn.narrow``).
     narrowed = None if groups and diversity_weight > 0 else _narrowed_layer(model, layer, element_units, images)
 
     def layer_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -264,7 +264,7 @@ def _random_probes(model: LoadedModel, layer: str, response: Response, units: Se
 
 def _narrowed_layer(model: LoadedModel, layer: str, channels: Sequence[int],
                     images: optvis.FourierImages) -> NarrowedLayer | None:
-    """``atlas.narrow``'s layer for these channels, checked on the first images; or None."""
+    """``atlas.nn.narrow``'s layer for these channels, checked on the first images; or None."""
     with torch.no_grad():
         x = model.normalize(images()).contiguous(memory_format=torch.channels_last)
         inputs = layer_inputs(model.module, x, layer)

@@ -5,7 +5,7 @@ untrained twins of the model's architecture, or its kernels permuted) are shown 
 same stimulus bank, drawn at the same place, and every channel of the layer responds;
 for a first layer, their kernels are measured as the weights stage measures the
 model's. The families stage reads these as the null distribution of each family's
-evidence (``atlas.significance``).
+evidence (``atlas.stages.families.significance``).
 
 Twins are drawn until the layer has ``[null] units`` null units (at least two networks,
 at most ``[null] twins``): the smallest p-value a label can have is one over the null's
@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Null, Tuning, write
-from atlas.capture import find_modules
 from atlas.data.bank import stimulus_bank
-from atlas.kernels import kernel_stats
 from atlas.models import LoadedModel
 from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
-from atlas.response import layer_response
+from atlas.nn.capture import find_modules
+from atlas.nn.response import layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
 from atlas.stages.tuning import respond
 from atlas.stages.weights import input_conv
+from atlas.stages.weights.kernels import kernel_stats
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlas.artifacts import Examples, Tuning, write
-from atlas.capture import capture, layer_inputs
 from atlas.data.bank import CURVED, ORIENTED, PERIODIC_180, STRAIGHT, Bank, field_centre, resultant, stimulus_bank
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
-from atlas.response import Response, as_read, layer_response
+from atlas.nn.capture import capture, layer_inputs
+from atlas.nn.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "tuning"
@@ -46,7 +46,7 @@ FORMAT = 4  # 4: responses as the network reads them
 def respond(model: LoadedModel, layer: str, bank: Bank, units: Sequence[int], device: torch.device,
             batch: int = 64, response: Response | None = None) -> np.ndarray:
     """The centre unit's responses: (stimuli, units), read through ``response`` (as the
-    network reads the layer: ``atlas.response``) when given. A convolution computes
+    network reads the layer: ``atlas.nn.response``) when given. A convolution computes
     its centre position only (``conv_centre``), from its input."""
     index = torch.tensor(list(units), device=device)
     module = model.module.get_submodule(layer)

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from atlas.capture import capture
 from atlas.models.fold import fold_batchnorms
+from atlas.nn.capture import capture
 
 
 def with_statistics(bn: nn.BatchNorm2d, seed: int) -> nn.BatchNorm2d:

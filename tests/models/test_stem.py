@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from atlas.capture import capture
 from atlas.models.stem import SpaceToDepthConv, space_to_depth_stems
+from atlas.nn.capture import capture
 
 
 @pytest.mark.parametrize("kernel, stride, padding, size",

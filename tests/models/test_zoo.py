@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from atlas.capture import capture
 from atlas.config import ModelConfig
 from atlas.errors import AtlasError
 from atlas.models import load_model, zoo
+from atlas.nn.capture import capture
 from atlas.train import evaluate, generate
 
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atlas.linearize import Linearized
 from atlas.models.loading import LoadedModel
+from atlas.nn.linearize import Linearized
 from atlas.stages.circuits import ranked, responses_with_removed
 from atlas.stages.weights import expanded_weights
 

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from atlas import handwritten
 from atlas.config import load_config
 from atlas.data import stimuli
 from atlas.pipeline import sweep
 from atlas.render import render_site
-from atlas import evidence, motifs
-from atlas.taxonomy import (
+from atlas.stages.families import evidence, handwritten, motifs
+from atlas.stages.families.taxonomy import (
     FAMILIES,
     OTHER,
     Condition,
@@ -126,7 +125,7 @@ def test_classify_takes_the_best_family_or_other():
 
 
 def test_a_contrast_of_two_weak_responses_is_no_evidence():
-    from atlas.taxonomy import FLOOR, _contrast
+    from atlas.stages.families.taxonomy import FLOOR, _contrast
 
     assert _contrast(0.15, 0.0, peak=1.0) is None  # both below a fifth of the peak: no evidence either way
     assert _contrast(0.5, 0.1, peak=1.0) == pytest.approx(0.4 / 0.6)
@@ -144,7 +143,7 @@ def test_first_layer_conditions_apply_only_where_kernels_are_measured():
 
 
 def test_a_layer_shows_only_the_families_its_field_can_hold():
-    from atlas.taxonomy import possible_families
+    from atlas.stages.families.taxonomy import possible_families
 
     assert {f.symbol for f in possible_families(True, 11)} == {"Ga", "Cc", "Cs", "Bw"}  # linear filters of pixels
     assert {f.symbol for f in possible_families(False, 5)} == {"Ga", "Cc", "Cs", "Bw"}  # no room for contours
@@ -153,7 +152,7 @@ def test_a_layer_shows_only_the_families_its_field_can_hold():
 
 
 def test_runner_up_and_borderline_units():
-    from atlas.taxonomy import runner_up
+    from atlas.stages.families.taxonomy import runner_up
 
     assert runner_up({"Ga": 0.9, "Cv": 0.8, "Ln": 0.1}, "Ga") == ("Cv", 0.8)
     assert runner_up({"Ga": 0.9}, "Ga") == (None, None)
@@ -313,7 +312,7 @@ def test_units_at_numerical_noise_are_dead_and_say_why():
 
 def test_recentring_an_image_on_a_field_centre_off_the_image_gives_grey_not_an_error():
     from atlas.data import stimuli
-    from atlas.evidence import _recentred
+    from atlas.stages.families.evidence import _recentred
 
     pixels = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
     centred = _recentred(pixels, (8, 8))

@@ -6,7 +6,7 @@ import torch
 
 from atlas.config import ModelConfig
 from atlas.models import load_model
-from atlas.narrow import narrow_layer
+from atlas.nn.narrow import narrow_layer
 from atlas.stages import featurevis
 from atlas.stages.featurevis import render_units
 

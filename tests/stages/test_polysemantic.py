@@ -8,8 +8,8 @@ from torch import nn
 from atlas.data import Dataset, ImageRecord, WorldDataset
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo
-from atlas.meanings import meanings
 from atlas.stages.polysemantic import SILENT, Probe, _disagreement, strongest, unit_directions, where_it_fired
+from atlas.stages.polysemantic.meanings import meanings
 
 RED, BLUE, GREEN = 0, 1, 2
 OR_UNIT, PURE_UNIT = 3, 4
@@ -151,9 +151,9 @@ def test_probing_several_layers_in_one_pass_gives_each_the_same_answer(found):
 def test_the_stage_writes_scores_clusters_and_crops_and_leaves_silent_units_unscored(tmp_path):
     import json
 
+    from atlas.artifacts import MixingSummary
     from atlas.config import Config, ModelConfig
     from atlas.pipeline import no_progress
-    from atlas.artifacts import MixingSummary
     from atlas.stages import StageContext, polysemantic
     from atlas.store import Store
 

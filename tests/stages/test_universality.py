@@ -5,8 +5,8 @@ from torch import nn
 
 from atlas.models.loading import LoadedModel
 from atlas.stages import LayerInfo
-from atlas.matching import MAX_SETS, best_buddies, matched_sets, summarize
 from atlas.stages.universality import PairMoments, Side, aligned, compare, pooled
+from atlas.stages.universality.matching import MAX_SETS, best_buddies, matched_sets, summarize
 
 
 def streamed(x: np.ndarray, y: np.ndarray, full: bool = True, batch: int = 37) -> PairMoments:

@@ -39,15 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from atlas.artifacts import OTHER, Families, Plan, UniversalityPair, UniversalitySummary, write
-from atlas.capture import capture
 from atlas.config import ModelConfig
 from atlas.data.bank import stimulus_bank
-from atlas.matching import MARGIN, summarize
-from atlas.mixing import family_agreement
 from atlas.models import LoadedModel, load_model
 from atlas.models.fold import fold_batchnorms
 from atlas.models.twin import reset
+from atlas.nn.capture import capture
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
+from atlas.stages.polysemantic.mixing import family_agreement
+from atlas.stages.universality.matching import MARGIN, summarize
 
 STAGE = "universality"
 FORMAT = 1

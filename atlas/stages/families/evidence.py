@@ -18,7 +18,7 @@ the other stages measured, with the rule written next to it (the site shows both
 6. feature use: the share of members that are among the ``USED_TOP`` strongest
    inputs of some unit of the next swept layer;
 7. handwritten circuit: the median correlation between each member and a
-   detector with hand-set weights (``atlas.handwritten``) built for it, over the
+   detector with hand-set weights (``atlas.stages.families.handwritten``) built for it, over the
    stimulus bank and over the member's dataset examples (``Handwritten`` builds
    the detectors and gathers both).
 """
@@ -31,13 +31,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from atlas import artifacts, handwritten
-from atlas.handwritten import correlation
+from atlas import artifacts
 from atlas.data import stimuli
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
-from atlas.taxonomy import DETECTORS
 from atlas.stages import LayerInfo, StageContext, layer_receptive_field
+from atlas.stages.families import handwritten
+from atlas.stages.families.handwritten import correlation
+from atlas.stages.families.taxonomy import DETECTORS
 
 ARGUMENTS = tuple(artifacts.ARGUMENTS.values())  # in "Zoom In"'s order
 STRONG_SHARE, WEAK_SHARE = 0.75, 0.25  # arguments 1 and 2: the share of members for "strong" and "weak"
@@ -59,7 +60,7 @@ def _verdict(value: float | None, strong: float, weak: float, rule: str, higher:
 
 @dataclass(frozen=True)
 class NullEvidence:
-    """What the layer's null says about a family (``atlas.chance``): its members'
+    """What the layer's null says about a family (``atlas.stages.families.chance``): its members'
     p-values against the null units, and the 95th percentile of the null units'
     correlation with their own handwritten detector (None: no null unit to compare)."""
 

@@ -10,11 +10,11 @@ family with the highest score if that is at least 0.5, else "other". A condition
 on a metric the unit lacks (no kernel statistics beyond the first layer) is
 skipped. ``FAMILIES`` is the one place the criteria live; the site prints them.
 
-What holds on networks nobody tuned the criteria to (``atlas.groundtruth`` and
+What holds on networks nobody tuned the criteria to (``atlas.stages.families.groundtruth`` and
 ``benchmarks/families_groundtruth.py`` measure it): a contrast of two responses too
 weak to matter (``FLOOR``) is no evidence, not +1 or -1; contours are judged among
 single contours; a first layer's kernel fits count only beyond their surrogate
-null (``atlas.kernels``); a layer is offered only the families its field can show
+null (``atlas.stages.weights.kernels``); a layer is offered only the families its field can show
 (``possible_families``); dead units (``dead_units``: kernels or responses at
 numerical noise, or never active on data) are in no family; and every unit keeps
 its runner-up, "borderline" when it is close.
@@ -41,7 +41,7 @@ import numpy as np
 
 from atlas.data import stimuli
 from atlas.data.bank import PERIODIC_180, resultant
-from atlas.handwritten import MATCH
+from atlas.stages.families.handwritten import MATCH
 
 CONFIDENT = 0.5  # a family's score from which a unit joins it
 BORDERLINE = 0.15  # a runner-up within this of the winner's score: the unit is "A or B"
@@ -94,14 +94,14 @@ class Family:
     definition: str
     conditions: tuple[Condition, ...]
     order_by: str = "confidence"  # "orientation", "hue" or "confidence"
-    handwritten: str | None = None  # the detector atlas.handwritten builds for it
+    handwritten: str | None = None  # the detector atlas.stages.families.handwritten builds for it
     first_layer: bool = True  # whether a first layer's kernel (a linear filter of the image) can be one
     min_extent: float = 0.0  # the receptive field (pixels) the family's stimuli need
     hue_from: str = "color_edge"  # ordered by hue: the stimulus kind whose preferred one gives its hue
     # Stricter kinds of the family, (name, conditions added to the family's): what the
     # criteria do not require but a unit of that kind shows beyond chance (a complex
     # Gabor's indifference to where a grating's bars fall). The test against the null
-    # (``atlas.chance``) weighs a unit's evidence as the family or as one of its kinds,
+    # (``atlas.stages.families.chance``) weighs a unit's evidence as the family or as one of its kinds,
     # whichever is stronger, and the null units get the same choice.
     variants: tuple[tuple[str, tuple[Condition, ...]], ...] = ()
 

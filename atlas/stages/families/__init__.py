@@ -1,32 +1,41 @@
 """The families stage: every swept unit gets a family, named or discovered.
 
 The criteria, the classification and the discovery of families are pure functions in
-``atlas.taxonomy``; this stage gathers what they read (tuning, kernel statistics,
-dataset examples, feature visualizations, circuits) from the other stages' artifacts,
-adds the seven arguments of each family (``atlas.evidence``) and the family-to-family
-circuits (``atlas.motifs``), and stores one artifact per layer.
+``taxonomy`` beside this module; this stage gathers what they read (tuning, kernel
+statistics, dataset examples, feature visualizations, circuits) from the other stages'
+artifacts, tests each label against the null (``chance``), adds the seven arguments of
+each family (``evidence``) and the family-to-family circuits (``motifs``), and stores
+one artifact per layer.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
-import logging
-
-from atlas import chance, evidence, motifs
 from atlas.artifacts import Circuits, Families, Null, Tuning, write
 from atlas.data.bank import Bank, stimulus_bank
-from atlas.calibration import CALIBRATION
-from atlas.handwritten import Matches
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
 from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
+from atlas.stages.families import chance, evidence, motifs
+from atlas.stages.families.calibration import CALIBRATION
+from atlas.stages.families.handwritten import Matches
+from atlas.stages.families.taxonomy import (
+    CONFIDENT,
+    DEAD,
+    DETECTORS,
+    FAMILIES,
+    OTHER,
+    discover,
+    label_units,
+    order_members,
+    possible_families,
+)
 from atlas.stages.tuning import summarize
-from atlas.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discover, label_units, order_members,
-                            possible_families)
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Family labels against chance: a layer's labels kept only where they beat the null.
 
-``atlas.taxonomy`` says which family's criteria a unit meets; ``atlas.significance``
+``atlas.stages.families.taxonomy`` says which family's criteria a unit meets; ``atlas.stages.families.significance``
 says how often null units (untrained twins, or permuted kernels: ``atlas.stages.null``)
 meet them as strongly. Here the two meet, for one layer:
 
@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from atlas import calibration, significance, taxonomy
-from atlas.handwritten import MATCH
-from atlas.taxonomy import OTHER
+from atlas.stages.families import calibration, significance, taxonomy
+from atlas.stages.families.handwritten import MATCH
+from atlas.stages.families.taxonomy import OTHER
 
 CLUSTER_DRAWS = 99  # subsets of null units clustered for the discovered families' null
 
@@ -84,7 +84,7 @@ def label_layer(per_unit: dict[int, dict[str, Any]], live: Sequence[int], null_p
             record["confidence"] = record["scores"][verdict.family]
         elif criteria is not None:  # the criteria hold, but no more than they do by chance
             record.update(family=OTHER.symbol, confidence=round(1 - record["scores"][criteria], 4))
-    for u in live:  # the confidence shown is a probability (``atlas.calibration``)
+    for u in live:  # the confidence shown is a probability (``atlas.stages.families.calibration``)
         record = per_unit[u]
         record["raw_confidence"] = record["confidence"]
         record["confidence"] = calibration.calibrated(calibration.group(record), record["confidence"])

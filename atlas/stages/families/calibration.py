@@ -2,7 +2,7 @@
 
 The criteria give a raw confidence (``taxonomy.classify``: a named family's score,
 0.5 to 1; for "Other", one less the best family's score), and the null's test decides
-whether a named family stands (``atlas.chance``). Neither is a probability. Here each
+whether a named family stands (``atlas.stages.families.chance``). Neither is a probability. Here each
 label's raw confidence is mapped, within its **group**, to the share of ground-truth
 units with such a label and raw confidence that were right:
 

@@ -45,22 +45,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from atlas import artifacts, mixing
+from atlas import artifacts
 from atlas.artifacts import Featurevis
-from atlas.capture import capture
 from atlas.images import save_webp
-from atlas.meanings import BALANCED, Meanings, meanings, unit_rows
 from atlas.models import LoadedModel
+from atlas.nn.capture import capture
+from atlas.nn.response import Response, as_read, layer_response
 from atlas.stages import LayerInfo, Made, StageContext, artifact_key, layer_receptive_field, model_identity
-from atlas.response import Response, as_read, layer_response
 from atlas.stages.examples import StreamingTopK, spatial_max
+from atlas.stages.polysemantic import mixing
+from atlas.stages.polysemantic.meanings import BALANCED, Meanings, meanings, unit_rows
 
 STAGE = "polysemanticity"
 FORMAT = 6  # 2: channels centred, not standardised; silent units unscored. 3: "star", not "star star". 4, 5: the null;
 # 6: an unscored unit's reason
 SILENT = "its strongest responses are all equal: nothing tells its examples apart"
 NOT_FINITE = "its responses are not finite (NaN or infinity)"
-SUMMARY_FORMAT = 1  # of the model's summary (atlas.mixing)
+SUMMARY_FORMAT = 1  # of the model's summary (atlas.stages.polysemantic.mixing)
 TOP = 48  # strong examples clustered per unit
 SHOWN = 6  # examples shown (and cropped) per cluster
 CROP = 64
@@ -232,7 +233,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> M
 
 
 def _summary(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo], keys: dict[str, str]) -> str:
-    """The model's summary artifact (``atlas.mixing``), from its layers' records and the circuits'."""
+    """The model's summary artifact (``mixing``), from its layers' records and the circuits'."""
     circuits = {layer.name: ctx.artifacts.get(layer.name, {}).get("circuits", []) for layer in layers}
     key = artifact_key(stage=STAGE, summary=SUMMARY_FORMAT, layers=[keys[layer.name] for layer in layers],
                        circuits=circuits)

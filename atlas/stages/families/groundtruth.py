@@ -203,7 +203,7 @@ def make_network(seed: int) -> tuple[LoadedModel, Construction]:
 
 def network(seed: int = 2) -> nn.Module:
     """The module of ``make_network(seed)``, for a config's ``arch =
-    "atlas.groundtruth:network"`` (RGB in [0, 1], no normalisation)."""
+    "atlas.stages.families.groundtruth:network"`` (RGB in [0, 1], no normalisation)."""
     return make_network(seed)[0].module
 
 
@@ -410,18 +410,18 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     each label tested against the null: untrained twins, every layer drawn again by
     its default initialisation, or with ``twin=False`` the kernels permuted), without a store: {unit: the
     families stage's per-unit record}."""
-    from atlas import taxonomy
     from atlas.artifacts import Null
-    from atlas.capture import capture, find_modules
     from atlas.data.bank import field_centre, stimulus_bank
-    from atlas.handwritten import Matches
-    from atlas.kernels import kernel_stats
     from atlas.models.twin import PERMUTED, TWIN, permuted, reinitialised
-    from atlas.receptive_field import receptive_field
-    from atlas.response import layer_response
+    from atlas.nn.capture import capture, find_modules
+    from atlas.nn.receptive_field import receptive_field
+    from atlas.nn.response import layer_response
     from atlas.stages import families, tuning
+    from atlas.stages.families import taxonomy
+    from atlas.stages.families.handwritten import Matches
     from atlas.stages.null import networks_for
     from atlas.stages.weights import input_conv
+    from atlas.stages.weights.kernels import kernel_stats
 
     with torch.no_grad():
         blank = torch.zeros(1, 3, model.input_size, model.input_size)

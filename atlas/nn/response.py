@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from atlas.narrow import batch_norm_channels
-from atlas.redirect import Rectifier, rectifier_call
+from atlas.nn.narrow import batch_norm_channels
+from atlas.nn.redirect import Rectifier, rectifier_call
 
 FOLLOWING, POSITIVE, AS_IS = "following", "positive part", "as is"
 _PASS_THROUGH = {F.dropout, F.dropout2d, F.dropout1d, F.alpha_dropout, torch.Tensor.contiguous, torch.Tensor.clone}

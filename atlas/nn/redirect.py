@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+
 class _Redirected(torch.autograd.Function):
     """``forward(x)``, whose backward is redirected for the silent elements."""
 

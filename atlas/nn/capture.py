@@ -9,7 +9,7 @@ Hooks are registered in ``try`` and removed in ``finally``, whatever happens.
 
 A module called more than once in a forward pass is captured at its first call.
 ``layer_inputs`` stops at a layer's input instead (feature visualization computes
-the layer itself in part: ``atlas.narrow``).
+the layer itself in part: ``atlas.nn.narrow``).
 """
 
 from __future__ import annotations

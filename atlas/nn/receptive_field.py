@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from atlas.capture import capture
 from atlas.models import LoadedModel
+from atlas.nn.capture import capture
 
 
 @dataclass(frozen=True)

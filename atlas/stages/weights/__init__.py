@@ -6,7 +6,7 @@ scaled by its own largest magnitude, so that grey is zero and full color is the
 strongest weight, then enlarged with nearest-neighbour so each weight stays one
 visible square (as the Circuits articles show them).
 
-Each kernel is also measured (``atlas.kernels``): how well it fits a Gabor and how
+Each kernel is also measured (``atlas.stages.weights.kernels``): how well it fits a Gabor and how
 much of its energy is chromatic; the families stage uses both as evidence.
 
 A layer gets weight images when its module is, or contains, a convolution over 3
@@ -14,7 +14,7 @@ input channels.
 
 **Expanded weights** (``expanded_weights``) connect any two layers, adjacent or not:
 the linear path from one to the other with the nonlinearities set aside, as
-"Visualizing Weights" (Voss et al., 2021) defines them. Under ``atlas.linearize.Linearized``
+"Visualizing Weights" (Voss et al., 2021) defines them. Under ``atlas.nn.linearize.Linearized``
 every elementwise activation passes its input through, max pools average, and
 per-sample norms and data-dependent gates are held at their mean over reference
 images, so the map from the source layer's output to the target's is linear; its
@@ -38,12 +38,12 @@ import torch
 from torch import nn
 
 from atlas.artifacts import Weights, write
-from atlas.capture import capture, find_modules
 from atlas.images import save_webp, to_uint8
-from atlas.kernels import kernel_stats
-from atlas.linearize import Held, Linearized
 from atlas.models import LoadedModel
+from atlas.nn.capture import capture, find_modules
+from atlas.nn.linearize import Held, Linearized
 from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
+from atlas.stages.weights.kernels import kernel_stats
 
 STAGE = "weights"
 FORMAT = 4  # part of the key: bump when the artifact's files change (4: units with no answer)
