@@ -43,6 +43,12 @@ class Stage:
         module, _, function = self.run.partition(":")
         return getattr(importlib.import_module(module), function)
 
+    def cost_model(self) -> Callable[..., Any] | None:
+        """The ``cost`` function beside the stage's ``run`` (``atlas.stages.Measured``
+        in, ``atlas.stages.Cost`` or None out), or None where it has none."""
+        module = self.run.__module__ if callable(self.run) else self.run.partition(":")[0]
+        return getattr(importlib.import_module(module), "cost", None)
+
 
 STAGES: list[Stage] = [
     Stage("featurevis", "model", "atlas.stages.featurevis:run", derived=True),

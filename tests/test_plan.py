@@ -43,3 +43,22 @@ def test_plan_command_prints_stages_total_and_ranks(tiny_project, monkeypatch):
     assert "by stage (cpu): featurevis" in result.output and "total:" in result.output
     assert "on 3 ranks: about" in result.output and "on 8 ranks" not in result.output
     assert not (tiny_project / "cache" / "objects").exists()  # nothing was swept
+
+
+def test_plan_is_one_loop_over_the_registry_and_says_what_it_cannot_estimate(tiny_project, monkeypatch):
+    """Every stage of the sweep gets a phase from the ``cost`` beside its ``run`` (the
+    activation atlas included); a stage without one is listed as not estimated."""
+    from atlas import registry
+
+    config = load_config(tiny_project / "atlas.toml", ["featurevis.steps=2", "sweep.stages=['examples', 'atlas']",
+                                                       "atlas.points=32", "atlas.grid=2"])
+    phases = estimate(config, torch.device("cpu"))
+    assert [p.stage for p in phases] == ["examples", "atlas"]
+    atlas_phase = phases[1]
+    assert len(atlas_phase.items) == 2 and all(s > 0 for s in atlas_phase.items)  # one per layer
+    assert "32 vectors laid out" in atlas_phase.detail
+
+    costless = registry.Stage("examples", "model", lambda ctx, model, layers: {})  # its module has no cost
+    monkeypatch.setattr(registry, "STAGES", [costless if s.name == "examples" else s for s in registry.STAGES])
+    phases = estimate(config, torch.device("cpu"))
+    assert phases[0].stage == "examples" and phases[0].items == [] and "not estimated" in phases[0].detail

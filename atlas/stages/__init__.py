@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
 
 import torch
 
-from atlas.config import Config
+from atlas.config import Config, ModelConfig
 from atlas.distributed import Shard
 from atlas.models import LoadedModel
 from atlas.store import Store, artifact_key
@@ -60,6 +60,42 @@ class Made:
     keys: dict[str, list[str]]
     derived: list[Derived] = field(default_factory=list)
     model: list[str] = field(default_factory=list)  # artifacts about the whole model (a summary of its layers)
+
+
+@dataclass
+class Measured:
+    """What ``atlas plan`` measured on the device, for the stages' cost models: each
+    stage's module may define ``cost(measured) -> Cost | None`` beside its ``run``
+    (None: the stage has nothing to do here, as without a dataset). A model-scope stage
+    is asked once per model; an atlas-scope one once, with ``models`` filled."""
+
+    config: Config
+    device: torch.device
+    images: int  # in the dataset; 0 without one
+    model: LoadedModel | None = None  # the model being costed (None for the atlas scope)
+    spec: ModelConfig | None = None  # its config entry
+    layers: list[LayerInfo] = field(default_factory=list)
+    forward: float = 0.0  # seconds per image of a forward pass to the swept layers
+    build: float = 0.0  # seconds to build the model (a null network is built the same way)
+    models: dict[str, float] = field(default_factory=dict)  # per model: seconds per image folded, channels-last
+    notes: dict[str, Any] = field(default_factory=dict)  # what one cost model leaves for a later one
+
+    @property
+    def spatial(self) -> list[LayerInfo]:
+        return [layer for layer in self.layers if layer.spatial]
+
+    @property
+    def units(self) -> dict[str, int]:
+        return {layer.name: len(layer.units) for layer in self.layers}
+
+
+@dataclass
+class Cost:
+    """A stage's estimate: seconds per artifact it claims (how ranks share them), and
+    what was counted."""
+
+    items: list[float]
+    detail: str
 
 
 class Progress(Protocol):

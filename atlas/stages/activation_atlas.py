@@ -44,7 +44,8 @@ from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture
 from atlas.nn.response import as_read, layer_response
-from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, featurevis, model_identity
+from atlas.stages import (Cost, LayerInfo, Measured, StageContext, artifact_key, chunks, derive_seed, examples,
+                          featurevis, model_identity)
 
 log = logging.getLogger(__name__)
 STAGE = "atlas"
@@ -230,3 +231,21 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     failed = sum(cell["failed"] for cell in drawn)
     log.info("%s %s: activation atlas of %d vectors, %d cells (%d images failed); layout %.1fs, images %.1fs",
              model.name, layer.name, len(kept), len(drawn), failed, laid_out, painted)
+
+
+COST_PER_POINT = 0.007  # seconds per vector laid out: t-SNE of 4,000 took 24-32 s here (README, "Activation atlases")
+FILLED = 0.75  # share of the grid's cells drawn (114 and 95 of 144 on the two layers measured)
+
+
+def cost(m: Measured) -> Cost | None:
+    """A dataset pass for every layer's vectors, the layout, and one image per cell
+    (each costs what one objective of a unit of the layer does)."""
+    if not m.images:
+        return None
+    cfg, fv = m.config.atlas, m.config.featurevis
+    per_image = {name: seconds / featurevis.elements_per_unit(fv.objectives, fv.diversity)
+                 for name, seconds in featurevis.unit_seconds(m).items()}
+    share = m.images * m.forward * examples.PASSES / len(m.layers)
+    cells = FILLED * cfg.grid ** 2
+    return Cost([share + COST_PER_POINT * cfg.points + cells * per_image[layer.name] for layer in m.layers],
+                f"{cfg.points} vectors laid out and about {cells:.0f} cells' images per layer")

@@ -27,7 +27,7 @@ from atlas.artifacts import Circuits, Examples, Tuning, write
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed, model_identity
 from atlas.stages.weights import expanded_weights
 
 STAGE = "circuits"
@@ -199,3 +199,12 @@ def _probes(ctx: StageContext, model: LoadedModel, target: LayerInfo) -> dict[in
                     positions.append((ex["y"], ex["x"]))
     return {u: (torch.from_numpy(np.stack(images)).to(device), positions)
             for u, (images, positions) in found.items() if images}
+
+
+COST_PER_UNIT = 0.027  # seconds per target unit: its edges, edits and summaries
+FORWARDS_PER_UNIT = 10.8  # forward passes' worth of backward passes per target unit
+
+
+def cost(m: Measured) -> Cost:
+    return Cost([m.units[layer.name] * (COST_PER_UNIT + FORWARDS_PER_UNIT * m.forward) for layer in m.spatial[1:]],
+                "expanded weights")

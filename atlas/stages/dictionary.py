@@ -32,7 +32,8 @@ from atlas.artifacts import Dictionary, write
 from atlas.config import DictionaryConfig
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
-from atlas.stages import Derived, LayerInfo, Made, StageContext, artifact_key, derive_seed, model_identity, polysemantic
+from atlas.stages import (Cost, Derived, LayerInfo, Made, Measured, StageContext, artifact_key, derive_seed,
+                          model_identity, polysemantic)
 
 log = logging.getLogger(__name__)
 STAGE = "dictionary"
@@ -218,3 +219,23 @@ def _features(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str)
     ctx.store.record(polysemantic.STAGE, poly, {"model": model.name, "layer": layer.name, "dictionary": key})
     return Derived(wrapped, info, of=layer.name, name=f"{layer.name} dictionary",
                    artifacts={"dictionary": [key], "polysemanticity": [poly]})
+
+
+PASSES = 1.0  # forward passes' worth of work per image to sample the vectors
+COST_PER_STEP = 0.016  # one Adam step of a dictionary of 576 features, per 1,000 vectors
+
+
+def cost(m: Measured) -> Cost | None:
+    """Sampling, training, and the features swept as units are (feature visualization,
+    examples, polysemanticity)."""
+    from atlas.stages import examples, featurevis
+
+    wanted = [layer for layer in m.layers if m.spec and layer.name in m.spec.dictionary]
+    if not (m.images and wanted):
+        return None
+    cfg = m.config.dictionary
+    per_unit = featurevis.unit_seconds(m) if "featurevis" in m.config.sweep.stages else {}
+    passes = PASSES + examples.PASSES + polysemantic.PASSES
+    return Cost([m.images * m.forward * passes + cfg.steps * COST_PER_STEP * cfg.batch / 1000
+                 + cfg.expansion * layer.channels * per_unit.get(layer.name, 0.0) for layer in wanted],
+                f"{len(wanted)} dictionaries")

@@ -47,7 +47,7 @@ from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture
 from atlas.nn.response import Response, as_read, layer_response
-from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "examples"
 FORMAT = 6  # part of the key: bump when the artifact's files change (3: responses, signed layers; 4, 5: distinct;
@@ -339,3 +339,16 @@ def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:
         return {"counts": [], "edges": []}
     counts, edges = np.histogram(np.asarray(values, np.float64), bins=bins)
     return {"counts": counts.tolist(), "edges": edges.round(5).tolist()}
+
+
+PASSES = 1.0  # forward passes' worth of work per image (``atlas.plan``: fitted on the zoo's cold build)
+COST_PER_IMAGE_LAYER = 0.00095  # seconds per image per layer: top-k and reservoir bookkeeping
+COST_PER_UNIT = 0.0052  # seconds per unit: its crops and summaries
+
+
+def cost(m: Measured) -> Cost | None:
+    if not m.images:
+        return None
+    share = m.images * m.forward * PASSES / len(m.layers)  # one dataset pass for every layer
+    return Cost([share + m.images * COST_PER_IMAGE_LAYER + COST_PER_UNIT * m.units[layer.name]
+                 for layer in m.layers], f"{m.images} images x {m.forward * 1e3:.2f} ms")

@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -40,6 +41,7 @@ import torch
 
 from atlas import optvis
 from atlas.artifacts import Featurevis, write
+from atlas.config import Config
 from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
@@ -50,7 +52,7 @@ from atlas.nn.narrow import NarrowedLayer, narrow_layer
 from atlas.nn.redirect import redirected_rectifiers
 from atlas.nn.response import Response, find_response
 from atlas.registry import OBJECTIVES, PRIMARY
-from atlas.stages import LayerInfo, StageContext, artifact_key, chunks, derive_seed, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, chunks, derive_seed, model_identity
 
 log = logging.getLogger(__name__)
 STAGE = "featurevis"
@@ -434,3 +436,48 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
 def _finite(value: float) -> float | None:
     """A value to store: None where it is not finite (its image failed: ``failures``)."""
     return float(value) if math.isfinite(value) else None
+
+
+def cost(m: Measured) -> Cost:
+    per_unit = unit_seconds(m)
+    items = [per_unit[layer.name] * len(c) for layer in m.layers for c in chunks(layer.units, CHUNK)]
+    parts = ", ".join(f"{name} {ms:.1f} ms" for name, ms in m.notes["featurevis unit-step ms"].items())
+    return Cost(items, f"{sum(m.units.values())} units x {m.config.featurevis.steps} steps; per unit-step {parts}")
+
+
+def unit_seconds(m: Measured) -> dict[str, float]:
+    """Seconds per unit of each layer (every objective of it), measured once per model:
+    one full optimisation batch, as the stage batches and forks them, timed at two step
+    counts; the slope is the time per step, the rest each batch's fixed cost (starting
+    image, checks against random probes)."""
+    if "featurevis" not in m.notes:
+        cfg = m.config.featurevis
+        prepared = prepare(m.model, [layer.name for layer in m.layers], m.device)
+        m.notes["featurevis"], m.notes["featurevis unit-step ms"] = {}, {}
+        for layer in m.layers:
+            per_step, fixed, group = _batch_seconds(m.config, prepared, layer, m.device)
+            seconds = math.ceil(len(layer.units) / group) * (fixed + cfg.steps * per_step)
+            m.notes["featurevis"][layer.name] = seconds / len(layer.units)
+            m.notes["featurevis unit-step ms"][layer.name] = per_step * 1e3 / group
+    return m.notes["featurevis"]
+
+
+def _batch_seconds(config: Config, model: LoadedModel, layer: LayerInfo, device: torch.device,
+                   probe_steps: tuple[int, int] = (2, 6)) -> tuple[float, float, int]:
+    """(seconds per step, fixed seconds, units) of one full optimisation batch of the layer."""
+    cfg = config.featurevis
+    per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
+    workers = workers_for(device, cfg.workers)
+    batch = cfg.batch or auto_batch(device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
+    units = list(layer.units[:batch * workers])
+    options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
+                   size=cfg.size, lr=cfg.lr, param=cfg.param, redirect=min(cfg.redirect, probe_steps[0]),
+                   precision=resolve_precision(cfg.precision, device), seed=0, device=device)
+    timed = []
+    for steps in (1, *probe_steps):  # the first is a warm-up
+        start = time.perf_counter()
+        render_batches(model, layer.name, units, batch_units=batch, workers=workers, steps=steps, **options)
+        timed.append(time.perf_counter() - start)
+    (a, b), (ta, tb) = probe_steps, timed[1:]
+    per_step = max(tb - ta, 0.0) / (b - a)
+    return per_step, max(ta - a * per_step, 0.0), len(units)

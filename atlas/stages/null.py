@@ -33,7 +33,7 @@ from atlas.models import LoadedModel
 from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
 from atlas.nn.capture import find_modules
 from atlas.nn.response import layer_response
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed, model_identity
 from atlas.stages.tuning import respond
 from atlas.stages.weights import input_conv
 from atlas.stages.weights.kernels import kernel_stats
@@ -135,4 +135,17 @@ def _calibration(ctx: StageContext, images: int) -> str:
     return f"the first {min(images, len(ctx.dataset.records))} dataset images"
 
 
+def cost(m: Measured) -> Cost | None:
+    """Each null network: built, its batch norms re-estimated on images, then shown each
+    layer's stimulus bank (as tuning shows it); a layer needs ``networks_for`` of them."""
+    from atlas.stages import tuning
 
+    settings = m.config.null
+    if not m.spatial or settings.kind == "none":
+        return None
+    counts = {layer.name: networks_for(layer.channels, settings.units, settings.twins) for layer in m.spatial}
+    calibration = min(m.images or settings.images, settings.images) * m.forward * max(counts.values())
+    share = len(m.spatial)
+    return Cost([calibration / share + m.build * counts[layer.name] / share
+                 + counts[layer.name] * tuning.BANK * m.forward * tuning.PASSES for layer in m.spatial],
+                f"{max(counts.values())} null networks x {tuning.BANK} stimuli per layer")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Plan, Superposition, write
-from atlas.stages import StageContext, artifact_key, derive_seed
+from atlas.stages import Cost, Measured, StageContext, artifact_key, derive_seed
 
 
 STAGE = "superposition"
@@ -132,3 +132,10 @@ def run(ctx: StageContext, plan: Plan) -> str:
             write(folder, Superposition(stored_threshold=STORED, **results))
     ctx.store.record(STAGE, key, {})
     return key
+
+
+COST_PER_STEP = 0.0024  # seconds per step: both toy experiments, all sparsities
+
+
+def cost(m: Measured) -> Cost:
+    return Cost([m.config.superposition.steps * COST_PER_STEP], f"{m.config.superposition.steps} steps")

@@ -37,7 +37,7 @@ from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, layer_inputs
 from atlas.nn.response import Response, as_read, layer_response
-from atlas.stages import LayerInfo, StageContext, artifact_key, layer_receptive_field, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, layer_receptive_field, model_identity
 
 STAGE = "tuning"
 FORMAT = 4  # 4: responses as the network reads them
@@ -273,3 +273,15 @@ def no_answers(responses: np.ndarray) -> list[str | None]:
         else:
             found.append(None)
     return found
+
+
+PASSES = 0.61  # forward passes' worth of work per stimulus (a convolution computes its centre alone)
+COST_PER_SHOWN = 0.00036  # seconds per stimulus or rotated example: drawing and rotating it
+BANK = 798  # stimuli in the bank, whatever the field's size
+
+
+def cost(m: Measured) -> Cost:
+    shown = {layer.name: BANK + m.units[layer.name] * JOINT_EXAMPLES * len(JOINT_ANGLES) * (m.images > 0)
+             for layer in m.spatial}
+    return Cost([n * (m.forward * PASSES + COST_PER_SHOWN) for n in shown.values()],
+                f"{sum(shown.values())} stimuli and rotated examples x {m.forward * 1e3:.2f} ms")

@@ -20,7 +20,7 @@ from atlas.artifacts import Circuits, Families, Null, Tuning, write
 from atlas.data.bank import Bank, stimulus_bank
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed
 from atlas.stages.families import chance, evidence, motifs
 from atlas.stages.families.calibration import CALIBRATION
 from atlas.stages.families.handwritten import Matches
@@ -312,3 +312,17 @@ def dead_units(units: Sequence[int], responses: np.ndarray, kernels: dict[int, d
             reason = examples[u]["dead"]  # its reason (True before examples' format 6)
             dead[u] = reason if isinstance(reason, str) else "never active on the dataset"
     return dead
+
+
+COST_PER_UNIT = 0.05  # seconds per unit: its tuning summary, metrics, detector matches and scorecards
+COST_PER_NULL_UNIT = 0.01  # seconds per null unit: its tuning summary, metrics and detector matches
+
+
+def cost(m: Measured) -> Cost:
+    from atlas.stages.null import networks_for
+
+    settings = m.config.null
+    null_units = {layer.name: networks_for(layer.channels, settings.units, settings.twins) * layer.channels
+                  if settings.kind != "none" else 0 for layer in m.spatial}
+    return Cost([COST_PER_UNIT * m.units[layer.name] + COST_PER_NULL_UNIT * null_units[layer.name]
+                 for layer in m.spatial], "classification, tested against the null's units")

@@ -51,7 +51,8 @@ from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture
 from atlas.nn.response import Response, as_read, layer_response
-from atlas.stages import LayerInfo, Made, StageContext, artifact_key, layer_receptive_field, model_identity
+from atlas.stages import (Cost, LayerInfo, Made, Measured, StageContext, artifact_key, layer_receptive_field,
+                          model_identity)
 from atlas.stages.examples import StreamingTopK, spatial_max
 from atlas.stages.polysemantic import mixing
 from atlas.stages.polysemantic.meanings import BALANCED, Meanings, meanings, unit_rows
@@ -359,3 +360,15 @@ def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
                 acts = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
             vectors[unit] = acts.numpy() - found.mean[None, :]
     return vectors
+
+
+PASSES = 2.6  # forward passes' worth of work per image: two passes, the second reading every layer's vectors
+COST_PER_UNIT = 0.035  # seconds per unit: its split, the shuffles and its crops
+
+
+def cost(m: Measured) -> Cost | None:
+    if not m.images:
+        return None
+    share = m.images * m.forward * PASSES / len(m.layers)
+    return Cost([share + COST_PER_UNIT * m.units[layer.name] for layer in m.layers],
+                f"{m.images} images x {m.forward * 1e3:.2f} ms, two passes")

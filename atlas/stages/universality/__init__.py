@@ -45,7 +45,7 @@ from atlas.models import LoadedModel, load_model
 from atlas.models.fold import fold_batchnorms
 from atlas.models.twin import reset
 from atlas.nn.capture import capture
-from atlas.stages import LayerInfo, StageContext, artifact_key, derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed
 from atlas.stages.polysemantic.mixing import family_agreement
 from atlas.stages.universality.matching import MARGIN, summarize
 
@@ -348,3 +348,17 @@ def _read_pair(ctx: StageContext, key: str) -> dict[str, Any]:
     with np.load(folder / UniversalityPair.CORRELATIONS) as arrays:
         data["arrays"] = {tuple(name.split("::")): arrays[name] for name in arrays.files}
     return data
+
+
+PASSES = 2.4  # forward passes' worth of work per image, per model and its random twin, folded and channels-last
+
+
+def cost(m: Measured) -> Cost | None:
+    from atlas.stages.tuning import BANK
+
+    names = list(m.models)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    if not (pairs and m.images):
+        return None
+    return Cost([(m.images + BANK) * (m.models[a] + m.models[b]) * 2 * PASSES for a, b in pairs],
+                f"{len(pairs)} pairs of models and their random twins")

@@ -42,7 +42,7 @@ from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
 from atlas.nn.linearize import Held, Linearized
-from atlas.stages import LayerInfo, StageContext, artifact_key, model_identity
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.weights.kernels import kernel_stats
 
 STAGE = "weights"
@@ -226,3 +226,10 @@ def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.T
     if grad is None:
         raise ValueError(f"{target} does not depend on the replaced layer")
     return grad.detach().cpu()
+
+
+COST_PER_UNIT = 0.002  # seconds per unit: its kernel image and fits (``atlas.plan`` explains the fits)
+
+
+def cost(m: Measured) -> Cost:
+    return Cost([COST_PER_UNIT * n for n in m.units.values()], "kernel images")
