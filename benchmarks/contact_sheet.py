@@ -32,9 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
 from null_control import MODELS, config_text  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 CELL = 96  # pixels per image on the sheet
 
@@ -85,7 +84,7 @@ def _tile(pixels: np.ndarray | Image.Image) -> Image.Image:
 def row(plan, config, store, model, layer: str, unit: int, steps: int, top: int) -> list[Image.Image]:
     """Feature visualization, top examples, kernel (first layer) of one unit."""
     from atlas.artifacts import Examples, Weights
-    from atlas.stages.featurevis import render_units
+    from atlas.optvis.render import render_units
 
     entry = next(e for e in plan.models[0].layers if e.name == layer)
     rendered = render_units(model, layer, [unit], objectives=("channel",), diversity=2, diversity_weight=0.0,

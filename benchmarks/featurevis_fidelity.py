@@ -25,8 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from atlas.optvis.render import render_units  # noqa: E402
 from atlas.stages.families import groundtruth  # noqa: E402
-from atlas.stages.featurevis import render_units, resolve_precision  # noqa: E402
+from atlas.stages.featurevis import resolve_precision  # noqa: E402
 
 
 def main() -> None:

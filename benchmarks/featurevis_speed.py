@@ -48,7 +48,8 @@ from atlas.models.loading import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from atlas.nn.capture import capture, layer_inputs  # noqa: E402
 from atlas.nn.narrow import narrow_layer  # noqa: E402
 from atlas.optvis import unit_maps  # noqa: E402
-from atlas.stages.featurevis import prepare, render_batches, resolve_precision, workers_for  # noqa: E402
+from atlas.optvis.render import prepare  # noqa: E402
+from atlas.stages.featurevis import render_batches, resolve_precision, workers_for  # noqa: E402
 
 
 def calibrated_googlenet(device: torch.device) -> LoadedModel:

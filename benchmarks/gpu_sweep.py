@@ -34,7 +34,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from featurevis_speed import calibrated_googlenet, layer_channels, matmul_peak, run_lucent, score, step_flops  # noqa: E402
 
 from atlas import optvis  # noqa: E402
-from atlas.stages.featurevis import auto_batch, prepare, render_batches, resolve_precision, workers_for  # noqa: E402
+from atlas.optvis.render import prepare  # noqa: E402
+from atlas.stages.featurevis import auto_batch, render_batches, resolve_precision, workers_for  # noqa: E402
 
 LAYERS = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
           "inception5a", "inception5b"]

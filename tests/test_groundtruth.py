@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from atlas.optvis.render import render_units
 from atlas.stages.families import groundtruth as gt
-from atlas.stages.featurevis import render_units
 
 CPU = torch.device("cpu")
 

@@ -2,13 +2,8 @@
 
 import pytest
 
-from atlas.stages.polysemantic.mixing import (
-    MOST_MIXED,
-    family_agreement,
-    layer_summary,
-    rank_correlation,
-    spread_features,
-)
+from atlas.stages.polysemantic.mixing import (MOST_MIXED, family_agreement, layer_summary, rank_correlation,
+                                              spread_features)
 from atlas.stages.universality import buddy_families
 
 

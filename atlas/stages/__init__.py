@@ -9,7 +9,6 @@ artifacts it made or found, which the pipeline records in the sweep plan that
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,12 +179,6 @@ def layer_receptive_field(ctx: StageContext, model: LoadedModel, layer: str):
 def model_identity(model: LoadedModel) -> dict[str, Any]:
     """What identifies a model's behaviour in artifact keys: weights and preprocessing."""
     return {"digest": model.digest, "mean": model.mean, "std": model.std}
-
-
-def derive_seed(seed: int, *parts: Any) -> int:
-    """A seed for one piece of work, derived from the global seed and the work's id."""
-    text = "/".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 def chunks(items: Sequence[int], size: int) -> list[tuple[int, ...]]:

@@ -21,7 +21,7 @@ For each swept layer:
    vectors come from nearest its centre, and a feature visualization of its mean
    activation vector less the mean of all vectors (what sets the cell apart: every
    rectified vector shares the layer's mean, which random images match as well): the
-   ``direction`` objective (``featurevis.render_directions``) measured from that mean,
+   ``direction`` objective (``atlas.optvis.render.render_directions``) measured from that mean,
    all of a layer's cells in batches, checked against start and random images.
 
 The featurevis settings (steps, size, parameterisation) are the unit images'.
@@ -44,8 +44,10 @@ from atlas.images import save_webp
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture
 from atlas.nn.response import as_read, layer_response
-from atlas.stages import (Cost, LayerInfo, Measured, StageContext, artifact_key, chunks, derive_seed, examples,
-                          featurevis, model_identity)
+from atlas.optvis.render import prepare, render_directions
+from atlas.seeds import derive_seed
+from atlas.stages import (Cost, LayerInfo, Measured, StageContext, artifact_key, chunks, examples, featurevis,
+                          model_identity)
 
 log = logging.getLogger(__name__)
 STAGE = "atlas"
@@ -71,7 +73,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         started = time.perf_counter()
         samples = sample(ctx, model, todo)
         sampling = (time.perf_counter() - started) / len(todo)
-        prepared = featurevis.prepare(model, [layer.name for layer in todo], ctx.device)
+        prepared = prepare(model, [layer.name for layer in todo], ctx.device)
         with ctx.progress(len(todo), f"{model.name}: activation atlas") as bar:
             for layer in todo:
                 _compute(ctx, prepared, layer, keys[layer.name], *samples[layer.name], sampling, precision)
@@ -207,7 +209,7 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     side = fv.size + 2 * optvis.Robustness.pad
     batch = fv.batch or featurevis.auto_batch(ctx.device, 1, side)
     origin = kept.mean(0) if len(kept) else None  # a cell's image shows what sets it apart from the layer's mean
-    rendered = [featurevis.render_directions(
+    rendered = [render_directions(
         model, layer.name, np.stack([drawn[i]["direction"] - origin for i in part]), steps=fv.steps, size=fv.size,
         lr=fv.lr, seed=derive_seed(seed, part[0]), device=ctx.device, param=fv.param, redirect=fv.redirect,
         precision=precision, origin=origin) for part in chunks(range(len(drawn)), batch)]

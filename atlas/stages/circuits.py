@@ -27,7 +27,8 @@ from atlas.artifacts import Circuits, Examples, Tuning, write
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
-from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed, model_identity
+from atlas.seeds import derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.weights import expanded_weights
 
 STAGE = "circuits"

@@ -32,8 +32,9 @@ from atlas.artifacts import Dictionary, write
 from atlas.config import DictionaryConfig
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
-from atlas.stages import (Cost, Derived, LayerInfo, Made, Measured, StageContext, artifact_key, derive_seed,
-                          model_identity, polysemantic)
+from atlas.seeds import derive_seed
+from atlas.stages import (Cost, Derived, LayerInfo, Made, Measured, StageContext, artifact_key, model_identity,
+                          polysemantic)
 
 log = logging.getLogger(__name__)
 STAGE = "dictionary"

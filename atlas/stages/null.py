@@ -33,7 +33,8 @@ from atlas.models import LoadedModel
 from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
 from atlas.nn.capture import find_modules
 from atlas.nn.response import layer_response
-from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed, model_identity
+from atlas.seeds import derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.tuning import respond
 from atlas.stages.weights import input_conv
 from atlas.stages.weights.kernels import kernel_stats

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Plan, Superposition, write
-from atlas.stages import Cost, Measured, StageContext, artifact_key, derive_seed
-
+from atlas.seeds import derive_seed
+from atlas.stages import Cost, Measured, StageContext, artifact_key
 
 STAGE = "superposition"
 FORMAT = 2  # 2: the geometry experiment's importances decay (0.9 ** i)

@@ -82,7 +82,7 @@ def test_a_direction_image_turns_toward_its_direction():
     """ColorNet's conv1 is a fixed 1x1 color filter: the image for the direction of unit
     2 (blue) is blue at its centre, and that of unit 0 (R - G) red."""
     from atlas.models import LoadedModel
-    from atlas.stages.featurevis import render_directions
+    from atlas.optvis.render import render_directions
     from tests.tiny_models import ColorNet
 
     model = LoadedModel("c", "test", ColorNet().eval(), (0, 0, 0), (1, 1, 1), 16, "digest")

@@ -7,8 +7,9 @@ import torch
 from atlas.config import ModelConfig
 from atlas.models import load_model
 from atlas.nn.narrow import narrow_layer
+from atlas.optvis import render as optvis_render
+from atlas.optvis.render import prepare, render_units
 from atlas.stages import featurevis
-from atlas.stages.featurevis import render_units
 
 
 def color_net():
@@ -82,10 +83,10 @@ def test_images_are_deterministic_and_independent_of_batch_mates():
 
 def test_narrowing_the_layer_changes_no_image(monkeypatch):
     made = []
-    monkeypatch.setattr(featurevis, "narrow_layer", lambda *args: made.append(narrow_layer(*args)) or made[-1])
+    monkeypatch.setattr(optvis_render, "narrow_layer", lambda *args: made.append(narrow_layer(*args)) or made[-1])
     narrowed = render([0, 2, 3], steps=16)
     assert len(made) == 1 and made[0] is not None  # conv1 computes the 3 channels asked for, not all 4
-    monkeypatch.setattr(featurevis, "_narrowed_layer", lambda *args: None)
+    monkeypatch.setattr(optvis_render, "_narrowed_layer", lambda *args: None)
     full = render([0, 2, 3], steps=16)
     assert np.abs(narrowed.images.astype(int) - full.images.astype(int)).max() <= 1
     np.testing.assert_allclose(narrowed.activations, full.activations, rtol=1e-4, atol=1e-5)
@@ -94,7 +95,7 @@ def test_narrowing_the_layer_changes_no_image(monkeypatch):
 def test_batches_shared_among_worker_processes_give_the_same_images():
     options = dict(objectives=("channel", "negative"), diversity=2, diversity_weight=0.0, steps=16, size=32,
                    lr=0.05, seed=3, device=torch.device("cpu"))
-    model = featurevis.prepare(color_net(), ["conv1"], torch.device("cpu"))
+    model = prepare(color_net(), ["conv1"], torch.device("cpu"))
     serial = featurevis.render_batches(model, "conv1", [0, 1, 2, 3], batch_units=4, **options)
     forked = featurevis.render_batches(model, "conv1", [0, 1, 2, 3], batch_units=4, workers=2, **options)
     assert forked.units == serial.units == [0, 0, 1, 1, 2, 2, 3, 3] and forked.kinds == serial.kinds
@@ -158,7 +159,7 @@ def test_prepare_never_changes_the_model_later_stages_run():
 
     module = Untraceable().eval()
     model = LoadedModel("u", "test", module, (0.5,) * 3, (0.25,) * 3, 16, "digest")
-    prepared = featurevis.prepare(model, ["conv"], torch.device("cpu"))
+    prepared = prepare(model, ["conv"], torch.device("cpu"))
     assert prepared.module is not module
     assert module.conv.weight.is_contiguous() and isinstance(module.norm, torch.nn.BatchNorm2d)
     assert prepared.module.conv.weight.is_contiguous(memory_format=torch.channels_last)

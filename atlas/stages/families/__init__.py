@@ -20,21 +20,13 @@ from atlas.artifacts import Circuits, Families, Null, Tuning, write
 from atlas.data.bank import Bank, stimulus_bank
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
-from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed
+from atlas.seeds import derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key
 from atlas.stages.families import chance, evidence, motifs
 from atlas.stages.families.calibration import CALIBRATION
 from atlas.stages.families.handwritten import Matches
-from atlas.stages.families.taxonomy import (
-    CONFIDENT,
-    DEAD,
-    DETECTORS,
-    FAMILIES,
-    OTHER,
-    discover,
-    label_units,
-    order_members,
-    possible_families,
-)
+from atlas.stages.families.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discover, label_units,
+                                            order_members, possible_families)
 from atlas.stages.tuning import summarize
 
 log = logging.getLogger(__name__)

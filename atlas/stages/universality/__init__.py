@@ -45,7 +45,8 @@ from atlas.models import LoadedModel, load_model
 from atlas.models.fold import fold_batchnorms
 from atlas.models.twin import reset
 from atlas.nn.capture import capture
-from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, derive_seed
+from atlas.seeds import derive_seed
+from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key
 from atlas.stages.polysemantic.mixing import family_agreement
 from atlas.stages.universality.matching import MARGIN, summarize
 
