@@ -35,8 +35,9 @@ Images are shown from one set of thumbnails per dataset (``thumbnails`` artifact
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -247,77 +248,94 @@ def _sweep_dataset(ctx: StageContext, model: LoadedModel, layers: Sequence[Layer
     return summaries
 
 
-def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, summary: _LayerSummary) -> None:
-    spatial = layer.spatial
-    height, width = layer.shape[1:] if spatial else (1, 1)
-    field = layer_receptive_field(ctx, model, layer.name) if spatial else None
-    top = ctx.config.examples.top
-    load = functools.lru_cache(maxsize=512)(lambda image: ctx.dataset.load(image, model.input_size))
-    units: dict[str, Any] = {}
-    used: set[int] = set()
+@dataclass
+class _Cropper:
+    """A layer's examples as stored: each strongest one a crop of the receptive field
+    where the unit fired (near-duplicates of a stronger one skipped); every image used
+    remembered for the record."""
 
-    def example(value: float, image: int, position: int) -> dict[str, Any]:
-        used.add(int(image))
-        return {"image": int(image), "value": float(value), "y": int(position) // width, "x": int(position) % width}
+    folder: Path
+    load: Callable[[int], np.ndarray | None]
+    receptive: Any  # the layer's ReceptiveField, or None for a vector layer
+    input_size: int
+    width: int  # of the feature map
+    top: int
+    used: set[int] = field(default_factory=set)
 
-    def examples(found: StreamingTopK, row: int, unit: int, kind: str, sign: float = 1.0) -> tuple[list, int]:
+    def example(self, value: float, image: int, position: int) -> dict[str, Any]:
+        self.used.add(int(image))
+        return {"image": int(image), "value": float(value), "y": int(position) // self.width,
+                "x": int(position) % self.width}
+
+    def strongest(self, found: StreamingTopK, row: int, unit: int, kind: str,
+                  sign: float = 1.0) -> tuple[list[dict[str, Any]], int]:
         """A unit's strongest ``top`` images that are not near-duplicates of a stronger
         one, each with a crop of its receptive field where it fired; and how many were skipped."""
         kept, shown, skipped = [], [], 0
         for v, i, p in zip(found.values[row].tolist(), found.images[row].tolist(), found.positions[row].tolist()):
-            if v == float("-inf") or len(kept) == top:
+            if v == float("-inf") or len(kept) == self.top:
                 break
-            ex = {"image": int(i), "value": sign * v, "y": int(p) // width, "x": int(p) % width}
-            pixels = load(ex["image"])
+            ex = {"image": int(i), "value": sign * v, "y": int(p) // self.width, "x": int(p) % self.width}
+            pixels = self.load(ex["image"])
             if pixels is not None:
-                box = field.box(ex["y"], ex["x"]) if field else (0, 0, model.input_size, model.input_size)
-                crop = pixels[box[0]:box[2], box[1]:box[3]]
-                y0, x0, y1, x1 = context(box, model.input_size)
+                whole = (0, 0, self.input_size, self.input_size)
+                box = self.receptive.box(ex["y"], ex["x"]) if self.receptive else whole
+                y0, x0, y1, x1 = context(box, self.input_size)
                 mark = signature(pixels[y0:y1, x0:x1])
                 if any(near_duplicate(mark, other) for other in shown):
                     skipped += 1
                     continue
                 shown.append(mark)
                 ex["box"], ex["crop"] = list(box), f"crop-{kind}{unit}-{len(kept)}.webp"
-                save_webp(crop, folder / ex["crop"], size=CROP)
-            used.add(ex["image"])
+                save_webp(pixels[box[0]:box[2], box[1]:box[3]], self.folder / ex["crop"], size=CROP)
+            self.used.add(ex["image"])
             kept.append(ex)
         return kept, skipped
 
-    unrectified = summary.response.unrectified
+
+def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, summary: _LayerSummary) -> None:
+    height, width = layer.shape[1:] if layer.spatial else (1, 1)
+    field_ = layer_receptive_field(ctx, model, layer.name) if layer.spatial else None
+    load = functools.lru_cache(maxsize=512)(lambda image: ctx.dataset.load(image, model.input_size))
     with ctx.store.writing(STAGE, key) as folder:
-        for row, unit in enumerate(layer.units):
-            values, images, positions = summary.reservoir.sample(row)
-            ranked = np.asarray(summary.top.values[row], np.float64)
-            if not (np.isfinite(values).all() and np.isfinite(ranked[ranked != -np.inf]).all()):
-                units[str(unit)] = {"top": [], "duplicates": 0, "quantiles": [], "activation_quantiles": [],
-                                    "histogram": _histogram(values[:0]), "fraction_active": None,
-                                    "dead": NOT_FINITE}
-                continue
-            strongest, duplicates = examples(summary.top, row, unit, "")
-            units[str(unit)] = {
-                "top": strongest, "duplicates": duplicates,
-                "quantiles": [[example(values[i], images[i], positions[i]) for i in group]
-                              for group in quantile_examples(values)],
-                "activation_quantiles": np.quantile(values, np.linspace(0, 1, BINS + 1)).round(5).tolist()
-                if len(values) else [],
-                "histogram": _histogram(values),
-                # An unrectified layer has no threshold: "above zero" is about half by construction.
-                "fraction_active": None if unrectified else float(summary.active[row]) / max(summary.positions, 1),
-                "dead": no_answer([ex["value"] for ex in strongest], values) or False,
-            }
-            if unrectified:
-                units[str(unit)]["bottom"], units[str(unit)]["bottom_duplicates"] = examples(
-                    summary.bottom, row, unit, "negative-", sign=-1.0)
+        crops = _Cropper(folder, load, field_, model.input_size, width, ctx.config.examples.top)
+        units = {str(unit): _unit(crops, summary, row, unit) for row, unit in enumerate(layer.units)}
         write(folder, Examples(
             units=units, grid=[height, width], input_size=model.input_size,
-            response=summary.response.description, unrectified=unrectified,
-            receptive_field=None if field is None else {"size": [field.size_y, field.size_x],
-                                                        "stride": [field.stride_y, field.stride_x]},
+            response=summary.response.description, unrectified=summary.response.unrectified,
+            receptive_field=None if field_ is None else {"size": [field_.size_y, field_.size_x],
+                                                         "stride": [field_.stride_y, field_.stride_x]},
             images={str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
-                    for i in sorted(used)},
+                    for i in sorted(crops.used)},
             sample=int(min(summary.reservoir.seen, summary.reservoir.size))))
     ctx.unanswered(STAGE, f"{model.name} {layer.name}", {int(u): d["dead"] for u, d in units.items() if d["dead"]})
+
+
+def _unit(crops: _Cropper, summary: _LayerSummary, row: int, unit: int) -> dict[str, Any]:
+    """One unit's record: its strongest examples, its quantiles and histogram from the
+    sample, the fraction of places it is active, and why it has no answer, if it has none."""
+    values, images, positions = summary.reservoir.sample(row)
+    ranked = np.asarray(summary.top.values[row], np.float64)
+    if not (np.isfinite(values).all() and np.isfinite(ranked[ranked != -np.inf]).all()):
+        return {"top": [], "duplicates": 0, "quantiles": [], "activation_quantiles": [],
+                "histogram": _histogram(values[:0]), "fraction_active": None, "dead": NOT_FINITE}
+    unrectified = summary.response.unrectified
+    strongest, duplicates = crops.strongest(summary.top, row, unit, "")
+    record = {
+        "top": strongest, "duplicates": duplicates,
+        "quantiles": [[crops.example(values[i], images[i], positions[i]) for i in group]
+                      for group in quantile_examples(values)],
+        "activation_quantiles": np.quantile(values, np.linspace(0, 1, BINS + 1)).round(5).tolist()
+        if len(values) else [],
+        "histogram": _histogram(values),
+        # An unrectified layer has no threshold: "above zero" is about half by construction.
+        "fraction_active": None if unrectified else float(summary.active[row]) / max(summary.positions, 1),
+        "dead": no_answer([ex["value"] for ex in strongest], values) or False,
+    }
+    if unrectified:
+        record["bottom"], record["bottom_duplicates"] = crops.strongest(summary.bottom, row, unit, "negative-",
+                                                                        sign=-1.0)
+    return record
 
 
 def no_answer(strongest: Sequence[float], sample: np.ndarray) -> str | None:

@@ -9,8 +9,8 @@ from atlas.data import stimuli
 from atlas.pipeline import sweep
 from atlas.render import render_site
 from atlas.stages.families import evidence, handwritten, motifs
-from atlas.stages.families.taxonomy import (FAMILIES, OTHER, Condition, classify, cluster, discover, order_members,
-                                            signatures)
+from atlas.stages.families.discovery import cluster, discover, signatures
+from atlas.stages.families.taxonomy import FAMILIES, OTHER, Condition, classify, order_members
 from atlas.store import Store
 from tests.conftest import write_config
 from tests.family_models import LINE_AXES, FamilyNet, curve_kernels

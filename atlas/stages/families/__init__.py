@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,8 +25,9 @@ from atlas.seeds import derive_seed
 from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key
 from atlas.stages.families import chance, evidence, motifs
 from atlas.stages.families.calibration import CALIBRATION
+from atlas.stages.families.discovery import discover
 from atlas.stages.families.handwritten import Matches
-from atlas.stages.families.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, discover, label_units,
+from atlas.stages.families.taxonomy import (CONFIDENT, DEAD, DETECTORS, FAMILIES, OTHER, label_units,
                                             order_members, possible_families)
 from atlas.stages.tuning import summarize
 
@@ -114,35 +116,54 @@ def _read(ctx: StageContext, stage: str, keys: Sequence[str]) -> list[dict[str, 
     return [ctx.store.read_json(stage, key) for key in keys]
 
 
-def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inputs: dict[str, list[str]],
-                   images: dict[int, np.ndarray | None] | None = None) -> dict[str, Any]:
-    """Every unit's family, the layer's families in order, and each family's scorecard."""
+@dataclass
+class _Inputs:
+    """What a layer's families are decided from: the other stages' artifacts, read."""
+
+    tuning: dict[str, Any]
+    responses: np.ndarray  # (stimuli, units)
+    kernels: dict[int, dict[str, Any]]  # first layer: each unit's kernel measures, or why it has none
+    examples_data: dict[str, Any] | None
+    examples: dict[int, dict[str, Any]]
+    image_labels: dict[int, str]
+    featurevis: dict[int, float]  # the layer's own mean on the unit's image; -inf where it failed
+    edits: dict[int, Any] | None  # circuits: the drop when a unit's top inputs are removed
+    used: set[int] | None  # units among the strongest inputs of some downstream unit
+
+
+def _read_inputs(ctx: StageContext, inputs: dict[str, list[str]]) -> _Inputs:
     tuning_folder = ctx.store.path("tuning", inputs["tuning"][0])
-    tuning = Tuning.read(tuning_folder).json()
-    responses = np.load(tuning_folder / Tuning.RESPONSES)
-    params = tuning["stimuli"]
-    units = list(layer.units)
-    summaries = {u: tuning["units"][str(u)] for u in units}
     weights = _read(ctx, "weights", inputs.get("weights", []))
     kernels = {int(u): s for d in weights for u, s in d["stats"].items()}
     kernels.update({int(u): {"no_answer": why} for d in weights for u, why in d.get("no_answer", {}).items()})
     examples_data = next(iter(_read(ctx, "examples", inputs.get("examples", []))), None)
-    examples = {int(u): s for u, s in examples_data["units"].items()} if examples_data else {}
-    image_labels = {int(i): r["label"] for i, r in examples_data["images"].items() if r.get("label")} \
-        if examples_data else {}
     # The layer's own mean on the image, comparable with the dataset's values; a failed
     # visualization is evidence of nothing it detects.
     featurevis = {int(u): -math.inf if PRIMARY in d["failed"].get(u, []) else value
                   for d in _read(ctx, "featurevis", inputs.get("featurevis", []))
                   for u, value in d["layer_mean"].items()}
     circuits = next(iter(_read(ctx, "circuits", inputs.get("circuits", []))), None)
-    edits = {int(u): d["edit"] for u, d in circuits["units"].items() if "edit" in d} if circuits else None
     uses = next(iter(_read(ctx, "circuits", inputs.get("uses", []))), None)
-    # A unit is used when it is among the strongest inputs of some downstream unit.
-    used = {e["index"] for d in uses["units"].values() for e in d["inputs"][:evidence.USED_TOP]} \
-        if uses and uses["connected"] else None
+    return _Inputs(
+        tuning=Tuning.read(tuning_folder).json(), responses=np.load(tuning_folder / Tuning.RESPONSES),
+        kernels=kernels, examples_data=examples_data,
+        examples={int(u): s for u, s in examples_data["units"].items()} if examples_data else {},
+        image_labels={int(i): r["label"] for i, r in examples_data["images"].items() if r.get("label")}
+        if examples_data else {},
+        featurevis=featurevis,
+        edits={int(u): d["edit"] for u, d in circuits["units"].items() if "edit" in d} if circuits else None,
+        used={e["index"] for d in uses["units"].values() for e in d["inputs"][:evidence.USED_TOP]}
+        if uses and uses["connected"] else None)
 
-    dead = dead_units(units, responses, kernels, examples)
+
+def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inputs: dict[str, list[str]],
+                   images: dict[int, np.ndarray | None] | None = None) -> dict[str, Any]:
+    """Every unit's family, the layer's families in order, and each family's scorecard."""
+    read = _read_inputs(ctx, inputs)
+    tuning, responses, kernels = read.tuning, read.responses, read.kernels
+    params, units = tuning["stimuli"], list(layer.units)
+    summaries = {u: tuning["units"][str(u)] for u in units}
+    dead = dead_units(units, responses, kernels, read.examples)
     live = [u for u in units if u not in dead]
     rows = [units.index(u) for u in live]
     centre = tuning.get("centre")
@@ -150,8 +171,8 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     matcher = Matches(bank, tuning["extent"], DETECTORS)
     per_unit = label_units(live, summaries, responses[:, rows], params, kernels or None, tuning["extent"],
                            tuning.get("effective"), matches_of(matcher, summaries, responses[:, rows], live))
-    labels = {u: [image_labels[ex["image"]] for ex in examples.get(u, {}).get("top", [])
-                  if ex["image"] in image_labels] for u in live}
+    labels = {u: [read.image_labels[ex["image"]] for ex in read.examples.get(u, {}).get("top", [])
+                  if ex["image"] in read.image_labels] for u in live}
     null = None
     if inputs.get("null"):
         record = ctx.store.read(Null, inputs["null"][0])
@@ -166,33 +187,18 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
         for u in family["units"]:
             per_unit[u].update(family=family["symbol"], confidence=family["fit"][u])
 
-    detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, examples_data,
+    detectors = evidence.Handwritten(ctx, model, layer, tuning, responses, read.examples_data,
                                      {} if images is None else images, bank)
-    families = []
-    for family in (*FAMILIES, OTHER):
-        members = [u for u in live if per_unit[u]["family"] == family.symbol]
-        if members:
-            families.append({"symbol": family.symbol, "name": family.name, "kind": "named",
-                             "description": family.definition, "order_by": family.order_by,
-                             "members": order_members(family.symbol, members, summaries,
-                                                      {u: per_unit[u]["confidence"] for u in members}, family.order_by),
-                             "handwritten": family.handwritten})
-    for family in discovered:
-        families.append({"symbol": family["symbol"], "name": f"Unnamed {family['symbol']}", "kind": "discovered",
-                         "description": family["description"], "order_by": "confidence", "handwritten": None,
-                         "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u)),
-                         "null": None if "p" not in family else {
-                             "coherence": family["coherence"], "p": family["p"], "units": null["units"],
-                             "draws": null["clusters"]["draws"], "p95": null["clusters"]["p95"]}})
+    families = _families(live, per_unit, summaries, discovered, null)
     for family in families:
         members = family["members"]
         family.update(count=len(members), share=round(len(members) / len(live), 4), representative=max(
             members, key=lambda u: (per_unit[u]["confidence"], -u)))
         family["evidence"] = evidence.scorecard(
             members, oriented=family["order_by"] == "orientation",
-            confidence={u: per_unit[u]["confidence"] for u in members}, featurevis=featurevis,
-            examples=examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
-            edits=edits, used=used,
+            confidence={u: per_unit[u]["confidence"] for u in members}, featurevis=read.featurevis,
+            examples=read.examples, joint={u: summaries[u]["joint"] for u in members if "joint" in summaries[u]},
+            edits=read.edits, used=read.used,
             handwritten=detectors.correlations(family["symbol"], members)
             if family["handwritten"] else None, null=_null_evidence(family, per_unit, null))
         if family["handwritten"]:  # the seventh argument's figure, for the most typical member
@@ -209,6 +215,28 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     return {"criteria": criteria(), "confident": CONFIDENT, "units": {str(u): per_unit[u] for u in units},
             "families": families, "dead": sorted(dead), "null": null,
             "possible": [f.symbol for f in possible_families(bool(kernels), tuning["extent"])]}
+
+
+def _families(live: list[int], per_unit: dict[int, dict[str, Any]], summaries: dict[int, dict[str, Any]],
+              discovered: list[dict[str, Any]], null: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The layer's families in order: the named ones (Other last), then those discovered."""
+    families = []
+    for family in (*FAMILIES, OTHER):
+        members = [u for u in live if per_unit[u]["family"] == family.symbol]
+        if members:
+            families.append({"symbol": family.symbol, "name": family.name, "kind": "named",
+                             "description": family.definition, "order_by": family.order_by,
+                             "members": order_members(family.symbol, members, summaries,
+                                                      {u: per_unit[u]["confidence"] for u in members}, family.order_by),
+                             "handwritten": family.handwritten})
+    for family in discovered:
+        families.append({"symbol": family["symbol"], "name": f"Unnamed {family['symbol']}", "kind": "discovered",
+                         "description": family["description"], "order_by": "confidence", "handwritten": None,
+                         "members": sorted(family["units"], key=lambda u: (-per_unit[u]["confidence"], u)),
+                         "null": None if "p" not in family else {
+                             "coherence": family["coherence"], "p": family["p"], "units": null["units"],
+                             "draws": null["clusters"]["draws"], "p95": null["clusters"]["p95"]}})
+    return families
 
 
 def _null_evidence(family: dict[str, Any], per_unit: dict[int, dict[str, Any]],

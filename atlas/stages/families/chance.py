@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from atlas.stages.families import calibration, significance, taxonomy
+from atlas.stages.families import calibration, discovery, significance, taxonomy
 from atlas.stages.families.handwritten import MATCH
 from atlas.stages.families.taxonomy import OTHER
 
@@ -113,15 +113,15 @@ def _null_matches(null_per_unit: dict[int, dict[str, Any]], null_units: Sequence
 def cluster_null(null_responses: np.ndarray, size: int, seed: int = 0, draws: int = CLUSTER_DRAWS) -> list[float]:
     """For ``draws`` random sets of ``size`` null units (columns of ``null_responses``,
     stimuli x units), the coherence of the best cluster of at least
-    ``taxonomy.MIN_MEMBERS`` that ``taxonomy.cluster`` finds (0 where none)."""
-    signature = taxonomy.signatures(null_responses)
+    ``discovery.MIN_MEMBERS`` that ``discovery.cluster`` finds (0 where none)."""
+    signature = discovery.signatures(null_responses)
     rng = np.random.default_rng(seed)
     size = min(size, len(signature))
     best = []
     for _ in range(draws):
         rows = rng.choice(len(signature), size, replace=False)
-        clusters = [c for c in taxonomy.cluster(signature[rows]) if len(c) >= taxonomy.MIN_MEMBERS]
-        best.append(max((float(taxonomy.coherence(signature[rows], c)) for c in clusters), default=0.0))
+        clusters = [c for c in discovery.cluster(signature[rows]) if len(c) >= discovery.MIN_MEMBERS]
+        best.append(max((float(discovery.coherence(signature[rows], c)) for c in clusters), default=0.0))
     return best
 
 
