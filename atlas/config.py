@@ -42,10 +42,18 @@ PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisat
 PRECISIONS = ("auto", "fp32", "bf16")  # feature visualization arithmetic; auto: bf16 where the device has it natively
 
 
-def ranged(default: Any, low: float, high: float, *, above: bool = False) -> Any:
+def ranged(default: Any, low: float, high: float, *, above: bool = False, how: bool = False) -> Any:
     """A number field's default and its range: ``low <= value <= high`` (``low < value``
-    when ``above``), checked on load like a type, for every item of a list."""
-    return field(default=default, metadata={"range": (low, high, above)})
+    when ``above``), checked on load like a type, for every item of a list; ``how``: see
+    ``how_only``."""
+    return field(default=default, metadata={"range": (low, high, above), "how": how})
+
+
+def how_only(default: Any) -> Any:
+    """A setting that changes how or where a sweep runs (its device, its cache, batch
+    sizes), never what it finds: left out of ``Config.sweep_digest``, so a render finds
+    a sweep made with other such settings."""
+    return field(default=default, metadata={"how": True})
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    device: str = "auto"  # auto picks cuda when available; cpu and cuda force one
+    device: str = how_only("auto")  # auto picks cuda when available; cpu and cuda force one
     seed: int = ranged(0, 0, 2**63 - 1)  # global seed; each unit's seed derives from it and the unit's id
-    cache: Path = Path(".atlas-cache")  # the artifact store (relative to the config file)
+    cache: Path = how_only(Path(".atlas-cache"))  # the artifact store (relative to the config file)
     stages: tuple[str, ...] = registry.defaults()  # which analyses run
-    batch_size: int = ranged(32, 1, 65_536)  # images per forward pass when streaming a dataset
+    batch_size: int = ranged(32, 1, 65_536, how=True)  # images per forward pass when streaming a dataset
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class FeaturevisConfig:
     objectives: tuple[str, ...] = OBJECTIVES  # which images each unit gets
     diversity: int = ranged(4, 2, 256)  # images per unit for the diversity objective
     diversity_weight: float = ranged(0.5, 0, 1000)  # strength of the diversity penalty, relative to the activation
-    batch: int | None = ranged(None, 1, 65_536)  # units optimised together; unset: as many as fit the device
-    workers: int | None = ranged(None, 1, 1024)  # CPU processes optimising batches side by side; unset: one per thread
+    batch: int | None = ranged(None, 1, 65_536, how=True)  # units optimised together; unset: as many as fit the device
+    workers: int | None = ranged(None, 1, 1024, how=True)  # CPU processes optimising batches side by side; unset: one per thread
     thumbnail: int = ranged(64, 8, 4096)  # side of the thumbnails shown in grids
 
 
@@ -150,7 +158,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class Config:
     models: tuple[ModelConfig, ...]
-    site: SiteConfig = SiteConfig()
+    site: SiteConfig = how_only(SiteConfig())  # the site's looks: not what a sweep finds
     data: DataConfig | None = None  # no [data]: no dataset examples
     sweep: SweepConfig = SweepConfig()
     featurevis: FeaturevisConfig = FeaturevisConfig()
@@ -160,8 +168,8 @@ class Config:
     superposition: SuperpositionConfig = SuperpositionConfig()
     null: NullConfig = NullConfig()
     # Not TOML keys: where the config came from, to resolve relative paths.
-    root: Path = field(default=Path("."), metadata={"internal": True})
-    source: str = field(default="atlas.toml", metadata={"internal": True})
+    root: Path = field(default=Path("."), metadata={"internal": True, "how": True})
+    source: str = field(default="atlas.toml", metadata={"internal": True, "how": True})
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, taken relative to the config file's folder."""
@@ -171,11 +179,7 @@ class Config:
         """A digest of everything that decides sweep results: not the site's looks, and
         not what only changes how fast they come (the device, batch sizes, workers), so
         that `atlas render` finds a sweep made with other such settings."""
-        sweep_part = {k: v for k, v in _plain(self).items() if k not in ("site", "root", "source")}
-        for section, key in (("sweep", "device"), ("sweep", "cache"), ("sweep", "batch_size"),
-                             ("featurevis", "batch"), ("featurevis", "workers")):
-            sweep_part[section].pop(key)
-        return _digest(sweep_part)
+        return _digest(_plain(self, results_only=True))
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
@@ -380,12 +384,13 @@ def _apply_override(raw: dict, override: str) -> None:
             node = node.setdefault(name, {})
 
 
-def _plain(obj: Any) -> Any:
-    """A config as JSON-able plain data."""
+def _plain(obj: Any, results_only: bool = False) -> Any:
+    """A config as JSON-able plain data (``results_only``: without the ``how_only`` settings)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _plain(getattr(obj, f.name), results_only) for f in dataclasses.fields(obj)
+                if not (results_only and f.metadata.get("how"))}
     if isinstance(obj, (tuple, list)):
-        return [_plain(v) for v in obj]
+        return [_plain(v, results_only) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj

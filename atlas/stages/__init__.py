@@ -127,6 +127,15 @@ class StageContext:
             log.warning("store: the %s artifact %s is damaged (%s); recomputing it", stage, key, damage)
         return self.shard.claim(self.force or damage is not None, cost)
 
+    def recorded(self, stage: str, model: str, keys: dict[str, str | list[str]]) -> dict[str, list[str]]:
+        """Record each layer's artifacts (``keys``: layer -> a key or keys) in the stage's
+        manifest as {"model", "layer"}; returns them as the pipeline takes them, {layer: [keys]}."""
+        listed = {layer: [found] if isinstance(found, str) else list(found) for layer, found in keys.items()}
+        for layer, found in listed.items():
+            for key in found:
+                self.store.record(stage, key, {"model": model, "layer": layer})
+        return listed
+
     @contextlib.contextmanager
     def artifact(self, stage: str, key: str, cost: float = 1.0, **meta: Any) -> Iterator[Path | None]:
         """The skeleton of every artifact: yields a folder to fill when this process makes

@@ -78,9 +78,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             for layer in todo:
                 _compute(ctx, prepared, layer, keys[layer.name], *samples[layer.name], sampling, precision)
                 bar.update(1)
-    for layer in layers:
-        ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
-    return {name: [key] for name, key in keys.items()}
+    return ctx.recorded(STAGE, model.name, keys)
 
 
 def sample(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]

@@ -171,18 +171,17 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> M
         key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), input_size=model.input_size,
                            layer=layer.name, data=ctx.dataset.digest(), **dataclasses.asdict(cfg),
                            seed=ctx.config.sweep.seed)
-        if ctx.needs(STAGE, key):
-            seed = derive_seed(ctx.config.sweep.seed, model.digest, layer.name, STAGE)
-            samples = sample_activations(model, layer, ctx.dataset, cfg.samples, batch_size=ctx.config.sweep.batch_size,
-                                         device=ctx.device, seed=seed)
-            log.info("%s %s: training a dictionary of %d features on %d vectors", model.name, layer.name,
-                     cfg.expansion * layer.channels, len(samples))
-            trained = train(samples, cfg.expansion * layer.channels, l1=cfg.l1, steps=cfg.steps, batch=cfg.batch,
-                            lr=cfg.lr, seed=seed)
-            with ctx.store.writing(STAGE, key) as folder:
+        with ctx.artifact(STAGE, key, model=model.name, layer=layer.name) as folder:
+            if folder is not None:
+                seed = derive_seed(ctx.config.sweep.seed, model.digest, layer.name, STAGE)
+                samples = sample_activations(model, layer, ctx.dataset, cfg.samples,
+                                             batch_size=ctx.config.sweep.batch_size, device=ctx.device, seed=seed)
+                log.info("%s %s: training a dictionary of %d features on %d vectors", model.name, layer.name,
+                         cfg.expansion * layer.channels, len(samples))
+                trained = train(samples, cfg.expansion * layer.channels, l1=cfg.l1, steps=cfg.steps,
+                                batch=cfg.batch, lr=cfg.lr, seed=seed)
                 torch.save({"state": trained.sae.state_dict(), "scale": trained.scale}, folder / Dictionary.MODEL)
                 write(folder, Dictionary(layer=layer.name, **trained.stats))
-        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
         made.keys[layer.name] = [key]
         ctx.sync()  # its features are swept by every rank, from the dictionary one rank trained
         made.derived.append(_features(ctx, model, layer, key))

@@ -182,9 +182,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         summaries = _sweep_dataset(ctx, model, todo)
         for layer in todo:
             _write(ctx, model, keys[layer.name], layer, summaries[layer.name])
-    for layer in layers:
-        ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
-    return {name: [key] for name, key in keys.items()}
+    return ctx.recorded(STAGE, model.name, keys)
 
 
 def thumbnails(ctx: StageContext) -> str:

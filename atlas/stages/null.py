@@ -80,9 +80,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             todo.append((layer, key, {"seeds": seeds, "first": first, **bank}))
     if todo:
         _compute(ctx, spec, model, kind, todo)
-    for layer_name, (key,) in keys.items():
-        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer_name})
-    return keys
+    return ctx.recorded(STAGE, model.name, keys)
 
 
 def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,

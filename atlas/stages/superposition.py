@@ -120,17 +120,16 @@ def run(ctx: StageContext, plan: Plan) -> str:
     steps = ctx.config.superposition.steps
     key = artifact_key(stage=STAGE, format=FORMAT, sparsities=SPARSITIES, experiments=EXPERIMENTS, steps=steps,
                        batch=BATCH, lr=LR, seed=seed)
-    if ctx.needs(STAGE, key):
-        with ctx.progress(len(EXPERIMENTS), "toy models of superposition") as bar:
-            results = {}
-            for experiment in EXPERIMENTS:
-                models = train(experiment["features"], experiment["dims"], SPARSITIES, decay=experiment["decay"],
-                               steps=steps, seed=seed)
-                results[experiment["name"]] = summary(models)
-                bar.update(1)
-        with ctx.store.writing(STAGE, key) as folder:
+    with ctx.artifact(STAGE, key) as folder:
+        if folder is not None:
+            with ctx.progress(len(EXPERIMENTS), "toy models of superposition") as bar:
+                results = {}
+                for experiment in EXPERIMENTS:
+                    models = train(experiment["features"], experiment["dims"], SPARSITIES,
+                                   decay=experiment["decay"], steps=steps, seed=seed)
+                    results[experiment["name"]] = summary(models)
+                    bar.update(1)
             write(folder, Superposition(stored_threshold=STORED, **results))
-    ctx.store.record(STAGE, key, {})
     return key
 
 

@@ -196,9 +196,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             keys[layer.name] = [key]
             if ctx.needs(STAGE, key, cost=len(layer.units)):
                 _compute(ctx, model, layer, key, examples_key)
-            ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
             bar.update(1)
-    return keys
+    return ctx.recorded(STAGE, model.name, keys)
 
 
 def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examples_key: str | None,

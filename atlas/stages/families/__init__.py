@@ -61,12 +61,11 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                            data=ctx.dataset.digest() if ctx.dataset is not None else None,
                            rate=ctx.config.null.rate, calibration=CALIBRATION)
         keys[layer.name] = [key]
-        if ctx.needs(STAGE, key):
-            data = layer_families(ctx, model, layer, inputs, images)
-            data["circuits_from"], data["unions"] = family_circuits(ctx, inputs, data)
-            with ctx.store.writing(STAGE, key) as folder:
+        with ctx.artifact(STAGE, key, model=model.name, layer=layer.name) as folder:
+            if folder is not None:
+                data = layer_families(ctx, model, layer, inputs, images)
+                data["circuits_from"], data["unions"] = family_circuits(ctx, inputs, data)
                 write(folder, Families(**data))
-        ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name})
         ctx.sync()  # the next layer's family circuits read this layer's families
         previous = key
     return keys

@@ -227,10 +227,9 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> M
         for layer, result in zip(todo, found):
             write(ctx, model, STAGE, keys[layer.name], layer, result, unit_directions(layer),
                   _diversity_vectors(ctx, model, layer, result))
-    for layer in layers:
-        ctx.store.record(STAGE, keys[layer.name], {"model": model.name, "layer": layer.name})
+    recorded = ctx.recorded(STAGE, model.name, keys)
     ctx.sync()  # the summary reads every layer's record, whichever rank made it
-    return Made({name: [key] for name, key in keys.items()}, model=[_summary(ctx, model, layers, keys)])
+    return Made(recorded, model=[_summary(ctx, model, layers, keys)])
 
 
 def _summary(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo], keys: dict[str, str]) -> str:
