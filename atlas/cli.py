@@ -140,6 +140,7 @@ def build(config_path: Path, overrides: tuple[str, ...], out: Path | None, devic
     if _main_rank():  # a sharded sweep renders once, on rank 0, after every rank is done
         report = render_site(config)
         click.echo(f"built {report.pages} pages in {report.out}")
+        click.echo(report.size.report())
 
 
 @main.command("sweep")
@@ -168,10 +169,12 @@ def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | No
     loaded and its layers timed on the device, a few seconds each)."""
     from atlas.pipeline import pick_device
     from atlas.plan import estimate, wall_seconds
+    from atlas.render.size import estimate as site_estimate
 
     config = _load(config_path, overrides, device=device)
     target = pick_device(config.sweep.device)
-    phases = estimate(config, target)
+    found = estimate(config, target)
+    phases = found.phases
     stages: dict[str, float] = {}
     for phase in phases:
         stages[phase.stage] = stages.get(phase.stage, 0.0) + phase.seconds
@@ -181,6 +184,7 @@ def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | No
     click.echo(f"total: {_duration(total)} of work")
     for n in ranks or (1, 2, 8):
         click.echo(f"  on {n} rank{'s' if n > 1 else ''}: about {_duration(wall_seconds(phases, n))}")
+    click.echo(site_estimate(found.units))
 
 
 def _duration(seconds: float) -> str:
@@ -202,6 +206,7 @@ def render(config_path: Path, overrides: tuple[str, ...], out: Path | None) -> N
     _writable(config, "site.out")
     report = render_site(config)
     click.echo(f"rendered {report.pages} pages in {report.out} ({report.pages / report.seconds:.0f} pages/s)")
+    click.echo(report.size.report())
 
 
 @main.command()

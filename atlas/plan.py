@@ -31,8 +31,17 @@ from atlas import registry
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
+from atlas.names import slug
 from atlas.nn.capture import capture
 from atlas.stages import Measured, universality
+
+
+@dataclass
+class Estimate:
+    """A cold sweep's phases, and the units it would show (for the site's size)."""
+
+    phases: list[Phase]
+    units: dict[str, int]  # a layer's folder in the site ("models/<model>/<layer>") -> units swept
 
 
 @dataclass
@@ -82,7 +91,7 @@ def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, devic
     return best / batch
 
 
-def estimate(config: Config, device: torch.device) -> list[Phase]:
+def estimate(config: Config, device: torch.device) -> Estimate:
     """Every stage's phases for a cold sweep of ``config`` on ``device``, in sweep order."""
     from atlas.pipeline import inspect_layers
 
@@ -93,6 +102,7 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
     batch = config.sweep.batch_size
     phases: list[Phase] = []
     folded: dict[str, float] = {}  # per model: seconds per image as universality runs it
+    units: dict[str, int] = {}
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
         start = time.perf_counter()
@@ -100,6 +110,7 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         build = time.perf_counter() - start
         layers = inspect_layers(model, spec.layers, spec.units, device, key)
         names = [layer.name for layer in layers]
+        units.update({f"models/{spec.slug}/{slug(layer.name)}": len(layer.units) for layer in layers})
         measured = Measured(config, device, images, model=model, spec=spec, layers=layers, build=build,
                             forward=forward_seconds(model, names, batch, device))
         folded[spec.name] = forward_seconds(universality.for_inference(model, layers), names, batch, device,
@@ -107,7 +118,7 @@ def estimate(config: Config, device: torch.device) -> list[Phase]:
         phases += _costs([s for s in stages if s.scope != "atlas"], measured, spec.name)
         del model, measured
     phases += _costs([s for s in stages if s.scope == "atlas"], Measured(config, device, images, models=folded), None)
-    return phases
+    return Estimate(phases, units)
 
 
 def _costs(stages: Sequence[registry.Stage], measured: Measured, model: str | None) -> list[Phase]:

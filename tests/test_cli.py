@@ -24,6 +24,9 @@ def test_build_end_to_end_then_rebuild_without_sweep_work(tiny_project, monkeypa
     catalog = json.loads((tiny_project / "site" / "catalog.json").read_text())
     units = [u for layer in catalog["models"][0]["layers"] for u in layer["units"]]
     assert len(units) == 6 and all((tiny_project / "site" / u["featurevis"]).is_file() for u in units)
+    files = [p for p in (tiny_project / "site").rglob("*") if p.is_file()]  # the build ends with the site's size
+    assert f"in {len(files):,} files" in result.output and "6 units" in result.output
+    assert "it fits GitHub Pages (1 GB a site, 100 MB a file)" in result.output
 
     from atlas.stages import featurevis
     monkeypatch.setattr(featurevis, "render_units", lambda *a, **k: pytest.fail("swept again"))

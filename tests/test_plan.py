@@ -20,12 +20,12 @@ def test_wall_time_follows_the_claim_rule_and_waits_at_every_stage():
 def test_estimate_has_every_configured_stage_and_grows_with_the_work(tiny_project):
     config = load_config(tiny_project / "atlas.toml", ["featurevis.steps=20"])
     cpu = torch.device("cpu")
-    phases = estimate(config, cpu)
+    phases = estimate(config, cpu).phases
     assert [p.stage for p in phases] == ["featurevis", "weights", "examples", "tuning", "circuits", "null", "families",
                                          "polysemanticity", "superposition"]
     featurevis = phases[0]
     assert len(featurevis.items) == 2 and all(s > 0 for s in featurevis.items)  # one chunk per layer
-    longer = estimate(load_config(tiny_project / "atlas.toml", ["featurevis.steps=2000"]), cpu)[0]
+    longer = estimate(load_config(tiny_project / "atlas.toml", ["featurevis.steps=2000"]), cpu).phases[0]
     # 100x the steps: at least a few times the time (the rest is the fixed cost per batch,
     # which dominates a model this small; the slope is measured, so noisy)
     assert longer.seconds > 3 * featurevis.seconds
@@ -42,6 +42,8 @@ def test_plan_command_prints_stages_total_and_ranks(tiny_project, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "by stage (cpu): featurevis" in result.output and "total:" in result.output
     assert "on 3 ranks: about" in result.output and "on 8 ranks" not in result.output
+    assert "site: about" in result.output and "for 6 units" in result.output  # before any work
+    assert "it would fit GitHub Pages" in result.output
     assert not (tiny_project / "cache" / "objects").exists()  # nothing was swept
 
 
@@ -52,7 +54,7 @@ def test_plan_is_one_loop_over_the_registry_and_says_what_it_cannot_estimate(tin
 
     config = load_config(tiny_project / "atlas.toml", ["featurevis.steps=2", "sweep.stages=['examples', 'atlas']",
                                                        "atlas.points=32", "atlas.grid=2"])
-    phases = estimate(config, torch.device("cpu"))
+    phases = estimate(config, torch.device("cpu")).phases
     assert [p.stage for p in phases] == ["examples", "atlas"]
     atlas_phase = phases[1]
     assert len(atlas_phase.items) == 2 and all(s > 0 for s in atlas_phase.items)  # one per layer
@@ -60,5 +62,5 @@ def test_plan_is_one_loop_over_the_registry_and_says_what_it_cannot_estimate(tin
 
     costless = registry.Stage("examples", "model", lambda ctx, model, layers: {})  # its module has no cost
     monkeypatch.setattr(registry, "STAGES", [costless if s.name == "examples" else s for s in registry.STAGES])
-    phases = estimate(config, torch.device("cpu"))
+    phases = estimate(config, torch.device("cpu")).phases
     assert phases[0].stage == "examples" and phases[0].items == [] and "not estimated" in phases[0].detail

@@ -28,16 +28,16 @@ import markupsafe
 from atlas.artifacts import Plan
 from atlas.config import Config
 from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
+from atlas.files import folder_mode
 from atlas.forked import can_fork, map_forked
 from atlas.names import slug
-from atlas.render import charts, diagrams
-from atlas.render import weightmaps
+from atlas.render import charts, diagrams, weightmaps
 from atlas.render.catalog import catalog, search_index
 from atlas.render.model import SiteModel
 from atlas.render.overview import polysemantic_overview
 from atlas.render.read import build_site
+from atlas.render.size import SiteSize, measure
 from atlas.render.urls import relative_url
-from atlas.files import folder_mode
 from atlas.store import Store, alive
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class RenderReport:
     pages: int
     files: int
     seconds: float
+    size: SiteSize  # what was written, and whether GitHub Pages would publish it
 
 
 def render_site(config: Config, out: Path | None = None, workers: int | None = None,
@@ -85,7 +86,9 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
     }
     _write_site(out, pages, data, site, workers or _cores())
-    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start)
+    units = sum(len(layer.units) for model in site.models for layer in model.layers)
+    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start,
+                          measure(out, units))
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
 
