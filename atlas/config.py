@@ -38,7 +38,6 @@ LAYOUTS = ("tsne", "umap")
 NULL_KINDS = ("auto", "permuted", "none")  # how the null networks are drawn (``atlas.models.twin``); none: no test  # activation atlas layouts (``atlas.stages.activation_atlas``)
 # A unit's feature visualization objectives (``atlas.registry``; "direction" is the activation atlas's).
 OBJECTIVES = tuple(name for name, o in registry.OBJECTIVES.items() if not o.along)
-PARAMETERISATIONS = ("fft", "maco")  # feature visualization image parameterisations
 PRECISIONS = ("auto", "fp32", "bf16")  # feature visualization arithmetic; auto: bf16 where the device has it natively
 
 
@@ -253,8 +252,8 @@ def _check(config: Config) -> None:
     for i, kind in enumerate(config.featurevis.objectives):
         require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",
                 f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
-    require(config.featurevis.param in PARAMETERISATIONS, "featurevis.param",
-            f"must be one of {', '.join(PARAMETERISATIONS)} (got {config.featurevis.param!r})")
+    require(config.featurevis.param in registry.PARAMETERISATIONS, "featurevis.param",
+            f"must be one of {', '.join(registry.PARAMETERISATIONS)} (got {config.featurevis.param!r})")
     require(config.null.kind in NULL_KINDS, "null.kind",
             f"must be one of {', '.join(NULL_KINDS)} (got {config.null.kind!r})")
     require(config.atlas.layout in LAYOUTS, "atlas.layout",

@@ -86,6 +86,19 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("direction", "all", along=True),
 )}
 PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
+PARAMETERISATIONS = ("fft", "maco")  # how feature visualization parameterises its images (``atlas.optvis``)
+
+
+def variant(kind: str, index: int) -> str:
+    """The name of one image of an objective: the objective's own name, or for a grouped
+    one (diversity) the objective and which image of the group it is: ``diversity-2``."""
+    return f"{kind}-{index}" if OBJECTIVES[kind].grouped else kind
+
+
+def objective_of(name: str) -> str:
+    """The objective a variant's name (``variant``) is an image of."""
+    kind, _, index = name.rpartition("-")
+    return kind if index.isdigit() and kind in OBJECTIVES else name
 
 
 def names() -> tuple[str, ...]:

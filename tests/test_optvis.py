@@ -87,3 +87,13 @@ def test_maco_images_fix_the_magnitude_and_seed_per_element():
     # Only the phase is a parameter; the magnitude is a buffer, the same for every image.
     assert [name for name, _ in images.named_parameters()] == ["phase"]
     assert images.magnitude[0, 0, 0, 0] == 0  # no DC: grey on average
+
+
+def test_the_registry_names_every_parameterisation_and_variant_names_say_their_objective():
+    from atlas import registry
+
+    assert tuple(optvis.PARAMETERISATIONS) == registry.PARAMETERISATIONS  # config checks against the registry's
+    assert [registry.variant("diversity", i) for i in range(2)] == ["diversity-0", "diversity-1"]
+    assert registry.variant("channel", 0) == "channel"
+    assert [registry.objective_of(v) for v in ("diversity-1", "channel", "negative")] == \
+        ["diversity", "channel", "negative"]

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from atlas import optvis
+from atlas import optvis, registry
 from atlas.artifacts import Featurevis, write
 from atlas.config import Config
 from atlas.forked import can_fork, map_forked
@@ -198,7 +198,7 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
                 continue
             u = str(unit)
             variants = activation.setdefault(u, {})
-            variant = f"{kind}-{sum(v.startswith(kind) for v in variants)}" if OBJECTIVES[kind].grouped else kind
+            variant = registry.variant(kind, sum(registry.objective_of(v) == kind for v in variants))
             variants[variant] = _finite(rendered.activations[i])
             start.setdefault(u, {})[variant] = _finite(rendered.start[i])
             random.setdefault(u, {})[variant] = _finite(rendered.random[i])

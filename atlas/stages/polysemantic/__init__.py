@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from atlas import artifacts
+from atlas import artifacts, registry
 from atlas.artifacts import Featurevis
 from atlas.images import save_webp
 from atlas.models import LoadedModel
@@ -345,7 +345,7 @@ def _diversity_vectors(ctx: StageContext, model: LoadedModel, layer: LayerInfo,
     for key in _diversity_source(ctx, layer):
         folder = ctx.store.path(Featurevis.STAGE, key)
         for unit, variants in Featurevis.read(folder).activation.items():
-            for variant in (v for v in variants if v.startswith("diversity")):
+            for variant in (v for v in variants if registry.objective_of(v) == "diversity"):
                 image = Image.open(folder / Featurevis.image(unit, variant)).convert("RGB")
                 images.setdefault(int(unit), []).append(np.asarray(image.resize((model.input_size,) * 2)))
     if not images:
