@@ -21,7 +21,7 @@ cache = "cache"
 stages = ["weights", "tuning", "circuits", "families"]
 
 [null]
-kind = "none"  # the criteria alone; the null test: tests/test_significance.py, test_groundtruth.py, render/test_site.py
+kind = "none"  # the criteria alone; the null test: test_significance.py and test_groundtruth.py beside this file, render/test_site.py
 
 [[models]]
 name = "families"
