@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from atlas.errors import AtlasError
 from atlas.files import write_json
+from atlas.names import slug
 from atlas.registry import PRIMARY
 
 SCHEMA = 1
@@ -175,7 +176,8 @@ class Featurevis(Record):
 
     @staticmethod
     def image(unit: int | str, variant: str = PRIMARY) -> str:
-        return f"{unit}.webp" if variant == PRIMARY else f"{unit}-{variant}.webp"
+        """A named objective's name, or a user's ``package.module:name`` made a file name."""
+        return f"{unit}.webp" if variant == PRIMARY else f"{unit}-{slug(variant)}.webp"
 
     @staticmethod
     def thumb(unit: int | str) -> str:

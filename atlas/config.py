@@ -250,8 +250,9 @@ def _check(config: Config) -> None:
                 f"; stages are {', '.join(known)}")
     require(len(config.featurevis.objectives) > 0, "featurevis.objectives", "list at least one objective")
     for i, kind in enumerate(config.featurevis.objectives):
-        require(kind in OBJECTIVES, f"featurevis.objectives[{i}]",
-                f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}")
+        require(kind in OBJECTIVES or _import_path(kind), f"featurevis.objectives[{i}]",
+                f"unknown objective {kind!r}{_suggest(kind, OBJECTIVES)}; objectives are {', '.join(OBJECTIVES)}, "
+                "or package.module:name of an atlas.optvis.objectives.Objective")
     require(config.featurevis.param in registry.PARAMETERISATIONS, "featurevis.param",
             f"must be one of {', '.join(registry.PARAMETERISATIONS)} (got {config.featurevis.param!r})")
     require(config.null.kind in NULL_KINDS, "null.kind",
@@ -344,6 +345,12 @@ def _describe(value: Any) -> str:
     kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
     return f"{kind} ({json.dumps(value, default=str)[:40]})" if not isinstance(value, dict) else kind
+
+
+def _import_path(text: str) -> bool:
+    """``package.module:name``, as a user's objective is named (imported when the sweep runs)."""
+    module, _, name = text.partition(":")
+    return bool(module and name) and all(part.isidentifier() for part in (*module.split("."), name))
 
 
 def _suggest(key: str, choices: typing.Iterable[str]) -> str:

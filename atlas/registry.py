@@ -69,22 +69,30 @@ STAGES: list[Stage] = [
 
 @dataclass(frozen=True)
 class Objective:
-    """What a feature visualization maximises for a unit (Lucid's objectives)."""
+    """How feature visualization lays out and reports an objective (its value is
+    ``atlas.optvis.objectives``'), and what the unit page says of it."""
 
     name: str
-    position: str  # "all": the mean over the feature map (a channel); "centre": its middle unit (a neuron)
-    negative: bool = False  # minimise the unit's signed value instead (what turns it off)
+    caption: str  # on the unit page, after the objective's name
+    negative: bool = False  # minimises the unit's signed value (what turns it off): its activation is reported
     grouped: bool = False  # ``featurevis.diversity`` images per unit, pushed apart (lucent's diversity)
     along: bool = False  # a given direction of the whole layer, not a unit (an activation atlas cell)
 
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
-    Objective("channel", "all"),
-    Objective("neuron", "centre"),
-    Objective("negative", "all", negative=True),
-    Objective("diversity", "all", grouped=True),
-    Objective("direction", "all", along=True),
+    Objective("channel", "excites the whole channel (the mean over space)"),
+    Objective("neuron", "excites only the centre position"),
+    Objective("negative", "minimises the channel (its activation is shown)", negative=True),
+    Objective("diversity", "images excite the unit while differing from each other, showing the different things "
+                           "it responds to", grouped=True),
+    Objective("direction", "excites a direction of the whole layer", along=True),
 )}
+
+
+def objective(kind: str) -> Objective:
+    """A named objective's record, or a user's (``package.module:name``, an
+    ``atlas.optvis.objectives.Objective``): one image per unit, reported as it is."""
+    return OBJECTIVES.get(kind) or Objective(kind, f"maximises {kind}, an objective of the config's")
 PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
 PARAMETERISATIONS = ("fft", "maco")  # how feature visualization parameterises its images (``atlas.optvis``)
 
@@ -92,7 +100,7 @@ PARAMETERISATIONS = ("fft", "maco")  # how feature visualization parameterises i
 def variant(kind: str, index: int) -> str:
     """The name of one image of an objective: the objective's own name, or for a grouped
     one (diversity) the objective and which image of the group it is: ``diversity-2``."""
-    return f"{kind}-{index}" if OBJECTIVES[kind].grouped else kind
+    return f"{kind}-{index}" if objective(kind).grouped else kind
 
 
 def objective_of(name: str) -> str:

@@ -134,3 +134,12 @@ class DegenerateNet(nn.Module):
 
 def make_degenerate_net() -> DegenerateNet:
     return DegenerateNet().eval()
+
+
+def _sharp_channel():
+    from atlas.optvis.objectives import channel, l1
+
+    return channel - 0.1 * l1
+
+
+sharp_channel = _sharp_channel()  # a user's objective, as a config names it: tests.tiny_models:sharp_channel

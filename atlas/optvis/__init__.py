@@ -33,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atlas.registry import OBJECTIVES, Objective
+from atlas.optvis import objectives
+from atlas.registry import objective
 
 
 def _lucent_constants() -> tuple[np.ndarray, np.ndarray]:
@@ -164,23 +165,16 @@ def unit_maps(acts: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     return acts[torch.arange(acts.shape[0], device=acts.device), units]
 
 
-def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequence[str],
+                     images: torch.Tensor | None = None) -> torch.Tensor:
     """Each batch element's objective value (to maximise), from its unit's map.
 
     response, signed: (N, H, W) or (N,), element i's own unit's response and its
     signed value before the activation (``atlas.nn.response``); kinds: the objective of
-    each element. Diversity elements use the channel objective here; the group penalty
-    is ``diversity_penalty``."""
-    def value(objective: Objective) -> torch.Tensor:
-        source = signed if objective.negative else response
-        if source.dim() > 1:
-            h, w = source.shape[1:]
-            source = source[:, h // 2, w // 2] if objective.position == "centre" else source.flatten(1).mean(1)
-        return -source if objective.negative else source
-
-    choose = {kind: value(OBJECTIVES[kind]) for kind in dict.fromkeys(kinds)}
-    return torch.stack([choose[kind][i] for i, kind in enumerate(kinds)]) if len(choose) > 1 \
-        else choose[kinds[0]]
+    each element (``atlas.optvis.objectives``: named, or the user's); images: the batch,
+    for objectives of the images themselves. Diversity elements use the channel
+    objective here; the group penalty is ``diversity_penalty``."""
+    return objectives.values(objectives.View(response, signed, images), kinds)
 
 
 def direction_values(acts: torch.Tensor, directions: torch.Tensor, origin: torch.Tensor | None = None,
@@ -223,8 +217,8 @@ def objective_batch(units: Sequence[int], objectives: Sequence[str], diversity: 
     element_units, kinds, groups = [], [], []
     for unit in units:
         for kind in objectives:
-            count = diversity if OBJECTIVES[kind].grouped else 1
-            if OBJECTIVES[kind].grouped:
+            count = diversity if objective(kind).grouped else 1
+            if objective(kind).grouped:
                 groups.append(list(range(len(kinds), len(kinds) + count)))
             element_units += [unit] * count
             kinds += [kind] * count

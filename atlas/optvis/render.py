@@ -31,7 +31,7 @@ from atlas.nn.capture import capture, layer_inputs
 from atlas.nn.narrow import NarrowedLayer, narrow_layer
 from atlas.nn.redirect import redirected_rectifiers
 from atlas.nn.response import Response, find_response
-from atlas.registry import OBJECTIVES
+from atlas.registry import objective
 from atlas.seeds import derive_seed
 
 log = logging.getLogger(__name__)
@@ -120,27 +120,28 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
             acts = capture(model.module, x, [layer], detach=False)[layer].float()
         return acts, optvis.unit_maps(acts, unit_index)
 
-    def objectives_of(maps: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+    def objectives_of(maps: torch.Tensor, x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
         signed = response.signed(maps, unit_index)
-        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds)
+        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds, x)
 
     def loss(x: torch.Tensor, warm_up: bool) -> torch.Tensor:
         acts, maps = layer_maps(x)
-        values = objectives_of(maps, warm_up=warm_up)
+        values = objectives_of(maps, x, warm_up=warm_up)
         if groups and diversity_weight > 0:
             penalty = optvis.diversity_penalty(acts, groups)
             return -values.sum() + diversity_weight * values.detach().abs().mean() * penalty
         return -values.sum()
 
     with torch.no_grad():
-        start = objectives_of(layer_maps(images())[1])
+        begun = images()
+        start = objectives_of(layer_maps(begun)[1], begun)
     _optimise(images, loss, robustness, draws, lr=lr, redirect=redirect)
     with torch.no_grad():
         final = images()
         maps = layer_maps(final)[1]
-        values = objectives_of(maps)
+        values = objectives_of(maps, final)
         random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
-    negative = torch.tensor([OBJECTIVES[k].negative for k in kinds], device=device)
+    negative = torch.tensor([objective(k).negative for k in kinds], device=device)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
     reported = lambda v: torch.where(negative, -v, v).float().cpu().numpy()  # noqa: E731
     return Rendered(element_units, kinds, to_uint8(final.permute(0, 2, 3, 1).float().cpu().numpy()),
@@ -221,7 +222,8 @@ def _random_probes(model: LoadedModel, layer: str, response: Response, units: Se
     """Each element's best objective value on ``PROBES`` random images (uniform noise,
     half of it blurred), and the layer's scale: the largest mean response of any of its
     units to one of them. The probes depend on the layer's seed only, never on the batch."""
-    x = model.normalize(probe_images(size, seed).to(device)).contiguous(memory_format=torch.channels_last)
+    probes = probe_images(size, seed).to(device)
+    x = model.normalize(probes).contiguous(memory_format=torch.channels_last)
     acts = capture(model.module, x, [layer])[layer].float()  # (P, C, ...)
     channels = torch.arange(acts.shape[1], device=device)
     flat = acts.transpose(0, 1).reshape(acts.shape[1] * PROBES, *acts.shape[2:])  # channel-major
@@ -233,7 +235,7 @@ def _random_probes(model: LoadedModel, layer: str, response: Response, units: Se
     best = []
     for unit, kind in zip(units, kinds):
         rows = slice(unit * PROBES, (unit + 1) * PROBES)
-        best.append(optvis.objective_values(rectified[rows], signed[rows], [kind] * PROBES).max())
+        best.append(optvis.objective_values(rectified[rows], signed[rows], [kind] * PROBES, probes).max())
     return torch.stack(best), scale
 
 

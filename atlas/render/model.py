@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from atlas import registry
 from atlas.artifacts import MixingSummary
 
 
@@ -186,6 +187,14 @@ class Unit:
         if self.examples:
             return self.examples[0].crop or self.examples[0].src, "top dataset example"
         return None
+
+    @property
+    def other_objectives(self) -> list[tuple[str, str]]:
+        """Each objective of its other images once, in the registry's order (the user's
+        after), with what the page says it does (``registry.Objective.caption``)."""
+        kinds = {registry.objective_of(variant.kind) for variant in self.variants}
+        ordered = [kind for kind in registry.OBJECTIVES if kind in kinds] + sorted(kinds - set(registry.OBJECTIVES))
+        return [(kind, registry.objective(kind).caption) for kind in ordered]
 
     @property
     def circuit_rules(self) -> str:

@@ -69,7 +69,7 @@ def resolve_precision(setting: str, device: torch.device) -> str:
 
 
 def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
-    return sum(diversity if OBJECTIVES[kind].grouped else 1 for kind in objectives)
+    return sum(diversity if registry.objective(kind).grouped else 1 for kind in objectives)
 
 
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
@@ -78,6 +78,9 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
               "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail,
               "seed": ctx.config.sweep.seed, "param": cfg.param, "redirect": cfg.redirect, "check": [PROBES, GAIN, FLOOR],
               "precision": resolve_precision(cfg.precision, ctx.device)}
+    custom = {kind: optvis.objectives.resolve(kind).caption for kind in cfg.objectives if kind not in OBJECTIVES}
+    if custom:  # a user's objective is keyed by what it says it maximises, not its name alone
+        params["custom"] = custom
     keys = {layer.name: [artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units,
                                       **params) for units in chunks(layer.units, CHUNK)] for layer in layers}
     pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
