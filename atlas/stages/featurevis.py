@@ -225,7 +225,7 @@ def _finite(value: float) -> float | None:
 def cost(m: Measured) -> Cost:
     per_unit = unit_seconds(m)
     items = [per_unit[layer.name] * len(c) for layer in m.layers for c in chunks(layer.units, CHUNK)]
-    parts = ", ".join(f"{name} {ms:.1f} ms" for name, ms in m.notes["featurevis unit-step ms"].items())
+    parts = ", ".join(f"{name} {ms:.1f} ms" for name, ms in m.notes["featurevis"]["unit-step ms"].items())
     return Cost(items, f"{sum(m.units.values())} units x {m.config.featurevis.steps} steps; per unit-step {parts}")
 
 
@@ -237,13 +237,13 @@ def unit_seconds(m: Measured) -> dict[str, float]:
     if "featurevis" not in m.notes:
         cfg = m.config.featurevis
         prepared = prepare(m.model, [layer.name for layer in m.layers], m.device)
-        m.notes["featurevis"], m.notes["featurevis unit-step ms"] = {}, {}
+        timed = m.notes["featurevis"] = {"per unit": {}, "unit-step ms": {}}
         for layer in m.layers:
             per_step, fixed, group = _batch_seconds(m.config, prepared, layer, m.device)
             seconds = math.ceil(len(layer.units) / group) * (fixed + cfg.steps * per_step)
-            m.notes["featurevis"][layer.name] = seconds / len(layer.units)
-            m.notes["featurevis unit-step ms"][layer.name] = per_step * 1e3 / group
-    return m.notes["featurevis"]
+            timed["per unit"][layer.name] = seconds / len(layer.units)
+            timed["unit-step ms"][layer.name] = per_step * 1e3 / group
+    return m.notes["featurevis"]["per unit"]
 
 
 def _batch_seconds(config: Config, model: LoadedModel, layer: LayerInfo, device: torch.device,
