@@ -8,44 +8,18 @@ import json
 
 import pytest
 
-from tests.conftest import write_config
-
-CONFIG = """
-[data]
-images = "images"
-limit = 100
-
-[sweep]
-cache = "cache"
-batch_size = 4
-stages = ["featurevis", "weights", "examples", "tuning", "null", "families", "polysemanticity"]
-
-[featurevis]
-steps = 6
-size = 32
-thumbnail = 16
-objectives = ["channel"]
-
-[examples]
-top = 3
-
-[[models]]
-name = "degenerate"
-arch = "tests.tiny_models:make_degenerate_net"
-layers = ["conv1"]
-input_size = 16
-"""
+STAGES = ["featurevis", "weights", "examples", "tuning", "null", "families", "polysemanticity"]
 
 
-def test_units_without_an_answer_say_why_in_every_stage(tmp_path, caplog):
+def test_units_without_an_answer_say_why_in_every_stage(tiny_project, caplog):
     from atlas.config import load_config
     from atlas.pipeline import sweep
     from atlas.render import render_site
     from atlas.store import Store
-    from tests.conftest import make_images
 
-    make_images(tmp_path / "images")
-    config = load_config(write_config(tmp_path, CONFIG))
+    config = load_config(tiny_project / "atlas.toml", [
+        "models[0].arch='tests.tiny_models:make_degenerate_net'", "models[0].layers=['conv1']",
+        f"sweep.stages={STAGES}", "featurevis.objectives=['channel']"])
     sweep(config)
     site = render_site(config).out
     units = json.loads((site / "catalog.json").read_text())["models"][0]["layers"][0]["units"]
@@ -59,8 +33,8 @@ def test_units_without_an_answer_say_why_in_every_stage(tmp_path, caplog):
     examples = {1: "same activation", 2: "never active", 3: "not finite"}
     tuning = {1: "same response", 2: "same response", 3: "not finite"}
     polysemanticity = {1: "all equal", 2: "all equal", 3: "not finite"}
-    store = Store(tmp_path / "cache")
-    (examples_key,) = json.loads((tmp_path / "cache" / "manifests" / "examples.json").read_text())
+    store = Store(tiny_project / "cache")
+    (examples_key,) = json.loads((tiny_project / "cache" / "manifests" / "examples.json").read_text())
     stored = json.loads((store.path("examples", examples_key) / "data.json").read_text())["units"]
     for index in (1, 2, 3):
         unit = by_index[index]
@@ -80,5 +54,5 @@ def test_units_without_an_answer_say_why_in_every_stage(tmp_path, caplog):
                    "responses to the stimuli are not finite", "Feature visualization failed"):
         assert reason in page, reason
 
-    for path in (tmp_path / "cache" / "objects").rglob("*.json"):  # nothing stored as NaN (strict JSON parses)
+    for path in (tiny_project / "cache" / "objects").rglob("*.json"):  # nothing stored as NaN (strict JSON parses)
         json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{path}: {name}"))
