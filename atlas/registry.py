@@ -92,7 +92,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 def objective(kind: str) -> Objective:
     """A named objective's record, or a user's (``package.module:name``, an
     ``atlas.optvis.objectives.Objective``): one image per unit, reported as it is."""
-    return OBJECTIVES.get(kind) or Objective(kind, f"maximises {kind}, an objective of the config's")
+    return OBJECTIVES.get(kind) or Objective(kind, "is an objective this config defines")
 PRIMARY = "channel"  # the objective whose image stands for the unit: thumbnail, its families' first argument
 PARAMETERISATIONS = ("fft", "maco")  # how feature visualization parameterises its images (``atlas.optvis``)
 

@@ -56,4 +56,4 @@ def test_a_config_names_a_user_objective_and_its_images_reach_the_page(tiny_proj
     variant = unit["featurevis_variants"]["tests.tiny_models:sharp_channel"]
     assert (site / variant["src"]).is_file() and variant["src"].endswith("0-tests.tiny_models-sharp_channel.webp")
     page = (site / unit["url"]).read_text()
-    assert "<em>tests.tiny_models:sharp_channel</em> maximises tests.tiny_models:sharp_channel" in page
+    assert "<em>tests.tiny_models:sharp_channel</em> is an objective this config defines." in page
