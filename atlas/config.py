@@ -98,6 +98,13 @@ class ExamplesConfig:
 
 
 @dataclass(frozen=True)
+class TuningConfig:
+    # Joint tuning: each unit's top examples turn about where it fired (``atlas.stages.tuning``).
+    joint_examples: int = ranged(3, 0, 1000)  # top examples turned per unit; 0: no joint tuning
+    joint_step: int = ranged(15, 1, 180)  # degrees between turns (24 angles at 15)
+
+
+@dataclass(frozen=True)
 class AtlasConfig:
     points: int = ranged(4000, 16, 1_000_000)  # activation vectors (image x position) laid out per layer
     grid: int = ranged(12, 2, 256)  # cells on a side of the layout's grid
@@ -162,6 +169,8 @@ class Config:
     sweep: SweepConfig = SweepConfig()
     featurevis: FeaturevisConfig = FeaturevisConfig()
     examples: ExamplesConfig = ExamplesConfig()
+    # Added after sweeps were cached: left out of the digest at its defaults, so those sweeps stay found.
+    tuning: TuningConfig = field(default=TuningConfig(), metadata={"digest_default": False})
     atlas: AtlasConfig = AtlasConfig()
     dictionary: DictionaryConfig = DictionaryConfig()
     superposition: SuperpositionConfig = SuperpositionConfig()
@@ -394,12 +403,16 @@ def _plain(obj: Any, results_only: bool = False) -> Any:
     """A config as JSON-able plain data (``results_only``: without the ``how_only`` settings)."""
     if dataclasses.is_dataclass(obj):
         return {f.name: _plain(getattr(obj, f.name), results_only) for f in dataclasses.fields(obj)
-                if not (results_only and f.metadata.get("how"))}
+                if not (results_only and (f.metadata.get("how") or _left_out_at_default(obj, f)))}
     if isinstance(obj, (tuple, list)):
         return [_plain(v, results_only) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _left_out_at_default(obj: Any, f: dataclasses.Field) -> bool:
+    return f.metadata.get("digest_default") is False and getattr(obj, f.name) == f.default
 
 
 def _digest(data: Any) -> str:

@@ -32,7 +32,7 @@ from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
 from atlas.names import slug
-from atlas.nn.capture import capture
+from atlas.nn.capture import capture, find_modules
 from atlas.stages import Measured, universality
 
 
@@ -74,21 +74,38 @@ def wall_seconds(phases: Sequence[Phase], ranks: int) -> float:
 
 
 def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, device: torch.device,
-                    channels_last: bool = False) -> float:
-    """Measured seconds per image of a forward pass to ``layers``, in batches of ``batch``."""
+                    channels_last: bool = False) -> dict[str, float]:
+    """Measured seconds per image of a forward pass that stops at each of ``layers`` (the
+    time its output is ready, in one pass to the deepest), in batches of ``batch``."""
     x = torch.rand(batch, 3, model.input_size, model.input_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        capture(model.module, model.normalize(x), list(layers))  # warm-up: kernels chosen, memory taken
-        best = math.inf
-        for _ in range(5):
-            start = time.perf_counter()
-            capture(model.module, model.normalize(x), list(layers))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
-    return best / batch
+    modules = find_modules(model.module, layers)
+    best = dict.fromkeys(layers, math.inf)
+    ready: dict[str, float] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs, output) -> None:
+            if name not in ready:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                ready[name] = time.perf_counter()
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
+    try:
+        with torch.no_grad():
+            capture(model.module, model.normalize(x), list(layers))  # warm-up: kernels chosen, memory taken
+            for _ in range(5):
+                ready.clear()
+                start = time.perf_counter()
+                capture(model.module, model.normalize(x), list(layers))
+                for name in layers:
+                    best[name] = min(best[name], ready[name] - start)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: seconds / batch for name, seconds in best.items()}
 
 
 def estimate(config: Config, device: torch.device) -> Estimate:
@@ -111,10 +128,11 @@ def estimate(config: Config, device: torch.device) -> Estimate:
         layers = inspect_layers(model, spec.layers, spec.units, device, key)
         names = [layer.name for layer in layers]
         units.update({f"models/{spec.slug}/{slug(layer.name)}": len(layer.units) for layer in layers})
+        to = forward_seconds(model, names, batch, device)
         measured = Measured(config, device, images, model=model, spec=spec, layers=layers, build=build,
-                            forward=forward_seconds(model, names, batch, device))
-        folded[spec.name] = forward_seconds(universality.for_inference(model, layers), names, batch, device,
-                                            channels_last=True)
+                            forward=max(to.values()), forward_to=to)
+        folded[spec.name] = max(forward_seconds(universality.for_inference(model, layers), names, batch, device,
+                                                channels_last=True).values())
         phases += _costs([s for s in stages if s.scope != "atlas"], measured, spec.name)
         del model, measured
     phases += _costs([s for s in stages if s.scope == "atlas"], Measured(config, device, images, models=folded), None)

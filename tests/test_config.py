@@ -124,3 +124,12 @@ def test_sweep_digest_ignores_the_site_and_the_device(tmp_path):
     speed = ["sweep.batch_size=7", "featurevis.batch=3", "featurevis.workers=1"]
     assert load_config(path, speed).sweep_digest() == base
     assert load_config(path, ["featurevis.steps=3"]).sweep_digest() != base
+
+
+def test_a_section_added_later_leaves_the_digest_of_its_defaults_alone(tmp_path):
+    from atlas.config import _plain
+
+    path = write_config(tmp_path)
+    config = load_config(path)
+    assert "tuning" not in _plain(config, results_only=True)  # sweeps cached before it existed stay found
+    assert load_config(path, ["tuning.joint_step=30"]).sweep_digest() != config.sweep_digest()

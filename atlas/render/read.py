@@ -15,7 +15,9 @@ from atlas.names import slug
 from atlas.registry import PRIMARY
 from atlas.render.model import (ActivationAtlas, AtlasCell, Edge, Example, Family, Layer, Match, Meaning, Model,
                                 Polysemanticity, SiteModel, Unit, Universality, Variant)
+from atlas.render.urls import unit_folder
 from atlas.store import Store
+
 
 def build_site(plan: Plan, store: Store) -> SiteModel:
     site = SiteModel(models=[], data=plan.data)
@@ -94,7 +96,7 @@ class _Reader:
         self.store, self.copies, self.thumbnails = store, copies, thumbnails
 
     def layer(self, entry: LayerEntry, base: str) -> Layer:
-        units = {i: Unit(index=i, url=f"{base}/{i}.html") for i in entry.units}
+        units = {i: Unit(index=i, url=f"{unit_folder(base, i)}/{i}.html") for i in entry.units}
         readers = {"featurevis": self.featurevis, "weights": self.weights, "examples": self.examples,
                    "tuning": self.tuning, "polysemanticity": self.polysemanticity}
         for stage, read in readers.items():
@@ -157,11 +159,11 @@ class _Reader:
             u = units[int(unit)]
             failed = found.failed.get(unit, [])
             for kind, value in values.items():
-                image = self._copy(f"{base}/img/fv-{records.Featurevis.image(unit, kind)}",
+                image = self._copy(f"{unit_folder(base, int(unit))}/img/fv-{records.Featurevis.image(unit, kind)}",
                                    folder / records.Featurevis.image(unit, kind))
                 if kind == PRIMARY:
                     u.featurevis = image
-                    u.featurevis_thumb = self._copy(f"{base}/img/fv-{records.Featurevis.thumb(unit)}",
+                    u.featurevis_thumb = self._copy(f"{unit_folder(base, int(unit))}/img/fv-{records.Featurevis.thumb(unit)}",
                                                     folder / records.Featurevis.thumb(unit))
                     u.featurevis_activation = value
                     u.featurevis_start = found.start[unit][kind]
@@ -178,27 +180,27 @@ class _Reader:
             if str(unit) in found.no_answer:
                 units[unit].weights_no_answer = found.no_answer[str(unit)]
                 continue
-            units[unit].weights = self._copy(f"{base}/img/w-{records.Weights.image(unit)}",
+            units[unit].weights = self._copy(f"{unit_folder(base, unit)}/img/w-{records.Weights.image(unit)}",
                                              folder / records.Weights.image(unit))
 
     def examples(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Examples.STAGE, key)
         found = records.Examples.read(folder)
         for unit, summary in found.units.items():
-            u = units[int(unit)]
+            u, here = units[int(unit)], unit_folder(base, int(unit))
             u.dead = bool(summary["dead"])
             if isinstance(summary["dead"], str):  # the reason (True before examples' format 6)
                 u.dead_reason = summary["dead"]
             if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
-                u.examples = [self.example(ex, found, folder, base) for ex in summary["top"]]
+                u.examples = [self.example(ex, found, folder, here) for ex in summary["top"]]
                 u.duplicates = summary["duplicates"]
-                u.quantiles = [[self.example(ex, found, folder, base) for ex in group]
+                u.quantiles = [[self.example(ex, found, folder, here) for ex in group]
                                for group in summary["quantiles"]]
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
             u.unrectified = found.unrectified
-            u.negative_examples = [self.example(ex, found, folder, base) for ex in summary.get("bottom", [])]
+            u.negative_examples = [self.example(ex, found, folder, here) for ex in summary.get("bottom", [])]
 
     def tuning(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Tuning.STAGE, key)
@@ -213,6 +215,7 @@ class _Reader:
         folder = self.store.path(records.Polysemanticity.STAGE, key)
         found = records.Polysemanticity.read(folder)
         for unit, scored in found.units.items():
+            here = unit_folder(base, int(unit))
             if scored["score"] is None:  # before format 6, "silent" alone
                 units[int(unit)].polysemanticity_no_answer = scored.get("no_answer", "its strongest responses are all equal")
                 continue
@@ -220,7 +223,7 @@ class _Reader:
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found.top,
                 explained=scored.get("explained"), null=scored.get("null"),
-                meanings=[Meaning(c["size"], [self.example(ex, found, folder, base)
+                meanings=[Meaning(c["size"], [self.example(ex, found, folder, here)
                                               for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
                           for c in scored["clusters"]])
 
@@ -231,12 +234,13 @@ class _Reader:
                                               "values": values})
 
     def example(self, ex: dict[str, Any], found: records.Examples | records.Polysemanticity, folder: Path,
-                base: str) -> Example:
-        """One example of an examples (or polysemanticity) record, its images queued for copying."""
+                here: str) -> Example:
+        """One example of an examples (or polysemanticity) record, its images queued for
+        copying (its crop into the unit's folder ``here``)."""
         image = found.images[str(ex["image"])]
         height, width = found.grid
         src = self.dataset_thumbnail(ex["image"])
-        crop = self._copy(f"{base}/img/{ex['crop']}", f"{folder}/{ex['crop']}") if "crop" in ex else None
+        crop = self._copy(f"{here}/img/{ex['crop']}", f"{folder}/{ex['crop']}") if "crop" in ex else None
         return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
                        x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
 

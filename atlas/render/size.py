@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+
 PAGES_SITE = 1 << 30  # bytes: GitHub Pages' limit on a published site
 PAGES_FILE = 100 << 20  # bytes: the largest file git hosting (and so Pages) accepts
 FOLDER_FILES = 1_000  # files: Atlas's own budget per folder
 # What a site takes per unit, measured on the default atlas's (2026-12-06: 126.4 MB, 32,983
 # files for 1,184 units; its fullest folder, the 208 units of inception mixed4a, 4,831 images).
 PER_UNIT = 109.3 * 1024  # bytes
-IMAGES_PER_UNIT = 23.2  # files in a layer's img/ folder per unit
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,15 @@ class SiteSize:
 
 def estimate(layers: dict[str, int]) -> str:
     """What ``atlas plan`` says of the site before any work, from the units of each
-    layer (``{"model/layer": units}``) at the default atlas's measured size per unit."""
+    layer (``{"model/layer": units}``) at the default atlas's measured size per unit.
+    (No folder grows with a layer: ``urls.unit_folder`` keeps its units in folders of
+    ``UNITS_PER_FOLDER``.)"""
     units = sum(layers.values())
     if not units:
         return "site: no units to show"
-    fullest, most = max(layers.items(), key=lambda item: item[1])
-    folder = round(most * IMAGES_PER_UNIT)
     verdict = "it would fit GitHub Pages" if units * PER_UNIT <= PAGES_SITE else "it would not fit GitHub Pages (1 GB)"
-    crowded = f"; {fullest}/img/ would hold about {folder:,} files, over Atlas's {FOLDER_FILES:,} a folder" \
-        if folder > FOLDER_FILES else ""
     return (f"site: about {_size(units * PER_UNIT)} for {units:,} units (at {_size(PER_UNIT)} a unit, as the "
-            f"default atlas measures); {verdict}{crowded}")
+            f"default atlas measures); {verdict}")
 
 
 def measure(site: Path, units: int = 0) -> SiteSize:

@@ -29,3 +29,16 @@ def relative_url(target: str, page: str) -> str:
     while common < len(folder) and common < len(parts) - 1 and parts[common] == folder[common]:
         common += 1
     return "/".join([".."] * (len(folder) - common) + parts[common:]) + hash_ + fragment
+
+
+UNITS_PER_FOLDER = 32
+"""Units whose pages and images share a folder: a unit has two pages and up to about
+thirty images, so a folder stays under a thousand files (GitHub Pages serves any
+number, but repositories and browsers of the site slow down past that)."""
+
+
+def unit_folder(layer: str, unit: int) -> str:
+    """The folder of ``unit``'s pages and images under a layer's folder ``layer``:
+    ``<layer>/64-95`` for units 64 to 95."""
+    start = unit // UNITS_PER_FOLDER * UNITS_PER_FOLDER
+    return f"{layer}/{start}-{start + UNITS_PER_FOLDER - 1}"

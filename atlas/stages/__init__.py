@@ -75,6 +75,7 @@ class Measured:
     spec: ModelConfig | None = None  # its config entry
     layers: list[LayerInfo] = field(default_factory=list)
     forward: float = 0.0  # seconds per image of a forward pass to the swept layers
+    forward_to: dict[str, float] = field(default_factory=dict)  # ... that stops at each layer
     build: float = 0.0  # seconds to build the model (a null network is built the same way)
     models: dict[str, float] = field(default_factory=dict)  # per model: seconds per image folded, channels-last
     notes: dict[str, Any] = field(default_factory=dict)  # what one cost model leaves for a later one
@@ -82,6 +83,10 @@ class Measured:
     @property
     def spatial(self) -> list[LayerInfo]:
         return [layer for layer in self.layers if layer.spatial]
+
+    def to(self, layer: str) -> float:
+        """Seconds per image of a forward pass that stops at ``layer``."""
+        return self.forward_to.get(layer, self.forward)
 
     @property
     def units(self) -> dict[str, int]:

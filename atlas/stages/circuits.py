@@ -207,5 +207,6 @@ FORWARDS_PER_UNIT = 10.8  # forward passes' worth of backward passes per target 
 
 
 def cost(m: Measured) -> Cost:
-    return Cost([m.units[layer.name] * (COST_PER_UNIT + FORWARDS_PER_UNIT * m.forward) for layer in m.spatial[1:]],
+    return Cost([m.units[layer.name] * (COST_PER_UNIT + FORWARDS_PER_UNIT * m.to(layer.name))
+                 for layer in m.spatial[1:]],
                 "expanded weights")

@@ -139,8 +139,12 @@ def summarize(responses: np.ndarray, bank: Bank) -> list[dict[str, Any]]:
     return summaries
 
 
-JOINT_ANGLES = tuple(range(0, 360, 15))
-JOINT_EXAMPLES = 3  # top examples rotated per unit
+def joint_angles(step: int) -> tuple[int, ...]:
+    """The turns joint tuning shows, in degrees: 0, step, 2 step, ... below 360."""
+    return tuple(range(0, 360, step))
+
+
+JOINT_ANGLES = joint_angles(15)  # the default ``[tuning] joint_step``
 
 
 def rotations(image: torch.Tensor, centre: tuple[float, float], angles: Sequence[float]) -> torch.Tensor:
@@ -163,20 +167,28 @@ def rotations(image: torch.Tensor, centre: tuple[float, float], angles: Sequence
 
 
 def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
-                 device: torch.device, response: Response | None = None) -> dict[int, np.ndarray]:
+                 device: torch.device, response: Response | None = None,
+                 angles: Sequence[float] = JOINT_ANGLES) -> dict[int, np.ndarray]:
     """For each unit, the responses of every unit of ``units`` at the point where it fired,
-    as its top examples turn: {unit: (angles, units)}, the mean over its examples."""
+    as its top examples turn: {unit: (angles, units)}, the mean over its examples.
+
+    Every unit of the layer is read at each turned example, so an example two units share
+    (the same pixels array, fired at the same place) is turned and shown once."""
     index = torch.tensor(list(units), device=device)
+    shown: dict[tuple, np.ndarray] = {}
     out = {}
     with torch.no_grad():
         for unit, found in examples.items():
             curves = []
             for pixels, (y, x), (fy, fx) in found:
-                image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
-                turned = rotations(image, (fy, fx), JOINT_ANGLES)
-                acts = as_read(response, capture(model.module, model.normalize(turned), [layer])[layer]
-                               .index_select(1, index), index)
-                curves.append(acts[:, :, y, x].float().cpu().numpy())
+                seen = (id(pixels), y, x, fy, fx)
+                if seen not in shown:
+                    image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
+                    turned = rotations(image, (fy, fx), angles)
+                    acts = as_read(response, capture(model.module, model.normalize(turned), [layer])[layer]
+                                   .index_select(1, index), index)
+                    shown[seen] = acts[:, :, y, x].float().cpu().numpy()
+                curves.append(shown[seen])
             if curves:
                 out[unit] = np.mean(curves, axis=0)
     return out
@@ -192,7 +204,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
             examples_key = (ctx.artifacts.get(layer.name, {}).get("examples") or [None])[0]
             key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
                                units=layer.units, input_size=model.input_size, examples=examples_key,
-                               joint=[JOINT_ANGLES, JOINT_EXAMPLES])
+                               joint=[joint_angles(ctx.config.tuning.joint_step), ctx.config.tuning.joint_examples])
             keys[layer.name] = [key]
             if ctx.needs(STAGE, key, cost=len(layer.units)):
                 _compute(ctx, model, layer, key, examples_key)
@@ -202,14 +214,19 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
 
 def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examples_key: str | None,
                   field_) -> dict[int, list[tuple]]:
-    """Each unit's top examples as (pixels, feature-map position, input-pixel centre)."""
-    if examples_key is None or ctx.dataset is None:
+    """Each unit's top examples as (pixels, feature-map position, input-pixel centre); an
+    image several units share is loaded once (one array: ``joint_tuning`` turns it once)."""
+    count = ctx.config.tuning.joint_examples
+    if examples_key is None or ctx.dataset is None or count == 0:
         return {}
     data = ctx.store.read(Examples, examples_key).json()
+    loaded: dict[str, np.ndarray | None] = {}
     found: dict[int, list[tuple]] = {}
     for unit, summary in data["units"].items():
-        for ex in summary["top"][:JOINT_EXAMPLES]:
-            pixels = ctx.dataset.load(ex["image"], model.input_size)
+        for ex in summary["top"][:count]:
+            if ex["image"] not in loaded:
+                loaded[ex["image"]] = ctx.dataset.load(ex["image"], model.input_size)
+            pixels = loaded[ex["image"]]
             if pixels is not None:
                 top, left, bottom, right = field_.box(ex["y"], ex["x"])
                 found.setdefault(int(unit), []).append(
@@ -226,8 +243,9 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     reasons = no_answers(responses)
     responses = np.nan_to_num(responses, nan=0.0, posinf=0.0, neginf=0.0)  # a unit that is not finite: no answer
     summaries = summarize(responses, bank)
+    angles = joint_angles(ctx.config.tuning.joint_step)
     joint = joint_tuning(model, layer.name, layer.units,
-                         _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response)
+                         _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response, angles)
     if joint:
         # A unit that is not finite owns no angle (it has no answer).
         joint = {u: np.nan_to_num(curves, nan=0.0, posinf=0.0, neginf=0.0) for u, curves in joint.items()}
@@ -237,7 +255,7 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
             if unit in joint:
                 normalised = joint[unit] / scale
                 summaries[row]["joint"] = {
-                    "angles": list(JOINT_ANGLES),
+                    "angles": list(angles),
                     "self": normalised[:, row].round(4).tolist(),
                     "takeover": [int(layer.units[i]) for i in normalised.argmax(1)],
                     "takeover_response": normalised.max(1).round(4).tolist(),
@@ -274,13 +292,15 @@ def no_answers(responses: np.ndarray) -> list[str | None]:
     return found
 
 
-PASSES = 0.61  # forward passes' worth of work per stimulus (a convolution computes its centre alone)
+PASSES = 1.0  # forward passes (to the layer) per stimulus or turned example
 COST_PER_SHOWN = 0.00036  # seconds per stimulus or rotated example: drawing and rotating it
 BANK = 798  # stimuli in the bank, whatever the field's size
 
 
 def cost(m: Measured) -> Cost:
-    shown = {layer.name: BANK + m.units[layer.name] * JOINT_EXAMPLES * len(JOINT_ANGLES) * (m.images > 0)
-             for layer in m.spatial}
-    return Cost([n * (m.forward * PASSES + COST_PER_SHOWN) for n in shown.values()],
-                f"{sum(shown.values())} stimuli and rotated examples x {m.forward * 1e3:.2f} ms")
+    settings = m.config.tuning
+    turned = settings.joint_examples * len(joint_angles(settings.joint_step)) * (m.images > 0)
+    shown = {layer.name: BANK + m.units[layer.name] * turned for layer in m.spatial}
+    return Cost([n * (m.to(name) * PASSES + COST_PER_SHOWN) for name, n in shown.items()],
+                f"{sum(shown.values())} stimuli and turned examples x {m.forward * 1e3:.2f} ms or less "
+                "(a forward pass to the layer)")

@@ -197,4 +197,4 @@ def test_a_cancelling_circuit_is_stored_shown_and_cataloged_as_no_answer(tmp_pat
     assert all(u["circuit"]["no_answer"] == reason and u["inputs"] == [] for u in conv2["units"])
     page = (site / conv2["units"][0]["url"]).read_text()
     assert f"Circuit from <code>conv1</code>: no answer ({reason})." in page
-    assert not list(site.glob("models/*/*/circuits/*.html"))  # no empty circuit pages
+    assert not list(site.glob("models/*/*/*/circuits/*.html"))  # no empty circuit pages

@@ -49,11 +49,11 @@ def _pages(site: Path) -> list[Path]:
 def test_every_page_type_exists_at_its_permalink(built_site):
     model = "color-script-alert-1-script-net"
     for path in ["index.html", f"models/{model}/index.html", f"models/{model}/conv1/index.html",
-                 f"models/{model}/conv1/0.html", f"models/{model}/conv2/1.html", "catalog.json"]:
+                 f"models/{model}/conv1/0-31/0.html", f"models/{model}/conv2/0-31/1.html", "catalog.json"]:
         assert (built_site / path).is_file(), path
     families = sorted(built_site.glob(f"models/{model}/*/families/*.html"))
     assert families and (built_site / f"models/{model}/families.html").is_file()
-    circuits = sorted(built_site.glob(f"models/{model}/*/circuits/*.html"))
+    circuits = sorted(built_site.glob(f"models/{model}/*/*/circuits/*.html"))
     assert len(circuits) == 6  # every unit: conv2's read conv1, conv1's are read by conv2
     assert (built_site / "universality.html").is_file() and (built_site / "superposition.html").is_file()
     assert (built_site / f"models/{model}/polysemanticity.html").is_file()
@@ -63,7 +63,7 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     per_model = 1 + 1 + 2 * 2 + 6 + len(families) + len(circuits) + 1
     dictionary = 1 + 8  # ColorNet's conv1 dictionary: its page and one per feature (2 x 4 units)
     assert len(_pages(built_site)) == 1 + 1 + 1 + 2 * per_model + dictionary
-    unit = next(built_site.glob("models/*/conv1/1.html")).read_text()
+    unit = next(built_site.glob("models/*/conv1/0-31/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
     assert quantiles.count("<tr>") == 10  # examples across the range: one row per tenth
@@ -101,7 +101,7 @@ def test_names_with_html_are_shown_as_text(built_site):
     assert "<script>alert(1)</script>" not in html and "<b>atlas</b>" not in html
     assert "color &lt;script&gt;alert(1)&lt;/script&gt; net" in html
     assert "color <script>alert(1)</script> net" in "".join(_parse(index).text)
-    unit = next(built_site.glob("models/*/conv1/2.html")).read_text()
+    unit = next(built_site.glob("models/*/conv1/0-31/2.html")).read_text()
     assert "<b>grey</b>" not in unit  # a dataset file name is untrusted too
     for page in _pages(built_site):
         assert "<script>alert" not in page.read_text()
@@ -229,10 +229,10 @@ def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site)
     assert conv1[3] == []
     for unit in twin["layers"][1]["units"]:  # conv2 computes the same in both
         assert [(m["layer"], m["index"]) for m in unit["matches"]] == [("conv2", unit["index"])]
-    page = next(built_site.glob("models/color*/conv1/0.html"))
+    page = next(built_site.glob("models/color*/conv1/0-31/0.html"))
     html = page.read_text()
     assert "Also found in" in html and "best buddies" in html
-    assert f'href="../../twin/conv1/{TWIN_ORDER.index(0)}.html"' in html
+    assert f'href="../../../twin/conv1/0-31/{TWIN_ORDER.index(0)}.html"' in html
     universality = (built_site / "universality.html").read_text()
     assert universality.count('class="vega-spec"') == 1  # one pair of models, one CKA chart
     matched = {(layer["name"], u["index"], m["index"]) for layer in model["layers"] for u in layer["units"] for m in u["matches"]}
@@ -312,7 +312,7 @@ def test_rendering_in_parallel_writes_the_same_site(built_site, tmp_path):
     assert len(one) > 50 and one == three
     # Images are hard links into the store where they share a file system, not copies.
     store = built_site.parent / "cache"
-    image = next(serial.glob("models/*/conv1/img/fv-0.webp"))
+    image = next(serial.glob("models/*/conv1/0-31/img/fv-0.webp"))
     assert image.stat().st_nlink > 1 and store.stat().st_dev == image.stat().st_dev
 
 
@@ -363,7 +363,7 @@ def test_the_search_index_is_a_script_listing_every_page_worth_finding(built_sit
     assert sorted(url for kind, _, url in entries if kind == "unit") == sorted(u["url"] for u in units)
     assert {kind for kind, _, _ in entries} == {"model", "layer", "family", "unit", "page"}
     assert all((built_site / url).is_file() for _, _, url in entries)
-    twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0.html"))
+    twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0-31/0.html"))
     assert "also in color" in twin_unit  # a unit's matches are part of what finds it
 
 
@@ -378,7 +378,7 @@ def test_a_first_layer_says_which_families_it_cannot_show(built_site):
     catalog = json.loads((built_site / "catalog.json").read_text())
     conv1 = catalog["models"][0]["layers"][0]
     assert {"Line", "Curve", "Texture / hatch", "High-low frequency"} <= set(conv1["impossible_families"])
-    page = (built_site / conv1["units"][0]["url"]).parent / "index.html"
+    page = built_site / conv1["url"]
     assert "Families this layer cannot show" in page.read_text()
 
 
@@ -394,4 +394,4 @@ def test_a_layer_with_an_activation_atlas_links_to_its_page_and_lists_it(built_s
         assert (built_site / cell["src"]).is_file()
         assert f'id="cell-{cell["row"]}-{cell["column"]}"' in page
         for unit in cell["units"]:
-            assert f'href="{unit}.html"' in page  # the units carrying it, linked to their pages
+            assert f'href="0-31/{unit}.html"' in page  # the units carrying it, linked to their pages

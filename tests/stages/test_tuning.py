@@ -122,6 +122,22 @@ def test_joint_tuning_hands_over_between_rotated_copies_of_a_detector():
         assert takeover[JOINT_ANGLES.index(angle)] == unit
 
 
+def test_joint_tuning_turns_an_example_two_units_share_once():
+    from atlas.stages.tuning import joint_tuning
+
+    ramp = np.tile(np.linspace(-1, 1, 9), (9, 1))
+    model = hand_set([grey(np.rot90(ramp, k)) for k in range(2)])
+    calls = []
+    model.module.register_forward_pre_hook(lambda module, inputs: calls.append(len(inputs[0])))
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = 255
+    shared = (image, (16, 16), (15.5, 15.5))
+    curves = joint_tuning(model, "0", range(2), {0: [shared], 1: [shared]}, torch.device("cpu"), angles=(0, 90))
+    assert calls == [2]  # one batch of two turns, not one per unit
+    np.testing.assert_array_equal(curves[0], curves[1])
+    assert curves[0].shape == (2, 2) and curves[0][0].argmax() == 0 and curves[0][1].argmax() == 1
+
+
 @pytest.mark.parametrize("size, centre", [(16, (8.0, 8.0)), (16, (7.5, 7.5)), (15, (7.0, 7.0)), (15, (8.5, 8.5))])
 def test_stimuli_are_drawn_on_the_centre_they_are_asked_for(size, centre):
     """A spot drawn for a unit whose field is centred half a pixel off the image's centre
