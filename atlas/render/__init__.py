@@ -84,6 +84,7 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
         "catalog.json": json.dumps(catalog(site), indent=1),
         # The search index is a script that sets a global, so search works from file:// (no fetch).
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
+        "static/charts.js": charts.script(spec for page in pages for spec in page.charts),
     }
     _write_site(out, pages, data, site, workers or _cores())
     units = sum(len(layer.units) for model in site.models for layer in model.layers)
@@ -112,6 +113,7 @@ class Page:
     template: str
     path: str  # site path of the html file
     context: dict[str, Any]
+    charts: list[dict[str, Any]]  # the Vega-Lite specs it draws
 
 
 def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) -> list[Page]:
@@ -124,8 +126,10 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
         """A page; its ``figures`` (template name -> a chart's Vega-Lite spec, a list of them,
         or None) are what make it load the chart bundle."""
         figures = figures or {}
+        specs = [spec for found in figures.values() for spec in (found if isinstance(found, list) else [found])
+                 if spec]
         pages.append(Page(template, path, dict(page=path, site_title=title, crumbs=crumbs,
-                                               uses_charts=any(figures.values()), **figures, **context)))
+                                               uses_charts=bool(specs), **figures, **context), specs))
 
     home = ("Atlas", "index.html")
     margin = site.universality.margin if site.universality else None
@@ -226,6 +230,7 @@ def _environment() -> jinja2.Environment:
     env.filters["slug"] = slug
     env.filters["number"] = lambda value, spec: "not finite" if value is None else spec % value  # stored None
     env.filters["breakable"] = breakable
+    env.filters["chart"] = charts.embedded
     return env
 
 

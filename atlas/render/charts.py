@@ -2,8 +2,11 @@
 
 Specs are plain dicts. Building a chart with altair costs tens of milliseconds,
 more than rendering its page, so each kind of chart is built once, without data
-(``_template``), and every page gets a copy with its own rows filled in. The page
-holds each spec inline; ``static/atlas.js`` draws it with the one vendored vega bundle.
+(``_template``), and every page gets a copy with its own rows filled in. The site
+holds each template once (``static/charts.js``, ``script``) and a page only what its
+chart adds to it (``embedded``: the data as columns, and a patch where the chart
+differs); ``static/atlas.js`` puts them together and draws them with the one vendored
+vega bundle.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import collections
 import functools
 import json
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import altair as alt
 import numpy as np
@@ -311,7 +314,73 @@ def _template(build: Callable[..., alt.Chart], *params: Any) -> str:
     return json.dumps(build(*params).to_dict(validate=False))
 
 
+_BUILT: dict[str, tuple[Callable[..., alt.Chart], tuple]] = {}  # a template's name -> how to build it
+
+
 def _filled(build: Callable[..., alt.Chart], rows: list[dict], *params: Any) -> dict[str, Any]:
+    """The chart ``build(*params)`` with ``rows`` as its data, naming its template in its
+    ``usermeta`` (Vega-Lite's key for the embedder's own use)."""
+    name = ":".join([build.__name__.lstrip("_"), *map(str, params)])
+    _BUILT[name] = (build, params)
     spec = json.loads(_template(build, *params))
     spec["data"] = {"values": rows}
+    spec["usermeta"] = {"template": name}
     return spec
+
+
+def script(specs: Iterable[dict[str, Any]]) -> str:
+    """``static/charts.js``: the templates ``specs`` were filled from, by name, set as a
+    global (a script, so charts draw from file:// too): each page holds only what its
+    charts add to their template (``embedded``)."""
+    names = sorted({spec["usermeta"]["template"] for spec in specs if "template" in spec.get("usermeta", {})})
+    found = {name: json.loads(_template(*_BUILT[name][:1], *_BUILT[name][1])) for name in names}
+    return f"window.ATLAS_CHARTS = {json.dumps(found, separators=(',', ':'), sort_keys=True)};\n"
+
+
+def embedded(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a page holds of a chart: its template's name (``t``), a JSON merge patch
+    (RFC 7386) from the template to the chart without its data (``p``), and its rows as
+    columns (``c``: one list per field), or as rows (``v``) where they differ in fields;
+    the whole spec (``s``) for a chart without a template, or whose patch would need a
+    null (which a merge patch reads as a removal)."""
+    name = spec.get("usermeta", {}).get("template")
+    if name not in _BUILT:
+        return {"s": spec}
+    template = json.loads(_template(*_BUILT[name][:1], *_BUILT[name][1]))
+    try:
+        patch = _patch({k: v for k, v in template.items() if k != "data"},
+                       {k: v for k, v in spec.items() if k not in ("data", "usermeta")})
+    except _NeedsNull:
+        return {"s": spec}
+    rows = spec.get("data", {}).get("values", [])
+    fields = list(rows[0]) if rows else []
+    found: dict[str, Any] = {"t": name, "p": patch}
+    if all(list(row) == fields for row in rows):
+        found["c"] = {field_: [row[field_] for row in rows] for field_ in fields}
+    else:
+        found["v"] = rows
+    return found
+
+
+class _NeedsNull(Exception):
+    """A chart sets a value to null, which a merge patch cannot say."""
+
+
+def _patch(base: dict, target: dict) -> dict:
+    """The JSON merge patch that turns ``base`` into ``target`` (both objects)."""
+    patch: dict[str, Any] = {key: None for key in base if key not in target}  # None: remove
+    for key, value in target.items():
+        if key in base and base[key] == value:
+            continue
+        if key in base and isinstance(base[key], dict) and isinstance(value, dict):
+            patch[key] = _patch(base[key], value)
+        elif _has_null(value):
+            raise _NeedsNull(key)
+        else:
+            patch[key] = value
+    return patch
+
+
+def _has_null(value: Any) -> bool:
+    """A null where a merge patch would read it as a removal (arrays are set whole)."""
+    return value is None or (isinstance(value, dict) and any(_has_null(v) for v in value.values()))

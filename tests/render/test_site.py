@@ -42,6 +42,35 @@ def _parse(page: Path) -> _Links:
     return parser
 
 
+def charts_of(site: Path, html: str) -> list[dict]:
+    """A page's charts as whole Vega-Lite specs, put together as static/atlas.js does:
+    the template from static/charts.js, the page's merge patch, its columns as rows."""
+    templates = json.loads((site / "static" / "charts.js").read_text().partition("=")[2].strip().rstrip(";"))
+
+    def merged(target, patch):
+        if not isinstance(patch, dict):
+            return patch
+        out = dict(target) if isinstance(target, dict) else {}
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = merged(out.get(key), value)
+        return out
+
+    specs = []
+    for text in re.findall(r'<script type="application/json" class="vega-spec">(.*?)</script>', html, re.S):
+        found = json.loads(text)
+        if "s" in found:
+            specs.append(found["s"])
+            continue
+        spec = merged(templates[found["t"]], found["p"])
+        columns = found.get("c")
+        rows = found["v"] if "v" in found else [dict(zip(columns, values)) for values in zip(*columns.values())]
+        specs.append({**spec, "data": {"values": rows}})
+    return specs
+
+
 def _pages(site: Path) -> list[Path]:
     return sorted(site.rglob("*.html"))
 
@@ -90,8 +119,9 @@ def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_sit
             assert built_site.resolve() in target.parents, f"{page}: link leaves the site {link}"
             checked += 1
     assert checked > 100
-    # (An SVG's xmlns is a name, not a request: only stylesheets and scripts are read.)
+    # (An SVG's xmlns and a chart's $schema are names, not requests: only stylesheets and scripts are read.)
     css_and_js = "".join(p.read_text() for pattern in ("*.css", "*.js") for p in (built_site / "static").glob(pattern))
+    css_and_js = re.sub(r'"\$schema":"https://vega\.github\.io/[^"]*"', "", css_and_js)
     assert not re.search(r"https?://|url\(\s*['\"]?/", css_and_js)
 
 
@@ -165,8 +195,7 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert re.search(r"\(stimuli -?[\d.]+, data -?[\d.]+\)", family)
     # Each argument has its figure: here the unit against its detector, one point per stimulus.
     assert family.count('class="figure-cell"') == 7 and "against its handwritten detector" in family
-    scatter = json.loads(re.findall(r'<script type="application/json" class="vega-spec">(.*?)</script>', family,
-                                    re.S)[-1])
+    scatter = charts_of(built_site, family)[-1]
     assert len(scatter["data"]["values"]) == len(stimulus_bank(16, 8.0).params)  # the whole stimulus bank
     criteria = (model_page.parent / "families.html").read_text()
     assert all(f'id="{symbol}"' in criteria for symbol in ("Ga", "Cc", "Cs", "Bw", "Ln", "Cv", "Hl", "Tx", "Ot"))
@@ -240,10 +269,23 @@ def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site)
     assert "vega-bundle" in universality and 'href="universality.html"' in (built_site / "index.html").read_text()
 
 
-def test_charts_are_inline_specs_for_the_vendored_bundle(built_site):
+def test_charts_are_inline_data_on_templates_the_site_holds_once(built_site):
+    from atlas.render import charts
+    from atlas.render.model import Layer, Unit
+
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
-    spec = re.search(r'<script type="application/json" class="vega-spec">(.*?)</script>', layer, re.S)
-    assert spec and json.loads(spec.group(1))["$schema"].startswith("https://vega.github.io/schema/vega-lite/v6")
+    spec = charts_of(built_site, layer)[0]
+    assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/v6") and spec["data"]["values"]
+    assert '"$schema"' not in layer  # the template is in static/charts.js, not in the page
+    # A chart made from a template, embedded and put back together, is the chart.
+    units = [Unit(index=i, url=f"{i}.html", featurevis_activation=float(i) / 3, featurevis_failed=i == 2)
+             for i in range(4)]
+    made = charts.layer_activations(Layer(name="l", url="l/index.html", shape=[4, 2, 2], units=units))
+    site = built_site.parent / "charts-site"
+    (site / "static").mkdir(parents=True, exist_ok=True)
+    (site / "static" / "charts.js").write_text(charts.script([made]))
+    page = f'<script type="application/json" class="vega-spec">{json.dumps(charts.embedded(made))}</script>'
+    assert charts_of(site, page) == [{k: v for k, v in made.items() if k != "usermeta"}]
     assert "static/vendor/vega-bundle.min.js" in layer
     assert (built_site / "static" / "vendor" / "vega-bundle.min.js").stat().st_size > 500_000
 

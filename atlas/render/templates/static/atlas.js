@@ -4,7 +4,8 @@
 // is a script that sets window.ATLAS_INDEX, loaded on first use, so it works from
 // file://), and keyboard shortcuts (/: search, n / p: next / previous unit, ?: help).
 // Specs live in <script type="application/json"> beside their chart, never fetched,
-// so charts work from file:// as well as from a server.
+// so charts work from file:// as well as from a server: each names its template (in
+// static/charts.js, window.ATLAS_CHARTS) and holds what it adds to it (see spec()).
 (function () {
   "use strict";
   function dark() {
@@ -26,6 +27,37 @@
       header: { labelColor: ink, titleColor: ink }
     };
   }
+  // A JSON merge patch (RFC 7386) applied to a copy of target.
+  function merged(target, patch) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+    var out = {};
+    if (target && typeof target === "object" && !Array.isArray(target)) {
+      Object.keys(target).forEach(function (key) { out[key] = target[key]; });
+    }
+    Object.keys(patch).forEach(function (key) {
+      if (patch[key] === null) delete out[key];
+      else out[key] = merged(out[key], patch[key]);
+    });
+    return out;
+  }
+  // A page's chart (atlas/render/charts.py, embedded): its template patched, its data
+  // from columns (c) or rows (v); or a whole spec (s).
+  function spec(found) {
+    if (found.s) return found.s;
+    var out = merged(JSON.parse(JSON.stringify(window.ATLAS_CHARTS[found.t])), found.p);
+    var rows = found.v;
+    if (!rows) {
+      var fields = Object.keys(found.c), length = fields.length ? found.c[fields[0]].length : 0;
+      rows = [];
+      for (var i = 0; i < length; i++) {
+        var row = {};
+        fields.forEach(function (field) { row[field] = found.c[field][i]; });
+        rows.push(row);
+      }
+    }
+    out.data = { values: rows };
+    return out;
+  }
   function drawCharts() {
     if (typeof vegaEmbed !== "function") return;
     var config = chartConfig();
@@ -34,7 +66,7 @@
       var source = figure.querySelector("script.vega-spec");
       if (!target || !source) return;
       target.textContent = "";
-      vegaEmbed(target, JSON.parse(source.textContent), { actions: false, renderer: "svg", config: config })
+      vegaEmbed(target, spec(JSON.parse(source.textContent)), { actions: false, renderer: "svg", config: config })
         .catch(function (error) { target.textContent = "Chart failed: " + error; });
     });
   }
