@@ -81,7 +81,7 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     pages = site_pages(site, config.site.title, pending)
     out = Path(out) if out is not None else config.resolve(config.site.out)
     data = {
-        "catalog.json": json.dumps(catalog(site), indent=1),
+        "catalog.json": json.dumps(catalog(site), separators=(",", ":")),  # indented, it was twice the size
         # The search index is a script that sets a global, so search works from file:// (no fetch).
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
         "static/charts.js": charts.script(spec for page in pages for spec in page.charts),

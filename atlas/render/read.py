@@ -15,7 +15,7 @@ from atlas.names import slug
 from atlas.registry import PRIMARY
 from atlas.render.model import (ActivationAtlas, AtlasCell, Edge, Example, Family, Layer, Match, Meaning, Model,
                                 Polysemanticity, SiteModel, Unit, Universality, Variant)
-from atlas.render.urls import unit_folder
+from atlas.render.urls import dataset_image, unit_folder
 from atlas.store import Store
 
 
@@ -146,7 +146,7 @@ class _Reader:
     def dataset_thumbnail(self, image: int) -> str:
         """The site path of a dataset image's thumbnail, queued for copying."""
         # Sources as strings: pathlib's joins were a third of reading the site (125k examples).
-        return self._copy(f"data/img-{image}.webp", f"{self.thumbnails}/{records.thumbnail(image)}")
+        return self._copy(dataset_image(image), f"{self.thumbnails}/{records.thumbnail(image)}")
 
     def _copy(self, site_path: str, source: Path | str) -> str:
         self.copies[site_path] = source

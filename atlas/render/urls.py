@@ -31,14 +31,26 @@ def relative_url(target: str, page: str) -> str:
     return "/".join([".."] * (len(folder) - common) + parts[common:]) + hash_ + fragment
 
 
-UNITS_PER_FOLDER = 32
-"""Units whose pages and images share a folder: a unit has two pages and up to about
-thirty images, so a folder stays under a thousand files (GitHub Pages serves any
-number, but repositories and browsers of the site slow down past that)."""
+UNITS_PER_FOLDER = 16
+"""Units whose pages and images share a folder: a unit has two pages and about thirty
+images (more with more objectives or examples), so its folder of images stays well
+under a thousand files (GitHub Pages serves any number, but git hosts, file browsers
+and people slow down past that), and a layer's folder holds a thousand of these
+folders only past 16,000 units."""
+IMAGES_PER_FOLDER = 500  # dataset thumbnails per folder of data/
 
 
 def unit_folder(layer: str, unit: int) -> str:
     """The folder of ``unit``'s pages and images under a layer's folder ``layer``:
-    ``<layer>/64-95`` for units 64 to 95."""
-    start = unit // UNITS_PER_FOLDER * UNITS_PER_FOLDER
-    return f"{layer}/{start}-{start + UNITS_PER_FOLDER - 1}"
+    ``<layer>/64-79`` for units 64 to 79."""
+    return f"{layer}/{_block(unit, UNITS_PER_FOLDER)}"
+
+
+def dataset_image(image: int) -> str:
+    """The site path of a dataset image's thumbnail: ``data/500-999/img-512.webp``."""
+    return f"data/{_block(image, IMAGES_PER_FOLDER)}/img-{image}.webp"
+
+
+def _block(n: int, size: int) -> str:
+    start = n // size * size
+    return f"{start}-{start + size - 1}"

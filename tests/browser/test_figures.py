@@ -118,7 +118,7 @@ def test_a_circuit_diagram_draws_its_weights_large_enough_to_read(browser_page, 
     """Every weight map is at least 96 px a side (a 3x3 kernel's taps 32 px each), the
     unit itself larger; on a phone the diagram scrolls in place, not the page."""
     browser_page.set_viewport_size({"width": width, "height": 900})
-    page = next(built_site.glob("models/color*/conv2/0-31/circuits/0.html"))
+    page = next(built_site.glob("models/color*/conv2/0-15/circuits/0.html"))
     browser_page.goto(page.as_uri(), wait_until="load")
     found = browser_page.evaluate(SIZES, {"maps": "svg.circuit-diagram image.pixelated",
                                           "centre": "svg.circuit-diagram .centre > :is(image, rect)",
@@ -134,7 +134,7 @@ def test_a_circuit_diagram_draws_its_weights_large_enough_to_read(browser_page, 
 
 def test_hovering_an_edge_picks_it_out(browser_page, built_site):
     browser_page.set_viewport_size({"width": 1280, "height": 900})
-    page = next(built_site.glob("models/color*/conv2/0-31/circuits/0.html"))
+    page = next(built_site.glob("models/color*/conv2/0-15/circuits/0.html"))
     browser_page.goto(page.as_uri(), wait_until="load")
     edges = browser_page.locator("svg.circuit-diagram a.edge")
     assert edges.count() >= 2

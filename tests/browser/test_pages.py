@@ -24,10 +24,10 @@ BASE = "/atlas/"  # a project's path on GitHub Pages
 PAGE_TYPES = {  # one page of each type, by a glob under the site
     "index": "index.html", "universality": "universality.html", "model": "models/color*/index.html",
     "criteria": "models/color*/families.html", "layer": "models/color*/conv1/index.html",
-    "family": "models/color*/conv1/families/*.html", "unit": "models/color*/conv1/0-31/0.html",
-    "circuit": "models/color*/conv2/0-31/circuits/0.html", "superposition": "superposition.html",
+    "family": "models/color*/conv1/families/*.html", "unit": "models/color*/conv1/0-15/0.html",
+    "circuit": "models/color*/conv2/0-15/circuits/0.html", "superposition": "superposition.html",
     "polysemanticity": "models/color*/polysemanticity.html", "dictionary": "models/color*/conv1-dictionary/index.html",
-    "feature": "models/color*/conv1-dictionary/0-31/0.html", "activation atlas": "models/color*/conv1/atlas.html",
+    "feature": "models/color*/conv1-dictionary/0-15/0.html", "activation atlas": "models/color*/conv1/atlas.html",
 }
 
 
@@ -189,11 +189,11 @@ def test_keyboard_shortcuts_move_between_units_and_open_the_help(browser, built_
     page = browser.new_page()
     page.goto(server + _page_paths(built_site)["unit"])  # conv1 unit 0
     page.keyboard.press("n")
-    page.wait_for_url("**/conv1/0-31/1.html")
+    page.wait_for_url("**/conv1/0-15/1.html")
     page.keyboard.press("n")
-    page.wait_for_url("**/conv1/0-31/2.html")
+    page.wait_for_url("**/conv1/0-15/2.html")
     page.keyboard.press("p")
-    page.wait_for_url("**/conv1/0-31/1.html")
+    page.wait_for_url("**/conv1/0-15/1.html")
     page.keyboard.press("?")
     assert page.evaluate("document.getElementById('keys-dialog').open")
     page.keyboard.press("Escape")
@@ -213,7 +213,7 @@ def test_search_finds_a_unit_and_opens_it(browser, built_site, server, where):
     # The unit itself first (then, e.g., the unit that has it among its matches: "also in twin conv1 2").
     assert results.first.inner_text().startswith("twin · conv1 · unit 2")
     page.keyboard.press("Enter")
-    page.wait_for_url("**/models/twin/conv1/0-31/2.html")
+    page.wait_for_url("**/models/twin/conv1/0-15/2.html")
     page.fill("#search", "also in twin conv2 1")  # matches are searchable: the unit whose twin is conv2 unit 1
     page.locator("#search-results a").first.wait_for()
     texts = page.locator("#search-results a").all_inner_texts()

@@ -78,7 +78,7 @@ def _pages(site: Path) -> list[Path]:
 def test_every_page_type_exists_at_its_permalink(built_site):
     model = "color-script-alert-1-script-net"
     for path in ["index.html", f"models/{model}/index.html", f"models/{model}/conv1/index.html",
-                 f"models/{model}/conv1/0-31/0.html", f"models/{model}/conv2/0-31/1.html", "catalog.json"]:
+                 f"models/{model}/conv1/0-15/0.html", f"models/{model}/conv2/0-15/1.html", "catalog.json"]:
         assert (built_site / path).is_file(), path
     families = sorted(built_site.glob(f"models/{model}/*/families/*.html"))
     assert families and (built_site / f"models/{model}/families.html").is_file()
@@ -92,7 +92,7 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     per_model = 1 + 1 + 2 * 2 + 6 + len(families) + len(circuits) + 1
     dictionary = 1 + 8  # ColorNet's conv1 dictionary: its page and one per feature (2 x 4 units)
     assert len(_pages(built_site)) == 1 + 1 + 1 + 2 * per_model + dictionary
-    unit = next(built_site.glob("models/*/conv1/0-31/1.html")).read_text()
+    unit = next(built_site.glob("models/*/conv1/0-15/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
     quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
     assert quantiles.count("<tr>") == 10  # examples across the range: one row per tenth
@@ -131,7 +131,7 @@ def test_names_with_html_are_shown_as_text(built_site):
     assert "<script>alert(1)</script>" not in html and "<b>atlas</b>" not in html
     assert "color &lt;script&gt;alert(1)&lt;/script&gt; net" in html
     assert "color <script>alert(1)</script> net" in "".join(_parse(index).text)
-    unit = next(built_site.glob("models/*/conv1/0-31/2.html")).read_text()
+    unit = next(built_site.glob("models/*/conv1/0-15/2.html")).read_text()
     assert "<b>grey</b>" not in unit  # a dataset file name is untrusted too
     for page in _pages(built_site):
         assert "<script>alert" not in page.read_text()
@@ -258,10 +258,10 @@ def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site)
     assert conv1[3] == []
     for unit in twin["layers"][1]["units"]:  # conv2 computes the same in both
         assert [(m["layer"], m["index"]) for m in unit["matches"]] == [("conv2", unit["index"])]
-    page = next(built_site.glob("models/color*/conv1/0-31/0.html"))
+    page = next(built_site.glob("models/color*/conv1/0-15/0.html"))
     html = page.read_text()
     assert "Also found in" in html and "best buddies" in html
-    assert f'href="../../../twin/conv1/0-31/{TWIN_ORDER.index(0)}.html"' in html
+    assert f'href="../../../twin/conv1/0-15/{TWIN_ORDER.index(0)}.html"' in html
     universality = (built_site / "universality.html").read_text()
     assert universality.count('class="vega-spec"') == 1  # one pair of models, one CKA chart
     matched = {(layer["name"], u["index"], m["index"]) for layer in model["layers"] for u in layer["units"] for m in u["matches"]}
@@ -354,7 +354,7 @@ def test_rendering_in_parallel_writes_the_same_site(built_site, tmp_path):
     assert len(one) > 50 and one == three
     # Images are hard links into the store where they share a file system, not copies.
     store = built_site.parent / "cache"
-    image = next(serial.glob("models/*/conv1/0-31/img/fv-0.webp"))
+    image = next(serial.glob("models/*/conv1/0-15/img/fv-0.webp"))
     assert image.stat().st_nlink > 1 and store.stat().st_dev == image.stat().st_dev
 
 
@@ -362,6 +362,18 @@ def test_render_without_a_sweep_says_what_to_do(tmp_path):
     (tmp_path / "atlas.toml").write_text('[[models]]\nname = "m"\narch = "torchvision:resnet18"\nlayers = ["layer1"]\n')
     with pytest.raises(AtlasError, match=r"atlas.toml: no sweep of this config .* run `atlas sweep`"):
         render_site(load_config(tmp_path / "atlas.toml"))
+
+
+def test_a_layer_of_any_width_keeps_its_folders_small():
+    from collections import Counter
+
+    from atlas.render.urls import UNITS_PER_FOLDER, dataset_image, unit_folder
+
+    assert unit_folder("models/m/l", 15) == "models/m/l/0-15" and unit_folder("models/m/l", 16) == "models/m/l/16-31"
+    assert dataset_image(512) == "data/500-999/img-512.webp"
+    folders = Counter(unit_folder("models/m/l", unit) for unit in range(15_000))
+    assert max(folders.values()) == UNITS_PER_FOLDER and len(folders) < 1000  # the layer's folder holds < 1,000
+    assert max(Counter(dataset_image(i).rpartition("/")[0] for i in range(20_000)).values()) == 500
 
 
 @pytest.mark.parametrize("target, page, expected", [
@@ -405,7 +417,7 @@ def test_the_search_index_is_a_script_listing_every_page_worth_finding(built_sit
     assert sorted(url for kind, _, url in entries if kind == "unit") == sorted(u["url"] for u in units)
     assert {kind for kind, _, _ in entries} == {"model", "layer", "family", "unit", "page"}
     assert all((built_site / url).is_file() for _, _, url in entries)
-    twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0-31/0.html"))
+    twin_unit = next(text for kind, text, url in entries if url.endswith("models/twin/conv1/0-15/0.html"))
     assert "also in color" in twin_unit  # a unit's matches are part of what finds it
 
 
@@ -436,4 +448,4 @@ def test_a_layer_with_an_activation_atlas_links_to_its_page_and_lists_it(built_s
         assert (built_site / cell["src"]).is_file()
         assert f'id="cell-{cell["row"]}-{cell["column"]}"' in page
         for unit in cell["units"]:
-            assert f'href="0-31/{unit}.html"' in page  # the units carrying it, linked to their pages
+            assert f'href="0-15/{unit}.html"' in page  # the units carrying it, linked to their pages
