@@ -183,7 +183,7 @@ def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | No
     """Estimate each stage's time for a cold sweep, before any work (each model is
     loaded and its layers timed on the device, a few seconds each)."""
     from atlas.pipeline import pick_device
-    from atlas.plan import estimate, wall_seconds
+    from atlas.plan import GPU_SHARE, H100_PEAK, estimate, wall_seconds
     from atlas.render.size import estimate as site_estimate
 
     config = _load(config_path, overrides, device=device)
@@ -199,6 +199,11 @@ def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | No
     click.echo(f"total: {_duration(total)} of work")
     for n in ranks or (1, 2, 8):
         click.echo(f"  on {n} rank{'s' if n > 1 else ''}: about {_duration(wall_seconds(phases, n))}")
+    if target.type == "cpu" and found.rates:
+        rate = sum(found.rates.values()) / len(found.rates)
+        click.echo(f"  on one H100: about {_duration(found.on_h100())}, from FLOPs (here {rate / 1e9:.0f} GFLOP/s on "
+                   f"the forward pass; an H100 at an assumed {GPU_SHARE:.0%} of its {H100_PEAK / 1e12:.0f} TFLOP/s "
+                   "bf16 peak)")
     click.echo(site_estimate(found.units))
 
 

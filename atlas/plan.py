@@ -36,12 +36,27 @@ from atlas.nn.capture import capture, find_modules
 from atlas.stages import Measured, universality
 
 
+H100_PEAK = 989e12  # FLOP/s: an H100 SXM's dense bf16 tensor-core peak
+GPU_SHARE = 0.2  # of that peak a sweep of convolution networks this size is assumed to reach
+
+
 @dataclass
 class Estimate:
-    """A cold sweep's phases, and the units it would show (for the site's size)."""
+    """A cold sweep's phases, the units it would show (for the site's size), and the
+    FLOP/s this device reaches on each model's forward pass (for the GPU estimate)."""
 
     phases: list[Phase]
     units: dict[str, int]  # a layer's folder in the site ("models/<model>/<layer>") -> units swept
+    rates: dict[str, float]  # model -> FLOP/s measured here
+
+    def on_h100(self) -> float:
+        """The sweep's seconds on one H100, from FLOPs: each phase's work in FLOPs (its
+        seconds here times the FLOP/s here on its model's forward pass) at ``GPU_SHARE``
+        of the H100's peak. Work that is not arithmetic (drawing, encoding images) is
+        counted as if it were."""
+        mean = sum(self.rates.values()) / max(len(self.rates), 1)
+        return sum(phase.seconds * self.rates.get(phase.model or "", mean) for phase in self.phases) \
+            / (H100_PEAK * GPU_SHARE)
 
 
 @dataclass
@@ -108,6 +123,16 @@ def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, devic
     return {name: seconds / batch for name, seconds in best.items()}
 
 
+def forward_flops(model: LoadedModel, layers: Sequence[str], device: torch.device) -> float:
+    """FLOPs of one image's forward pass to the deepest of ``layers`` (torch's count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, model.input_size, model.input_size, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        capture(model.module, model.normalize(x), list(layers))
+    return float(counter.get_total_flops())
+
+
 def estimate(config: Config, device: torch.device) -> Estimate:
     """Every stage's phases for a cold sweep of ``config`` on ``device``, in sweep order."""
     from atlas.pipeline import inspect_layers
@@ -120,6 +145,7 @@ def estimate(config: Config, device: torch.device) -> Estimate:
     phases: list[Phase] = []
     folded: dict[str, float] = {}  # per model: seconds per image as universality runs it
     units: dict[str, int] = {}
+    rates: dict[str, float] = {}
     for i, spec in enumerate(config.models):
         key = f"{config.source}: models[{i}]"
         start = time.perf_counter()
@@ -129,6 +155,7 @@ def estimate(config: Config, device: torch.device) -> Estimate:
         names = [layer.name for layer in layers]
         units.update({f"models/{spec.slug}/{slug(layer.name)}": len(layer.units) for layer in layers})
         to = forward_seconds(model, names, batch, device)
+        rates[spec.name] = forward_flops(model, names, device) / max(to.values())
         measured = Measured(config, device, images, model=model, spec=spec, layers=layers, build=build,
                             forward=max(to.values()), forward_to=to)
         folded[spec.name] = max(forward_seconds(universality.for_inference(model, layers), names, batch, device,
@@ -136,7 +163,7 @@ def estimate(config: Config, device: torch.device) -> Estimate:
         phases += _costs([s for s in stages if s.scope != "atlas"], measured, spec.name)
         del model, measured
     phases += _costs([s for s in stages if s.scope == "atlas"], Measured(config, device, images, models=folded), None)
-    return Estimate(phases, units)
+    return Estimate(phases, units, rates)
 
 
 def _costs(stages: Sequence[registry.Stage], measured: Measured, model: str | None) -> list[Phase]:

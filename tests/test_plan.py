@@ -43,8 +43,23 @@ def test_plan_command_prints_stages_total_and_ranks(tiny_project, monkeypatch):
     assert "by stage (cpu): featurevis" in result.output and "total:" in result.output
     assert "on 3 ranks: about" in result.output and "on 8 ranks" not in result.output
     assert "site: about" in result.output and "for 6 units" in result.output  # before any work
-    assert "it would fit GitHub Pages" in result.output
+    assert "it would fit GitHub Pages" in result.output and "on one H100: about" in result.output
     assert not (tiny_project / "cache" / "objects").exists()  # nothing was swept
+
+
+def test_the_h100_estimate_is_the_work_in_flops_at_a_share_of_its_peak():
+    from torch import nn
+
+    from atlas.models import LoadedModel
+    from atlas.plan import GPU_SHARE, H100_PEAK, Estimate, forward_flops
+
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    model = LoadedModel("m", "test", conv.eval(), (0.0,) * 3, (1.0,) * 3, 8, "d")
+    assert forward_flops(model, ["0"], torch.device("cpu")) == 2 * 3 * 3 * 3 * 4 * 8 * 8  # a multiply-add per tap
+    found = Estimate([Phase("a", "featurevis", [60.0, 40.0], ""), Phase(None, "universality", [10.0], "")], {},
+                     {"a": 1e11, "b": 3e11})
+    # Model a's 100 s here at 1e11 FLOP/s; the atlas-scope 10 s at the models' mean rate.
+    assert found.on_h100() == (100 * 1e11 + 10 * 2e11) / (H100_PEAK * GPU_SHARE)
 
 
 def test_plan_is_one_loop_over_the_registry_and_says_what_it_cannot_estimate(tiny_project, monkeypatch):
