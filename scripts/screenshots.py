@@ -35,13 +35,13 @@ PAGES = [
     ("criteria", "models/inception/families.html", 1000),
     ("layer", "models/inception/mixed3b/index.html", 900),
     ("family", "models/inception/mixed3b/families/Cv.html", 1300),
-    ("unit", "models/inception/mixed3b/12.html", 1500),
-    ("circuit", "models/inception/mixed3b/circuits/12.html", 1120),
+    ("unit", "models/inception/mixed3b/0-15/12.html", 1500),
+    ("circuit", "models/inception/mixed3b/0-15/circuits/12.html", 1120),
     ("atlas", "models/inception/mixed3b/atlas.html", 1100),
     ("universality", "universality.html", 1400),
     ("polysemanticity", "models/inception/polysemanticity.html", 1300),
     ("dictionary", "models/inception/mixed3b-dictionary/index.html", 900),
-    ("feature", "models/inception/mixed3b-dictionary/0.html", 1300),
+    ("feature", "models/inception/mixed3b-dictionary/0-15/0.html", 1300),
     ("superposition", "superposition.html", 1300),
 ]
 WIDTHS = (1280, 375)

@@ -156,14 +156,14 @@ class _Reader:
         folder = self.store.path(records.Featurevis.STAGE, key)
         found = records.Featurevis.read(folder)
         for unit, values in found.activation.items():
-            u = units[int(unit)]
+            u, here = units[int(unit)], unit_folder(base, int(unit))
             failed = found.failed.get(unit, [])
             for kind, value in values.items():
-                image = self._copy(f"{unit_folder(base, int(unit))}/img/fv-{records.Featurevis.image(unit, kind)}",
+                image = self._copy(f"{here}/img/fv-{records.Featurevis.image(unit, kind)}",
                                    folder / records.Featurevis.image(unit, kind))
                 if kind == PRIMARY:
                     u.featurevis = image
-                    u.featurevis_thumb = self._copy(f"{unit_folder(base, int(unit))}/img/fv-{records.Featurevis.thumb(unit)}",
+                    u.featurevis_thumb = self._copy(f"{here}/img/fv-{records.Featurevis.thumb(unit)}",
                                                     folder / records.Featurevis.thumb(unit))
                     u.featurevis_activation = value
                     u.featurevis_start = found.start[unit][kind]
