@@ -201,9 +201,9 @@ def plan_command(config_path: Path, overrides: tuple[str, ...], device: str | No
         click.echo(f"  on {n} rank{'s' if n > 1 else ''}: about {_duration(wall_seconds(phases, n))}")
     if target.type == "cpu" and found.rates:
         rate = sum(found.rates.values()) / len(found.rates)
-        click.echo(f"  on one H100: about {_duration(found.on_h100())}, from FLOPs (here {rate / 1e9:.0f} GFLOP/s on "
-                   f"the forward pass; an H100 at an assumed {GPU_SHARE:.0%} of its {H100_PEAK / 1e12:.0f} TFLOP/s "
-                   "bf16 peak)")
+        click.echo(f"  on one H100: about {_duration(found.on_h100())} of arithmetic, from FLOPs (here "
+                   f"{rate / 1e9:.0f} GFLOP/s on the forward pass; an H100 at an assumed {GPU_SHARE:.0%} of its "
+                   f"{H100_PEAK / 1e12:.0f} TFLOP/s bf16 peak; image encoding and file writes not counted)")
     click.echo(site_estimate(found.units))
 
 
