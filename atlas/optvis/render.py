@@ -84,18 +84,24 @@ def failures(start: torch.Tensor, end: torch.Tensor, random: torch.Tensor, scale
     return ~passed  # NaN compares false
 
 
+def element_seeds(seed: int, units: Sequence[int], kinds: Sequence[str]) -> list[int]:
+    """Each batch element's seed, from (unit, objective, which image of it), never from
+    its position in the batch: a unit's images do not depend on what it is batched with."""
+    seen: dict[tuple[int, str], int] = {}
+    seeds = []
+    for unit, kind in zip(units, kinds):
+        k = seen[(unit, kind)] = seen.get((unit, kind), -1) + 1
+        seeds.append(derive_seed(seed, unit, kind, k))
+    return seeds
+
+
 def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, objectives: Sequence[str],
                  diversity: int, diversity_weight: float, steps: int, size: int, lr: float, seed: int,
                  device: torch.device, param: str = "fft", redirect: int = 16, precision: str = "fp32") -> Rendered:
     """Optimise the images of ``units`` for every objective in one batch, the first
     ``redirect`` steps with redirected rectifier gradients (``atlas.nn.redirect``)."""
     element_units, kinds, groups = optvis.objective_batch(units, objectives, diversity)
-    # Seeded by (unit, objective, which image of it), never by position in the batch.
-    seen: dict[tuple[int, str], int] = {}
-    seeds = []
-    for unit, kind in zip(element_units, kinds):
-        k = seen[(unit, kind)] = seen.get((unit, kind), -1) + 1
-        seeds.append(derive_seed(seed, unit, kind, k))
+    seeds = element_seeds(seed, element_units, kinds)
     images = optvis.PARAMETERISATIONS[param](seeds, size, device)
     robustness = optvis.Robustness()
     draws = robustness.draw(seeds, steps).to(device)

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +33,7 @@ from atlas.forked import can_fork, map_forked
 from atlas.names import slug
 from atlas.render import charts, diagrams, weightmaps
 from atlas.render.catalog import catalog, search_index
-from atlas.render.model import SiteModel
+from atlas.render.model import Layer, Model, SiteModel, Unit
 from atlas.render.overview import polysemantic_overview
 from atlas.render.read import build_site
 from atlas.render.size import SiteSize, measure
@@ -116,13 +116,93 @@ class Page:
     charts: list[dict[str, Any]]  # the Vega-Lite specs it draws
 
 
+@dataclass
+class Where:
+    """Where in the site a page type is asked for its pages: the site, and the model,
+    layer and unit being walked (None above their level), with the breadcrumbs to it."""
+
+    site: SiteModel
+    crumbs: list[tuple[str, str]]
+    model: Model | None = None
+    layer: Layer | None = None
+    unit: Unit | None = None
+    margin: float | None = None  # universality's margin, for unit pages
+    pending: list[str] = field(default_factory=list)  # what the sweep under way lacks yet, for the index
+
+
+Add = Callable[..., None]  # add(template, path, crumbs, figures=None, **context): one page
+
+
+def _site_level(add: Add, at: Where) -> None:
+    site = at.site
+    add("index.html", "index.html", [], site=site, pending=at.pending)
+    home = at.crumbs[0]
+    if site.superposition:
+        experiments = {k: v for k, v in site.superposition.items() if isinstance(v, dict)}
+        add("superposition.html", site.superposition_url, [home, ("superposition", site.superposition_url)],
+            site=site, toy=site.superposition, figures={
+                "phase_chart": charts.toy_phase(experiments),
+                "geometry_chart": charts.toy_geometry(site.superposition["geometry"]),
+                "capacity_chart": charts.toy_capacity(site.superposition["capacity"])})
+    if site.universality:
+        add("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
+            site=site, universality=site.universality,
+            figures={"similarity_charts": [charts.layer_similarity(pair) for pair in site.universality.cka]})
+
+
+def _model_level(add: Add, at: Where) -> None:
+    model = at.model
+    add("model.html", model.url, at.crumbs, model=model)
+    if model.criteria:
+        add("families.html", model.families_url, at.crumbs + [("families", model.families_url)], model=model)
+    if model.polysemanticity_url:
+        add("polysemanticity.html", model.polysemanticity_url,
+            at.crumbs + [("polysemanticity", model.polysemanticity_url)], site=at.site, model=model,
+            overview=polysemantic_overview(model), figures={"chart": charts.polysemanticity_by_layer(model)})
+
+
+def _layer_level(add: Add, at: Where) -> None:
+    model, layer = at.model, at.layer
+    for family in layer.families:
+        add("family.html", family.url, at.crumbs + [(family.name, family.url)], model=model, layer=layer,
+            family=family, figures={"joint_chart": charts.joint_tuning(family.representative),
+                                    "tuning_chart": charts.family_tuning(family),
+                                    "scatter_chart": charts.handwritten_scatter(family)})
+    of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
+    add("layer.html", layer.url, at.crumbs, model=model, layer=layer,
+        figures={"chart": charts.layer_activations(layer),
+                 "comparison_chart": charts.units_against_features(of, layer) if of else None})
+    if layer.atlas:
+        add("atlas.html", layer.atlas.url, at.crumbs + [("activation atlas", layer.atlas.url)],
+            model=model, layer=layer, atlas=layer.atlas)
+
+
+def _unit_level(add: Add, at: Where) -> None:
+    model, layer, unit = at.model, at.layer, at.unit
+    add("unit.html", unit.url, at.crumbs, margin=at.margin, model=model, layer=layer, unit=unit, figures={
+        "chart": charts.activation_histogram(unit), "tuning_chart": charts.orientation_tuning(unit),
+        "joint_chart": charts.joint_tuning(unit)})
+    if unit.circuit_url:
+        add("circuit.html", unit.circuit_url, at.crumbs + [("circuit", unit.circuit_url)],
+            model=model, layer=layer, unit=unit, diagram=diagrams.circuit_diagram(unit))  # SVG, no chart
+
+
+PAGE_TYPES: dict[str, list[Callable[[Add, Where], None]]] = {
+    "site": [_site_level], "model": [_model_level], "layer": [_layer_level], "unit": [_unit_level]}
+"""What pages each level of the site has: functions given ``add`` and the place walked
+(``Where``), which call ``add`` once per page. A new page type is a template, a function
+here (or appended from outside) and the URL its page model gives it."""
+TEMPLATE_FOLDERS: list[Path] = [TEMPLATES]  # where templates are looked up, in order
+
+
 def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) -> list[Page]:
     """Every page of the site with what its template is given (charts included: cheap
-    specs, so rendering is all that is left); ``pending``: the models still being swept."""
+    specs, so rendering is all that is left), walking ``PAGE_TYPES`` level by level;
+    ``pending``: the models still being swept."""
     pages: list[Page] = []
 
-    def page(template: str, path: str, crumbs: list[tuple[str, str]], figures: dict[str, Any] | None = None,
-             **context: Any) -> None:
+    def add(template: str, path: str, crumbs: list[tuple[str, str]], figures: dict[str, Any] | None = None,
+            **context: Any) -> None:
         """A page; its ``figures`` (template name -> a chart's Vega-Lite spec, a list of them,
         or None) are what make it load the chart bundle."""
         figures = figures or {}
@@ -131,53 +211,23 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
         pages.append(Page(template, path, dict(page=path, site_title=title, crumbs=crumbs,
                                                uses_charts=bool(specs), **figures, **context), specs))
 
+    def level(name: str, at: Where) -> None:
+        for make in PAGE_TYPES[name]:
+            make(add, at)
+
     home = ("Atlas", "index.html")
+    level("site", Where(site, [home], pending=pending or []))
     margin = site.universality.margin if site.universality else None
-    page("index.html", "index.html", [], site=site, pending=pending or [])
-    if site.superposition:
-        experiments = {k: v for k, v in site.superposition.items() if isinstance(v, dict)}
-        page("superposition.html", site.superposition_url, [home, ("superposition", site.superposition_url)],
-             site=site, toy=site.superposition, figures={
-                 "phase_chart": charts.toy_phase(experiments),
-                 "geometry_chart": charts.toy_geometry(site.superposition["geometry"]),
-                 "capacity_chart": charts.toy_capacity(site.superposition["capacity"])})
-    if site.universality:
-        page("universality.html", site.universality.url, [home, ("universality", site.universality.url)],
-             site=site, universality=site.universality,
-             figures={"similarity_charts": [charts.layer_similarity(pair) for pair in site.universality.cka]})
     for model in site.models:
         model_crumbs = [home, (model.name, model.url)]
-        page("model.html", model.url, model_crumbs, model=model)
-        if model.criteria:
-            page("families.html", model.families_url, model_crumbs + [("families", model.families_url)], model=model)
-        if model.polysemanticity_url:
-            page("polysemanticity.html", model.polysemanticity_url,
-                 model_crumbs + [("polysemanticity", model.polysemanticity_url)], site=site, model=model,
-                 overview=polysemantic_overview(model), figures={"chart": charts.polysemanticity_by_layer(model)})
+        level("model", Where(site, model_crumbs, model))
         for layer in model.layers + model.dictionaries:
             layer_crumbs = model_crumbs + [(layer.name, layer.url)]
-            for family in layer.families:
-                page("family.html", family.url, layer_crumbs + [(family.name, family.url)],
-                     model=model, layer=layer, family=family,
-                     figures={"joint_chart": charts.joint_tuning(family.representative),
-                              "tuning_chart": charts.family_tuning(family),
-                              "scatter_chart": charts.handwritten_scatter(family)})
-            of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
-            page("layer.html", layer.url, layer_crumbs, model=model, layer=layer,
-                 figures={"chart": charts.layer_activations(layer),
-                         "comparison_chart": charts.units_against_features(of, layer) if of else None})
-            if layer.atlas:
-                page("atlas.html", layer.atlas.url, layer_crumbs + [("activation atlas", layer.atlas.url)],
-                     model=model, layer=layer, atlas=layer.atlas)
+            level("layer", Where(site, layer_crumbs, model, layer))
+            noun = "feature" if layer.dictionary else "unit"
             for unit in layer.units:
-                unit_crumbs = layer_crumbs + [(f"{'feature' if layer.dictionary else 'unit'} {unit.index}", unit.url)]
-                page("unit.html", unit.url, unit_crumbs, margin=margin,
-                     model=model, layer=layer, unit=unit, figures={
-                         "chart": charts.activation_histogram(unit), "tuning_chart": charts.orientation_tuning(unit),
-                         "joint_chart": charts.joint_tuning(unit)})
-                if unit.circuit_url:
-                    page("circuit.html", unit.circuit_url, unit_crumbs + [("circuit", unit.circuit_url)],
-                         model=model, layer=layer, unit=unit, diagram=diagrams.circuit_diagram(unit))  # SVG, no chart
+                level("unit", Where(site, layer_crumbs + [(f"{noun} {unit.index}", unit.url)], model, layer, unit,
+                                    margin))
     return pages
 
 
@@ -220,7 +270,7 @@ def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; reinstall Atlas (its package data is missing)")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(TEMPLATE_FOLDERS),
         autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )

@@ -364,6 +364,29 @@ def test_render_without_a_sweep_says_what_to_do(tmp_path):
         render_site(load_config(tmp_path / "atlas.toml"))
 
 
+def test_a_new_page_type_is_a_template_and_a_function(built_site, tmp_path, monkeypatch):
+    from atlas import render
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "notes.html").write_text(
+        '{% extends "base.html" %}{% block main %}<h1>Notes on unit {{ unit.index }}</h1>'
+        '<a href="{{ unit.url | url }}">back</a>{% endblock %}')
+
+    def notes(add, at):
+        folder, _, name = at.unit.url.rpartition("/")
+        add("notes.html", f"{folder}/notes/{name}", at.crumbs + [("notes", f"{folder}/notes/{name}")], unit=at.unit)
+
+    monkeypatch.setattr(render, "TEMPLATE_FOLDERS", [*render.TEMPLATE_FOLDERS, templates])
+    monkeypatch.setitem(render.PAGE_TYPES, "unit", [*render.PAGE_TYPES["unit"], notes])
+    out = render_site(load_config(built_site.parent / "atlas.toml"), out=tmp_path / "site", workers=2).out
+    pages = sorted(out.glob("models/*/conv1/0-15/notes/*.html"))
+    assert pages and len(pages) == len(list(out.glob("models/*/conv1/0-15/[0-9]*.html")))
+    page = pages[0].read_text()
+    assert f"Notes on unit {pages[0].stem}</h1>" in page and f'href="../{pages[0].stem}.html"' in page
+    assert 'aria-current="page">notes</span>' in page  # its breadcrumbs end with it
+
+
 def test_a_layer_of_any_width_keeps_its_folders_small():
     from collections import Counter
 
