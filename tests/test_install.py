@@ -57,7 +57,7 @@ def test_a_wheel_install_outside_the_checkout_inits_builds_and_renders(installed
         "--set", "data.limit=40", "--set", "featurevis.steps=4", "--set", "featurevis.size=32",
         "--set", 'sweep.stages=["featurevis", "examples"]', cwd=project, env=env)
     site = project / "site"
-    unit = site / "models" / "resnet" / "conv1" / "0.html"
+    unit = site / "models" / "resnet" / "conv1" / "0-15" / "0.html"
     assert "resnet" in (site / "index.html").read_text()
     assert "<img" in unit.read_text()  # its feature visualization
     assert (site / "static" / "vendor" / "vega-bundle.min.js").stat().st_size > 500_000

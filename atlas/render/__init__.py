@@ -266,6 +266,12 @@ def breakable(name: str) -> markupsafe.Markup:
     return markupsafe.Markup(re.sub(r"(?<=[./])(?=.)|(?<=[^._/])(?=_)", "<wbr>", escaped))
 
 
+def percent(share: float) -> str:
+    """A share as a whole percentage, and a share too small to round to one as "<1%"
+    (one unit of 320 is there: "0%" would say it is not)."""
+    return "<1%" if share > 0 and round(share * 100) == 0 else f"{share * 100:.0f}%"
+
+
 def _environment() -> jinja2.Environment:
     if not TEMPLATES.is_dir():
         raise AtlasError(f"templates not found at {TEMPLATES}; reinstall Atlas (its package data is missing)")
@@ -281,6 +287,7 @@ def _environment() -> jinja2.Environment:
     env.filters["number"] = lambda value, spec: "not finite" if value is None else spec % value  # stored None
     env.filters["breakable"] = breakable
     env.filters["chart"] = charts.embedded
+    env.filters["percent"] = percent
     return env
 
 

@@ -387,6 +387,12 @@ def test_a_new_page_type_is_a_template_and_a_function(built_site, tmp_path, monk
     assert 'aria-current="page">notes</span>' in page  # its breadcrumbs end with it
 
 
+def test_a_share_too_small_to_round_to_a_percent_is_not_shown_as_none():
+    from atlas.render import percent
+
+    assert [percent(s) for s in (0.0, 1 / 320, 0.005, 0.21, 1.0)] == ["0%", "<1%", "<1%", "21%", "100%"]
+
+
 def test_a_layer_of_any_width_keeps_its_folders_small():
     from collections import Counter
 
