@@ -72,8 +72,10 @@ def main() -> None:
               f"{quick[0].mean() / default[0].mean():>6.2f}  {quick[1].mean():>10.0%} {default[1].mean():>12.0%}  "
               f"{quick[2]:>7.1f} {default[2]:>9.1f}")
     quick, default = totals["quick"], totals["default"]
-    ratios = np.array(quick[0]) / np.array(default[0])
-    print(f"\nall: quick reaches a median {np.median(ratios):.2f} of the default's activation per unit "
+    raised = np.array(default[0]) > 0  # a dead unit's default reaches 0: no ratio
+    ratios = np.array(quick[0])[raised] / np.array(default[0])[raised]
+    print(f"\nall ({raised.sum()} of {raised.size} units the default raised above 0): quick reaches a median "
+          f"{np.median(ratios):.2f} of the default's activation per unit "
           f"(quartiles {np.quantile(ratios, 0.25):.2f}-{np.quantile(ratios, 0.75):.2f}); failures quick "
           f"{np.mean(quick[1]):.0%}, default {np.mean(default[1]):.0%}; time quick {quick[2]:.0f} s, default "
           f"{default[2]:.0f} s ({default[2] / quick[2]:.1f}x)")
