@@ -24,6 +24,7 @@ the science; ``run`` stores one artifact per layer.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
@@ -175,13 +176,15 @@ def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples:
     Every unit of the layer is read at each turned example, so an example two units share
     (the same pixels array, fired at the same place) is turned and shown once."""
     index = torch.tensor(list(units), device=device)
-    shown: dict[tuple, np.ndarray] = {}
+    place = lambda pixels, at, centre: (id(pixels), *at, *centre)  # noqa: E731
+    uses = Counter(place(*example) for found in examples.values() for example in found)
+    shown: dict[tuple, np.ndarray] = {}  # kept until its last use
     out = {}
     with torch.no_grad():
         for unit, found in examples.items():
             curves = []
             for pixels, (y, x), (fy, fx) in found:
-                seen = (id(pixels), y, x, fy, fx)
+                seen = place(pixels, (y, x), (fy, fx))
                 if seen not in shown:
                     image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
                     turned = rotations(image, (fy, fx), angles)
@@ -189,6 +192,9 @@ def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples:
                                    .index_select(1, index), index)
                     shown[seen] = acts[:, :, y, x].float().cpu().numpy()
                 curves.append(shown[seen])
+                uses[seen] -= 1
+                if not uses[seen]:
+                    del shown[seen]
             if curves:
                 out[unit] = np.mean(curves, axis=0)
     return out
