@@ -97,7 +97,17 @@ def render(path: Path, workers: int) -> dict:
     report = render_site(load_config(path), workers=workers)
     return {"seconds": report.seconds, "pages": report.pages, "bytes": report.size.bytes,
             "files": report.size.files, "fullest": list(report.size.fullest_folder), "units": report.size.units,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": peak_mb()}
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory since its exec: /proc's VmHWM (getrusage's
+    maxrss would count the parent's memory at the fork, here a whole sweep's)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
