@@ -333,7 +333,7 @@ def script(specs: Iterable[dict[str, Any]]) -> str:
     global (a script, so charts draw from file:// too): each page holds only what its
     charts add to their template (``embedded``)."""
     names = sorted({spec["usermeta"]["template"] for spec in specs if "template" in spec.get("usermeta", {})})
-    found = {name: json.loads(_template(*_BUILT[name][:1], *_BUILT[name][1])) for name in names}
+    found = {name: _template_named(name) for name in names}
     return f"window.ATLAS_CHARTS = {json.dumps(found, separators=(',', ':'), sort_keys=True)};\n"
 
 
@@ -346,7 +346,7 @@ def embedded(spec: dict[str, Any]) -> dict[str, Any]:
     name = spec.get("usermeta", {}).get("template")
     if name not in _BUILT:
         return {"s": spec}
-    template = json.loads(_template(*_BUILT[name][:1], *_BUILT[name][1]))
+    template = _template_named(name)
     try:
         patch = _patch({k: v for k, v in template.items() if k != "data"},
                        {k: v for k, v in spec.items() if k not in ("data", "usermeta")})
@@ -360,6 +360,11 @@ def embedded(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         found["v"] = rows
     return found
+
+
+def _template_named(name: str) -> dict[str, Any]:
+    build, params = _BUILT[name]
+    return json.loads(_template(build, *params))
 
 
 class _NeedsNull(Exception):
