@@ -30,10 +30,12 @@ from atlas.config import Config
 from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
 from atlas.files import folder_mode
 from atlas.forked import can_fork, map_forked
+from atlas.images import sprite
 from atlas.names import slug
 from atlas.render import charts, diagrams, weightmaps
 from atlas.render.catalog import catalog, search_index
-from atlas.render.model import Layer, Model, SiteModel, Unit
+from atlas.render.figures import circuit_figures, unit_figures
+from atlas.render.model import Layer, Model, SiteModel, Sprite, Unit
 from atlas.render.overview import polysemantic_overview
 from atlas.render.read import build_site
 from atlas.render.size import SiteSize, measure
@@ -88,7 +90,8 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     }
     _write_site(out, pages, data, site, workers or _cores())
     units = sum(len(layer.units) for model in site.models for layer in model.layers)
-    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies), time.perf_counter() - start,
+    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies) + len(site.sprites),
+                          time.perf_counter() - start,
                           measure(out, units))
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
@@ -131,6 +134,8 @@ class Where:
 
 
 Add = Callable[..., None]  # add(template, path, crumbs, figures=None, **context): one page
+# A page whose images ``static/figures.js`` draws passes ``drawn``: a function giving their data (figures.py),
+# called as the page is written.
 
 
 def _site_level(add: Add, at: Where) -> None:
@@ -181,10 +186,12 @@ def _unit_level(add: Add, at: Where) -> None:
     model, layer, unit = at.model, at.layer, at.unit
     add("unit.html", unit.url, at.crumbs, margin=at.margin, model=model, layer=layer, unit=unit, figures={
         "chart": charts.activation_histogram(unit), "tuning_chart": charts.orientation_tuning(unit),
-        "joint_chart": charts.joint_tuning(unit)})
+        "joint_chart": charts.joint_tuning(unit)}, drawn=lambda: unit_figures(unit, unit.url))
     if unit.circuit_url:
+        diagram = diagrams.circuit_diagram(unit)  # SVG, no chart
         add("circuit.html", unit.circuit_url, at.crumbs + [("circuit", unit.circuit_url)],
-            model=model, layer=layer, unit=unit, diagram=diagrams.circuit_diagram(unit))  # SVG, no chart
+            model=model, layer=layer, unit=unit, diagram=diagram,
+            drawn=lambda: circuit_figures(unit, diagram, unit.circuit_url))
 
 
 PAGE_TYPES: dict[str, list[Callable[[Add, Where], None]]] = {
@@ -231,25 +238,28 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
     return pages
 
 
-def _write_pages(folder: Path, pages: list[Page]) -> int:
+def _write_share(folder: Path, pages: list[Page], sprites: list[Sprite]) -> int:
     env = _environment()
     for p in pages:
         _write_text(folder / p.path, env.get_template(p.template).render(p.context))
+    for found in sprites:
+        (folder / found.path).parent.mkdir(parents=True, exist_ok=True)
+        sprite(found.sources, folder / found.path, found.side)
     return len(pages)
 
 
-def _write_pages_parallel(folder: Path, pages: list[Page], workers: int,
-                          meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Render and write ``pages`` in ``workers`` forked processes (each inherits the page
-    models, so nothing is pickled but a number; each gets every ``workers``-th page, its
-    part of every page type), running ``meanwhile`` in this process as they work;
-    serially where fork is not available or one worker is asked for."""
+def _write_parallel(folder: Path, pages: list[Page], sprites: list[Sprite], workers: int,
+                    meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Render and write ``pages`` and stack ``sprites`` in ``workers`` forked processes
+    (each inherits the page models, so nothing is pickled but a number; each gets every
+    ``workers``-th page and sprite, its part of every kind), running ``meanwhile`` in this
+    process as they work; serially where fork is not available or one worker is asked for."""
     if workers <= 1 or len(pages) < 2 * workers or not can_fork():
-        _write_pages(folder, pages)
+        _write_share(folder, pages, sprites)
         meanwhile()
         return
-    written = map_forked(lambda share: _write_pages(folder, pages[share::workers]), range(workers), workers,
-                         meanwhile=meanwhile)
+    written = map_forked(lambda share: _write_share(folder, pages[share::workers], sprites[share::workers]),
+                         range(workers), workers, meanwhile=meanwhile)
     assert sum(written) == len(pages)
 
 
@@ -317,7 +327,7 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
                     made.add(target.parent)
                 _place(source, target)
 
-        _write_pages_parallel(building, pages, workers, meanwhile=place_images)
+        _write_parallel(building, pages, list(site.sprites.values()), workers, meanwhile=place_images)
         for path, text in data.items():
             _write_text(building / path, text)
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are

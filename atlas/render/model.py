@@ -15,6 +15,48 @@ import numpy as np
 
 from atlas import registry
 from atlas.artifacts import MixingSummary
+from atlas.images import WEBP_SIDE
+
+
+@dataclass
+class Sprite:
+    """One unit's crops in one image, stacked top to bottom (``atlas.images.sprite``): a
+    page shows a tile through a window its size, so a unit's thirty crops are one file
+    (each crop once, however many figures show it)."""
+
+    path: str  # site path
+    side: int = 64  # pixels on a side of a tile (the stages' crops)
+    sources: list[Path | str] = field(default_factory=list)  # store files, in tile order
+    tiles: dict[Any, int] = field(default_factory=dict)  # what a crop is of (its image, place) -> tile
+
+    @property
+    def full(self) -> bool:
+        return len(self.sources) >= WEBP_SIDE // self.side
+
+    def tile(self, key: Any, source: Path | str) -> int:
+        """The tile of the crop ``key`` (``source`` stacked the first time it is asked for)."""
+        if key not in self.tiles:
+            self.tiles[key] = len(self.sources)
+            self.sources.append(source)
+        return self.tiles[key]
+
+
+@dataclass
+class Picture:
+    """An image as a page shows it: a file, or one tile of a sprite."""
+
+    src: str  # site path of the file (the sprite, for a tile)
+    sprite: Sprite | None = None
+    tile: int = 0
+
+    @property
+    def tiles(self) -> int:
+        return len(self.sprite.sources) if self.sprite else 1
+
+    @property
+    def ref(self) -> str:
+        """As ``catalog.json`` names it: the path, with ``#tile`` for a sprite's tile."""
+        return f"{self.src}#{self.tile}" if self.sprite else self.src
 
 
 @dataclass
@@ -25,7 +67,12 @@ class Example:
     label: str
     x: float  # where the unit fired, as a fraction of the image width
     y: float
-    crop: str | None = None  # site-relative path of the receptive-field crop (top examples)
+    crop: Picture | None = None  # the receptive-field crop (top examples), a tile of the unit's sprite
+
+    @property
+    def picture(self) -> Picture:
+        """The crop, or the whole image's thumbnail where there is none."""
+        return self.crop or Picture(self.src)
 
 
 @dataclass
@@ -176,16 +223,16 @@ class Unit:
     measures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def picture(self) -> tuple[str, str] | None:
-        """(site path, what it is) of the image that stands for the unit in small: its
+    def picture(self) -> tuple[Picture, str] | None:
+        """(the image, what it is) that stands for the unit in small: its
         feature visualization, unless that failed (a grey square shows nothing it
         detects), else its weights, else its strongest dataset example."""
         if self.featurevis_thumb and not self.featurevis_failed:
-            return self.featurevis_thumb, "feature visualization"
+            return Picture(self.featurevis_thumb), "feature visualization"
         if self.weights:
-            return self.weights, "weights"
+            return Picture(self.weights), "weights"
         if self.examples:
-            return self.examples[0].crop or self.examples[0].src, "top dataset example"
+            return self.examples[0].picture, "top dataset example"
         return None
 
     @property
@@ -351,6 +398,7 @@ class SiteModel:
     models: list[Model]
     data: dict[str, Any] | None
     copies: dict[str, Path | str] = field(default_factory=dict)  # site path -> store file
+    sprites: dict[str, Sprite] = field(default_factory=dict)  # site path -> the crops stacked in it
     universality: Universality | None = None
     superposition: dict[str, Any] | None = None  # the toy models' results, when trained
 

@@ -14,7 +14,7 @@ from atlas.artifacts import OTHER, LayerEntry, Plan
 from atlas.names import slug
 from atlas.registry import PRIMARY
 from atlas.render.model import (ActivationAtlas, AtlasCell, Edge, Example, Family, Layer, Match, Meaning, Model,
-                                Polysemanticity, SiteModel, Unit, Universality, Variant)
+                                Picture, Polysemanticity, SiteModel, Sprite, Unit, Universality, Variant)
 from atlas.render.urls import dataset_image, unit_folder
 from atlas.store import Store
 
@@ -25,7 +25,7 @@ def build_site(plan: Plan, store: Store) -> SiteModel:
         if plan.data and plan.data.get("thumbnails") else None
     for entry in plan.models:
         base = f"models/{slug(entry.name)}"
-        reader = _Reader(store, site.copies, thumbnails)
+        reader = _Reader(store, site.copies, site.sprites, thumbnails)
         layers = [reader.layer(layer, f"{base}/{slug(layer.name)}") for layer in entry.layers]
         with_families = [(layer, store.read(records.Families, layer.key("families")))
                          for layer in entry.layers if layer.key("families")]
@@ -92,8 +92,9 @@ class _Reader:
     """Reads one model's layers: each stage's records onto the layer's units, the images
     they show queued in ``copies`` (site path -> store file)."""
 
-    def __init__(self, store: Store, copies: dict[str, Path | str], thumbnails: str | None):
-        self.store, self.copies, self.thumbnails = store, copies, thumbnails
+    def __init__(self, store: Store, copies: dict[str, Path | str], sprites: dict[str, Sprite],
+                 thumbnails: str | None):
+        self.store, self.copies, self.sprites, self.thumbnails = store, copies, sprites, thumbnails
 
     def layer(self, entry: LayerEntry, base: str) -> Layer:
         units = {i: Unit(index=i, url=f"{unit_folder(base, i)}/{i}.html") for i in entry.units}
@@ -192,15 +193,15 @@ class _Reader:
             if isinstance(summary["dead"], str):  # the reason (True before examples' format 6)
                 u.dead_reason = summary["dead"]
             if not u.dead:  # a dead unit's "strongest" images are ranked on zeros: none are shown
-                u.examples = [self.example(ex, found, folder, here) for ex in summary["top"]]
+                u.examples = [self.example(ex, found, folder, here, u.index) for ex in summary["top"]]
                 u.duplicates = summary["duplicates"]
-                u.quantiles = [[self.example(ex, found, folder, here) for ex in group]
+                u.quantiles = [[self.example(ex, found, folder, here, u.index) for ex in group]
                                for group in summary["quantiles"]]
             u.activation_quantiles = summary["activation_quantiles"]
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
             u.unrectified = found.unrectified
-            u.negative_examples = [self.example(ex, found, folder, here) for ex in summary.get("bottom", [])]
+            u.negative_examples = [self.example(ex, found, folder, here, u.index) for ex in summary.get("bottom", [])]
 
     def tuning(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Tuning.STAGE, key)
@@ -223,7 +224,7 @@ class _Reader:
                 score=scored["score"], separation=scored["separation"], balance=scored["balance"],
                 purity=scored["purity"], diversity=scored.get("diversity"), top=found.top,
                 explained=scored.get("explained"), null=scored.get("null"),
-                meanings=[Meaning(c["size"], [self.example(ex, found, folder, here)
+                meanings=[Meaning(c["size"], [self.example(ex, found, folder, here, int(unit))
                                               for ex in c["examples"] if "crop" in ex], c["things"], c["labels"])
                           for c in scored["clusters"]])
 
@@ -234,15 +235,27 @@ class _Reader:
                                               "values": values})
 
     def example(self, ex: dict[str, Any], found: records.Examples | records.Polysemanticity, folder: Path,
-                here: str) -> Example:
-        """One example of an examples (or polysemanticity) record, its images queued for
-        copying (its crop into the unit's folder ``here``)."""
+                here: str, unit: int) -> Example:
+        """One example of an examples (or polysemanticity) record, its images queued: its
+        thumbnail for copying, its crop for the unit's sprite in its folder ``here`` (the
+        same image and place, cropped by either stage, is one tile)."""
         image = found.images[str(ex["image"])]
         height, width = found.grid
         src = self.dataset_thumbnail(ex["image"])
-        crop = self._copy(f"{here}/img/{ex['crop']}", f"{folder}/{ex['crop']}") if "crop" in ex else None
+        crop = self.crop((ex["image"], ex["y"], ex["x"]), f"{folder}/{ex['crop']}", here, unit) if "crop" in ex else None
         return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
                        x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
+
+
+    def crop(self, key: tuple[int, int, int], source: str, here: str, unit: int) -> Picture:
+        """A crop as a tile of its unit's sprite (a further sheet when one is full)."""
+        sheet = 0
+        while True:
+            path = f"{here}/img/crops-{unit}{f'-{sheet}' if sheet else ''}.webp"
+            sprite = self.sprites.setdefault(path, Sprite(path))
+            if key in sprite.tiles or not sprite.full:
+                return Picture(path, sprite, sprite.tile(key, source))
+            sheet += 1
 
 
 def _families(found: records.Families, layer: str, units: dict[int, Unit], base: str) -> list[Family]:

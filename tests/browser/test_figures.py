@@ -192,3 +192,44 @@ def test_the_activation_atlas_map_is_readable_and_zooms(browser_page, built_site
     found = browser_page.evaluate(SIZES, {"cells": ".atlas-map .atlas-cell"})
     assert all(w >= 127 for w, _ in found["cells"]), found
     assert found["page"] <= found["viewport"]
+
+
+def test_what_figures_js_draws_is_what_the_store_holds(browser_page, built_site):
+    """The circuit page's weight maps, drawn in the browser from the page's data, are the
+    pixels ``weightmaps.weight_png`` draws from the same weights; a unit page's crops,
+    windows onto its sprite, each show their own tile."""
+    import base64
+    import io
+    import json
+    import re
+
+    from PIL import Image
+
+    from atlas.render.weightmaps import weight_png
+
+    page = next(built_site.glob("models/color*/conv2/0-15/circuits/1.html"))
+    browser_page.goto(page.as_uri(), wait_until="load")
+    data = json.loads(re.search(r'id="figures">(.*?)</script>', page.read_text(), re.S).group(1))
+    drawn = browser_page.locator("[data-row=inputs] img.weight-map").evaluate_all("els => els.map(el => el.src)")
+    edges = [data["edges"][i] for i in data["rows"]["inputs"]]
+    scale = max(e[4][0] for e in edges)
+    assert len(drawn) == len(edges) == 4
+
+    def pixels(uri: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2]))).convert("RGB"))
+
+    for uri, edge in zip(drawn, edges):
+        largest, width, taps = edge[4]
+        weights = np.reshape(np.asarray(taps) / 1000 * largest, (-1, width))
+        assert np.array_equal(pixels(uri), pixels(weight_png(weights, scale)))
+
+    unit = next(built_site.glob("models/color*/conv1/0-15/0.html"))
+    browser_page.set_viewport_size({"width": 1280, "height": 4000})
+    browser_page.goto(unit.as_uri(), wait_until="networkidle")
+    windows = browser_page.locator("[data-figure=examples] .window")
+    assert windows.count() == 3
+    sprite = np.asarray(Image.open(unit.parent / "img" / "crops-0.webp").convert("RGB")).astype(int)
+    for i in range(3):
+        shot = np.asarray(Image.open(io.BytesIO(windows.nth(i).screenshot())).convert("RGB").resize((64, 64))).astype(int)
+        distances = [np.abs(shot - sprite[t * 64:(t + 1) * 64]).mean() for t in range(sprite.shape[0] // 64)]
+        assert int(np.argmin(distances)) == i and distances[i] < 12, distances  # the window shows its own tile

@@ -1,5 +1,3 @@
-import base64
-import io
 import json
 import re
 import subprocess
@@ -40,6 +38,11 @@ def _parse(page: Path) -> _Links:
     parser = _Links()
     parser.feed(page.read_text(encoding="utf-8"))
     return parser
+
+
+def figures_of(html: str) -> dict:
+    """A page's figures as static/figures.js reads them (atlas/render/figures.py)."""
+    return json.loads(re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S).group(1))
 
 
 def charts_of(site: Path, html: str) -> list[dict]:
@@ -94,12 +97,12 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert len(_pages(built_site)) == 1 + 1 + 1 + 2 * per_model + dictionary
     unit = next(built_site.glob("models/*/conv1/0-15/1.html")).read_text()
     assert unit.count('class="variant"') == 6  # neuron, negative, 4 diversity images
-    quantiles = re.search(r'<table class="quantiles">(.*?)</table>', unit, re.S).group(1)
-    assert quantiles.count("<tr>") == 10  # examples across the range: one row per tenth
-    assert "Synthetic stimuli" in unit and unit.count('alt="Preferred ') == 9  # one per stimulus kind
+    figures = figures_of(unit)
+    assert 'data-figure="quantiles"' in unit and len(figures["quantiles"]) == 10  # one row per tenth of the range
+    assert "Synthetic stimuli" in unit and len(figures["stimuli"]) == 9  # one per stimulus kind
     assert "Joint tuning" in unit and unit.count('class="vega-spec"') == 3  # histogram, orientation, joint
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
-    assert 'data-grid-show="examples"' in layer and layer.count('class="alt"') == 4
+    assert 'data-grid-show="examples"' in layer and len(re.findall(r'class="(window )?alt"', layer)) == 4
 
 
 def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):
@@ -121,7 +124,7 @@ def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_sit
     assert checked > 100
     # (An SVG's xmlns and a chart's $schema are names, not requests: only stylesheets and scripts are read.)
     css_and_js = "".join(p.read_text() for pattern in ("*.css", "*.js") for p in (built_site / "static").glob(pattern))
-    css_and_js = re.sub(r'"\$schema":"https://vega\.github\.io/[^"]*"', "", css_and_js)
+    css_and_js = re.sub(r'"\$schema":"https://vega\.github\.io/[^"]*"|"http://www\.w3\.org/2000/svg"', "", css_and_js)
     assert not re.search(r"https?://|url\(\s*['\"]?/", css_and_js)
 
 
@@ -152,9 +155,11 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     variants = unit["featurevis_variants"]
     assert sorted(variants) == ["diversity-0", "diversity-1", "diversity-2", "diversity-3", "negative", "neuron"]
     assert all((built_site / v["src"]).is_file() for v in variants.values())
-    assert len(unit["examples"]) == 3 and all((built_site / e).is_file() for e in unit["examples"])
+    # Each a tile of the unit's sprite, "path#tile": its crops stacked in one image, each crop once.
+    assert unit["examples"] == [f"{unit['url'].rpartition('/')[0]}/img/crops-0.webp#{i}" for i in range(3)]
+    with Image.open(built_site / unit["examples"][0].partition("#")[0]) as sprite:
+        assert sprite.size[0] == 64 and sprite.size[1] % 64 == 0 and sprite.size[1] >= 3 * 64
     assert unit["example_values"][0] == pytest.approx(1.0)  # the red image, for R - G
-    assert all("/img/crop-0-" in e for e in unit["examples"])
     assert len(unit["activation_quantiles"]) == 11 and unit["fraction_active"] == pytest.approx(0.4)
     assert conv2["units"][0]["weights"] is None  # not an RGB layer
     # conv2's unit 0 reads ReLU outputs with only negative weights: it can never fire.
@@ -238,12 +243,13 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
     assert conv1["units"][0]["circuit"] is None  # no swept layer before it
     page = (built_site / conv2["units"][1]["url"].replace("/1.html", "/circuits/1.html")).read_text()
     assert "On the path from <code>conv1</code>: ReLU taken as the identity." in page
-    assert page.count('class="weight-map pixelated"') == 4 and "An edit that tests the reading" in page
-    maps = [np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
-            for uri in re.findall(r'class="weight-map pixelated" src="data:image/png;base64,([^"]+)"', page)]
-    assert [m.shape for m in maps] == [(3, 3, 3)] * 4  # four 3x3 maps: the kernel itself, conv1 being 1x1
-    # The strongest weight of the page is drawn at full red.
-    assert any((m == (255, 0, 0)).all(-1).any() for m in maps)
+    assert "An edit that tests the reading" in page
+    figures = figures_of(page)
+    edges = [figures["edges"][i] for i in figures["rows"]["inputs"]]  # [layer, tile, family, weight, map]
+    assert [(e[0], e[1][0]) for e in edges] == [("conv1", 3), ("conv1", 2), ("conv1", 1), ("conv1", 0)]
+    maps = [np.reshape(np.asarray(m[2]) / 1000 * m[0], (-1, m[1])) for m in (e[4] for e in edges)]
+    assert [m.shape for m in maps] == [(3, 3)] * 4  # four 3x3 maps: the kernel itself, conv1 being 1x1
+    assert max(np.abs(m).max() for m in maps) == pytest.approx(1.0)  # linspace(-1, 1)'s end, drawn at full red
 
 
 def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site):

@@ -1,0 +1,133 @@
+"""The data of a page's image-heavy figures, drawn in the browser by ``static/figures.js``.
+
+A unit's page shows some hundred images (its crops, the dataset images across its
+range, its stimuli, the units that take over as its examples turn) and its circuit page
+some fifty tiles and weight maps. As markup, that was two thirds of every page's bytes;
+as data it is a tenth of that: each page holds one JSON object (``figures``) and
+``figures.js`` builds the same elements from it, from file:// as from a server. Links
+and image paths are relative to the page, as everywhere else.
+
+The formats (lists, not objects, so that a thousand pages stay small):
+
+- a picture: ``[src]`` for a file, ``[src, tile, tiles]`` for a tile of a sprite;
+- an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail),
+  ``image`` a key of ``images``: ``{image: [name, label]}``; the thumbnail's path is
+  ``data`` + ``urls.dataset_image``'s folder, computed from ``per_folder``;
+- a unit tile: ``[index, href, picture or None, what it is, failed, dead]`` (as ``unit_tile``
+  draws it: a failed feature visualization dimmed); a unit in the diagram the same with
+  its ``Unit.picture`` (never a failed one);
+- an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
+  ``[largest |tap|, width, [taps as thousandths of it, row by row]]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from atlas.render.diagrams import CircuitDiagram
+from atlas.render.model import Edge, Example, Picture, Unit
+from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
+
+
+class Figures:
+    """Builds one page's figures: every path relative to ``page``, each dataset image's
+    name and label listed once."""
+
+    def __init__(self, page: str):
+        self.page = page
+        self.images: dict[str, list[str]] = {}
+
+    def url(self, target: str) -> str:
+        return relative_url(target, self.page)
+
+    def picture(self, p: Picture | None) -> list[Any] | None:
+        if p is None:
+            return None
+        return [self.url(p.src), p.tile, p.tiles] if p.sprite else [self.url(p.src)]
+
+    def example(self, ex: Example) -> list[Any]:
+        key = ex.src.rpartition("img-")[2].removesuffix(".webp")  # the dataset image's number
+        self.images[key] = [ex.name, ex.label]
+        return [int(key), round(ex.value, 4), self.picture(ex.crop)]
+
+    def placed(self, ex: Example) -> list[Any]:
+        """An example with where the unit fired (fractions of the image)."""
+        return self.example(ex) + [round(ex.x, 3), round(ex.y, 3)]
+
+    def tile(self, u: Unit) -> list[Any]:
+        """A unit as ``_macros.unit_tile`` shows it."""
+        if u.featurevis_thumb:
+            main, what = Picture(u.featurevis_thumb), "Feature visualization"
+        elif u.weights:
+            main, what = Picture(u.weights), "Weights"
+        elif u.examples:
+            main, what = u.examples[0].picture, "Top dataset example"
+        else:
+            main, what = None, ""
+        return [u.index, self.url(u.url), self.picture(main), what, u.featurevis_failed, u.dead]
+
+    def pictured(self, u: Unit) -> list[Any]:
+        """A unit as the circuit diagram shows it (``Unit.picture``)."""
+        found = u.picture
+        return [u.index, self.url(u.url), self.picture(found[0]) if found else None,
+                found[1].capitalize() if found else ""]
+
+    def edge(self, e: Edge) -> list[Any]:
+        family = e.other.family.symbol if e.other.family else None
+        return [e.layer, self.tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]
+
+    def done(self, **figures: Any) -> dict[str, Any]:
+        return {**figures, "images": self.images, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER}
+
+
+def _weight_map(weights: np.ndarray) -> list[Any]:
+    w = np.asarray(weights, dtype=np.float64)
+    largest = float(np.abs(w).max(initial=0.0))
+    taps = np.rint(w / largest * 1000).astype(int) if largest else np.zeros(w.shape, int)
+    return [largest, w.shape[1], taps.ravel().tolist()]  # the largest exactly: legends print it
+
+
+def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
+    """A unit page's examples, examples across its range, clusters of meanings, preferred
+    stimuli and the units that take over as its examples turn."""
+    f = Figures(page)
+    tuning = unit.tuning if unit.tuning and not unit.tuning.get("no_answer") else None
+    q = unit.activation_quantiles
+    return f.done(
+        examples=[f.example(ex) for ex in unit.examples],
+        negative=[f.example(ex) for ex in unit.negative_examples],
+        quantiles=[[[q[9 - i], q[10 - i]], [f.placed(ex) for ex in group]] for i, group in enumerate(unit.quantiles)],
+        meanings=[[f.example(ex) for ex in m.examples] for m in unit.polysemanticity.meanings]
+        if unit.polysemanticity else [],
+        stimuli=[[kind, f.url(p["src"]), p["response"]] for kind, p in sorted(tuning["preferred"].items())]
+        if tuning else [],
+        takeover=[[owner["index"], f.url(owner["url"]), f.url(owner["thumb"]) if owner["thumb"] else None,
+                   owner["angles"]] for owner in unit.takeover])
+
+
+def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> dict[str, Any]:
+    """A circuit page's diagram and its rows of edges, each edge listed once."""
+    f = Figures(page)
+    edges: list[Edge] = []
+
+    def ref(e: Edge) -> int:
+        for i, known in enumerate(edges):
+            if known is e:
+                return i
+        edges.append(e)
+        return len(edges) - 1
+
+    rows = {name: [ref(e) for e in getattr(unit, name)]
+            for name in ("inputs", "inhibitory", "outputs", "outputs_inhibitory")}
+    drawn = None
+    if diagram:
+        drawn = {"width": diagram.width, "height": diagram.height, "centre": [diagram.centre_x, diagram.centre_y,
+                                                                             diagram.centre_size],
+                 "picture": diagram.picture, "map": diagram.map, "unit": f.pictured(unit),
+                 "family": unit.family.name if unit.family else None,
+                 "edges": [[ref(d.edge), d.sign, round(d.x, 1), d.picture_y, d.label_y, d.map_y, d.path, d.stroke,
+                            d.scale, f.pictured(d.edge.other)] for d in diagram.edges],
+                 "scales": [[row, scale] for row, scale in diagram.scales]}
+    return f.done(edges=[f.edge(e) for e in edges], rows=rows, diagram=drawn)
