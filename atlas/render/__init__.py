@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # shipped in the wheel (package data)
 SITE_MARKER = ".atlas-site"  # marks a folder Atlas made, so it may be replaced
+IMAGE_NAMES = "data/images.js"
 
 
 @dataclass
@@ -87,6 +88,8 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
         # The search index is a script that sets a global, so search works from file:// (no fetch).
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
         "static/charts.js": charts.script(spec for page in pages for spec in page.charts),
+        # The names and labels of the dataset images pages show, once for the site (figures.js reads it).
+        IMAGE_NAMES: f"window.ATLAS_IMAGES = {json.dumps(site.images, separators=(',', ':'))};\n",
     }
     _write_site(out, pages, data, site, workers or _cores())
     units = sum(len(layer.units) for model in site.models for layer in model.layers)

@@ -10,12 +10,13 @@ and image paths are relative to the page, as everywhere else.
 The formats (lists, not objects, so that a thousand pages stay small):
 
 - a picture: ``[src]`` for a file, ``[src, tile, tiles]`` for a tile of a sprite;
-- an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail),
-  ``image`` a key of ``images``: ``{image: [name, label]}``; the thumbnail's path is
-  ``data`` + ``urls.dataset_image``'s folder, computed from ``per_folder``;
+- an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail);
+  the dataset image's name and label are in the site's ``data/images.js`` (every page
+  shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
+  folder, computed from ``per_folder``;
 - a unit tile: ``[index, href, picture or None, what it is, failed, dead]`` (as ``unit_tile``
   draws it: a failed feature visualization dimmed); a unit in the diagram the same with
-  its ``Unit.picture`` (never a failed one);
+  its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
 - an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
   ``[largest |tap|, width, [taps as thousandths of it, row by row]]``.
 """
@@ -32,12 +33,10 @@ from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
 
 
 class Figures:
-    """Builds one page's figures: every path relative to ``page``, each dataset image's
-    name and label listed once."""
+    """Builds one page's figures, every path relative to ``page``."""
 
     def __init__(self, page: str):
         self.page = page
-        self.images: dict[str, list[str]] = {}
 
     def url(self, target: str) -> str:
         return relative_url(target, self.page)
@@ -48,9 +47,7 @@ class Figures:
         return [self.url(p.src), p.tile, p.tiles] if p.sprite else [self.url(p.src)]
 
     def example(self, ex: Example) -> list[Any]:
-        key = ex.src.rpartition("img-")[2].removesuffix(".webp")  # the dataset image's number
-        self.images[key] = [ex.name, ex.label]
-        return [int(key), round(ex.value, 4), self.picture(ex.crop)]
+        return [ex.image, round(ex.value, 4), self.picture(ex.crop)]
 
     def placed(self, ex: Example) -> list[Any]:
         """An example with where the unit fired (fractions of the image)."""
@@ -79,7 +76,7 @@ class Figures:
         return [e.layer, self.tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]
 
     def done(self, **figures: Any) -> dict[str, Any]:
-        return {**figures, "images": self.images, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER}
+        return {**figures, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER}
 
 
 def _weight_map(weights: np.ndarray) -> list[Any]:
@@ -128,6 +125,7 @@ def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> di
                  "picture": diagram.picture, "map": diagram.map, "unit": f.pictured(unit),
                  "family": unit.family.name if unit.family else None,
                  "edges": [[ref(d.edge), d.sign, round(d.x, 1), d.picture_y, d.label_y, d.map_y, d.path, d.stroke,
-                            d.scale, f.pictured(d.edge.other)] for d in diagram.edges],
+                            d.scale, f.pictured(d.edge.other) if d.edge.other.featurevis_failed else None]
+                           for d in diagram.edges],
                  "scales": [[row, scale] for row, scale in diagram.scales]}
     return f.done(edges=[f.edge(e) for e in edges], rows=rows, diagram=drawn)

@@ -61,6 +61,7 @@ class Picture:
 
 @dataclass
 class Example:
+    image: int  # its number in the dataset
     src: str  # site-relative path of the whole image's thumbnail
     value: float
     name: str  # the image's name in the dataset
@@ -399,6 +400,7 @@ class SiteModel:
     data: dict[str, Any] | None
     copies: dict[str, Path | str] = field(default_factory=dict)  # site path -> store file
     sprites: dict[str, Sprite] = field(default_factory=dict)  # site path -> the crops stacked in it
+    images: dict[int, list[str]] = field(default_factory=dict)  # dataset image shown -> [name, label]
     universality: Universality | None = None
     superposition: dict[str, Any] | None = None  # the toy models' results, when trained
 

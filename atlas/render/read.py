@@ -25,7 +25,7 @@ def build_site(plan: Plan, store: Store) -> SiteModel:
         if plan.data and plan.data.get("thumbnails") else None
     for entry in plan.models:
         base = f"models/{slug(entry.name)}"
-        reader = _Reader(store, site.copies, site.sprites, thumbnails)
+        reader = _Reader(store, site.copies, site.sprites, site.images, thumbnails)
         layers = [reader.layer(layer, f"{base}/{slug(layer.name)}") for layer in entry.layers]
         with_families = [(layer, store.read(records.Families, layer.key("families")))
                          for layer in entry.layers if layer.key("families")]
@@ -93,8 +93,8 @@ class _Reader:
     they show queued in ``copies`` (site path -> store file)."""
 
     def __init__(self, store: Store, copies: dict[str, Path | str], sprites: dict[str, Sprite],
-                 thumbnails: str | None):
-        self.store, self.copies, self.sprites, self.thumbnails = store, copies, sprites, thumbnails
+                 images: dict[int, list[str]], thumbnails: str | None):
+        self.store, self.copies, self.sprites, self.images, self.thumbnails = store, copies, sprites, images, thumbnails
 
     def layer(self, entry: LayerEntry, base: str) -> Layer:
         units = {i: Unit(index=i, url=f"{unit_folder(base, i)}/{i}.html") for i in entry.units}
@@ -240,10 +240,11 @@ class _Reader:
         thumbnail for copying, its crop for the unit's sprite in its folder ``here`` (the
         same image and place, cropped by either stage, is one tile)."""
         image = found.images[str(ex["image"])]
+        self.images[ex["image"]] = [image["name"], image["label"]]
         height, width = found.grid
         src = self.dataset_thumbnail(ex["image"])
         crop = self.crop((ex["image"], ex["y"], ex["x"]), f"{folder}/{ex['crop']}", here, unit) if "crop" in ex else None
-        return Example(src=src, value=ex["value"], name=image["name"], label=image["label"],
+        return Example(image=ex["image"], src=src, value=ex["value"], name=image["name"], label=image["label"],
                        x=(ex["x"] + 0.5) / width, y=(ex["y"] + 0.5) / height, crop=crop)
 
 

@@ -11,7 +11,7 @@ def unit(i: int, *, featurevis: bool = True, failed: bool = False, example: bool
     if example:
         sprite = Sprite(f"crops-{i}.webp")
         crop = Picture(sprite.path, sprite, sprite.tile((i, 0, 0), "store/crop.webp"))
-        u.examples = [Example(src=f"img-{i}.webp", value=1.0, name="n", label="", x=0.5, y=0.5, crop=crop)]
+        u.examples = [Example(image=i, src=f"img-{i}.webp", value=1.0, name="n", label="", x=0.5, y=0.5, crop=crop)]
     return u
 
 
@@ -27,7 +27,7 @@ def test_a_crop_shown_twice_is_one_tile_and_a_full_sprite_starts_another_sheet()
     from atlas.render.read import _Reader
 
     sprites = {}
-    reader = _Reader(store=None, copies={}, sprites=sprites, thumbnails=None)
+    reader = _Reader(store=None, copies={}, sprites=sprites, images={}, thumbnails=None)
     first = reader.crop((7, 1, 2), "examples/crop-0.webp", "m/l/0-15", 3)
     again = reader.crop((7, 1, 2), "polysemanticity/crop-3-0-0.webp", "m/l/0-15", 3)  # the same image and place
     other = reader.crop((8, 0, 0), "examples/crop-1.webp", "m/l/0-15", 3)

@@ -150,11 +150,25 @@
       }
     });
   }
-  function wireKeys() {
+  // The keyboard help, made the first time it is asked for (every page would carry it).
+  function helpDialog() {
     var dialog = document.getElementById("keys-dialog");
+    if (dialog) return dialog;
+    dialog = document.createElement("dialog");
+    dialog.className = "keys";
+    dialog.id = "keys-dialog";
+    dialog.setAttribute("aria-label", "Keyboard shortcuts");
+    dialog.innerHTML = "<p><strong>Keyboard shortcuts</strong></p>" +
+      "<p><kbd>/</kbd> search · <kbd>n</kbd> next unit (on a layer's page: layer) · <kbd>p</kbd> previous · " +
+      "<kbd>?</kbd> this help · <kbd>Esc</kbd> close</p><form method=\"dialog\"><button>Close</button></form>";
+    document.body.appendChild(dialog);
+    return dialog;
+  }
+  function wireKeys() {
     var help = document.getElementById("keys-help");
     function toggleHelp() {
-      if (!dialog || typeof dialog.showModal !== "function") return;
+      var dialog = helpDialog();
+      if (typeof dialog.showModal !== "function") return;
       if (dialog.open) dialog.close(); else dialog.showModal();
     }
     if (help) help.addEventListener("click", toggleHelp);

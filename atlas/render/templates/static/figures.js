@@ -32,9 +32,9 @@
   function fixed(value, digits) { return Number(value).toFixed(digits); }
   function signed(value, digits) { return (value >= 0 ? "+" : "") + fixed(value, digits); }
 
-  // A dataset image: its name, label and thumbnail (urls.dataset_image's folders).
+  // A dataset image: its name and label (data/images.js) and thumbnail (urls.dataset_image's folders).
   function image(id) {
-    var found = data.images[id], start = Math.floor(id / data.per_folder) * data.per_folder;
+    var found = window.ATLAS_IMAGES[id], start = Math.floor(id / data.per_folder) * data.per_folder;
     return { name: found[0], label: found[1],
              src: data.data + start + "-" + (start + data.per_folder - 1) + "/img-" + id + ".webp" };
   }
@@ -160,7 +160,7 @@
         var link = svg("a", { "class": "edge " + sign, href: t[1],
                               "aria-label": "Unit " + t[0] + " of " + e[0] + ": strongest weight " + signed(e[3], 3) + " (" + sign + ")" }, [
           svg("path", { d: drawn[6], "stroke-width": drawn[7] }),
-          diagramPicture(drawn[9], x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
+          diagramPicture(drawn[9] || t, x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
         var label = svg("text", { x: x + d.map / 2, y: drawn[4] });
         label.textContent = t[0] + (e[2] ? " " + e[2] : "") + " · " + signed(e[3], 3);
         link.appendChild(label);
