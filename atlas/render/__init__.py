@@ -34,7 +34,7 @@ from atlas.images import sprite
 from atlas.names import slug
 from atlas.render import charts, diagrams, weightmaps
 from atlas.render.catalog import catalog, search_index
-from atlas.render.figures import circuit_figures, unit_figures
+from atlas.render.figures import circuit_figures, layer_figures, unit_figures
 from atlas.render.model import Layer, Model, SiteModel, Sprite, Unit
 from atlas.render.overview import polysemantic_overview
 from atlas.render.read import build_site
@@ -179,7 +179,8 @@ def _layer_level(add: Add, at: Where) -> None:
     of = next((x for x in model.layers if layer.dictionary and x.name == layer.dictionary["of"]), None)
     add("layer.html", layer.url, at.crumbs, model=model, layer=layer,
         figures={"chart": charts.layer_activations(layer),
-                 "comparison_chart": charts.units_against_features(of, layer) if of else None})
+                 "comparison_chart": charts.units_against_features(of, layer) if of else None},
+        drawn=lambda: layer_figures(layer, layer.url))
     if layer.atlas:
         add("atlas.html", layer.atlas.url, at.crumbs + [("activation atlas", layer.atlas.url)],
             model=model, layer=layer, atlas=layer.atlas)

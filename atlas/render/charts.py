@@ -28,7 +28,7 @@ _WIDTH = "container"
 
 def layer_activations(layer: Layer) -> dict[str, Any] | None:
     """Bar chart: the activation each unit's feature visualization reached."""
-    rows = [{"unit": u.index, "activation": u.featurevis_activation,
+    rows = [{"unit": u.index, "activation": float(f"{u.featurevis_activation:.4g}"),  # a bar: 4 digits
              "result": "failed" if u.featurevis_failed else "raised"}
             for u in layer.units if u.featurevis_activation is not None]
     return _bars(rows, "unit:O", "unit", "activation reached by feature vis", "unit:O", height=160, color="result:N")

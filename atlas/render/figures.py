@@ -14,8 +14,9 @@ The formats (lists, not objects, so that a thousand pages stay small):
   the dataset image's name and label are in the site's ``data/images.js`` (every page
   shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
   folder, computed from ``per_folder``;
-- a unit tile: ``[index, href, picture or None, what it is, failed, dead]`` (as ``unit_tile``
-  draws it: a failed feature visualization dimmed); a unit in the diagram the same with
+- a unit tile: ``[index, href, picture or None, what it is (``WHAT``'s key), failed, dead]``
+  (as ``unit_tile`` draws it: a failed feature visualization dimmed), on a layer's grid
+  with its top example's crop after; a unit in the diagram the same with
   its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
 - an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
   ``[largest |tap|, width, [taps as thousandths of it, row by row]]``.
@@ -28,8 +29,11 @@ from typing import Any
 import numpy as np
 
 from atlas.render.diagrams import CircuitDiagram
-from atlas.render.model import Edge, Example, Picture, Unit
+from atlas.render.model import Edge, Example, Layer, Picture, Unit
 from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
+
+
+WHAT = {"fv": "feature visualization", "w": "weights", "ex": "top dataset example"}  # figures.js has them too
 
 
 class Figures:
@@ -56,20 +60,20 @@ class Figures:
     def tile(self, u: Unit) -> list[Any]:
         """A unit as ``_macros.unit_tile`` shows it."""
         if u.featurevis_thumb:
-            main, what = Picture(u.featurevis_thumb), "Feature visualization"
+            main, what = Picture(u.featurevis_thumb), "fv"
         elif u.weights:
-            main, what = Picture(u.weights), "Weights"
+            main, what = Picture(u.weights), "w"
         elif u.examples:
-            main, what = u.examples[0].picture, "Top dataset example"
+            main, what = u.examples[0].picture, "ex"
         else:
             main, what = None, ""
-        return [u.index, self.url(u.url), self.picture(main), what, u.featurevis_failed, u.dead]
+        return [u.index, self.url(u.url), self.picture(main), what, int(u.featurevis_failed), int(u.dead)]
 
     def pictured(self, u: Unit) -> list[Any]:
         """A unit as the circuit diagram shows it (``Unit.picture``)."""
         found = u.picture
-        return [u.index, self.url(u.url), self.picture(found[0]) if found else None,
-                found[1].capitalize() if found else ""]
+        what = {v: k for k, v in WHAT.items()}[found[1]] if found else ""
+        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, what]
 
     def edge(self, e: Edge) -> list[Any]:
         family = e.other.family.symbol if e.other.family else None
@@ -102,6 +106,12 @@ def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
         if tuning else [],
         takeover=[[owner["index"], f.url(owner["url"]), f.url(owner["thumb"]) if owner["thumb"] else None,
                    owner["angles"]] for owner in unit.takeover])
+
+
+def layer_figures(layer: Layer, page: str) -> dict[str, Any]:
+    """A layer's grid of units, each with its top example's crop for the grid's other view."""
+    f = Figures(page)
+    return f.done(grid=[f.tile(u) + [f.picture(u.examples[0].picture) if u.examples else None] for u in layer.units])
 
 
 def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> dict[str, Any]:

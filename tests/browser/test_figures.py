@@ -233,3 +233,60 @@ def test_what_figures_js_draws_is_what_the_store_holds(browser_page, built_site)
         shot = np.asarray(Image.open(io.BytesIO(windows.nth(i).screenshot())).convert("RGB").resize((64, 64))).astype(int)
         distances = [np.abs(shot - sprite[t * 64:(t + 1) * 64]).mean() for t in range(sprite.shape[0] // 64)]
         assert int(np.argmin(distances)) == i and distances[i] < 12, distances  # the window shows its own tile
+
+
+def test_a_layer_of_a_thousand_units_loads_under_a_megabyte_before_scrolling(browser_page, tmp_path):
+    """1,024 units, each thumbnail noise (the costliest image to encode, ~4 KB): the page,
+    its scripts and the thumbnails it shows before any scrolling weigh under 1 MB (the
+    chart bundle waits for its chart, below the grid); scrolled down, the rest arrive."""
+    from urllib.parse import unquote, urlsplit
+
+    from PIL import Image
+
+    from atlas.render import IMAGE_NAMES, charts
+    from atlas.render.figures import layer_figures
+
+    shutil.copytree(TEMPLATES / "static", tmp_path / "static")
+    base = "models/m/wide"
+    rng = np.random.default_rng(0)
+    units = []
+    for i in range(1024):
+        folder = f"{base}/{i // 16 * 16}-{i // 16 * 16 + 15}"
+        thumb = tmp_path / folder / "img" / f"fv-{i}-thumb.webp"
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(thumb, "WEBP", quality=90)
+        units.append(Unit(index=i, url=f"{folder}/{i}.html", featurevis_thumb=f"{folder}/img/fv-{i}-thumb.webp",
+                          featurevis_activation=float(rng.random())))
+    layer = Layer(name="wide", url=f"{base}/index.html", shape=[1024, 7, 7], units=units)
+    model = Model(name="m", slug="m", url="models/m/index.html", arch="a", weights="w", digest="d", input_size=64,
+                  layers=[layer])
+    chart = charts.layer_activations(layer)
+    (tmp_path / "static" / "charts.js").write_text(charts.script([chart]))
+    (tmp_path / IMAGE_NAMES).parent.mkdir(exist_ok=True)
+    (tmp_path / IMAGE_NAMES).write_text("window.ATLAS_IMAGES = {};\n")
+    page = tmp_path / layer.url
+    page.write_text(_environment().get_template("layer.html").render(
+        page=layer.url, site_title="wide", crumbs=[], uses_charts=True, model=model, layer=layer, chart=chart,
+        comparison_chart=None, drawn=lambda: layer_figures(layer, layer.url)))
+
+    loaded: list[str] = []
+    browser = browser_page.context.browser.new_page()  # its own, to watch its requests
+    browser.on("request", lambda request: loaded.append(request.url))
+    browser.set_viewport_size({"width": 1280, "height": 900})
+    browser.goto(page.as_uri(), wait_until="load")
+    browser.wait_for_timeout(1000)
+
+    def weight() -> int:
+        return sum((tmp_path / unquote(urlsplit(url).path)[len(str(tmp_path)) + 1:]).stat().st_size
+                   for url in set(loaded) if url.startswith("file://"))
+
+    first = weight()
+    shown = len([u for u in set(loaded) if u.endswith("-thumb.webp")])
+    assert browser.locator("#unit-grid .tile").count() == 1024
+    assert not any("vega-bundle" in u for u in loaded)
+    assert 50 <= shown < 400 and first <= 1_000_000, (shown, first)
+    browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    browser.locator(".vega-chart svg").wait_for(timeout=15000)  # the chart, and its bundle, once near
+    browser.wait_for_timeout(500)
+    assert len([u for u in set(loaded) if u.endswith("-thumb.webp")]) > shown
+    browser.close()

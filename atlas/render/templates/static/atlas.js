@@ -58,17 +58,47 @@
     out.data = { values: rows };
     return out;
   }
+  // The chart bundle (800 KB) is loaded when the first chart nears the screen, and each
+  // chart is drawn as it does (a layer of a thousand units shows its grid first); the
+  // scripts to load are named on atlas.js's own tag (data-charts).
+  var chartScripts = (document.currentScript && document.currentScript.dataset.charts || "").split(" ").filter(Boolean);
+  var waiting = null;
+  function withCharts(then) {
+    if (typeof vegaEmbed === "function" && window.ATLAS_CHARTS) { then(); return; }
+    if (waiting) { waiting.push(then); return; }
+    waiting = [then];
+    (function next(i) {
+      if (i === chartScripts.length) { waiting.forEach(function (f) { f(); }); return; }
+      var script = document.createElement("script");
+      script.src = chartScripts[i];
+      script.onload = function () { next(i + 1); };
+      document.body.appendChild(script);
+    })(0);
+  }
+  function drawChart(figure) {
+    var target = figure.querySelector(".vega-chart");
+    var source = figure.querySelector("script.vega-spec");
+    if (!target || !source) return;
+    figure.dataset.drawn = "true";
+    target.textContent = "";
+    vegaEmbed(target, spec(JSON.parse(source.textContent)), { actions: false, renderer: "svg", config: chartConfig() })
+      .catch(function (error) { target.textContent = "Chart failed: " + error; });
+  }
   function drawCharts() {
-    if (typeof vegaEmbed !== "function") return;
-    var config = chartConfig();
-    document.querySelectorAll(".chart").forEach(function (figure) {
-      var target = figure.querySelector(".vega-chart");
-      var source = figure.querySelector("script.vega-spec");
-      if (!target || !source) return;
-      target.textContent = "";
-      vegaEmbed(target, spec(JSON.parse(source.textContent)), { actions: false, renderer: "svg", config: config })
-        .catch(function (error) { target.textContent = "Chart failed: " + error; });
-    });
+    var figures = Array.prototype.slice.call(document.querySelectorAll(".chart"));
+    if (!figures.length || !chartScripts.length) return;
+    if (!("IntersectionObserver" in window)) { withCharts(function () { figures.forEach(drawChart); }); return; }
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (!entry.isIntersecting) return;
+        observer.unobserve(entry.target);
+        withCharts(function () { drawChart(entry.target); });
+      });
+    }, { rootMargin: "800px 0px" });
+    figures.forEach(function (figure) { observer.observe(figure); });
+  }
+  function redrawCharts() {  // in the theme's colors
+    document.querySelectorAll('.chart[data-drawn="true"]').forEach(drawChart);
   }
   function wireTheme() {
     var button = document.getElementById("theme-toggle");
@@ -80,7 +110,7 @@
       document.documentElement.dataset.theme = next;
       try { localStorage.setItem("atlas-theme", next); } catch (e) { /* file:// in some browsers */ }
       show();
-      drawCharts();
+      redrawCharts();
     });
   }
   var MAX_RESULTS = 30;

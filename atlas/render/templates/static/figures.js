@@ -9,6 +9,7 @@
   if (!source) return;
   var data = JSON.parse(source.textContent);
   var SVG = "http://www.w3.org/2000/svg";
+  var WHAT = { fv: "Feature visualization", w: "Weights", ex: "Top dataset example" };  // figures.py's WHAT
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -80,9 +81,10 @@
       el("span", {}, [fixed(-scale, 3)]), el("span", { "class": "bar" }), el("span", {}, [signed(scale, 3)])]);
   }
 
-  // A unit as a tile: its picture (or a blank), linked to its page (_macros.html's unit_tile).
-  function unitTile(t) {
-    var failed = t[4], dead = t[5], notes = [];
+  // A unit as a tile: its picture (or a blank), linked to its page (_macros.html's unit_tile);
+  // on a layer's grid also its top example, shown when the grid is switched to examples.
+  function unitTile(t, example) {
+    var failed = t[4], dead = t[5], notes = [], alt = "Top dataset example of unit " + t[0];
     if (dead) notes.push("dead unit");
     if (failed) notes.push("feature visualization failed");
     var label = el("span", { "class": "tile-label" }, [String(t[0])]);
@@ -93,11 +95,19 @@
     }
     return el("a", { "class": "tile" + (failed ? " failed" : "") + (dead ? " dead" : ""), href: t[1],
                      title: notes.length ? notes.join("; ") : null }, [
-      t[2] ? picture(t[2], 64, t[3] + " of unit " + t[0], "main") : el("span", { "class": "placeholder main", "aria-hidden": "true" }),
+      t[2] ? picture(t[2], 64, WHAT[t[3]] + " of unit " + t[0], "main") : el("span", { "class": "placeholder main", "aria-hidden": "true" }),
+      example ? picture(example, 64, alt, "alt") : null,
       label]);
   }
 
   var draw = {
+    grid: function (node) {
+      var fragment = document.createDocumentFragment();
+      data.grid.forEach(function (t) { fragment.appendChild(unitTile(t, t[6])); });
+      var observe = deferImages(fragment);
+      node.appendChild(fragment);
+      observe();
+    },
     examples: function (node) { exampleRow(node, data.examples, "among the strongest"); },
     negative: function (node) { exampleRow(node, data.negative, "among the most negative"); },
     quantiles: function (node) {
@@ -185,6 +195,28 @@
     }
   };
 
+  // A grid of a thousand tiles: each image is requested as it nears the screen (the
+  // browser's own lazy loading reaches two screens ahead, a megabyte of thumbnails);
+  // an image hidden by the grid's switch, when it is shown.
+  function deferImages(fragment) {
+    if (!("IntersectionObserver" in window)) return function () {};
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (!entry.isIntersecting) return;
+        var image = entry.target.tagName === "IMG" ? entry.target : entry.target.querySelector("img");
+        image.src = image.dataset.src;
+        observer.unobserve(entry.target);
+      });
+    }, { rootMargin: "200px 0px" });
+    var images = Array.prototype.slice.call(fragment.querySelectorAll("img"));
+    images.forEach(function (image) {
+      image.dataset.src = image.getAttribute("src");
+      image.removeAttribute("src");
+    });
+    return function () {  // once the images are in the page
+      images.forEach(function (image) { observer.observe(image.closest(".window") || image); });
+    };
+  }
   function exampleRow(node, examples, what) {
     examples.forEach(function (ex) {
       var found = image(ex[0]);
@@ -202,7 +234,7 @@
   function diagramPicture(t, x, y, size) {
     var p = t[2];
     if (!p) return svg("rect", { "class": "placeholder", x: x, y: y, width: size, height: size });
-    var named = title(t[3] + " of unit " + t[0]);
+    var named = title(WHAT[t[3]] + " of unit " + t[0]);
     if (p.length === 1) {
       return svg("image", { href: p[0], x: x, y: y, width: size, height: size, preserveAspectRatio: "xMidYMid slice" }, [named]);
     }
