@@ -5,8 +5,8 @@ in the middle, its strongest inputs in a row above and its strongest uses in a r
 below, each linked to it by an edge whose color is the weight's sign and whose width
 its strength, with the edge's expanded weight map beside the other unit. Each row
 has one color scale and one stroke scale (a layer's weights into the unit and the
-next layer's out of it can differ tenfold). The template (``_diagrams.html``) draws
-the layout as static SVG; this module only places things, so the geometry is testable.
+next layer's out of it can differ tenfold). ``static/figures.js`` draws
+the layout as SVG from the page's data; this module only places things, so the geometry is testable.
 """
 
 from __future__ import annotations
