@@ -15,7 +15,6 @@ The test suite runs the whole matrix (tests/test_compatibility.py).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -106,6 +105,7 @@ def check(arch: str, size: int | None = None, folder: Path | None = None) -> Row
     from atlas.config import load_config
     from atlas.pipeline import sweep
     from atlas.render import render_site
+    from atlas.render.catalog import read_catalog
 
     size = max(size or SIZE, SMALLEST.get(arch, 0))
     start = time.perf_counter()
@@ -116,7 +116,7 @@ def check(arch: str, size: int | None = None, folder: Path | None = None) -> Row
         config = load_config(root / "atlas.toml")
         sweep(config)
         site = render_site(config).out
-        catalog = json.loads((site / "catalog.json").read_text())
+        catalog = read_catalog(site)
     for position, layer in enumerate(catalog["models"][0]["layers"]):
         for unit in layer["units"]:
             for stage, answer in answers(unit, first=position == 0).items():

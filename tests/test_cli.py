@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import _handler, _Server, main
+from atlas.render.catalog import read_catalog
 
 
 def run(*args, cwd=None):
@@ -21,7 +22,7 @@ def test_build_end_to_end_then_rebuild_without_sweep_work(tiny_project, monkeypa
     assert result.exit_code == 0, result.output
     pages = len(list((tiny_project / "site").rglob("*.html")))
     assert f"built {pages} pages in" in result.output and pages > 1 + 1 + 1 + 2 + 6  # and family pages
-    catalog = json.loads((tiny_project / "site" / "catalog.json").read_text())
+    catalog = read_catalog(tiny_project / "site")
     units = [u for layer in catalog["models"][0]["layers"] for u in layer["units"]]
     assert len(units) == 6 and all((tiny_project / "site" / u["featurevis"]).is_file() for u in units)
     files = [p for p in (tiny_project / "site").rglob("*") if p.is_file()]  # the build ends with the site's size

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from atlas.render.catalog import read_catalog
+
 STAGES = ["featurevis", "weights", "examples", "tuning", "null", "families", "polysemanticity"]
 
 
@@ -22,7 +24,7 @@ def test_units_without_an_answer_say_why_in_every_stage(tiny_project, caplog):
         f"sweep.stages={STAGES}", "featurevis.objectives=['channel']"])
     sweep(config)
     site = render_site(config).out
-    units = json.loads((site / "catalog.json").read_text())["models"][0]["layers"][0]["units"]
+    units = read_catalog(site)["models"][0]["layers"][0]["units"]
     by_index = {u["index"]: u for u in units}
 
     answered = by_index[0]

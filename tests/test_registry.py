@@ -4,7 +4,6 @@ stage"): this file is such a stage, swept and shown without other code."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from atlas.nn.capture import capture
 from atlas.pipeline import sweep
 from atlas.registry import Stage
 from atlas.render import render_site
+from atlas.render.catalog import read_catalog
 from atlas.stages import StageContext, artifact_key, model_identity
 
 COLORS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
@@ -52,7 +52,7 @@ def test_a_per_unit_stage_in_the_registry_is_swept_cached_and_shown(tiny_project
     # ColorNet's conv1 is R - G, G - R, B and the mean of RGB: the answers are exact.
     expected = {0: {"red": 1.0, "green": -1.0, "blue": 0.0}, 1: {"red": -1.0, "green": 1.0, "blue": 0.0},
                 2: {"red": 0.0, "green": 0.0, "blue": 1.0}, 3: {"red": 0.3333, "green": 0.3333, "blue": 0.3333}}
-    catalog = json.loads((site / "catalog.json").read_text())
+    catalog = read_catalog(site)
     units = catalog["models"][0]["layers"][0]["units"]
     assert {u["index"]: u["measures"]["colors"] for u in units} == expected
     page = (site / units[0]["url"]).read_text()

@@ -33,7 +33,7 @@ from atlas.forked import can_fork, map_forked
 from atlas.images import sprite
 from atlas.names import slug
 from atlas.render import charts, diagrams, weightmaps
-from atlas.render.catalog import catalog, search_index
+from atlas.render.catalog import catalog_files, search_index
 from atlas.render.figures import circuit_figures, layer_figures, unit_figures
 from atlas.render.model import Layer, Model, SiteModel, Sprite, Unit
 from atlas.render.overview import polysemantic_overview
@@ -84,7 +84,7 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     pages = site_pages(site, config.site.title, pending)
     out = Path(out) if out is not None else config.resolve(config.site.out)
     data = {
-        "catalog.json": json.dumps(catalog(site), separators=(",", ":")),  # indented, it was twice the size
+        **catalog_files(site),
         # The search index is a script that sets a global, so search works from file:// (no fetch).
         "search-index.js": f"window.ATLAS_INDEX = {json.dumps(search_index(site), separators=(',', ':'))};\n",
         "static/charts.js": charts.script(spec for page in pages for spec in page.charts),

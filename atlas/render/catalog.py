@@ -1,7 +1,10 @@
-"""The machine-readable index (``site/catalog.json``) and the search box's index."""
+"""The machine-readable index (``site/catalog.json``, each layer's units in its own
+``units.json``) and the search box's index."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from atlas.render.model import Edge, Layer, SiteModel, Unit
@@ -16,8 +19,42 @@ def _edges(edges: list[Edge]) -> list[dict[str, Any]]:
             for e in sorted(edges, key=lambda e: -abs(e.weight))]
 
 
+UNITS = "units.json"  # a layer's units, in the layer's folder
+
+
+def units_file(layer: Layer) -> str:
+    """The site path of a layer's units' catalog entries."""
+    return f"{layer.url.rpartition('/')[0]}/{UNITS}"
+
+
+def catalog_files(site: SiteModel) -> dict[str, str]:
+    """``catalog.json`` (models, layers, families; each layer naming its ``units.json``)
+    and every layer's ``units.json``, as site path -> compact JSON: a whole network's
+    units in one file would pass GitHub Pages' 100 MB a file near 20,000 units."""
+    files = {"catalog.json": _json(catalog(site))}
+    for m in site.models:
+        for layer in m.layers + m.dictionaries:
+            files[units_file(layer)] = _json([_catalog_unit(u) for u in layer.units])
+    return files
+
+
+def _json(found: Any) -> str:
+    return json.dumps(found, separators=(",", ":"))  # indented, it was twice the size
+
+
+def read_catalog(site: Path) -> dict[str, Any]:
+    """A built site's ``catalog.json`` with each layer's units read into it (``units``), as
+    one document."""
+    found = json.loads((Path(site) / "catalog.json").read_text(encoding="utf-8"))
+    for m in found["models"]:
+        for layer in m["layers"] + m["dictionaries"]:
+            layer["units"] = json.loads((Path(site) / layer["units_url"]).read_text(encoding="utf-8"))
+    return found
+
+
 def catalog(site: SiteModel) -> dict[str, Any]:
-    """The machine-readable index of the atlas (``site/catalog.json``)."""
+    """The machine-readable index of the atlas (``site/catalog.json``): its layers' units
+    are in ``units_url`` (``catalog_files``)."""
     found = {"models": [{
         "name": m.name, "arch": m.arch, "weights": m.weights, "digest": m.digest, "url": m.url,
         "layers": [_catalog_layer(layer) for layer in m.layers],
@@ -33,7 +70,7 @@ def catalog(site: SiteModel) -> dict[str, Any]:
 def _catalog_layer(layer: Layer) -> dict[str, Any]:
     return {
         "name": layer.name, "url": layer.url, "shape": layer.shape,
-        "units": [_catalog_unit(u) for u in layer.units],
+        "units_url": units_file(layer), "unit_count": len(layer.units),
         "impossible_families": layer.impossible,
         "families": [{"symbol": f.symbol, "name": f.name, "kind": f.kind, "count": len(f.members),
                       "share": f.share, "url": f.url, "null": f.null} for f in layer.families],

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlas.nn.linearize import Held, Linearized
+from atlas.render.catalog import read_catalog
 from atlas.stages.circuits import no_answer
 from atlas.stages.weights import expanded_weights
 from tests.stages.test_circuits import loaded
@@ -177,7 +178,6 @@ def test_a_path_that_cancels_is_no_answer_with_its_reason():
 
 
 def test_a_cancelling_circuit_is_stored_shown_and_cataloged_as_no_answer(tmp_path, caplog):
-    import json
 
     from atlas.config import load_config
     from atlas.pipeline import sweep
@@ -192,7 +192,7 @@ def test_a_cancelling_circuit_is_stored_shown_and_cataloged_as_no_answer(tmp_pat
     assert "circuits: conv1 -> conv2: no answer: the linear path cancels" in caplog.text
     assert "no answer (with its reason in the artifact) this sweep: circuits 1" in caplog.text
     site = render_site(config).out
-    conv2 = json.loads((site / "catalog.json").read_text())["models"][0]["layers"][1]
+    conv2 = read_catalog(site)["models"][0]["layers"][1]
     reason = "the linear path cancels: every expanded weight is zero"
     assert all(u["circuit"]["no_answer"] == reason and u["inputs"] == [] for u in conv2["units"])
     page = (site / conv2["units"][0]["url"]).read_text()

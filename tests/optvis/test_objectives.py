@@ -3,13 +3,13 @@ the unit page says what each image maximised."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
 from atlas.optvis import objectives
 from atlas.optvis.objectives import View, channel, l1, negative, neuron
+from atlas.render.catalog import read_catalog
 
 
 def _view() -> View:
@@ -52,7 +52,7 @@ def test_a_config_names_a_user_objective_and_its_images_reach_the_page(tiny_proj
         "sweep.stages=['featurevis']"])
     sweep(config)
     site = render_site(config).out
-    unit = json.loads((site / "catalog.json").read_text())["models"][0]["layers"][0]["units"][0]
+    unit = read_catalog(site)["models"][0]["layers"][0]["units"][0]
     variant = unit["featurevis_variants"]["tests.tiny_models:sharp_channel"]
     assert (site / variant["src"]).is_file() and variant["src"].endswith("0-tests.tiny_models-sharp_channel.webp")
     page = (site / unit["url"]).read_text()

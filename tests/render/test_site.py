@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from atlas.config import load_config
+from atlas.data.bank import stimulus_bank
 from atlas.errors import AtlasError
 from atlas.render import render_site
+from atlas.render.catalog import read_catalog
 from atlas.render.urls import relative_url
-from atlas.data.bank import stimulus_bank
 from tests.conftest import REPO
 from tests.tiny_models import TWIN_ORDER
 
@@ -143,7 +144,11 @@ def test_names_with_html_are_shown_as_text(built_site):
 
 
 def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    index = json.loads((built_site / "catalog.json").read_text())  # each layer's units in a file of its own
+    layer = index["models"][0]["layers"][0]
+    assert "units" not in layer and layer["units_url"] == layer["url"].replace("index.html", "units.json")
+    assert len(json.loads((built_site / layer["units_url"]).read_text())) == layer["unit_count"] == 4
+    catalog = read_catalog(built_site)
     model, twin = catalog["models"]
     assert twin["name"] == "twin"
     assert model["name"] == "color <script>alert(1)</script> net"
@@ -183,7 +188,7 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
 
 
 def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     conv1 = catalog["models"][0]["layers"][0]
     units = {u["index"]: u for u in conv1["units"]}
     # R - G and G - R answer color edges only: color contrast; B and the mean do not.
@@ -211,7 +216,7 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
 
 
 def test_every_label_says_what_the_null_gives(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     conv1 = catalog["models"][0]["layers"][0]
     units = {u["index"]: u for u in conv1["units"]}
     # ColorNet's factory hand-sets its weights: its null is each layer drawn again by its default init.
@@ -231,7 +236,7 @@ def test_every_label_says_what_the_null_gives(built_site):
 
 
 def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     conv1, conv2 = catalog["models"][0]["layers"]
     # conv2's kernel is linspace(-1, 1) over (2, 4, 3, 3): unit 1's strongest weight is +1 from
     # conv1 unit 3, unit 0's is -1 from conv1 unit 0 (it has no positive weight at all).
@@ -255,7 +260,7 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
 
 
 def test_universality_links_each_unit_to_its_counterpart_in_the_twin(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     model, twin = catalog["models"]
     conv1 = {u["index"]: u["matches"] for u in model["layers"][0]["units"]}
     for index in (0, 1):  # R - G and G - R: the twin's conv1 unit j is the model's unit TWIN_ORDER[j]
@@ -322,7 +327,7 @@ def test_render_refuses_to_replace_a_folder_it_did_not_make(built_site, tmp_path
 
 
 def test_polysemanticity_dictionary_and_superposition_reach_the_site(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     model = catalog["models"][0]
     units = [unit for layer in model["layers"] for unit in layer["units"]]
     assert len(units) == 6 and all(0 <= unit["polysemanticity"] <= 1 for unit in units)
@@ -449,7 +454,7 @@ def test_the_search_index_is_a_script_listing_every_page_worth_finding(built_sit
     text = (built_site / "search-index.js").read_text()
     assert text.startswith("window.ATLAS_INDEX = ") and text.rstrip().endswith(";")
     entries = json.loads(text[len("window.ATLAS_INDEX = "):].rstrip().rstrip(";"))
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     units = [u for m in catalog["models"] for layer in m["layers"] for u in layer["units"]]
     assert sorted(url for kind, _, url in entries if kind == "unit") == sorted(u["url"] for u in units)
     assert {kind for kind, _, _ in entries} == {"model", "layer", "family", "unit", "page"}
@@ -466,7 +471,7 @@ def test_every_image_declares_its_size_so_pages_do_not_jump(built_site):
 
 
 def test_a_first_layer_says_which_families_it_cannot_show(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     conv1 = catalog["models"][0]["layers"][0]
     assert {"Line", "Curve", "Texture / hatch", "High-low frequency"} <= set(conv1["impossible_families"])
     page = built_site / conv1["url"]
@@ -474,7 +479,7 @@ def test_a_first_layer_says_which_families_it_cannot_show(built_site):
 
 
 def test_a_layer_with_an_activation_atlas_links_to_its_page_and_lists_it(built_site):
-    catalog = json.loads((built_site / "catalog.json").read_text())
+    catalog = read_catalog(built_site)
     layer = catalog["models"][0]["layers"][0]
     found = layer["activation_atlas"]
     assert found and found["method"] == "tsne" and found["cells"]
