@@ -359,12 +359,21 @@ def _histogram(values: np.ndarray, bins: int = 20) -> dict[str, list[float]]:
 
 PASSES = 1.0  # forward passes' worth of work per image (``atlas.plan``: fitted on the zoo's cold build)
 COST_PER_IMAGE_LAYER = 0.00095  # seconds per image per layer: top-k and reservoir bookkeeping
-COST_PER_UNIT = 0.0052  # seconds per unit: its crops and summaries
+COST_PER_UNIT = 0.001  # seconds per unit: its summaries
+# Seconds per crop, and per pixel of the image it is cut from (resizing a field as wide as a
+# 224 px photograph to 64 px is most of it): fitted on the zoo's 64 px images (5.2 ms a unit of
+# 9 crops) and the whole EfficientNet-Lite0's 224 px photographs (61 ms a unit of 17).
+COST_PER_CROP = 0.0002
+COST_PER_CROP_PIXEL = 6.6e-8
 
 
 def cost(m: Measured) -> Cost | None:
     if not m.images:
         return None
     share = m.images * m.forward * PASSES / len(m.layers)  # one dataset pass for every layer
-    return Cost([share + m.images * COST_PER_IMAGE_LAYER + COST_PER_UNIT * m.units[layer.name]
-                 for layer in m.layers], f"{m.images} images x {m.forward * 1e3:.2f} ms")
+    crop = COST_PER_CROP + COST_PER_CROP_PIXEL * m.model.input_size ** 2
+    per_layer = []
+    for layer in m.layers:  # an unrectified layer's units have their most negative examples too
+        crops = m.config.examples.top * (2 if layer_response(m.model, layer.name, m.device).unrectified else 1)
+        per_layer.append(share + m.images * COST_PER_IMAGE_LAYER + m.units[layer.name] * (COST_PER_UNIT + crops * crop))
+    return Cost(per_layer, f"{m.images} images x {m.forward * 1e3:.2f} ms, crops of {m.model.input_size} px images")
