@@ -91,6 +91,9 @@ def wall_seconds(phases: Sequence[Phase], ranks: int) -> float:
     return total
 
 
+SHOWN_BATCH = 16  # images a batch of stimuli or turned examples holds, about (tuning: 12 to 24 turns, 64 stimuli)
+
+
 def forward_seconds(model: LoadedModel, layers: Sequence[str], batch: int, device: torch.device,
                     channels_last: bool = False) -> dict[str, float]:
     """Measured seconds per image of a forward pass that stops at each of ``layers`` (the
@@ -160,7 +163,8 @@ def estimate(config: Config, device: torch.device) -> Estimate:
         to = forward_seconds(model, names, batch, device)
         rates[spec.name] = forward_flops(model, names, device) / max(to.values())
         measured = Measured(config, device, images, model=model, spec=spec, layers=layers, build=build,
-                            forward=max(to.values()), forward_to=to)
+                            forward=max(to.values()), forward_to=to,
+                            shown_to=forward_seconds(model, names, SHOWN_BATCH, device))
         folded[spec.name] = max(forward_seconds(universality.for_inference(model, layers), names, batch, device,
                                                 channels_last=True).values())
         phases += _costs([s for s in stages if s.scope != "atlas"], measured, spec.name)

@@ -76,6 +76,10 @@ class Measured:
     layers: list[LayerInfo] = field(default_factory=list)
     forward: float = 0.0  # seconds per image of a forward pass to the swept layers
     forward_to: dict[str, float] = field(default_factory=dict)  # ... that stops at each layer
+    # ... and in the small batches stimuli and turned examples are shown in (``atlas.plan.SHOWN_BATCH``):
+    # on a CPU a large batch of 224 px images runs out of cache (EfficientNet-Lite0: 47 ms an image at
+    # 32, 29 at 12).
+    shown_to: dict[str, float] = field(default_factory=dict)
     build: float = 0.0  # seconds to build the model (a null network is built the same way)
     models: dict[str, float] = field(default_factory=dict)  # per model: seconds per image folded, channels-last
     notes: dict[str, Any] = field(default_factory=dict)  # what one cost model leaves for a later one
@@ -87,6 +91,10 @@ class Measured:
     def to(self, layer: str) -> float:
         """Seconds per image of a forward pass that stops at ``layer``."""
         return self.forward_to.get(layer, self.forward)
+
+    def shown(self, layer: str) -> float:
+        """... in the small batches of stimuli and turned examples."""
+        return self.shown_to.get(layer, self.to(layer))
 
     @property
     def units(self) -> dict[str, int]:

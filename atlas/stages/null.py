@@ -146,5 +146,5 @@ def cost(m: Measured) -> Cost | None:
     calibration = min(m.images or settings.images, settings.images) * m.forward * max(counts.values())
     share = len(m.spatial)
     return Cost([calibration / share + m.build * counts[layer.name] / share
-                 + counts[layer.name] * tuning.BANK * m.to(layer.name) * tuning.PASSES for layer in m.spatial],
+                 + counts[layer.name] * tuning.BANK * m.shown(layer.name) * tuning.PASSES for layer in m.spatial],
                 f"{max(counts.values())} null networks x {tuning.BANK} stimuli per layer")

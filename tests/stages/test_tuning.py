@@ -148,3 +148,16 @@ def test_stimuli_are_drawn_on_the_centre_they_are_asked_for(size, centre):
     image = bank.images[spot][0]
     rows, cols = np.nonzero(image > 0.75)
     assert (rows.mean(), cols.mean()) == pytest.approx(centre, abs=1e-6)
+
+
+def test_the_plan_turns_an_example_units_share_once():
+    """``tuning.cost`` counts distinct examples: few units share few, a wide layer many,
+    never more than the places the images have (fitted on the whole EfficientNet-Lite0:
+    827 of its head's 1,280 strongest examples are distinct; the estimate says 861)."""
+    from atlas.stages.tuning import PLACES_PER_IMAGE, distinct_examples
+
+    assert distinct_examples(1, 1, 300) == pytest.approx(1.0, abs=0.01)
+    assert round(distinct_examples(32, 1, 300)) == 32 and round(distinct_examples(1280, 1, 300)) == 861
+    assert distinct_examples(1280, 3, 300) > distinct_examples(1280, 1, 300)
+    assert distinct_examples(10**7, 1, 300) == pytest.approx(PLACES_PER_IMAGE * 300)
+    assert distinct_examples(64, 1, 0) == 0.0  # no dataset: nothing to turn
