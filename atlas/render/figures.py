@@ -2,10 +2,11 @@
 
 A unit's page shows some hundred images (its crops, the dataset images across its
 range, its stimuli, the units that take over as its examples turn) and its circuit page
-some fifty tiles and weight maps. As markup, that was two thirds of every page's bytes;
-as data it is a tenth of that: each page holds one JSON object (``figures``) and
-``figures.js`` builds the same elements from it, from file:// as from a server. Links
-and image paths are relative to the page, as everywhere else.
+some fifty tiles and weight maps. As markup, that was most of their bytes (the whole
+EfficientNet-Lite0: 34 KB a unit page and 29 KB a circuit page; as data, 14.6 and 10.3 KB,
+text included): each page holds one JSON object (``figures``) and ``figures.js`` builds
+the same elements from it, from file:// as from a server. Links and image paths are
+relative to the page, as everywhere else.
 
 The formats (lists, not objects, so that a thousand pages stay small):
 
