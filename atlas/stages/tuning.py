@@ -255,10 +255,15 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     joint = joint_tuning(model, layer.name, layer.units,
                          _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response, angles)
     if joint:
-        # A unit that is not finite owns no angle (it has no answer).
-        joint = {u: np.nan_to_num(curves, nan=0.0, posinf=0.0, neginf=0.0) for u, curves in joint.items()}
+        # A unit that is not finite owns no angle (it has no answer). In place: the curves are
+        # units x angles x units, a gigabyte for a layer of 2,048 (no copy of them is made here).
+        for curves in joint.values():
+            np.nan_to_num(curves, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         # Units answer on different scales: compare each to its own largest rotated response.
-        scale = np.clip(np.max([curves.max(0) for curves in joint.values()], axis=0), 1e-6, None)
+        scale = np.full(len(layer.units), -np.inf, dtype=next(iter(joint.values())).dtype)
+        for curves in joint.values():
+            np.maximum(scale, curves.max(0), out=scale)
+        scale = np.clip(scale, 1e-6, None)
         for row, unit in enumerate(layer.units):
             if unit in joint:
                 normalised = joint[unit] / scale
