@@ -302,6 +302,7 @@ def _environment() -> jinja2.Environment:
     env.filters["breakable"] = breakable
     env.filters["chart"] = charts.embedded
     env.filters["percent"] = percent
+    env.globals["image_names"] = IMAGE_NAMES
     return env
 
 

@@ -15,8 +15,8 @@ The formats (lists, not objects, so that a thousand pages stay small):
   the dataset image's name and label are in the site's ``data/images.js`` (every page
   shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
   folder, computed from ``per_folder``;
-- a unit tile: ``[index, href, picture or None, what it is (``WHAT``'s key), failed, dead]``
-  (as ``unit_tile`` draws it: a failed feature visualization dimmed), on a layer's grid
+- a unit tile: ``[index, href, picture or None, what it is (a ``WHAT`` key), failed, dead]``
+  (``Unit.tile``, as ``unit_tile`` draws it: a failed feature visualization dimmed), on a layer's grid
   with its top example's crop after; a unit in the diagram the same with
   its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
 - an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
@@ -34,7 +34,7 @@ from atlas.render.model import Edge, Example, Layer, Picture, Unit
 from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
 
 
-WHAT = {"fv": "feature visualization", "w": "weights", "ex": "top dataset example"}  # figures.js has them too
+WHAT = {"feature visualization": "fv", "weights": "w", "top dataset example": "ex"}  # figures.js reads the keys
 
 
 class Figures:
@@ -59,22 +59,15 @@ class Figures:
         return self.example(ex) + [round(ex.x, 3), round(ex.y, 3)]
 
     def tile(self, u: Unit) -> list[Any]:
-        """A unit as ``_macros.unit_tile`` shows it."""
-        if u.featurevis_thumb:
-            main, what = Picture(u.featurevis_thumb), "fv"
-        elif u.weights:
-            main, what = Picture(u.weights), "w"
-        elif u.examples:
-            main, what = u.examples[0].picture, "ex"
-        else:
-            main, what = None, ""
-        return [u.index, self.url(u.url), self.picture(main), what, int(u.featurevis_failed), int(u.dead)]
+        """A unit as ``_macros.unit_tile`` shows it (``Unit.tile``)."""
+        found = u.tile
+        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, WHAT[found[1]] if found else "",
+                int(u.featurevis_failed), int(u.dead)]
 
     def pictured(self, u: Unit) -> list[Any]:
-        """A unit as the circuit diagram shows it (``Unit.picture``)."""
+        """A unit as the circuit diagram shows it (``Unit.picture``: never a failed feature visualization)."""
         found = u.picture
-        what = {v: k for k, v in WHAT.items()}[found[1]] if found else ""
-        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, what]
+        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, WHAT[found[1]] if found else ""]
 
     def edge(self, e: Edge) -> list[Any]:
         family = e.other.family.symbol if e.other.family else None

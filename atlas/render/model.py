@@ -224,17 +224,27 @@ class Unit:
     measures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def picture(self) -> tuple[Picture, str] | None:
-        """(the image, what it is) that stands for the unit in small: its
-        feature visualization, unless that failed (a grey square shows nothing it
-        detects), else its weights, else its strongest dataset example."""
-        if self.featurevis_thumb and not self.featurevis_failed:
+    def tile(self) -> tuple[Picture, str] | None:
+        """(the image, what it is) of the unit's tile on grids: its feature visualization
+        even where that failed (the tile dims it and says so), else its weights, else its
+        strongest dataset example."""
+        if self.featurevis_thumb:
             return Picture(self.featurevis_thumb), "feature visualization"
         if self.weights:
             return Picture(self.weights), "weights"
         if self.examples:
             return self.examples[0].picture, "top dataset example"
         return None
+
+    @property
+    def picture(self) -> tuple[Picture, str] | None:
+        """(the image, what it is) that stands for the unit in small: its
+        feature visualization, unless that failed (a grey square shows nothing it
+        detects), else its weights, else its strongest dataset example."""
+        if self.featurevis_failed:
+            return (Picture(self.weights), "weights") if self.weights else \
+                (self.examples[0].picture, "top dataset example") if self.examples else None
+        return self.tile
 
     @property
     def other_objectives(self) -> list[tuple[str, str]]:
