@@ -1,8 +1,8 @@
 """Rendering a site of many units: time, memory, size and the fullest folder, versus N.
 
-A synthetic store, made by a real sweep of a cheap model: a 64-channel convolution and
-a 10,000-channel one (on a 4 x 4 map) over 32 px images of the embedded world, of which the config takes
-the first N units (``units = N``). Every per-unit stage runs (feature visualization at
+A synthetic store, made by a real sweep of a cheap model: a 64-channel convolution, then
+a chain of 1,000-channel ones on a 4 x 4 map (as wide as a real network's layers), over
+32 px images of the embedded world; N units are the first N / 1,000 of the wide layers. Every per-unit stage runs (feature visualization at
 two steps, weights, dataset examples, tuning, circuits, families, polysemanticity), so
 each unit has its pages, images and charts as a real model's would. Then, for each N,
 a render in a fresh process (so its peak memory is its own), on one core and on all.
@@ -29,16 +29,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WIDEST = 10_000
+WIDTH = 1_000
+DEPTH = 10  # wide layers: up to 10,000 units
 
 
 def wide():
-    """The benchmark's model: layer ``0`` (64 channels, 16 x 16) feeds ``2`` (``WIDEST``
-    channels, 4 x 4: small maps, so the wide layer is cheap to compute)."""
+    """The benchmark's model: layer ``0`` (64 channels, 16 x 16) feeds a chain of ``DEPTH``
+    layers of ``WIDTH`` channels, ``2``, ``4``, ... (4 x 4: small maps, cheap to compute)."""
     from torch import nn  # here: the render's process must not import torch
 
-    return nn.Sequential(nn.Conv2d(3, 64, 5, stride=2, padding=2), nn.ReLU(),
-                         nn.Conv2d(64, WIDEST, 3, stride=4, padding=1), nn.ReLU())
+    chain = [nn.Conv2d(3, 64, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(64, WIDTH, 3, stride=4, padding=1), nn.ReLU()]
+    for _ in range(DEPTH - 1):
+        chain += [nn.Conv2d(WIDTH, WIDTH, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*chain)
+
+
+def wide_layers(units: int) -> list[str]:
+    """The wide layers that hold ``units`` units (a multiple of ``WIDTH``)."""
+    if units % WIDTH or not 0 < units <= WIDTH * DEPTH:
+        raise SystemExit(f"--sizes: multiples of {WIDTH} up to {WIDTH * DEPTH}, got {units}")
+    return [str(2 + 2 * i) for i in range(units // WIDTH)]
 
 
 CONFIG = """
@@ -66,9 +76,8 @@ kind = "none"
 [[models]]
 name = "wide"
 arch = "benchmarks.render_scale:wide"
-layers = ["0", "2"]
+layers = {layers}
 input_size = 32
-units = {units}
 """
 
 
@@ -76,7 +85,7 @@ def config_for(root: Path, units: int) -> Path:
     folder = root / str(units)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "atlas.toml"
-    path.write_text(textwrap.dedent(CONFIG.format(units=units)))
+    path.write_text(textwrap.dedent(CONFIG.format(units=units, layers=json.dumps(["0", *wide_layers(units)]))))
     return path
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -169,36 +169,76 @@ def rotations(image: torch.Tensor, centre: tuple[float, float], angles: Sequence
                                            padding_mode="border", align_corners=False)
 
 
-def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
-                 device: torch.device, response: Response | None = None,
-                 angles: Sequence[float] = JOINT_ANGLES) -> dict[int, np.ndarray]:
+# Joint tuning's working memory: turned examples kept for the units that share them, and
+# each unit's curves over the layer (units x angles x units, 9.6 GB for 10,000 units).
+JOINT_MEMORY = 1 << 30
+
+
+def joint_curves(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
+                 device: torch.device, response: Response | None = None, angles: Sequence[float] = JOINT_ANGLES,
+                 memory: int = JOINT_MEMORY) -> Iterator[tuple[int, np.ndarray]]:
     """For each unit, the responses of every unit of ``units`` at the point where it fired,
-    as its top examples turn: {unit: (angles, units)}, the mean over its examples.
+    as its top examples turn: (unit, (angles, units)), the mean over its examples, one
+    unit at a time.
 
     Every unit of the layer is read at each turned example, so an example two units share
-    (the same pixels array, fired at the same place) is turned and shown once."""
+    (the same pixels array, fired at the same place) is turned and shown once, as long as
+    the examples kept for later units fit in ``memory`` bytes; past that it is shown again."""
     index = torch.tensor(list(units), device=device)
     place = lambda pixels, at, centre: (id(pixels), *at, *centre)  # noqa: E731
     uses = Counter(place(*example) for found in examples.values() for example in found)
     shown: dict[tuple, np.ndarray] = {}  # kept until its last use
-    out = {}
+    kept = 0
     with torch.no_grad():
         for unit, found in examples.items():
             curves = []
             for pixels, (y, x), (fy, fx) in found:
                 seen = place(pixels, (y, x), (fy, fx))
-                if seen not in shown:
+                uses[seen] -= 1
+                curve = shown.get(seen)
+                if curve is None:
                     image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div(255).to(device)
                     turned = rotations(image, (fy, fx), angles)
                     acts = as_read(response, capture(model.module, model.normalize(turned), [layer])[layer]
                                    .index_select(1, index), index)
-                    shown[seen] = acts[:, :, y, x].float().cpu().numpy()
-                curves.append(shown[seen])
-                uses[seen] -= 1
-                if not uses[seen]:
+                    curve = acts[:, :, y, x].float().cpu().numpy()
+                    if uses[seen] and kept + curve.nbytes <= memory:
+                        shown[seen] = curve
+                        kept += curve.nbytes
+                elif not uses[seen]:
                     del shown[seen]
+                    kept -= curve.nbytes
+                curves.append(curve)
             if curves:
-                out[unit] = np.mean(curves, axis=0)
+                yield unit, np.mean(curves, axis=0)
+
+
+def joint_tuning(model: LoadedModel, layer: str, units: Sequence[int], examples: dict[int, list[tuple]],
+                 device: torch.device, response: Response | None = None, angles: Sequence[float] = JOINT_ANGLES,
+                 memory: int = JOINT_MEMORY) -> dict[int, dict[str, list]]:
+    """Each unit's joint tuning from ``joint_curves``: its own response as its examples turn
+    ("self"), and at each angle the unit that answers most ("takeover", with its response),
+    every unit compared to its own largest rotated response over all the curves.
+
+    That scale needs every curve before any takeover: the curves are kept when they fit in
+    ``memory`` bytes, and otherwise computed twice (the scale first, then the takeovers),
+    so memory stays linear in the layer's width and the answer is the same."""
+    curves = lambda: joint_curves(model, layer, units, examples, device, response, angles, memory)  # noqa: E731
+    fits = len(examples) * len(angles) * len(units) * 4 <= memory
+    found = list(curves()) if fits else None
+    scale = np.full(len(units), -np.inf, dtype=np.float32)
+    for _, curve in found if found is not None else curves():
+        # A unit that is not finite owns no angle (it has no answer).
+        np.nan_to_num(curve, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.maximum(scale, curve.max(0), out=scale)
+    scale = np.clip(scale, 1e-6, None)  # units answer on different scales: each to its own largest
+    rows = {unit: row for row, unit in enumerate(units)}
+    out = {}
+    for unit, curve in found if found is not None else curves():
+        normalised = np.nan_to_num(curve, nan=0.0, posinf=0.0, neginf=0.0) / scale
+        out[unit] = {"angles": list(angles), "self": normalised[:, rows[unit]].round(4).tolist(),
+                     "takeover": [int(units[i]) for i in normalised.argmax(1)],
+                     "takeover_response": normalised.max(1).round(4).tolist()}
     return out
 
 
@@ -254,25 +294,9 @@ def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, 
     angles = joint_angles(ctx.config.tuning.joint_step)
     joint = joint_tuning(model, layer.name, layer.units,
                          _top_examples(ctx, model, layer, examples_key, field_), ctx.device, response, angles)
-    if joint:
-        # A unit that is not finite owns no angle (it has no answer). In place: the curves are
-        # units x angles x units, a gigabyte for a layer of 2,048 (no copy of them is made here).
-        for curves in joint.values():
-            np.nan_to_num(curves, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        # Units answer on different scales: compare each to its own largest rotated response.
-        scale = np.full(len(layer.units), -np.inf, dtype=next(iter(joint.values())).dtype)
-        for curves in joint.values():
-            np.maximum(scale, curves.max(0), out=scale)
-        scale = np.clip(scale, 1e-6, None)
-        for row, unit in enumerate(layer.units):
-            if unit in joint:
-                normalised = joint[unit] / scale
-                summaries[row]["joint"] = {
-                    "angles": list(angles),
-                    "self": normalised[:, row].round(4).tolist(),
-                    "takeover": [int(layer.units[i]) for i in normalised.argmax(1)],
-                    "takeover_response": normalised.max(1).round(4).tolist(),
-                }
+    for row, unit in enumerate(layer.units):
+        if unit in joint:
+            summaries[row]["joint"] = joint[unit]
     for summary, reason in zip(summaries, reasons):
         if reason:
             summary["no_answer"] = reason

@@ -116,14 +116,14 @@ def test_joint_tuning_hands_over_between_rotated_copies_of_a_detector():
     model = hand_set(kernels)
     image = np.zeros((32, 32, 3), np.uint8)
     image[:, 16:] = 255  # bright on the right: unit 0's favourite
-    curves = joint_tuning(model, "0", range(4), {0: [(image, (16, 16), (15.5, 15.5))]}, torch.device("cpu"))
-    takeover = curves[0].argmax(1)
+    takeover = joint_tuning(model, "0", range(4), {0: [(image, (16, 16), (15.5, 15.5))]},
+                            torch.device("cpu"))[0]["takeover"]
     for unit, angle in enumerate((0, 90, 180, 270)):  # turning the image hands over to each unit in turn
         assert takeover[JOINT_ANGLES.index(angle)] == unit
 
 
 def test_joint_tuning_turns_an_example_two_units_share_once():
-    from atlas.stages.tuning import joint_tuning
+    from atlas.stages.tuning import joint_curves
 
     ramp = np.tile(np.linspace(-1, 1, 9), (9, 1))
     model = hand_set([grey(np.rot90(ramp, k)) for k in range(2)])
@@ -132,10 +132,34 @@ def test_joint_tuning_turns_an_example_two_units_share_once():
     image = np.zeros((32, 32, 3), np.uint8)
     image[:, 16:] = 255
     shared = (image, (16, 16), (15.5, 15.5))
-    curves = joint_tuning(model, "0", range(2), {0: [shared], 1: [shared]}, torch.device("cpu"), angles=(0, 90))
+    curves = dict(joint_curves(model, "0", range(2), {0: [shared], 1: [shared]}, torch.device("cpu"), angles=(0, 90)))
     assert calls == [2]  # one batch of two turns, not one per unit
     np.testing.assert_array_equal(curves[0], curves[1])
     assert curves[0].shape == (2, 2) and curves[0][0].argmax() == 0 and curves[0][1].argmax() == 1
+
+
+def test_joint_tuning_in_little_memory_gives_the_same_answer():
+    """Past its memory, joint tuning turns a shared example again and computes the curves
+    twice (the layer's scale, then the takeovers) instead of keeping units x angles x units."""
+    from atlas.stages.tuning import joint_tuning
+
+    ramp = np.tile(np.linspace(-1, 1, 9), (9, 1))
+    model = hand_set([grey(np.rot90(ramp, k)) * (1 + k) for k in range(4)])  # units on different scales
+    calls = []
+    model.module.register_forward_pre_hook(lambda module, inputs: calls.append(len(inputs[0])))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    shared = (images[0], (16, 16), (15.5, 15.5))
+    examples = {0: [shared, (images[1], (10, 20), (9.5, 19.5))], 1: [shared], 2: [(images[2], (16, 16), (15.5, 15.5))],
+                3: [shared, (images[2], (16, 16), (15.5, 15.5))]}
+    roomy = joint_tuning(model, "0", range(4), examples, torch.device("cpu"))
+    assert len(calls) == 3  # three distinct places, each turned once
+    calls.clear()
+    tight = joint_tuning(model, "0", range(4), examples, torch.device("cpu"), memory=0)
+    assert len(calls) == 2 * 6  # nothing kept: every use turned, in each of two passes
+    assert tight == roomy
+    assert all(max(c["self"]) <= 1 + 1e-6 for c in roomy.values())  # each unit over its own largest response
+    assert {u for c in roomy.values() for u in c["takeover"]} <= set(range(4))
 
 
 @pytest.mark.parametrize("size, centre", [(16, (8.0, 8.0)), (16, (7.5, 7.5)), (15, (7.0, 7.0)), (15, (8.5, 8.5))])
