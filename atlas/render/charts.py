@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import functools
 import json
-import math
 from typing import Any, Callable, Iterable
 
 import altair as alt
@@ -24,6 +23,12 @@ from atlas.data.bank import PERIODIC_180
 from atlas.render.model import Family, Layer, Model, Unit
 
 _WIDTH = "container"
+
+
+def _short(value: float) -> float:
+    """A plotted number to five significant digits: what a chart and its tooltips show,
+    in a third of the characters of a float32 read as a double."""
+    return float(f"{value:.5g}")
 
 
 def layer_activations(layer: Layer) -> dict[str, Any] | None:
@@ -41,21 +46,24 @@ def orientation_tuning(unit: Unit) -> dict[str, Any] | None:
         return None
     kind = unit.tuning["orientation_kind"]
     curve = unit.tuning["curves"][kind]
-    angles, response = list(curve["angles"]), [max(r, 0.0) for r in curve["response"]]
+    angles, response = list(curve["angles"]), [_short(max(r, 0.0)) for r in curve["response"]]
     if kind in ("line", "grating"):  # these repeat every 180 degrees: draw the full circle
         angles, response = angles + [a + 180 for a in angles], response + response
     angles, response = angles + angles[:1], response + response[:1]  # close the loop
-    rows = [{"order": i, "angle": a % 360, "response": r, "x": r * math.cos(math.radians(a)),
-             "y": r * math.sin(math.radians(a))} for i, (a, r) in enumerate(zip(angles, response))]
+    rows = [{"order": i, "angle": a % 360, "response": r} for i, (a, r) in enumerate(zip(angles, response))]
     spec = _filled(_radial, rows, kind)
-    extent = max(response) or 1.0
+    extent = max(response) or 1.0  # short already
     for axis in ("x", "y"):  # a square, centred scale: the loop keeps its shape
         spec["encoding"][axis]["scale"] = {"domain": [-extent, extent]}
     return spec
 
 
 def _radial(kind: str) -> alt.Chart:
-    return alt.Chart(alt.Data(values=[])).mark_line(point=True).encode(
+    """Each point at its angle, its response the distance from the centre (Vega computes
+    where: the page holds only the angles and responses)."""
+    return alt.Chart(alt.Data(values=[])).transform_calculate(
+        x="datum.response * cos(datum.angle * PI / 180)", y="datum.response * sin(datum.angle * PI / 180)",
+    ).mark_line(point=True).encode(
         x=alt.X("x:Q", title=None, axis=None), y=alt.Y("y:Q", title=None, axis=None),
         order="order:Q", tooltip=["angle:Q", alt.Tooltip("response:Q", format=".3f")],
     ).properties(width=200, height=200, title=f"response to {kind.replace('_', '-')}s by orientation")
@@ -67,9 +75,9 @@ def joint_tuning(unit: Unit) -> dict[str, Any] | None:
     joint = (unit.tuning or {}).get("joint")
     if not joint:
         return None
-    rows = [{"angle": a, "response": r, "series": f"unit {unit.index}", "unit": unit.index}
+    rows = [{"angle": a, "response": _short(r), "series": f"unit {unit.index}", "unit": unit.index}
             for a, r in zip(joint["angles"], joint["self"])]
-    rows += [{"angle": a, "response": r, "series": "strongest unit", "unit": owner}
+    rows += [{"angle": a, "response": _short(r), "series": "strongest unit", "unit": owner}
              for a, r, owner in zip(joint["angles"], joint["takeover_response"], joint["takeover"])]
     return _filled(_joint, rows)
 
@@ -103,7 +111,7 @@ def family_tuning(family: Family) -> dict[str, Any] | None:
         if not curve:
             continue
         peak = max(max(curve["response"]), 1e-12)
-        rows += [{"angle": a, "response": max(r, 0.0) / peak, "unit": member.index, "rank": rank,
+        rows += [{"angle": a, "response": _short(max(r, 0.0) / peak), "unit": member.index, "rank": rank,
                   "preferred": member.tuning["orientation_deg"] % period}
                  for a, r in zip(curve["angles"], curve["response"])]
     if len({row["unit"] for row in rows}) < 2:

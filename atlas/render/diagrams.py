@@ -37,9 +37,16 @@ class Drawn:
     picture_y: float
     map_y: float
     label_y: float
-    path: str  # the edge's curve, from the map to the unit
+    ends: tuple[float, float, float, float]  # the edge's curve runs from (x1, y1) to (x2, y2)
     stroke: float
     scale: float  # |weight| drawn at full color: the row's largest tap
+
+    @property
+    def path(self) -> str:
+        """The edge's curve as an SVG path: a vertical S-curve (``figures.js`` draws the same)."""
+        x1, y1, x2, y2 = self.ends
+        middle = (y1 + y2) / 2
+        return f"M{x1:.1f},{y1:.1f} C{x1:.1f},{middle:.1f} {x2:.1f},{middle:.1f} {x2:.1f},{y2:.1f}"
 
 
 @dataclass
@@ -99,18 +106,12 @@ def circuit_diagram(unit: Unit) -> CircuitDiagram | None:
     scale, strongest = scales(above)
     for i, ((e, sign), x) in enumerate(zip(above, columns(above))):
         diagram.inputs.append(Drawn(e, sign, x, picture_y=0, label_y=PICTURE + LABEL - 5, map_y=PICTURE + LABEL,
-                                    path=_curve((x + MAP / 2, block), (landing(i, len(above)), centre_y)),
+                                    ends=(x + MAP / 2, block, landing(i, len(above)), centre_y),
                                     stroke=stroke(e, strongest), scale=scale))
     scale, strongest = scales(below)
     for i, ((e, sign), x) in enumerate(zip(below, columns(below))):
         diagram.uses.append(Drawn(e, sign, x, map_y=top, label_y=top + MAP + LABEL - 5, picture_y=top + MAP + LABEL,
-                                  path=_curve((landing(i, len(below)), centre_y + CENTRE + LABEL), (x + MAP / 2, top)),
+                                  ends=(landing(i, len(below)), centre_y + CENTRE + LABEL, x + MAP / 2, top),
                                   stroke=stroke(e, strongest), scale=scale))
     return diagram
 
-
-def _curve(start: tuple[float, float], end: tuple[float, float]) -> str:
-    """A vertical S-curve from start to end, as an SVG path."""
-    (x1, y1), (x2, y2) = start, end
-    middle = (y1 + y2) / 2
-    return f"M{x1:.1f},{y1:.1f} C{x1:.1f},{middle:.1f} {x2:.1f},{middle:.1f} {x2:.1f},{y2:.1f}"

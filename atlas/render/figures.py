@@ -10,7 +10,9 @@ relative to the page, as everywhere else.
 
 The formats (lists, not objects, so that a thousand pages stay small):
 
-- a picture: ``[src]`` for a file, ``[src, tile, tiles]`` for a tile of a sprite;
+- a picture: ``[src]`` for a file, ``[sheet, tile]`` for a tile of a sprite, ``sheet`` an
+  index into the page's ``sprites`` (``[src, tiles]`` each: a unit's thirty crops name one
+  sheet), or ``[src, tile, tiles]`` where a tile stands alone (an edge's);
 - an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail);
   the dataset image's name and label are in the site's ``data/images.js`` (every page
   shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
@@ -20,11 +22,13 @@ The formats (lists, not objects, so that a thousand pages stay small):
   with its top example's crop after; a unit in the diagram the same with
   its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
 - an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
-  ``[largest |tap|, width, [taps as thousandths of it, row by row]]``.
+  ``[largest |tap|, width, [taps as thousandths of it, row by row]]``, its tile's paths
+  relative to its layer's folder (``layers``: the layer's name -> that folder, from the page).
 """
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import numpy as np
@@ -38,10 +42,12 @@ WHAT = {"feature visualization": "fv", "weights": "w", "top dataset example": "e
 
 
 class Figures:
-    """Builds one page's figures, every path relative to ``page``."""
+    """Builds one page's figures, every path relative to ``page``; sprites named once in
+    the page's ``sprites`` unless ``sheets`` is False."""
 
-    def __init__(self, page: str):
+    def __init__(self, page: str, sheets: bool = True):
         self.page = page
+        self.sheets: dict[str, tuple[int, int]] | None = {} if sheets else None  # src -> (index, tiles)
 
     def url(self, target: str) -> str:
         return relative_url(target, self.page)
@@ -49,7 +55,11 @@ class Figures:
     def picture(self, p: Picture | None) -> list[Any] | None:
         if p is None:
             return None
-        return [self.url(p.src), p.tile, p.tiles] if p.sprite else [self.url(p.src)]
+        if not p.sprite:
+            return [self.url(p.src)]
+        if self.sheets is None:
+            return [self.url(p.src), p.tile, p.tiles]
+        return [self.sheets.setdefault(p.src, (len(self.sheets), p.tiles))[0], p.tile]
 
     def example(self, ex: Example) -> list[Any]:
         return [ex.image, round(ex.value, 4), self.picture(ex.crop)]
@@ -69,19 +79,21 @@ class Figures:
         found = u.picture
         return [u.index, self.url(u.url), self.picture(found[0]) if found else None, WHAT[found[1]] if found else ""]
 
-    def edge(self, e: Edge) -> list[Any]:
-        family = e.other.family.symbol if e.other.family else None
-        return [e.layer, self.tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]
-
     def done(self, **figures: Any) -> dict[str, Any]:
-        return {**figures, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER}
+        sprites = [[self.url(src), tiles] for src, (_, tiles) in (self.sheets or {}).items()]
+        return {**figures, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER, "sprites": sprites}
+
+
+def _layer_folder(u: Unit) -> str:
+    """The site path of the folder of a unit's layer (its page is in a group's folder there)."""
+    return posixpath.dirname(posixpath.dirname(u.url)) + "/"
 
 
 def _weight_map(weights: np.ndarray) -> list[Any]:
     w = np.asarray(weights, dtype=np.float64)
     largest = float(np.abs(w).max(initial=0.0))
     taps = np.rint(w / largest * 1000).astype(int) if largest else np.zeros(w.shape, int)
-    return [largest, w.shape[1], taps.ravel().tolist()]  # the largest exactly: legends print it
+    return [float(f"{largest:.6g}"), w.shape[1], taps.ravel().tolist()]  # legends print it to 3 places
 
 
 def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
@@ -124,12 +136,25 @@ def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> di
             for name in ("inputs", "inhibitory", "outputs", "outputs_inhibitory")}
     drawn = None
     if diagram:
+        drawn_rows = [row for row in (diagram.inputs, diagram.uses) if row]  # as ``diagram.scales``
         drawn = {"width": diagram.width, "height": diagram.height, "centre": [diagram.centre_x, diagram.centre_y,
                                                                              diagram.centre_size],
                  "picture": diagram.picture, "map": diagram.map, "unit": f.pictured(unit),
                  "family": unit.family.name if unit.family else None,
-                 "edges": [[ref(d.edge), d.sign, round(d.x, 1), d.picture_y, d.label_y, d.map_y, d.path, d.stroke,
-                            d.scale, f.pictured(d.edge.other) if d.edge.other.featurevis_failed else None]
-                           for d in diagram.edges],
-                 "scales": [[row, scale] for row, scale in diagram.scales]}
-    return f.done(edges=[f.edge(e) for e in edges], rows=rows, diagram=drawn)
+                 "edges": [[ref(d.edge), d.sign, round(d.x, 1), d.picture_y, d.label_y, d.map_y,
+                            [round(v, 1) for v in d.ends], d.stroke, scale,
+                            _in_layer(d.edge.other).pictured(d.edge.other) if d.edge.other.featurevis_failed else None]
+                           for scale, row in enumerate(drawn_rows) for d in row],
+                 "scales": [[row, float(f"{scale:.6g}")] for row, scale in diagram.scales]}
+    layers = {e.layer: f.url(_layer_folder(e.other)) for e in edges}
+    return f.done(edges=[_edge(e) for e in edges], rows=rows, diagram=drawn, layers=layers)
+
+
+def _in_layer(u: Unit) -> Figures:
+    """Paths relative to the folder of ``u``'s layer, each sprite tile standing alone."""
+    return Figures(_layer_folder(u) + "index.html", sheets=False)
+
+
+def _edge(e: Edge) -> list[Any]:
+    family = e.other.family.symbol if e.other.family else None
+    return [e.layer, _in_layer(e.other).tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]

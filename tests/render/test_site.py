@@ -103,9 +103,12 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     assert "Synthetic stimuli" in unit and len(figures["stimuli"]) == 9  # one per stimulus kind
     assert "Joint tuning" in unit and unit.count('class="vega-spec"') == 3  # histogram, orientation, joint
     layer = next(built_site.glob("models/*/conv1/index.html")).read_text()
-    grid = figures_of(layer)["grid"]  # [index, href, picture, what, failed, dead, top example's crop]
+    figures = figures_of(layer)
+    grid = figures["grid"]  # [index, href, picture, what, failed, dead, top example's crop]
     assert 'data-grid-show="examples"' in layer and [t[0] for t in grid] == [0, 1, 2, 3]
-    assert all(t[6][0] == f"0-15/img/crops-{t[0]}.webp" and t[6][1] == 0 for t in grid)
+    sheets = [figures["sprites"][t[6][0]] for t in grid]  # a crop: [sheet, tile], a sheet: [src, tiles]
+    assert [src for src, _ in sheets] == [f"0-15/img/crops-{t[0]}.webp" for t in grid]
+    assert all(t[6][1] == 0 for t in grid) and all(tiles >= 1 for _, tiles in sheets)
 
 
 def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):

@@ -113,6 +113,25 @@
       redrawCharts();
     });
   }
+  // The header's search box, theme toggle and help button work only with JavaScript, so
+  // this makes them (a thousand pages need not each carry them); links from the site
+  // root, which is where this script's folder is.
+  var ROOT = document.currentScript.getAttribute("src").replace(/static\/atlas\.js$/, "");
+  function makeHeader() {
+    var box = document.querySelector(".site-header .search"), tools = document.querySelector(".site-header .header-tools");
+    if (box && !box.firstChild) {
+      box.innerHTML = '<input type="search" id="search" placeholder="Search units, families, layers  ( / )" ' +
+        'aria-label="Search the atlas" autocomplete="off" aria-controls="search-results">' +
+        '<ul id="search-results" class="search-results" hidden></ul>';
+      box.firstChild.setAttribute("data-index", ROOT + "search-index.js");
+      box.firstChild.setAttribute("data-home", ROOT + "index.html");
+    }
+    if (tools && !tools.firstChild) {
+      tools.innerHTML = '<button type="button" id="theme-toggle" aria-label="Switch between light and dark theme">' +
+        '\u25d0 theme</button> <button type="button" id="keys-help" aria-label="Keyboard shortcuts" ' +
+        'aria-haspopup="dialog">?</button>';
+    }
+  }
   var MAX_RESULTS = 30;
   function wireSearch() {
     var input = document.getElementById("search");
@@ -245,7 +264,7 @@
     });
   }
   function start() {
-    drawCharts(); wireGridSwitch(); wireAtlasZoom(); centreDiagrams(); wireTheme(); wireSearch(); wireKeys();
+    makeHeader(); drawCharts(); wireGridSwitch(); wireAtlasZoom(); centreDiagrams(); wireTheme(); wireSearch(); wireKeys();
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);

@@ -39,13 +39,25 @@
     return { name: found[0], label: found[1],
              src: data.data + start + "-" + (start + data.per_folder - 1) + "/img-" + id + ".webp" };
   }
+  // A picture (figures.py's formats) as { src } for a file, { src, tile, tiles } for a sprite's tile.
+  function resolve(p) {
+    if (typeof p[0] === "number") return { src: data.sprites[p[0]][0], tile: p[1], tiles: data.sprites[p[0]][1] };
+    return p.length === 1 ? { src: p[0] } : { src: p[0], tile: p[1], tiles: p[2] };
+  }
+  // An edge's unit tile, its paths made relative to the page (they are to its layer's folder).
+  function inLayer(e, t) {
+    if (!t) return t;
+    var prefix = data.layers[e[0]], p = t[2] ? [prefix + t[2][0]].concat(t[2].slice(1)) : null;
+    return [t[0], prefix + t[1], p].concat(t.slice(3));
+  }
   // A picture at size px: a file, or a sprite's tile through a window its size.
   function picture(p, size, alt, className, title) {
-    if (p.length === 1) {
-      return el("img", { "class": className, src: p[0], width: size, height: size, loading: "lazy", alt: alt, title: title });
+    var found = resolve(p);
+    if (found.tiles === undefined) {
+      return el("img", { "class": className, src: found.src, width: size, height: size, loading: "lazy", alt: alt, title: title });
     }
-    var inner = el("img", { src: p[0], width: size, height: size * p[2], loading: "lazy", alt: alt,
-                            style: "margin-top: -" + size * p[1] + "px" });
+    var inner = el("img", { src: found.src, width: size, height: size * found.tiles, loading: "lazy", alt: alt,
+                            style: "margin-top: -" + size * found.tile + "px" });
     return el("span", { "class": "window" + (className ? " " + className : ""), title: title,
                         style: "width: " + size + "px; height: " + size + "px" }, [inner]);
   }
@@ -151,7 +163,7 @@
       node.appendChild(legend(scale));
       var strip = el("div", { "class": "strip edges" });
       edges.forEach(function (e) {
-        var t = e[1];
+        var t = inLayer(e, e[1]);
         strip.appendChild(el("figure", { "class": "edge" }, [
           unitTile(t),
           el("img", { "class": "weight-map pixelated", src: weightPng(e[4], scale), width: 96, height: 96, alt: "weight map, " + mapSize(e[4]) }),
@@ -166,15 +178,17 @@
       var root = svg("svg", { "class": "circuit-diagram", viewBox: "0 0 " + d.width + " " + d.height, width: d.width,
                               height: d.height, "aria-labelledby": "circuit-caption" });
       d.edges.forEach(function (drawn) {
-        var e = data.edges[drawn[0]], t = e[1], x = drawn[2], sign = drawn[1];
+        var e = data.edges[drawn[0]], t = inLayer(e, e[1]), x = drawn[2], sign = drawn[1], ends = drawn[6];
+        var middle = (ends[1] + ends[3]) / 2;  // a vertical S-curve (diagrams.py's Drawn.path)
         var link = svg("a", { "class": "edge " + sign, href: t[1],
                               "aria-label": "Unit " + t[0] + " of " + e[0] + ": strongest weight " + signed(e[3], 3) + " (" + sign + ")" }, [
-          svg("path", { d: drawn[6], "stroke-width": drawn[7] }),
-          diagramPicture(drawn[9] || t, x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
+          svg("path", { d: "M" + ends[0] + "," + ends[1] + " C" + ends[0] + "," + middle + " " + ends[2] + "," + middle +
+                           " " + ends[2] + "," + ends[3], "stroke-width": drawn[7] }),
+          diagramPicture(inLayer(e, drawn[9]) || t, x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
         var label = svg("text", { x: x + d.map / 2, y: drawn[4] });
         label.textContent = t[0] + (e[2] ? " " + e[2] : "") + " · " + signed(e[3], 3);
         link.appendChild(label);
-        var map = svg("image", { "class": "pixelated", href: weightPng(e[4], drawn[8]), x: x, y: drawn[5], width: d.map,
+        var map = svg("image", { "class": "pixelated", href: weightPng(e[4], d.scales[drawn[8]][1]), x: x, y: drawn[5], width: d.map,
                                  height: d.map, preserveAspectRatio: "none" });
         map.appendChild(title("Weight map, " + mapSize(e[4]) + " taps"));
         link.appendChild(map);
@@ -232,14 +246,13 @@
   }
   // A unit's picture in the diagram (figures.py's pictured): never a failed feature visualization.
   function diagramPicture(t, x, y, size) {
-    var p = t[2];
-    if (!p) return svg("rect", { "class": "placeholder", x: x, y: y, width: size, height: size });
-    var named = title(WHAT[t[3]] + " of unit " + t[0]);
-    if (p.length === 1) {
-      return svg("image", { href: p[0], x: x, y: y, width: size, height: size, preserveAspectRatio: "xMidYMid slice" }, [named]);
+    if (!t[2]) return svg("rect", { "class": "placeholder", x: x, y: y, width: size, height: size });
+    var p = resolve(t[2]), named = title(WHAT[t[3]] + " of unit " + t[0]);
+    if (p.tiles === undefined) {
+      return svg("image", { href: p.src, x: x, y: y, width: size, height: size, preserveAspectRatio: "xMidYMid slice" }, [named]);
     }
-    return svg("svg", { x: x, y: y, width: size, height: size, viewBox: "0 " + 64 * p[1] + " 64 64" }, [
-      svg("image", { href: p[0], width: 64, height: 64 * p[2] }, [named])]);
+    return svg("svg", { x: x, y: y, width: size, height: size, viewBox: "0 " + 64 * p.tile + " 64 64" }, [
+      svg("image", { href: p.src, width: 64, height: 64 * p.tiles }, [named])]);
   }
 
   document.querySelectorAll("[data-figure]").forEach(function (node) { draw[node.dataset.figure](node); });
