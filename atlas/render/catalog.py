@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
 from atlas.render.model import Edge, Layer, SiteModel, Unit
+from atlas.render.urls import relative_url
 
 TUNING_NUMBERS = ("best_kind", "orientation_kind", "orientation_deg", "orientation_selectivity", "curve_vs_line",
                   "frequency_preference", "color_opponency", "center_surround")
@@ -20,6 +22,13 @@ def _edges(edges: list[Edge]) -> list[dict[str, Any]]:
 
 
 UNITS = "units.json"  # a layer's units, in the layer's folder
+# units.json holds a layer's units as rows of one list of fields (a thousand units need
+# not each name forty keys), site paths relative to the layer's folder, each edge as
+# [layer, index, weight]; ``read_catalog`` gives back the entries ``_catalog_unit`` made.
+PATHS = ("url", "featurevis", "weights")
+PATH_LISTS = ("examples", "negative_examples")
+EDGE_LISTS = ("inputs", "outputs")
+EDGE = ("layer", "index", "weight")
 
 
 def units_file(layer: Layer) -> str:
@@ -34,8 +43,48 @@ def catalog_files(site: SiteModel) -> dict[str, str]:
     files = {"catalog.json": _json(catalog(site))}
     for m in site.models:
         for layer in m.layers + m.dictionaries:
-            files[units_file(layer)] = _json([_catalog_unit(u) for u in layer.units])
+            path = units_file(layer)
+            files[path] = _json(packed([_catalog_unit(u) for u in layer.units], path.rpartition("/")[0] + "/"))
     return files
+
+
+def packed(units: list[dict[str, Any]], folder: str) -> dict[str, Any]:
+    """A layer's catalog entries as ``units.json`` holds them (``folder``: the layer's)."""
+    fields = list(dict.fromkeys(key for u in units for key in u))
+    here = lambda path: path if path is None else relative_url(path, folder + UNITS)  # noqa: E731
+
+    def value(u: dict[str, Any], key: str) -> Any:
+        found = u.get(key)
+        if key in PATHS:
+            return here(found)
+        if key in PATH_LISTS:
+            return [here(path) for path in found]
+        if key in EDGE_LISTS:
+            return [[e[k] for k in EDGE] for e in found]
+        if key == "featurevis_variants":
+            return {kind: {**v, "src": here(v["src"])} for kind, v in found.items()}
+        return found
+
+    return {"fields": fields, "units": [[value(u, key) for key in fields] for u in units]}
+
+
+def unpacked(found: dict[str, Any], folder: str) -> list[dict[str, Any]]:
+    """``packed``'s entries back, paths from the site's root again."""
+    site = lambda path: path if path is None else posixpath.normpath(folder + path)  # noqa: E731
+
+    def value(key: str, v: Any) -> Any:
+        if key in PATHS:
+            return site(v)
+        if key in PATH_LISTS:
+            return [site(path) for path in v]
+        if key in EDGE_LISTS:
+            return [dict(zip(EDGE, e)) for e in v]
+        if key == "featurevis_variants":
+            return {kind: {**x, "src": site(x["src"])} for kind, x in v.items()}
+        return v
+
+    return [{key: value(key, v) for key, v in zip(found["fields"], row) if not (key == "measures" and v is None)}
+            for row in found["units"]]
 
 
 def _json(found: Any) -> str:
@@ -48,7 +97,8 @@ def read_catalog(site: Path) -> dict[str, Any]:
     found = json.loads((Path(site) / "catalog.json").read_text(encoding="utf-8"))
     for m in found["models"]:
         for layer in m["layers"] + m["dictionaries"]:
-            layer["units"] = json.loads((Path(site) / layer["units_url"]).read_text(encoding="utf-8"))
+            units = json.loads((Path(site) / layer["units_url"]).read_text(encoding="utf-8"))
+            layer["units"] = unpacked(units, layer["units_url"].rpartition("/")[0] + "/")
     return found
 
 

@@ -150,7 +150,9 @@ def test_catalog_lists_models_layers_and_units_with_their_content(built_site):
     index = json.loads((built_site / "catalog.json").read_text())  # each layer's units in a file of its own
     layer = index["models"][0]["layers"][0]
     assert "units" not in layer and layer["units_url"] == layer["url"].replace("index.html", "units.json")
-    assert len(json.loads((built_site / layer["units_url"]).read_text())) == layer["unit_count"] == 4
+    packed = json.loads((built_site / layer["units_url"]).read_text())  # rows of fields, paths from the layer
+    assert len(packed["units"]) == layer["unit_count"] == 4 and packed["fields"][:2] == ["index", "url"]
+    assert packed["units"][1][:2] == [1, "0-15/1.html"]
     catalog = read_catalog(built_site)
     model, twin = catalog["models"]
     assert twin["name"] == "twin"
