@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +40,18 @@ def sprite(sources: Sequence[Path | str], target: Path, side: int) -> None:
                 tile = tile.resize((side, side), Image.Resampling.LANCZOS)
             sheet.paste(tile, (0, i * side))
     sheet.save(target, "WEBP", quality=SPRITE_QUALITY, method=4)
+
+
+SITE_QUALITY = 80  # feature visualizations on the site: two thirds of the bytes, no loss seen at 3x
+
+
+def recode(source: Path | str, target: Path, quality: int = SITE_QUALITY) -> None:
+    """``source`` (an image of the store) as the site holds it: WebP at ``quality``, or
+    the source's own bytes where those are fewer."""
+    with Image.open(source) as image:
+        image.convert("RGB").save(target, "WEBP", quality=quality, method=4)
+    if target.stat().st_size >= Path(source).stat().st_size:
+        shutil.copyfile(source, target)
 
 
 def to_uint8(images01: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from atlas.config import Config
 from atlas.errors import DISK_FULL, AtlasError, DiskFull, folder_size
 from atlas.files import folder_mode
 from atlas.forked import can_fork, map_forked
-from atlas.images import sprite
+from atlas.images import recode, sprite
 from atlas.names import slug
 from atlas.render import charts, diagrams, weightmaps
 from atlas.render.catalog import catalog_files, search_index
@@ -93,7 +93,7 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     }
     _write_site(out, pages, data, site, workers or _cores())
     units = sum(len(layer.units) for model in site.models for layer in model.layers)
-    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies) + len(site.sprites),
+    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies) + len(site.sprites) + len(site.recoded),
                           time.perf_counter() - start,
                           measure(out, units))
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
@@ -242,27 +242,32 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
     return pages
 
 
-def _write_share(folder: Path, pages: list[Page], sprites: list[Sprite]) -> int:
+def _write_share(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, Path | str]]) -> int:
     env = _environment()
     for p in pages:
         _write_text(folder / p.path, env.get_template(p.template).render(p.context))
-    for found in sprites:
-        (folder / found.path).parent.mkdir(parents=True, exist_ok=True)
-        sprite(found.sources, folder / found.path, found.side)
+    for found in images:
+        path = found.path if isinstance(found, Sprite) else found[0]
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(found, Sprite):
+            sprite(found.sources, folder / path, found.side)
+        else:
+            recode(found[1], folder / path)
     return len(pages)
 
 
-def _write_parallel(folder: Path, pages: list[Page], sprites: list[Sprite], workers: int,
+def _write_parallel(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, Path | str]], workers: int,
                     meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Render and write ``pages`` and stack ``sprites`` in ``workers`` forked processes
-    (each inherits the page models, so nothing is pickled but a number; each gets every
-    ``workers``-th page and sprite, its part of every kind), running ``meanwhile`` in this
-    process as they work; serially where fork is not available or one worker is asked for."""
+    """Render and write ``pages`` and make ``images`` (sprites to stack, (site path, store
+    file) to encode for the site) in ``workers`` forked processes (each inherits the page
+    models, so nothing is pickled but a number; each gets every ``workers``-th page and
+    image, its part of every kind), running ``meanwhile`` in this process as they work;
+    serially where fork is not available or one worker is asked for."""
     if workers <= 1 or len(pages) < 2 * workers or not can_fork():
-        _write_share(folder, pages, sprites)
+        _write_share(folder, pages, images)
         meanwhile()
         return
-    written = map_forked(lambda share: _write_share(folder, pages[share::workers], sprites[share::workers]),
+    written = map_forked(lambda share: _write_share(folder, pages[share::workers], images[share::workers]),
                          range(workers), workers, meanwhile=meanwhile)
     assert sum(written) == len(pages)
 
@@ -332,7 +337,8 @@ def _write_site(out: Path, pages: list[Page], data: dict[str, str], site: SiteMo
                     made.add(target.parent)
                 _place(source, target)
 
-        _write_parallel(building, pages, list(site.sprites.values()), workers, meanwhile=place_images)
+        _write_parallel(building, pages, [*site.sprites.values(), *site.recoded.items()], workers,
+                        meanwhile=place_images)
         for path, text in data.items():
             _write_text(building / path, text)
         (building / ".nojekyll").touch()  # GitHub Pages: serve files as they are

@@ -25,7 +25,7 @@ def build_site(plan: Plan, store: Store) -> SiteModel:
         if plan.data and plan.data.get("thumbnails") else None
     for entry in plan.models:
         base = f"models/{slug(entry.name)}"
-        reader = _Reader(store, site.copies, site.sprites, site.images, thumbnails)
+        reader = _Reader(store, site.copies, site.recoded, site.sprites, site.images, thumbnails)
         layers = [reader.layer(layer, f"{base}/{slug(layer.name)}") for layer in entry.layers]
         with_families = [(layer, store.read(records.Families, layer.key("families")))
                          for layer in entry.layers if layer.key("families")]
@@ -92,9 +92,10 @@ class _Reader:
     """Reads one model's layers: each stage's records onto the layer's units, the images
     they show queued in ``copies`` (site path -> store file)."""
 
-    def __init__(self, store: Store, copies: dict[str, Path | str], sprites: dict[str, Sprite],
-                 images: dict[int, list[str]], thumbnails: str | None):
-        self.store, self.copies, self.sprites, self.images, self.thumbnails = store, copies, sprites, images, thumbnails
+    def __init__(self, store: Store, copies: dict[str, Path | str], recoded: dict[str, Path | str],
+                 sprites: dict[str, Sprite], images: dict[int, list[str]], thumbnails: str | None):
+        self.store, self.copies, self.recoded, self.sprites = store, copies, recoded, sprites
+        self.images, self.thumbnails = images, thumbnails
 
     def layer(self, entry: LayerEntry, base: str) -> Layer:
         units = {i: Unit(index=i, url=f"{unit_folder(base, i)}/{i}.html") for i in entry.units}
@@ -153,6 +154,11 @@ class _Reader:
         self.copies[site_path] = source
         return site_path
 
+    def _recode(self, site_path: str, source: Path | str) -> str:
+        """A feature visualization, encoded for the site (``images.recode``) as the pages render."""
+        self.recoded[site_path] = source
+        return site_path
+
     def featurevis(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Featurevis.STAGE, key)
         found = records.Featurevis.read(folder)
@@ -160,12 +166,12 @@ class _Reader:
             u, here = units[int(unit)], unit_folder(base, int(unit))
             failed = found.failed.get(unit, [])
             for kind, value in values.items():
-                image = self._copy(f"{here}/img/fv-{records.Featurevis.image(unit, kind)}",
-                                   folder / records.Featurevis.image(unit, kind))
+                image = self._recode(f"{here}/img/fv-{records.Featurevis.image(unit, kind)}",
+                                     folder / records.Featurevis.image(unit, kind))
                 if kind == PRIMARY:
                     u.featurevis = image
-                    u.featurevis_thumb = self._copy(f"{here}/img/fv-{records.Featurevis.thumb(unit)}",
-                                                    folder / records.Featurevis.thumb(unit))
+                    u.featurevis_thumb = self._recode(f"{here}/img/fv-{records.Featurevis.thumb(unit)}",
+                                                      folder / records.Featurevis.thumb(unit))
                     u.featurevis_activation = value
                     u.featurevis_start = found.start[unit][kind]
                     u.featurevis_random = found.random[unit][kind]

@@ -27,7 +27,7 @@ def test_a_crop_shown_twice_is_one_tile_and_a_full_sprite_starts_another_sheet()
     from atlas.render.read import _Reader
 
     sprites = {}
-    reader = _Reader(store=None, copies={}, sprites=sprites, images={}, thumbnails=None)
+    reader = _Reader(store=None, copies={}, recoded={}, sprites=sprites, images={}, thumbnails=None)
     first = reader.crop((7, 1, 2), "examples/crop-0.webp", "m/l/0-15", 3)
     again = reader.crop((7, 1, 2), "polysemanticity/crop-3-0-0.webp", "m/l/0-15", 3)  # the same image and place
     other = reader.crop((8, 0, 0), "examples/crop-1.webp", "m/l/0-15", 3)
