@@ -75,15 +75,17 @@ def joint_tuning(unit: Unit) -> dict[str, Any] | None:
     joint = (unit.tuning or {}).get("joint")
     if not joint:
         return None
-    rows = [{"angle": a, "response": _short(r), "series": f"unit {unit.index}", "unit": unit.index}
+    rows = [{"angle": a, "response": _short(r), "own": 1, "unit": unit.index}
             for a, r in zip(joint["angles"], joint["self"])]
-    rows += [{"angle": a, "response": _short(r), "series": "strongest unit", "unit": owner}
+    rows += [{"angle": a, "response": _short(r), "own": 0, "unit": owner}
              for a, r, owner in zip(joint["angles"], joint["takeover_response"], joint["takeover"])]
     return _filled(_joint, rows)
 
 
 def _joint() -> alt.Chart:
-    return alt.Chart(alt.Data(values=[])).mark_line(point=True).encode(
+    """Two lines: the unit's own response (``own``) and the strongest unit's at each angle."""
+    return alt.Chart(alt.Data(values=[])).transform_calculate(
+        series="datum.own ? 'unit ' + datum.unit : 'strongest unit'").mark_line(point=True).encode(
         x=alt.X("angle:Q", title="rotation of the examples (degrees)", scale=alt.Scale(domain=[0, 345])),
         y=alt.Y("response:Q", title="response (of its maximum)"),
         color=alt.Color("series:N", title=None),

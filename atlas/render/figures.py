@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from atlas.render.diagrams import CircuitDiagram
-from atlas.render.model import Edge, Example, Layer, Picture, Unit
+from atlas.render.model import Edge, Example, Family, Layer, Picture, Unit
 from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
 
 
@@ -62,7 +62,7 @@ class Figures:
         return [self.sheets.setdefault(p.src, (len(self.sheets), p.tiles))[0], p.tile]
 
     def example(self, ex: Example) -> list[Any]:
-        return [ex.image, round(ex.value, 4), self.picture(ex.crop)]
+        return [ex.image, float(f"{ex.value:.5g}"), self.picture(ex.crop)]  # shown to 2 places
 
     def placed(self, ex: Example) -> list[Any]:
         """An example with where the unit fired (fractions of the image)."""
@@ -112,6 +112,33 @@ def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
         if tuning else [],
         takeover=[[owner["index"], f.url(owner["url"]), f.url(owner["thumb"]) if owner["thumb"] else None,
                    owner["angles"]] for owner in unit.takeover])
+
+
+EVIDENCE_ROWS = 24  # members in a family page's table of evidence, member by member
+
+
+def family_figures(family: Family, page: str) -> dict[str, Any]:
+    """A family's members, each a tile with its top example's crop (as on the layer's grid)
+    and its caption: ``[orientation or None, confidence, runner-up's symbol and score or None]``;
+    and the first ``EVIDENCE_ROWS`` members' evidence: ``[index, href, feature visualization
+    or None, its top 4 examples as [image, picture], its 3 strongest preferred stimuli as [kind, src, response]]``."""
+    f = Figures(page)
+
+    def evidence(u: Unit) -> list[Any]:
+        preferred = sorted(u.tuning["preferred"].items(), key=lambda kind: -kind[1]["response"]) if u.tuning else []
+        return [u.index, f.url(u.url), f.url(u.featurevis_thumb) if u.featurevis_thumb else None,
+                [[ex.image, f.picture(ex.picture)] for ex in u.examples[:4]],
+                [[kind, f.url(p["src"]), p["response"]] for kind, p in preferred[:3]]]
+
+    def caption(u: Unit) -> list[Any]:
+        second = u.family_second if u.family_second and u.family_second["borderline"] else None
+        oriented = family.order_by == "orientation" and u.tuning
+        return [round(u.tuning["orientation_deg"]) if oriented else None, round(u.family_confidence, 2),
+                [second["symbol"], round(second["score"], 2)] if second else None]
+
+    return f.done(members=[f.tile(u) + [f.picture(u.examples[0].picture) if u.examples else None, caption(u)]
+                           for u in family.members],
+                  evidence=[evidence(u) for u in family.members[:EVIDENCE_ROWS]])
 
 
 def layer_figures(layer: Layer, page: str) -> dict[str, Any]:

@@ -208,6 +208,9 @@ def test_families_reach_the_catalog_the_periodic_table_and_their_pages(built_sit
     assert all((model_page.parent / link).resolve().is_file() for link in links)
     family = (built_site / conv1["families"][0]["url"]).read_text()
     assert family.count('class="verdict-') == 7 and "handwritten circuit" in family
+    members = figures_of(family)["members"]  # [tile..., top example's crop, [orientation, confidence, runner-up]]
+    assert [m[0] for m in members] == [0, 1] and [m[1] for m in members] == ["../0-15/0.html", "../0-15/1.html"]
+    assert [m[7][1] for m in members] == [round(units[i]["family_confidence"], 2) for i in (0, 1)]
     # The color-opponent matched filter is correlated with R - G and G - R on stimuli and on their examples.
     assert re.search(r"\(stimuli -?[\d.]+, data -?[\d.]+\)", family)
     # Each argument has its figure: here the unit against its detector, one point per stimulus.

@@ -120,6 +120,34 @@
       node.appendChild(fragment);
       observe();
     },
+    members: function (node) {  // a family's (figures.py's family_figures)
+      data.members.forEach(function (t) {
+        var caption = t[7], parts = [];
+        if (caption[0] !== null) parts.push(caption[0] + "°");
+        var figcaption = el("figcaption", {}, [parts.join("") + " ",
+          el("span", { "class": "confidence", title: "confidence" }, [fixed(caption[1], 2)])]);
+        if (caption[2]) {
+          figcaption.appendChild(document.createTextNode(" "));
+          figcaption.appendChild(el("span", { "class": "meta", title: "borderline: its runner-up scores " + fixed(caption[2][1], 2) },
+                                    ["or " + caption[2][0]]));
+        }
+        node.appendChild(el("figure", { "class": "member" }, [unitTile(t, t[6]), figcaption]));
+      });
+    },
+    evidence: function (node) {  // a family's table, member by member
+      data.evidence.forEach(function (row) {
+        var examples = el("td"), stimuli = el("td");
+        row[3].forEach(function (ex) { examples.appendChild(picture(ex[1], 48, "Dataset example " + image(ex[0]).name)); });
+        row[4].forEach(function (s) {
+          stimuli.appendChild(el("img", { src: s[1], width: 48, height: 48, loading: "lazy", alt: "Preferred " + s[0] + " stimulus",
+                                          title: s[0] + ": " + s[2] }));
+        });
+        node.appendChild(el("tr", {}, [
+          el("td", {}, [el("a", { href: row[1] }, [String(row[0])])]),
+          el("td", {}, [row[2] ? el("img", { src: row[2], width: 64, height: 64, loading: "lazy", alt: "Feature visualization of unit " + row[0] }) : null]),
+          examples, stimuli]));
+      });
+    },
     examples: function (node) { exampleRow(node, data.examples, "among the strongest"); },
     negative: function (node) { exampleRow(node, data.negative, "among the most negative"); },
     quantiles: function (node) {
