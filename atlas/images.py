@@ -42,7 +42,7 @@ def sprite(sources: Sequence[Path | str], target: Path, side: int) -> None:
     sheet.save(target, "WEBP", quality=SPRITE_QUALITY, method=4)
 
 
-SITE_QUALITY = 80  # feature visualizations on the site: two thirds of the bytes, no loss seen at 3x
+SITE_QUALITY = 80  # feature visualizations and stimuli on the site: two thirds of the bytes, no loss seen at 3x
 
 
 def recode(source: Path | str, target: Path, quality: int = SITE_QUALITY) -> None:

@@ -155,7 +155,8 @@ class _Reader:
         return site_path
 
     def _recode(self, site_path: str, source: Path | str) -> str:
-        """A feature visualization, encoded for the site (``images.recode``) as the pages render."""
+        """An image of the store made in a stage's quality (feature visualizations, stimuli),
+        encoded for the site (``images.recode``) as the pages render."""
         self.recoded[site_path] = source
         return site_path
 
@@ -214,8 +215,8 @@ class _Reader:
         for unit, summary in records.Tuning.read(folder).units.items():
             for preferred in summary["preferred"].values():
                 index = preferred["index"]
-                preferred["src"] = self._copy(f"{base}/img/stimulus-{index}.webp",
-                                              folder / records.Tuning.stimulus(index))
+                preferred["src"] = self._recode(f"{base}/img/stimulus-{index}.webp",
+                                                folder / records.Tuning.stimulus(index))
             units[int(unit)].tuning = summary
 
     def polysemanticity(self, key: str, units: dict[int, Unit], base: str) -> None:

@@ -374,9 +374,9 @@ def test_rendering_in_parallel_writes_the_same_site(built_site, tmp_path):
     one, three = files(serial), files(parallel)
     assert len(one) > 50 and one == three
     # Images are hard links into the store where they share a file system, not copies;
-    # feature visualizations are encoded again for the site (``images.recode``).
+    # feature visualizations and stimuli are encoded again for the site (``images.recode``).
     store = built_site.parent / "cache"
-    image = next(serial.glob("models/*/conv1/img/stimulus-*.webp"))
+    image = next(serial.glob("data/*/img-*.webp"))
     assert image.stat().st_nlink > 1 and store.stat().st_dev == image.stat().st_dev
     assert next(serial.glob("models/*/conv1/0-15/img/fv-0.webp")).stat().st_nlink == 1
 

@@ -87,6 +87,12 @@
   function drawCharts() {
     var figures = Array.prototype.slice.call(document.querySelectorAll(".chart"));
     if (!figures.length || !chartScripts.length) return;
+    figures.forEach(function (figure) {  // a chart is an image named by its caption
+      var target = figure.querySelector(".vega-chart"), caption = figure.querySelector("figcaption");
+      if (!target) return;
+      target.setAttribute("role", "img");
+      if (caption) target.setAttribute("aria-label", caption.textContent.trim());
+    });
     if (!("IntersectionObserver" in window)) { withCharts(function () { figures.forEach(drawChart); }); return; }
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
