@@ -24,11 +24,24 @@ def _edges(edges: list[Edge]) -> list[dict[str, Any]]:
 UNITS = "units.json"  # a layer's units, in the layer's folder
 # units.json holds a layer's units as rows of one list of fields (a thousand units need
 # not each name forty keys), site paths relative to the layer's folder, each edge as
-# [layer, index, weight]; ``read_catalog`` gives back the entries ``_catalog_unit`` made.
+# [layer, index, weight], numbers to ``DIGITS`` significant digits; ``read_catalog``
+# gives back the entries ``_catalog_unit`` made.
 PATHS = ("url", "featurevis", "weights")
 PATH_LISTS = ("examples", "negative_examples")
 EDGE_LISTS = ("inputs", "outputs")
 EDGE = ("layer", "index", "weight")
+DIGITS = 6  # more than any page shows, in a third of the characters of a float32 read as a double
+
+
+def _digits(value: Any) -> Any:
+    """``value`` with each float in it to ``DIGITS`` significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{DIGITS}g}")
+    if isinstance(value, list):
+        return [_digits(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _digits(v) for k, v in value.items()}
+    return value
 
 
 def units_file(layer: Layer) -> str:
@@ -65,7 +78,7 @@ def packed(units: list[dict[str, Any]], folder: str) -> dict[str, Any]:
             return {kind: {**v, "src": here(v["src"])} for kind, v in found.items()}
         return found
 
-    return {"fields": fields, "units": [[value(u, key) for key in fields] for u in units]}
+    return {"fields": fields, "units": [[_digits(value(u, key)) for key in fields] for u in units]}
 
 
 def unpacked(found: dict[str, Any], folder: str) -> list[dict[str, Any]]:

@@ -66,7 +66,7 @@ class Figures:
 
     def placed(self, ex: Example) -> list[Any]:
         """An example with where the unit fired (fractions of the image)."""
-        return self.example(ex) + [round(ex.x, 3), round(ex.y, 3)]
+        return self.example(ex) + [round(ex.x, 2), round(ex.y, 2)]  # a ring on a 48 px image
 
     def tile(self, u: Unit) -> list[Any]:
         """A unit as ``_macros.unit_tile`` shows it (``Unit.tile``)."""
