@@ -243,7 +243,7 @@ def site_pages(site: SiteModel, title: str, pending: list[str] | None = None) ->
     return pages
 
 
-def _write_share(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, Path | str]]) -> int:
+def _write_share(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, tuple[Path | str, int]]]) -> int:
     env = _environment()
     for p in pages:
         _write_text(folder / p.path, env.get_template(p.template).render(p.context))
@@ -253,16 +253,17 @@ def _write_share(folder: Path, pages: list[Page], images: list[Sprite | tuple[st
         if isinstance(found, Sprite):
             sprite(found.sources, folder / path, found.side)
         else:
-            recode(found[1], folder / path)
+            source, quality = found[1]
+            recode(source, folder / path, quality)
     return len(pages)
 
 
-def _write_parallel(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, Path | str]], workers: int,
-                    meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Render and write ``pages`` and make ``images`` (sprites to stack, (site path, store
-    file) to encode for the site) in ``workers`` forked processes (each inherits the page
-    models, so nothing is pickled but a number; each gets every ``workers``-th page and
-    image, its part of every kind), running ``meanwhile`` in this process as they work;
+def _write_parallel(folder: Path, pages: list[Page], images: list[Sprite | tuple[str, tuple[Path | str, int]]],
+                    workers: int, meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Render and write ``pages`` and make ``images`` (sprites to stack; (site path, (store
+    file, quality)) to encode for the site) in ``workers`` forked processes (each inherits
+    the page models, so nothing is pickled but a number; each gets every ``workers``-th
+    page and image, its part of every kind), running ``meanwhile`` in this process as they work;
     serially where fork is not available or one worker is asked for."""
     if workers <= 1 or len(pages) < 2 * workers or not can_fork():
         _write_share(folder, pages, images)

@@ -13,7 +13,9 @@ The formats (lists, not objects, so that a thousand pages stay small):
 - a picture: ``[src]`` for a file, ``[sheet, tile]`` for a tile of a sprite, ``sheet`` an
   index into the page's ``sprites`` (``[src, tiles]`` each: a unit's thirty crops name one
   sheet), or ``[src, tile, tiles]`` where a tile stands alone (an edge's);
-- an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail);
+- an example: ``[image, value, crop]`` (``crop`` a picture, or None: the image's thumbnail;
+  ``value`` to the two places pages show), and across a unit's range ``[image, value, x, y]``
+  (the whole image, ``x`` and ``y`` where the unit fired, as fractions of it);
   the dataset image's name and label are in the site's ``data/images.js`` (every page
   shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
   folder, computed from ``per_folder``;
@@ -22,8 +24,9 @@ The formats (lists, not objects, so that a thousand pages stay small):
   with its top example's crop after; a unit in the diagram the same with
   its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
 - an edge: ``[layer, tile, family symbol or None, weight, map]``, its map
-  ``[largest |tap|, width, [taps as thousandths of it, row by row]]``, its tile's paths
-  relative to its layer's folder (``layers``: the layer's name -> that folder, from the page).
+  ``[largest |tap|, width, [taps as thousandths of it, row by row]]``, ``layer`` an index
+  into the page's ``layers`` (``[name, its folder from the page]`` each), its tile's paths
+  relative to that folder.
 """
 
 from __future__ import annotations
@@ -62,11 +65,11 @@ class Figures:
         return [self.sheets.setdefault(p.src, (len(self.sheets), p.tiles))[0], p.tile]
 
     def example(self, ex: Example) -> list[Any]:
-        return [ex.image, float(f"{ex.value:.5g}"), self.picture(ex.crop)]  # shown to 2 places
+        return [ex.image, round(ex.value, 2), self.picture(ex.crop)]  # as pages show it
 
     def placed(self, ex: Example) -> list[Any]:
-        """An example with where the unit fired (fractions of the image)."""
-        return self.example(ex) + [round(ex.x, 2), round(ex.y, 2)]  # a ring on a 48 px image
+        """A whole image with its value and where the unit fired (fractions of the image)."""
+        return [ex.image, round(ex.value, 2), round(ex.x, 2), round(ex.y, 2)]  # a ring on a 48 px image
 
     def tile(self, u: Unit) -> list[Any]:
         """A unit as ``_macros.unit_tile`` shows it (``Unit.tile``)."""
@@ -108,7 +111,7 @@ def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
         quantiles=[[[q[9 - i], q[10 - i]], [f.placed(ex) for ex in group]] for i, group in enumerate(unit.quantiles)],
         meanings=[[f.example(ex) for ex in m.examples] for m in unit.polysemanticity.meanings]
         if unit.polysemanticity else [],
-        stimuli=[[kind, f.url(p["src"]), p["response"]] for kind, p in sorted(tuning["preferred"].items())]
+        stimuli=[[kind, f.url(p["src"]), round(p["response"], 2)] for kind, p in sorted(tuning["preferred"].items())]
         if tuning else [],
         takeover=[[owner["index"], f.url(owner["url"]), f.url(owner["thumb"]) if owner["thumb"] else None,
                    owner["angles"]] for owner in unit.takeover])
@@ -128,7 +131,7 @@ def family_figures(family: Family, page: str) -> dict[str, Any]:
         preferred = sorted(u.tuning["preferred"].items(), key=lambda kind: -kind[1]["response"]) if u.tuning else []
         return [u.index, f.url(u.url), f.url(u.featurevis_thumb) if u.featurevis_thumb else None,
                 [[ex.image, f.picture(ex.picture)] for ex in u.examples[:4]],
-                [[kind, f.url(p["src"]), p["response"]] for kind, p in preferred[:3]]]
+                [[kind, f.url(p["src"]), round(p["response"], 2)] for kind, p in preferred[:3]]]
 
     def caption(u: Unit) -> list[Any]:
         second = u.family_second if u.family_second and u.family_second["borderline"] else None
@@ -174,7 +177,9 @@ def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> di
                            for scale, row in enumerate(drawn_rows) for d in row],
                  "scales": [[row, float(f"{scale:.6g}")] for row, scale in diagram.scales]}
     layers = {e.layer: f.url(_layer_folder(e.other)) for e in edges}
-    return f.done(edges=[_edge(e) for e in edges], rows=rows, diagram=drawn, layers=layers)
+    order = list(layers)
+    return f.done(edges=[_edge(e, order.index(e.layer)) for e in edges], rows=rows, diagram=drawn,
+                  layers=[[name, folder] for name, folder in layers.items()])
 
 
 def _in_layer(u: Unit) -> Figures:
@@ -182,6 +187,6 @@ def _in_layer(u: Unit) -> Figures:
     return Figures(_layer_folder(u) + "index.html", sheets=False)
 
 
-def _edge(e: Edge) -> list[Any]:
+def _edge(e: Edge, layer: int) -> list[Any]:
     family = e.other.family.symbol if e.other.family else None
-    return [e.layer, _in_layer(e.other).tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]
+    return [layer, _in_layer(e.other).tile(e.other), family, round(float(e.weight), 5), _weight_map(e.map)]

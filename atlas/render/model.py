@@ -409,7 +409,7 @@ class SiteModel:
     models: list[Model]
     data: dict[str, Any] | None
     copies: dict[str, Path | str] = field(default_factory=dict)  # site path -> store file
-    recoded: dict[str, Path | str] = field(default_factory=dict)  # site path -> store file, encoded for the web
+    recoded: dict[str, tuple[Path | str, int]] = field(default_factory=dict)  # site path -> (store file, quality)
     sprites: dict[str, Sprite] = field(default_factory=dict)  # site path -> the crops stacked in it
     images: dict[int, list[str]] = field(default_factory=dict)  # dataset image shown -> [name, label]
     universality: Universality | None = None

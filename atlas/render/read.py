@@ -11,6 +11,7 @@ import numpy as np
 from atlas import artifacts as records
 from atlas import registry
 from atlas.artifacts import OTHER, LayerEntry, Plan
+from atlas.images import SITE_QUALITY, THUMB_QUALITY
 from atlas.names import slug
 from atlas.registry import PRIMARY
 from atlas.render.model import (ActivationAtlas, AtlasCell, Edge, Example, Family, Layer, Match, Meaning, Model,
@@ -92,7 +93,7 @@ class _Reader:
     """Reads one model's layers: each stage's records onto the layer's units, the images
     they show queued in ``copies`` (site path -> store file)."""
 
-    def __init__(self, store: Store, copies: dict[str, Path | str], recoded: dict[str, Path | str],
+    def __init__(self, store: Store, copies: dict[str, Path | str], recoded: dict[str, tuple[Path | str, int]],
                  sprites: dict[str, Sprite], images: dict[int, list[str]], thumbnails: str | None):
         self.store, self.copies, self.recoded, self.sprites = store, copies, recoded, sprites
         self.images, self.thumbnails = images, thumbnails
@@ -154,10 +155,10 @@ class _Reader:
         self.copies[site_path] = source
         return site_path
 
-    def _recode(self, site_path: str, source: Path | str) -> str:
+    def _recode(self, site_path: str, source: Path | str, quality: int = SITE_QUALITY) -> str:
         """An image of the store made in a stage's quality (feature visualizations, stimuli),
-        encoded for the site (``images.recode``) as the pages render."""
-        self.recoded[site_path] = source
+        encoded for the site at ``quality`` (``images.recode``) as the pages render."""
+        self.recoded[site_path] = (source, quality)
         return site_path
 
     def featurevis(self, key: str, units: dict[int, Unit], base: str) -> None:
@@ -172,7 +173,7 @@ class _Reader:
                 if kind == PRIMARY:
                     u.featurevis = image
                     u.featurevis_thumb = self._recode(f"{here}/img/fv-{records.Featurevis.thumb(unit)}",
-                                                      folder / records.Featurevis.thumb(unit))
+                                                      folder / records.Featurevis.thumb(unit), THUMB_QUALITY)
                     u.featurevis_activation = value
                     u.featurevis_start = found.start[unit][kind]
                     u.featurevis_random = found.random[unit][kind]

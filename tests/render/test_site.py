@@ -261,7 +261,7 @@ def test_circuits_give_each_unit_its_inputs_and_uses_with_their_weights(built_si
     assert "An edit that tests the reading" in page
     figures = figures_of(page)
     edges = [figures["edges"][i] for i in figures["rows"]["inputs"]]  # [layer, tile, family, weight, map]
-    assert [(e[0], e[1][0]) for e in edges] == [("conv1", 3), ("conv1", 2), ("conv1", 1), ("conv1", 0)]
+    assert [(figures["layers"][e[0]][0], e[1][0]) for e in edges] == [("conv1", 3), ("conv1", 2), ("conv1", 1), ("conv1", 0)]
     maps = [np.reshape(np.asarray(m[2]) / 1000 * m[0], (-1, m[1])) for m in (e[4] for e in edges)]
     assert [m.shape for m in maps] == [(3, 3)] * 4  # four 3x3 maps: the kernel itself, conv1 being 1x1
     assert max(np.abs(m).max() for m in maps) == pytest.approx(1.0)  # linspace(-1, 1)'s end, drawn at full red

@@ -47,7 +47,7 @@
   // An edge's unit tile, its paths made relative to the page (they are to its layer's folder).
   function inLayer(e, t) {
     if (!t) return t;
-    var prefix = data.layers[e[0]], p = t[2] ? [prefix + t[2][0]].concat(t[2].slice(1)) : null;
+    var prefix = data.layers[e[0]][1], p = t[2] ? [prefix + t[2][0]].concat(t[2].slice(1)) : null;
     return [t[0], prefix + t[1], p].concat(t.slice(3));
   }
   // A picture at size px: a file, or a sprite's tile through a window its size.
@@ -157,7 +157,7 @@
           var found = image(ex[0]);
           cell.appendChild(el("span", { "class": "example-image small", title: found.name + ": " + fixed(ex[1], 2) }, [
             el("img", { src: found.src, width: 48, height: 48, loading: "lazy", alt: "Dataset image " + found.name }),
-            el("span", { "class": "marker", style: "left: " + fixed(ex[3] * 100, 1) + "%; top: " + fixed(ex[4] * 100, 1) + "%" })]));
+            el("span", { "class": "marker", style: "left: " + fixed(ex[2] * 100, 1) + "%; top: " + fixed(ex[3] * 100, 1) + "%" })]));
         });
         node.appendChild(el("tr", {}, [el("th", { scope: "row" }, [fixed(group[0][0], 2) + " – " + fixed(group[0][1], 2)]), cell]));
       });
@@ -195,7 +195,7 @@
         strip.appendChild(el("figure", { "class": "edge" }, [
           unitTile(t),
           el("img", { "class": "weight-map pixelated", src: weightPng(e[4], scale), width: 96, height: 96, alt: "weight map, " + mapSize(e[4]) }),
-          el("figcaption", {}, [el("code", {}, [e[0]]), " " + t[0],
+          el("figcaption", {}, [el("code", {}, [data.layers[e[0]][0]]), " " + t[0],
                                 e[2] ? " " : null, e[2] ? el("span", { "class": "symbol-badge small" }, [e[2]]) : null,
                                 el("br"), signed(e[3], 3)])]));
       });
@@ -209,7 +209,7 @@
         var e = data.edges[drawn[0]], t = inLayer(e, e[1]), x = drawn[2], sign = drawn[1], ends = drawn[6];
         var middle = (ends[1] + ends[3]) / 2;  // a vertical S-curve (diagrams.py's Drawn.path)
         var link = svg("a", { "class": "edge " + sign, href: t[1],
-                              "aria-label": "Unit " + t[0] + " of " + e[0] + ": strongest weight " + signed(e[3], 3) + " (" + sign + ")" }, [
+                              "aria-label": "Unit " + t[0] + " of " + data.layers[e[0]][0] + ": strongest weight " + signed(e[3], 3) + " (" + sign + ")" }, [
           svg("path", { d: "M" + ends[0] + "," + ends[1] + " C" + ends[0] + "," + middle + " " + ends[2] + "," + middle +
                            " " + ends[2] + "," + ends[3], "stroke-width": drawn[7] }),
           diagramPicture(inLayer(e, drawn[9]) || t, x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
