@@ -75,17 +75,16 @@ def joint_tuning(unit: Unit) -> dict[str, Any] | None:
     joint = (unit.tuning or {}).get("joint")
     if not joint:
         return None
-    rows = [{"angle": a, "response": _short(r), "own": 1, "unit": unit.index}
-            for a, r in zip(joint["angles"], joint["self"])]
-    rows += [{"angle": a, "response": _short(r), "own": 0, "unit": owner}
-             for a, r, owner in zip(joint["angles"], joint["takeover_response"], joint["takeover"])]
+    rows = [{"angle": a, "self": _short(r), "strongest": _short(top), "owner": owner, "unit": unit.index}
+            for a, r, top, owner in zip(joint["angles"], joint["self"], joint["takeover_response"], joint["takeover"])]
     return _filled(_joint, rows)
 
 
 def _joint() -> alt.Chart:
-    """Two lines: the unit's own response (``own``) and the strongest unit's at each angle."""
-    return alt.Chart(alt.Data(values=[])).transform_calculate(
-        series="datum.own ? 'unit ' + datum.unit : 'strongest unit'").mark_line(point=True).encode(
+    """Two lines from one row an angle: the unit's own response and the strongest unit's."""
+    return alt.Chart(alt.Data(values=[])).transform_fold(["self", "strongest"], as_=["line", "response"]
+    ).transform_calculate(series="datum.line == 'self' ? 'unit ' + datum.unit : 'strongest unit'"
+    ).transform_calculate(unit="datum.line == 'self' ? datum.unit : datum.owner").mark_line(point=True).encode(
         x=alt.X("angle:Q", title="rotation of the examples (degrees)", scale=alt.Scale(domain=[0, 345])),
         y=alt.Y("response:Q", title="response (of its maximum)"),
         color=alt.Color("series:N", title=None),

@@ -19,7 +19,9 @@ The formats (lists, not objects, so that a thousand pages stay small):
   the dataset image's name and label are in the site's ``data/images.js`` (every page
   shows the same few hundred), its thumbnail's path is ``data`` + ``urls.dataset_image``'s
   folder, computed from ``per_folder``;
-- a unit tile: ``[index, href, picture or None, what it is (a ``WHAT`` key), failed, dead]``
+- a unit tile: ``[index, href, picture or None, what it is (a ``WHAT`` key), failed, dead]``,
+  its picture 1 where it is the unit's thumbnail beside its page (``THUMB`` there, the page's
+  ``thumb``: a grid of a thousand need not spell each path out)
   (``Unit.tile``, as ``unit_tile`` draws it: a failed feature visualization dimmed), on a layer's grid
   with its top example's crop after; a unit in the diagram the same with
   its ``Unit.picture`` (never a failed one), or None for an edge's unit whose tile shows that;
@@ -42,6 +44,7 @@ from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
 
 
 WHAT = {"feature visualization": "fv", "weights": "w", "top dataset example": "ex"}  # figures.js reads the keys
+THUMB = "img/fv-{}-thumb.webp"  # a unit's feature visualization thumbnail, from its page's folder (read.py puts it there)
 
 
 class Figures:
@@ -74,17 +77,27 @@ class Figures:
     def tile(self, u: Unit) -> list[Any]:
         """A unit as ``_macros.unit_tile`` shows it (``Unit.tile``)."""
         found = u.tile
-        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, WHAT[found[1]] if found else "",
+        return [u.index, self.url(u.url), self.of(u, found[0]) if found else None, WHAT[found[1]] if found else "",
                 int(u.featurevis_failed), int(u.dead)]
 
     def pictured(self, u: Unit) -> list[Any]:
         """A unit as the circuit diagram shows it (``Unit.picture``: never a failed feature visualization)."""
         found = u.picture
-        return [u.index, self.url(u.url), self.picture(found[0]) if found else None, WHAT[found[1]] if found else ""]
+        return [u.index, self.url(u.url), self.of(u, found[0]) if found else None, WHAT[found[1]] if found else ""]
+
+    def of(self, u: Unit, p: Picture) -> list[Any] | int | None:
+        """A picture of ``u``: 1 where it is the thumbnail beside its page (``THUMB``)."""
+        return 1 if not p.sprite and _beside(u.url, u.index, p.src) else self.picture(p)
 
     def done(self, **figures: Any) -> dict[str, Any]:
         sprites = [[self.url(src), tiles] for src, (_, tiles) in (self.sheets or {}).items()]
-        return {**figures, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER, "sprites": sprites}
+        return {**figures, "data": self.url("data/"), "per_folder": IMAGES_PER_FOLDER, "sprites": sprites,
+                "thumb": THUMB}
+
+
+def _beside(url: str, index: int, src: str) -> bool:
+    """Whether ``src`` is the thumbnail of unit ``index`` beside its page ``url``."""
+    return src == f"{posixpath.dirname(url)}/{THUMB.format(index)}"
 
 
 def _layer_folder(u: Unit) -> str:
@@ -113,8 +126,9 @@ def unit_figures(unit: Unit, page: str) -> dict[str, Any]:
         if unit.polysemanticity else [],
         stimuli=[[kind, f.url(p["src"]), round(p["response"], 2)] for kind, p in sorted(tuning["preferred"].items())]
         if tuning else [],
-        takeover=[[owner["index"], f.url(owner["url"]), f.url(owner["thumb"]) if owner["thumb"] else None,
-                   owner["angles"]] for owner in unit.takeover])
+        takeover=[[owner["index"], f.url(owner["url"]),
+                   (1 if _beside(owner["url"], owner["index"], owner["thumb"]) else [f.url(owner["thumb"])])
+                   if owner["thumb"] else None, owner["angles"]] for owner in unit.takeover])
 
 
 EVIDENCE_ROWS = 24  # members in a family page's table of evidence, member by member
@@ -171,10 +185,12 @@ def circuit_figures(unit: Unit, diagram: CircuitDiagram | None, page: str) -> di
                                                                              diagram.centre_size],
                  "picture": diagram.picture, "map": diagram.map, "unit": f.pictured(unit),
                  "family": unit.family.name if unit.family else None,
-                 "edges": [[ref(d.edge), d.sign, round(d.x, 1), d.picture_y, d.label_y, d.map_y,
-                            [round(v, 1) for v in d.ends], d.stroke, scale,
+                 # Each edge: [its edge, sign, x, its curve's ends, stroke, its row, a failed
+                 # unit's picture]; a row: where its pictures, labels and maps go, and its scale.
+                 "edges": [[ref(d.edge), d.sign, round(d.x, 1), [round(v, 1) for v in d.ends], d.stroke, i,
                             _in_layer(d.edge.other).pictured(d.edge.other) if d.edge.other.featurevis_failed else None]
-                           for scale, row in enumerate(drawn_rows) for d in row],
+                           for i, row in enumerate(drawn_rows) for d in row],
+                 "ys": [[row[0].picture_y, row[0].label_y, row[0].map_y] for row in drawn_rows],
                  "scales": [[row, float(f"{scale:.6g}")] for row, scale in diagram.scales]}
     layers = {e.layer: f.url(_layer_folder(e.other)) for e in edges}
     order = list(layers)

@@ -109,6 +109,10 @@ def test_every_page_type_exists_at_its_permalink(built_site):
     sheets = [figures["sprites"][t[6][0]] for t in grid]  # a crop: [sheet, tile], a sheet: [src, tiles]
     assert [src for src, _ in sheets] == [f"0-15/img/crops-{t[0]}.webp" for t in grid]
     assert all(t[6][1] == 0 for t in grid) and all(tiles >= 1 for _, tiles in sheets)
+    shown = [t for t in grid if t[3] == "fv"]  # a thumbnail beside the unit's page is named by 1
+    layer_folder = next(built_site.glob("models/*/conv1/index.html")).parent
+    assert shown and all(t[2] == 1 for t in shown)
+    assert all((layer_folder / t[1]).parent.joinpath(figures["thumb"].format(t[0])).is_file() for t in shown)
 
 
 def test_every_relative_link_resolves_and_none_is_absolute_or_external(built_site):

@@ -44,10 +44,14 @@
     if (typeof p[0] === "number") return { src: data.sprites[p[0]][0], tile: p[1], tiles: data.sprites[p[0]][1] };
     return p.length === 1 ? { src: p[0] } : { src: p[0], tile: p[1], tiles: p[2] };
   }
+  // A unit's picture: 1 is its thumbnail beside its page (figures.py's THUMB).
+  function ofUnit(p, index, href) {
+    return p === 1 ? [href.replace(/[^\/]*$/, "") + data.thumb.replace("{}", index)] : p;
+  }
   // An edge's unit tile, its paths made relative to the page (they are to its layer's folder).
   function inLayer(e, t) {
     if (!t) return t;
-    var prefix = data.layers[e[0]][1], p = t[2] ? [prefix + t[2][0]].concat(t[2].slice(1)) : null;
+    var prefix = data.layers[e[0]][1], p = t[2] && t[2] !== 1 ? [prefix + t[2][0]].concat(t[2].slice(1)) : t[2];
     return [t[0], prefix + t[1], p].concat(t.slice(3));
   }
   // A picture at size px: a file, or a sprite's tile through a window its size.
@@ -107,7 +111,8 @@
     }
     return el("a", { "class": "tile" + (failed ? " failed" : "") + (dead ? " dead" : ""), href: t[1],
                      title: notes.length ? notes.join("; ") : null }, [
-      t[2] ? picture(t[2], 64, WHAT[t[3]] + " of unit " + t[0], "main") : el("span", { "class": "placeholder main", "aria-hidden": "true" }),
+      t[2] ? picture(ofUnit(t[2], t[0], t[1]), 64, WHAT[t[3]] + " of unit " + t[0], "main")
+           : el("span", { "class": "placeholder main", "aria-hidden": "true" }),
       example ? picture(example, 64, alt, "alt") : null,
       label]);
   }
@@ -180,7 +185,8 @@
       data.takeover.forEach(function (owner) {
         var angles = owner[3], span = angles[0] + "°" + (angles.length > 1 ? "–" + angles[angles.length - 1] + "°" : "");
         node.appendChild(el("a", { "class": "tile", href: owner[1], title: "unit " + owner[0] + ": strongest at " + angles.join("°, ") + "°" }, [
-          owner[2] ? el("img", { src: owner[2], width: 64, height: 64, loading: "lazy", alt: "Feature visualization of unit " + owner[0] })
+          owner[2] ? el("img", { src: ofUnit(owner[2], owner[0], owner[1])[0], width: 64, height: 64, loading: "lazy",
+                                 alt: "Feature visualization of unit " + owner[0] })
                    : el("span", { "class": "placeholder" }),
           el("span", { "class": "tile-label" }, [owner[0] + " · " + span])]));
       });
@@ -206,21 +212,21 @@
       var root = svg("svg", { "class": "circuit-diagram", viewBox: "0 0 " + d.width + " " + d.height, width: d.width,
                               height: d.height, "aria-labelledby": "circuit-caption" });
       d.edges.forEach(function (drawn) {
-        var e = data.edges[drawn[0]], t = inLayer(e, e[1]), x = drawn[2], sign = drawn[1], ends = drawn[6];
-        var middle = (ends[1] + ends[3]) / 2;  // a vertical S-curve (diagrams.py's Drawn.path)
+        var e = data.edges[drawn[0]], t = inLayer(e, e[1]), x = drawn[2], sign = drawn[1], ends = drawn[3];
+        var ys = d.ys[drawn[5]], middle = (ends[1] + ends[3]) / 2;  // a vertical S-curve (diagrams.py's Drawn.path)
         var link = svg("a", { "class": "edge " + sign, href: t[1],
                               "aria-label": "Unit " + t[0] + " of " + data.layers[e[0]][0] + ": strongest weight " + signed(e[3], 3) + " (" + sign + ")" }, [
           svg("path", { d: "M" + ends[0] + "," + ends[1] + " C" + ends[0] + "," + middle + " " + ends[2] + "," + middle +
-                           " " + ends[2] + "," + ends[3], "stroke-width": drawn[7] }),
-          diagramPicture(inLayer(e, drawn[9]) || t, x + (d.map - d.picture) / 2, drawn[3], d.picture)]);
-        var label = svg("text", { x: x + d.map / 2, y: drawn[4] });
+                           " " + ends[2] + "," + ends[3], "stroke-width": drawn[4] }),
+          diagramPicture(inLayer(e, drawn[6]) || t, x + (d.map - d.picture) / 2, ys[0], d.picture)]);
+        var label = svg("text", { x: x + d.map / 2, y: ys[1] });
         label.textContent = t[0] + (e[2] ? " " + e[2] : "") + " · " + signed(e[3], 3);
         link.appendChild(label);
-        var map = svg("image", { "class": "pixelated", href: weightPng(e[4], d.scales[drawn[8]][1]), x: x, y: drawn[5], width: d.map,
+        var map = svg("image", { "class": "pixelated", href: weightPng(e[4], d.scales[drawn[5]][1]), x: x, y: ys[2], width: d.map,
                                  height: d.map, preserveAspectRatio: "none" });
         map.appendChild(title("Weight map, " + mapSize(e[4]) + " taps"));
         link.appendChild(map);
-        link.appendChild(svg("rect", { "class": "frame", x: x, y: drawn[5], width: d.map, height: d.map }));
+        link.appendChild(svg("rect", { "class": "frame", x: x, y: ys[2], width: d.map, height: d.map }));
         root.appendChild(link);
       });
       var c = d.centre, unit = d.unit;
@@ -275,7 +281,7 @@
   // A unit's picture in the diagram (figures.py's pictured): never a failed feature visualization.
   function diagramPicture(t, x, y, size) {
     if (!t[2]) return svg("rect", { "class": "placeholder", x: x, y: y, width: size, height: size });
-    var p = resolve(t[2]), named = title(WHAT[t[3]] + " of unit " + t[0]);
+    var p = resolve(ofUnit(t[2], t[0], t[1])), named = title(WHAT[t[3]] + " of unit " + t[0]);
     if (p.tiles === undefined) {
       return svg("image", { href: p.src, x: x, y: y, width: size, height: size, preserveAspectRatio: "xMidYMid slice" }, [named]);
     }
