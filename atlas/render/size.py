@@ -16,10 +16,10 @@ from pathlib import Path
 PAGES_SITE = 1 << 30  # bytes: GitHub Pages' limit on a published site
 PAGES_FILE = 100 << 20  # bytes: the largest file git hosting (and so Pages) accepts
 FOLDER_FILES = 1_000  # files: Atlas's own budget per folder
-# What a site takes per unit, measured on the default atlas's (2026-12-06: 66.2 MB, 11,074
+# What a site takes per unit, measured on the default atlas's (2026-12-07: 48.9 MB, 11,074
 # files for 1,184 units; the whole EfficientNet-Lite0 of configs/efficientnet-lite0-whole.toml:
-# 54.6 KB a unit).
-PER_UNIT = 57.2 * 1024  # bytes
+# 39.4 KB a unit).
+PER_UNIT = 42.3 * 1024  # bytes
 
 
 @dataclass(frozen=True)
