@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from atlas.render.model import Edge, Layer, SiteModel, Unit
 from atlas.render.urls import relative_url
@@ -65,39 +65,30 @@ def packed(units: list[dict[str, Any]], folder: str) -> dict[str, Any]:
     """A layer's catalog entries as ``units.json`` holds them (``folder``: the layer's)."""
     fields = list(dict.fromkeys(key for u in units for key in u))
     here = lambda path: path if path is None else relative_url(path, folder + UNITS)  # noqa: E731
-
-    def value(u: dict[str, Any], key: str) -> Any:
-        found = u.get(key)
-        if key in PATHS:
-            return here(found)
-        if key in PATH_LISTS:
-            return [here(path) for path in found]
-        if key in EDGE_LISTS:
-            return [[e[k] for k in EDGE] for e in found]
-        if key == "featurevis_variants":
-            return {kind: {**v, "src": here(v["src"])} for kind, v in found.items()}
-        return found
-
-    return {"fields": fields, "units": [[_digits(value(u, key)) for key in fields] for u in units]}
+    edge = lambda e: [e[k] for k in EDGE]  # noqa: E731
+    return {"fields": fields, "units": [[_digits(_mapped(key, u.get(key), here, edge)) for key in fields]
+                                         for u in units]}
 
 
 def unpacked(found: dict[str, Any], folder: str) -> list[dict[str, Any]]:
     """``packed``'s entries back, paths from the site's root again."""
     site = lambda path: path if path is None else posixpath.normpath(folder + path)  # noqa: E731
+    edge = lambda e: dict(zip(EDGE, e))  # noqa: E731
+    return [{key: _mapped(key, v, site, edge) for key, v in zip(found["fields"], row)
+             if not (key == "measures" and v is None)} for row in found["units"]]
 
-    def value(key: str, v: Any) -> Any:
-        if key in PATHS:
-            return site(v)
-        if key in PATH_LISTS:
-            return [site(path) for path in v]
-        if key in EDGE_LISTS:
-            return [dict(zip(EDGE, e)) for e in v]
-        if key == "featurevis_variants":
-            return {kind: {**x, "src": site(x["src"])} for kind, x in v.items()}
-        return v
 
-    return [{key: value(key, v) for key, v in zip(found["fields"], row) if not (key == "measures" and v is None)}
-            for row in found["units"]]
+def _mapped(key: str, value: Any, path: Callable[[str | None], str | None], edge: Callable[[Any], Any]) -> Any:
+    """A unit's ``key`` with each site path in it through ``path`` and each edge through ``edge``."""
+    if key in PATHS:
+        return path(value)
+    if key in PATH_LISTS:
+        return [path(p) for p in value]
+    if key in EDGE_LISTS:
+        return [edge(e) for e in value]
+    if key == "featurevis_variants":
+        return {kind: {**v, "src": path(v["src"])} for kind, v in value.items()}
+    return value
 
 
 def _json(found: Any) -> str:

@@ -43,6 +43,6 @@ def test_the_plan_says_how_big_the_site_will_be():
 
     small = estimate({"m/conv1": 8, "m/conv2": 16})
     assert "for 24 units" in small and "it would fit GitHub Pages" in small and "crowded" not in small
-    big = estimate({"m/a": 1024, "m/b": 20_000})
+    big = estimate({"m/a": 1024, "m/b": 30_000})  # about 1.2 GB
     assert "it would not fit GitHub Pages" in big
     assert estimate({"m/a": 1}).startswith(f"site: about {PER_UNIT / 1024:.1f} KB")
