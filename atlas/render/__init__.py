@@ -93,9 +93,8 @@ def render_site(config: Config, out: Path | None = None, workers: int | None = N
     }
     _write_site(out, pages, data, site, workers or _cores())
     units = sum(len(layer.units) for model in site.models for layer in model.layers)
-    report = RenderReport(out, len(pages), len(pages) + len(data) + len(site.copies) + len(site.sprites) + len(site.recoded),
-                          time.perf_counter() - start,
-                          measure(out, units))
+    files = len(pages) + len(data) + len(site.copies) + len(site.sprites) + len(site.recoded)
+    report = RenderReport(out, len(pages), files, time.perf_counter() - start, measure(out, units))
     log.info("rendered %d pages into %s in %.1fs", report.pages, out, report.seconds)
     return report
 
@@ -248,12 +247,13 @@ def _write_share(folder: Path, pages: list[Page], images: list[Sprite | tuple[st
     for p in pages:
         _write_text(folder / p.path, env.get_template(p.template).render(p.context))
     for found in images:
-        path = found.path if isinstance(found, Sprite) else found[0]
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
         if isinstance(found, Sprite):
-            sprite(found.sources, folder / path, found.side)
+            target = folder / found.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sprite(found.sources, target, found.side)
         else:
-            source, quality = found[1]
+            path, (source, quality) = found
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
             recode(source, folder / path, quality)
     return len(pages)
 

@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from atlas import artifacts as records
 from atlas.render.diagrams import CircuitDiagram
 from atlas.render.model import Edge, Example, Family, Layer, Picture, Unit
 from atlas.render.urls import IMAGES_PER_FOLDER, relative_url
 
 
 WHAT = {"feature visualization": "fv", "weights": "w", "top dataset example": "ex"}  # figures.js reads the keys
-THUMB = "img/fv-{}-thumb.webp"  # a unit's feature visualization thumbnail, from its page's folder (read.py puts it there)
+THUMB = f"img/fv-{records.Featurevis.thumb('{}')}"  # a unit's thumbnail from its page's folder, where read.py puts it
 
 
 class Figures:

@@ -91,7 +91,8 @@ def _family_table(site: SiteModel) -> list[dict[str, Any]]:
 
 class _Reader:
     """Reads one model's layers: each stage's records onto the layer's units, the images
-    they show queued in ``copies`` (site path -> store file)."""
+    they show queued in ``copies`` (site path -> store file), ``recoded`` (site path ->
+    store file and the site's quality) and ``sprites`` (a unit's crops)."""
 
     def __init__(self, store: Store, copies: dict[str, Path | str], recoded: dict[str, tuple[Path | str, int]],
                  sprites: dict[str, Sprite], images: dict[int, list[str]], thumbnails: str | None):
