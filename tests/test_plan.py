@@ -3,6 +3,7 @@ ranks by the rule the ranks claim artifacts by."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from atlas.config import load_config
@@ -79,3 +80,21 @@ def test_plan_is_one_loop_over_the_registry_and_says_what_it_cannot_estimate(tin
     monkeypatch.setattr(registry, "STAGES", [costless if s.name == "examples" else s for s in registry.STAGES])
     phases = estimate(config, torch.device("cpu")).phases
     assert phases[0].stage == "examples" and phases[0].items == [] and "not estimated" in phases[0].detail
+
+
+def test_null_cost_runs_each_network_only_as_deep_as_the_layers_that_still_need_it(tiny_project):
+    """A narrow layer needs more null networks than a wide one; the networks past the
+    wide layer's count are calibrated only up to the narrow layer (hand-set times)."""
+    from atlas.stages import LayerInfo, Measured, null, tuning
+
+    config = load_config(tiny_project / "atlas.toml", ["null.units=64", "null.twins=16", "null.images=10"])
+    narrow, wide = LayerInfo("a", (8, 4, 4), tuple(range(8))), LayerInfo("b", (64, 2, 2), tuple(range(64)))
+    assert (null.networks_for(8, 64, 16), null.networks_for(64, 64, 16)) == (8, 2)
+    measured = Measured(config, torch.device("cpu"), images=100, layers=[narrow, wide], build=1.0,
+                        forward=0.5, forward_to={"a": 0.1, "b": 0.5}, shown_to={"a": 0.01, "b": 0.02})
+    items = null.cost(measured).items
+    shown_a, shown_b = 8 * tuning.BANK * 0.01, 2 * tuning.BANK * 0.02
+    # Networks 0 and 1 serve both layers: built, calibrated on 10 images to b, shared.
+    # Networks 2 to 7 serve a alone, calibrated to a.
+    assert items[0] == pytest.approx(shown_a + 2 * (1.0 + 10 * 0.5) / 2 + 6 * (1.0 + 10 * 0.1))
+    assert items[1] == pytest.approx(shown_b + 2 * (1.0 + 10 * 0.5) / 2)

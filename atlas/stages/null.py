@@ -135,16 +135,21 @@ def _calibration(ctx: StageContext, images: int) -> str:
 
 
 def cost(m: Measured) -> Cost | None:
-    """Each null network: built, its batch norms re-estimated on images, then shown each
-    layer's stimulus bank (as tuning shows it); a layer needs ``networks_for`` of them."""
+    """Each null network: built, its batch norms re-estimated on images up to the deepest
+    layer that still needs it, then shown each of those layers' stimulus bank (as tuning
+    shows it). A layer needs ``networks_for`` of them: the narrow early layers many, the
+    wide late ones two, so the later networks run only the front of the model."""
     from atlas.stages import tuning
 
     settings = m.config.null
     if not m.spatial or settings.kind == "none":
         return None
     counts = {layer.name: networks_for(layer.channels, settings.units, settings.twins) for layer in m.spatial}
-    calibration = min(m.images or settings.images, settings.images) * m.forward * max(counts.values())
-    share = len(m.spatial)
-    return Cost([calibration / share + m.build * counts[layer.name] / share
-                 + counts[layer.name] * tuning.BANK * m.shown(layer.name) * tuning.PASSES for layer in m.spatial],
-                f"{max(counts.values())} null networks x {tuning.BANK} stimuli per layer")
+    images = min(m.images or settings.images, settings.images) if m.model is None or has_batchnorm(m.model.module) else 0
+    items = {name: count * tuning.BANK * m.shown(name) * tuning.PASSES for name, count in counts.items()}
+    for i in range(max(counts.values())):
+        waiting = [name for name, count in counts.items() if count > i]
+        network = m.build + images * max(m.to(name) for name in waiting)
+        for name in waiting:  # a network's build and calibration, shared by the layers it serves
+            items[name] += network / len(waiting)
+    return Cost(list(items.values()), f"{max(counts.values())} null networks x {tuning.BANK} stimuli per layer")
