@@ -315,7 +315,8 @@ def layers(arch: str, weights: str, input_size: int | None, show_all: bool) -> N
         channels = str(shape[0]) if shape else "-"
         size = "×".join(str(s) for s in shape) if shape else "-"
         calls = f"  (called {record['calls']}×, first call is captured)" if record["calls"] > 1 else ""
-        click.echo(f"{record['name']:<40} {record['type']:<20} {channels:>8}  {size}{calls}")
+        grid = f"  ({record['grid'].describe()})" if record["grid"] else ""
+        click.echo(f"{record['name']:<40} {record['type']:<20} {channels:>8}  {size}{grid}{calls}")
 
 
 @main.command()

@@ -143,3 +143,42 @@ def _sharp_channel():
 
 
 sharp_channel = _sharp_channel()  # a user's objective, as a config names it: tests.tiny_models:sharp_channel
+
+
+class TokenNet(nn.Module):
+    """A vision transformer in miniature: 4 px patches of a 16 px image (a 4 x 4 grid),
+    each embedded as its mean red, green and blue, one class token (9, 0, 0) before
+    them; ``mixer`` (a residual MLP per token: hidden unit 0 = red - green of its own
+    patch) and a class-token head. Token layout (B, 17, 3); ``grid`` gives it as
+    channels-last (B, 4, 4, 3) instead, as Swin does."""
+
+    def __init__(self, grid: bool = False):
+        super().__init__()
+        self.grid = grid
+        self.embed = nn.Conv2d(3, 3, kernel_size=4, stride=4)
+        self.mlp = nn.Sequential(nn.Linear(3, 2), nn.GELU(), nn.Linear(2, 3))
+        self.head = nn.Linear(3, 2)
+        with torch.no_grad():
+            self.embed.weight.zero_()
+            for c in range(3):
+                self.embed.weight[c, c] = 1 / 16
+            self.embed.bias.zero_()
+            self.mlp[0].weight.copy_(torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]))
+            self.mlp[0].bias.zero_()
+            self.mlp[2].weight.fill_(0.5)
+            self.mlp[2].bias.zero_()
+
+    def forward(self, x):
+        patches = self.embed(x).flatten(2).transpose(1, 2)  # (B, 16, 3)
+        if self.grid:
+            tokens = patches.reshape(-1, 4, 4, 3)
+            return self.head(self.mlp(tokens).mean(dim=(1, 2)))
+        cls = torch.zeros_like(patches[:, :1])
+        cls[..., 0] = 9.0
+        tokens = torch.cat([cls, patches], dim=1)
+        tokens = tokens + self.mlp(tokens)
+        return self.head(tokens[:, 0])
+
+
+def make_token_net() -> TokenNet:
+    return TokenNet().eval()

@@ -7,6 +7,10 @@ uncloned tensor would be overwritten), and stops the forward pass as soon as the
 last requested layer has produced its output: layers past it are never computed.
 Hooks are registered in ``try`` and removed in ``finally``, whatever happens.
 
+A transformer's token layer is returned as a map (``atlas.nn.tokens``): (B, tokens,
+features) as (B, features, grid height, grid width), so every stage reads its features
+at their patches as it reads a convolution's channels at their positions.
+
 A module called more than once in a forward pass is captured at its first call.
 ``layer_inputs`` stops at a layer's input instead (feature visualization computes
 the layer itself in part: ``atlas.nn.narrow``).
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from atlas.errors import AtlasError
+from atlas.nn.tokens import as_map, grid_of
 
 
 class _EnoughLayers(Exception):
@@ -54,12 +59,13 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
     """
     wanted = find_modules(model, layers)
     outputs: dict[str, Any] = {}
+    size = x.shape[-1]
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs, output) -> None:
             if name in outputs:
                 return
-            tensor = output.detach() if detach else output
+            tensor = as_map(output.detach() if detach else output, size)
             outputs[name] = reduce(name, tensor) if reduce is not None else tensor.clone()
             if stop_early and len(outputs) == len(wanted):
                 raise _EnoughLayers
@@ -103,16 +109,18 @@ def layer_inputs(model: nn.Module, x: torch.Tensor, layer: str) -> tuple:
 
 
 def describe_layers(model: nn.Module, x: torch.Tensor) -> list[dict]:
-    """Every named module with its type, output shape and call count (for `atlas layers`)."""
+    """Every named module with its type, output shape as Atlas reads it (a token layer as
+    a map, ``grid`` its layout) and call count (for `atlas layers`)."""
     records: dict[str, dict] = {}
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs, output) -> None:
             record = records.setdefault(name, {"name": name, "type": type(module).__name__,
-                                               "shape": None, "calls": 0})
+                                               "shape": None, "grid": None, "calls": 0})
             record["calls"] += 1
             if record["shape"] is None and isinstance(output, torch.Tensor):
-                record["shape"] = tuple(output.shape[1:])
+                record["grid"] = grid_of(tuple(output.shape[1:]), x.shape[-1])
+                record["shape"] = tuple(as_map(output, x.shape[-1]).shape[1:])
         return hook
 
     handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
