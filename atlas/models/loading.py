@@ -118,7 +118,24 @@ def _torchvision(spec: ModelConfig, name: str, root: Path, key: str) -> _Built:
         module = tvm.get_model(name, weights=None)
         _load_state_dict(module, _weights_path(spec, root, key, list(weight_enum.__members__)), key)
     transforms = preset.transforms()
-    return _Built(module, tuple(transforms.mean), tuple(transforms.std), int(transforms.crop_size[0]))
+    size = int(transforms.crop_size[0])
+    if spec.input_size and spec.input_size != getattr(module, "image_size", spec.input_size):
+        module, size = _vit_at(name, module, spec.input_size, key), spec.input_size
+    return _Built(module, tuple(transforms.mean), tuple(transforms.std), size)
+
+
+def _vit_at(name: str, module: nn.Module, size: int, key: str) -> nn.Module:
+    """A torchvision vision transformer (built for its own image size) at ``size``: the
+    same weights, its position embeddings interpolated to the new grid of patches."""
+    import torchvision.models as tvm
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    if size % module.patch_size:
+        raise AtlasError(f"{key}input_size: {name} cuts {module.patch_size} px patches; "
+                         f"{size} is not a multiple of {module.patch_size}")
+    resized = tvm.get_model(name, weights=None, image_size=size)
+    resized.load_state_dict(interpolate_embeddings(size, module.patch_size, module.state_dict()))
+    return resized
 
 
 def _ensure_in_hub_cache(url: str, key: str, what: str) -> None:

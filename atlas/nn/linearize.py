@@ -16,6 +16,12 @@ weight whatever the input. ``Linearized`` makes it so, by these rules:
   constant over space and changes with the image (squeeze-and-excitation, as in
   EfficientNet-B0, MobileNetV3 and RegNetY), are held at their mean factor over the
   reference images. They are found by that property, not by name.
+- **Attention** is left out: an attention pattern depends on the image, so no weight
+  passes through it. Softmax and torch's attention functions give zero, and the path
+  is the direct one, through the residual stream and the MLPs (the "direct path" of
+  "A Mathematical Framework for Transformer Circuits", Elhage et al. 2021). Between
+  layers that only attention connects every expanded weight is zero, and the circuits
+  stage says so.
 - Everything else (convolutions, linear layers, batch norm in eval mode, sums,
   concatenations) computes as it is.
 
@@ -42,6 +48,8 @@ _IDENTITY = ACTIVATIONS | {f"{name}_" for name in ACTIVATIONS} | {"_threshold", 
 _MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _NORMS = {"layer_norm", "group_norm", "instance_norm"}
+_ATTENTION = {"softmax", "_softmax", "scaled_dot_product_attention", "multi_head_attention_forward",
+              "_native_multi_head_attention"}
 GATE_TOLERANCE = 1e-3  # relative spread over space of a gate's factor
 
 
@@ -106,12 +114,28 @@ class Linearized(TorchFunctionMode):
             pooled = F.avg_pool2d(given["input"], given["kernel_size"], given.get("stride") or given["kernel_size"],
                                   given.get("padding", 0), given.get("ceil_mode", False), count_include_pad=False)
             return (pooled, None) if given.get("return_indices") else pooled
+        if name in _ATTENTION:
+            self.seen.add("attention")
+            return _without_attention(name, args, kwargs)
         if name in _NORMS:
             call, self._norm_calls = self._norm_calls, self._norm_calls + 1
             if call < len(self.held.norms) and _per_sample(name, args, kwargs):
                 self.seen.add(name)
                 return _held_norm(name, args, kwargs, self.held.norms[call])
         return func(*args, **kwargs)
+
+
+def _without_attention(name: str, args, kwargs) -> torch.Tensor | tuple[torch.Tensor, None]:
+    """What an attention call gives on the direct path: zero, in its output's shape, still
+    a function of its inputs (so a layer that only attention reaches is seen to depend on
+    the source, with weights of zero)."""
+    query = args[0] if args else kwargs.get("input", kwargs.get("query"))
+    if name in ("softmax", "_softmax"):
+        return query * 0
+    if name == "scaled_dot_product_attention":
+        value = args[2] if len(args) > 2 else kwargs["value"]
+        return query.new_zeros(*query.shape[:-1], value.shape[-1]) + 0 * value.sum()
+    return query * 0, None  # multi-head attention: (output, weights)
 
 
 class _NormRecorder(TorchFunctionMode):

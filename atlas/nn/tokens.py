@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -46,7 +47,8 @@ class Grid:
         (the layer's output): what a hook that replaces the output returns."""
         if self.tokens:
             patches = maps.reshape(maps.shape[0], maps.shape[1], -1).transpose(1, 2)
-            return torch.cat([like[:, :self.extra], patches], dim=1)
+            others = like[:, :self.extra].to(patches).expand(len(patches), -1, -1)
+            return torch.cat([others, patches], dim=1)
         return maps.permute(0, 2, 3, 1)
 
     def extras(self, output: torch.Tensor) -> torch.Tensor:
@@ -87,3 +89,10 @@ def as_map(output: torch.Tensor, input_size: int) -> torch.Tensor:
     """A layer's output as a map where it is a token layout; otherwise as it is."""
     grid = grid_of(tuple(output.shape[1:]), input_size)
     return output if grid is None else grid.to_map(output)
+
+
+def edited(output: torch.Tensor, input_size: int, edit: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``edit`` (of a map) applied to a layer's output, given back in the layer's own
+    layout (the other tokens as they were): what a hook that changes a layer returns."""
+    grid = grid_of(tuple(output.shape[1:]), input_size)
+    return edit(output) if grid is None else grid.from_map(edit(grid.to_map(output)), like=output)

@@ -152,6 +152,7 @@ _RULE_WORDS = {
     "layer_norm": "layer norms centred and divided by their mean scale over the dataset",
     "group_norm": "group norms centred and divided by their mean scale over the dataset",
     "instance_norm": "instance norms centred and divided by their mean scale over the dataset",
+    "attention": "attention left out (the direct path: the residual stream and the MLPs)",
 }
 
 

@@ -27,6 +27,7 @@ from atlas.artifacts import Circuits, Examples, Tuning, write
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
+from atlas.nn.tokens import edited
 from atlas.seeds import derive_seed
 from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.weights import expanded_weights
@@ -74,7 +75,7 @@ def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: L
         with ctx.store.writing(STAGE, key) as folder:
             write(folder, Circuits(source=source.name, target=target.name, connected=False, units={}, outputs={}))
         return
-    reason = no_answer(expanded.weights)
+    reason = no_answer(expanded.weights, expanded.linearised)
     if reason:
         ctx.no_answer(STAGE, f"{source.name} -> {target.name}", reason)
         with ctx.store.writing(STAGE, key) as folder:
@@ -103,12 +104,14 @@ def _compute(ctx: StageContext, model: LoadedModel, source: LayerInfo, target: L
             units=units, outputs=outputs, edit_k=EDIT_K, random_draws=RANDOM_DRAWS, linearised=expanded.linearised))
 
 
-def no_answer(weights: np.ndarray) -> str | None:
+def no_answer(weights: np.ndarray, linearised: Sequence[str] = ()) -> str | None:
     """Why expanded weights are no answer (non-finite, or all zero: the linear path
-    cancels), or None."""
+    cancels, or only attention connects the layers), or None."""
     if not np.isfinite(weights).all():
         return "the linear path gives non-finite weights"
     if not np.abs(weights).max(initial=0) > 0:
+        if "attention" in linearised:
+            return "through attention: only attention connects these layers, and its pattern depends on the image"
         return "the linear path cancels: every expanded weight is zero"
     return None
 
@@ -157,12 +160,15 @@ def responses_with_removed(model: LoadedModel, source: str, target: str, unit: i
     mask: torch.Tensor | None = None
 
     def remove(_module, _inputs, out):
+        return edited(out, model.input_size, masked)
+
+    def masked(maps: torch.Tensor) -> torch.Tensor:
         nonlocal mask
         if mask is None:
-            mask = torch.ones(len(removals) * n, out.shape[1], 1, 1, device=out.device, dtype=out.dtype)
+            mask = torch.ones(len(removals) * n, maps.shape[1], 1, 1, device=maps.device, dtype=maps.dtype)
             for i, removed in enumerate(removals):
                 mask[i * n:(i + 1) * n, removed] = 0
-        return out * mask
+        return maps * mask
 
     handle = module.register_forward_hook(remove)
     try:

@@ -46,6 +46,22 @@ def test_torchvision_named_weights_load_from_the_hub_cache_without_network(tmp_p
     assert loaded.digest == weights_digest(source.eval())
 
 
+def test_a_vision_transformer_takes_another_input_size_with_its_own_weights(tmp_path):
+    """Its position embeddings are interpolated to the new grid of patches; the class
+    token's and every other weight are the ones given."""
+    source = torchvision.models.vit_b_32()
+    torch.save(source.state_dict(), tmp_path / "vit.pt")
+    loaded = load_model(spec("torchvision:vit_b_32", "vit.pt", input_size=96), root=tmp_path)
+    module = loaded.module
+    assert loaded.input_size == module.image_size == 96
+    assert module.encoder.pos_embedding.shape == (1, 1 + 3 * 3, 768)  # a class token, 3 x 3 patches
+    assert torch.equal(module.encoder.pos_embedding[0, 0], source.encoder.pos_embedding[0, 0])
+    assert torch.equal(module.conv_proj.weight, source.conv_proj.weight)
+    assert module(torch.zeros(1, 3, 96, 96)).shape == (1, 1000)
+    with pytest.raises(AtlasError, match="input_size: vit_b_32 cuts 32 px patches; 100 is not a multiple"):
+        load_model(spec("torchvision:vit_b_32", input_size=100), key="models[0].")
+
+
 def test_torchvision_named_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 

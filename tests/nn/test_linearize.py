@@ -198,3 +198,45 @@ def test_a_cancelling_circuit_is_stored_shown_and_cataloged_as_no_answer(tmp_pat
     page = (site / conv2["units"][0]["url"]).read_text()
     assert f"Circuit from <code>conv1</code>: no answer ({reason})." in page
     assert not list(site.glob("models/*/*/*/circuits/*.html"))  # no empty circuit pages
+
+
+class TokenBlock(nn.Module):
+    """Patches of 4 px (a 4 x 4 grid of a 16 px image) embedded by ``embed``, a class token
+    before them, one residual attention block (torch's multi-head attention, or a softmax
+    written out), then ``hidden`` reads the residual stream and ``mixed`` the attention's
+    output alone."""
+
+    def __init__(self, written_out: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.written_out = written_out
+        self.embed = nn.Conv2d(3, 6, 4, stride=4)
+        self.attention = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.hidden = nn.Linear(6, 5)
+        self.mixed = nn.Linear(6, 3)
+
+    def attend(self, x):
+        if not self.written_out:
+            return self.attention(x, x, x, need_weights=False)[0]
+        pattern = torch.softmax(x @ x.transpose(1, 2) / 6 ** 0.5, dim=-1)
+        return pattern @ x
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([torch.ones_like(tokens[:, :1]), tokens], dim=1)
+        attended = self.attend(tokens)
+        return self.hidden(tokens + attended), self.mixed(attended)
+
+
+@pytest.mark.parametrize("written_out", [False, True], ids=["multi-head attention", "softmax written out"])
+def test_attention_is_left_out_so_a_token_layer_gets_the_direct_path(written_out):
+    net = TokenBlock(written_out).eval()
+    model = loaded(net, size=16)
+    found = expanded_weights(model, "embed", "hidden", [0, 3])
+    # The residual stream carries each patch to its own position: the weight is the
+    # linear layer's, one patch wide.
+    np.testing.assert_allclose(found.weights[:, :, 0, 0], net.hidden.weight[[0, 3]].numpy(), atol=1e-6)
+    assert found.weights.shape[2:] == (1, 1) and "attention" in found.linearised
+    assert no_answer(found.weights, found.linearised) is None
+    only = expanded_weights(model, "embed", "mixed", [0, 1])
+    assert no_answer(only.weights, only.linearised).startswith("through attention: only attention connects")

@@ -41,6 +41,7 @@ from atlas.artifacts import Weights, write
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
+from atlas.nn.tokens import edited
 from atlas.nn.linearize import Held, Linearized
 from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.weights.kernels import kernel_stats
@@ -211,7 +212,8 @@ def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.T
     ``centre``, summed over ``units[i]`` weighted by ``weights[i]``. (batch, *shape)."""
     replacement = torch.zeros(batch, *shape, device=probe.device, requires_grad=True)
     # A copy, not the leaf itself: the model may change its layer output in place (`out += identity`).
-    handle = source_module.register_forward_hook(lambda _m, _i, _o: replacement.clone())
+    handle = source_module.register_forward_hook(
+        lambda _m, _i, output: edited(output, probe.shape[-1], lambda _: replacement.clone()))
     try:
         with linear():
             out = capture(module, probe, [target], detach=False)[target]
