@@ -23,6 +23,7 @@ import torch
 
 import atlas
 from atlas import registry
+from atlas.allocator import keep_freed_memory
 from atlas.artifacts import DatasetScan, LayerEntry, ModelEntry, Plan, write
 from atlas.config import Config
 from atlas.data import open_dataset
@@ -62,6 +63,7 @@ def sweep(config: Config, *, force: bool = False, progress: ProgressFactory = no
     One sweep writes a store at a time: a second one waits for the first, then finds
     its work done. ``after_model`` is called (on rank 0) each time a model's plan is
     written, while more work remains: ``atlas build`` renders the site so far."""
+    keep_freed_memory()
     checked = _preflight(config)
     shard = from_environment()
     store = Store(config.resolve(config.sweep.cache), manifests=shard.main)

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 
 from atlas import registry
+from atlas.allocator import keep_freed_memory
 from atlas.config import Config
 from atlas.data import open_dataset
 from atlas.models import LoadedModel, load_model
@@ -140,8 +141,11 @@ def forward_flops(model: LoadedModel, layers: Sequence[str], device: torch.devic
 
 
 def estimate(config: Config, device: torch.device) -> Estimate:
-    """Every stage's phases for a cold sweep of ``config`` on ``device``, in sweep order."""
+    """Every stage's phases for a cold sweep of ``config`` on ``device``, in sweep order
+    (with memory kept as the sweep keeps it: ``atlas.allocator``)."""
     from atlas.pipeline import inspect_layers
+
+    keep_freed_memory()
 
     stages = registry.ordered(config.sweep.stages)
     images = 0

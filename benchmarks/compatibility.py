@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ARCHS = ("alexnet", "vgg11_bn", "resnet18", "resnext50_32x4d", "wide_resnet50_2", "googlenet", "inception_v3",
          "densenet121", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "mnasnet0_5",
-         "shufflenet_v2_x0_5", "squeezenet1_0", "regnet_y_400mf", "convnext_tiny")
+         "shufflenet_v2_x0_5", "squeezenet1_0", "regnet_y_400mf", "convnext_tiny", "vit_b_16", "swin_t")
 SIZE = 32  # pixels on a side of the input
-SMALLEST = {"inception_v3": 80, "alexnet": 64}  # inception_v3: its stem has no padding; alexnet: its pools
+# inception_v3: its stem has no padding; alexnet: its pools; the transformers: a grid of 4 x 4 patches
+SMALLEST = {"inception_v3": 80, "alexnet": 64, "vit_b_16": 64, "swin_t": 64}
 STAGES = ("featurevis", "weights", "examples", "tuning", "circuits", "null", "families", "polysemanticity")
 UNITS = 2
 

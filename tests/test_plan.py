@@ -93,7 +93,8 @@ def test_null_cost_runs_each_network_only_as_deep_as_the_layers_that_still_need_
     measured = Measured(config, torch.device("cpu"), images=100, layers=[narrow, wide], build=1.0,
                         forward=0.5, forward_to={"a": 0.1, "b": 0.5}, shown_to={"a": 0.01, "b": 0.02})
     items = null.cost(measured).items
-    shown_a, shown_b = 8 * tuning.BANK * 0.01, 2 * tuning.BANK * 0.02
+    drawn = tuning.BANK * tuning.drawing_seconds(measured)  # each layer's bank, drawn once
+    shown_a, shown_b = drawn + 8 * tuning.BANK * 0.01, drawn + 2 * tuning.BANK * 0.02
     # Networks 0 and 1 serve both layers: built, calibrated on 10 images to b, shared.
     # Networks 2 to 7 serve a alone, calibrated to a.
     assert items[0] == pytest.approx(shown_a + 2 * (1.0 + 10 * 0.5) / 2 + 6 * (1.0 + 10 * 0.1))

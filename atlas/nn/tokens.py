@@ -11,7 +11,7 @@ The layout is found from the output's shape and the input's size, the way the mo
 laid its patches out: a square grid of ``g`` x ``g`` patches, ``g`` dividing the input
 size (the patch embedding's stride times any merging since), after at most
 ``MOST_EXTRA`` other tokens. A (C, H, H) map is a convolution's; (H, H, C), with
-C != H, is channels-last.
+C != H, is channels-last (down to 1 x 1, as Swin's last stage at a small input).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def grid_of(shape: tuple[int, ...], input_size: int) -> Grid | None:
     not a token layout (a convolution's map, a vector, anything else)."""
     if len(shape) == 3:
         height, width, channels = shape
-        if height == width != channels and _patches(height, input_size):
+        if height == width != channels and _patches(height, input_size, least=1):
             return Grid(height, width, tokens=False)
         return None
     if len(shape) != 2:
@@ -80,9 +80,10 @@ def grid_of(shape: tuple[int, ...], input_size: int) -> Grid | None:
     return None
 
 
-def _patches(side: int, input_size: int) -> bool:
-    """Whether ``side`` patches can tile the input: at least 2, each a whole number of pixels."""
-    return 2 <= side < input_size and input_size % side == 0
+def _patches(side: int, input_size: int, least: int = 2) -> bool:
+    """Whether ``side`` patches can tile the input: at least ``least`` (a token sequence of
+    one patch and a class token is no grid to speak of), each a whole number of pixels."""
+    return least <= side < input_size and input_size % side == 0
 
 
 def as_map(output: torch.Tensor, input_size: int) -> torch.Tensor:

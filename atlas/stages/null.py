@@ -135,10 +135,11 @@ def _calibration(ctx: StageContext, images: int) -> str:
 
 
 def cost(m: Measured) -> Cost | None:
-    """Each null network: built, its batch norms re-estimated on images up to the deepest
-    layer that still needs it, then shown each of those layers' stimulus bank (as tuning
-    shows it). A layer needs ``networks_for`` of them: the narrow early layers many, the
-    wide late ones two, so the later networks run only the front of the model."""
+    """Each layer's stimulus bank drawn; each null network built, its batch norms
+    re-estimated on images up to the deepest layer that still needs it, then shown each of
+    those layers' bank (as tuning shows it). A layer needs ``networks_for`` of them: the
+    narrow early layers many, the wide late ones two, so the later networks run only the
+    front of the model."""
     from atlas.stages import tuning
 
     settings = m.config.null
@@ -146,7 +147,8 @@ def cost(m: Measured) -> Cost | None:
         return None
     counts = {layer.name: networks_for(layer.channels, settings.units, settings.twins) for layer in m.spatial}
     images = min(m.images or settings.images, settings.images) if m.model is None or has_batchnorm(m.model.module) else 0
-    items = {name: count * tuning.BANK * m.shown(name) * tuning.PASSES for name, count in counts.items()}
+    items = {name: tuning.BANK * (tuning.drawing_seconds(m) + count * m.shown(name) * tuning.PASSES)
+             for name, count in counts.items()}
     for i in range(max(counts.values())):
         waiting = [name for name, count in counts.items() if count > i]
         network = m.build + images * max(m.to(name) for name in waiting)

@@ -330,7 +330,9 @@ def no_answers(responses: np.ndarray) -> list[str | None]:
 
 
 PASSES = 1.0  # forward passes (to the layer) per stimulus or turned example
-COST_PER_SHOWN = 0.00036  # seconds per stimulus or rotated example: drawing and rotating it
+# Seconds per pixel of a stimulus drawn or an example turned: 0.36 ms an image at 64 px (the
+# zoo), 5.3 ms at 224 (the null's 18 banks for EfficientNet-Lite0 took 76 s).
+COST_PER_PIXEL = 1.0e-7
 BANK = 798  # stimuli in the bank, whatever the field's size
 # Units' strongest examples share places: a layer's top examples fall on about this many places
 # an image, so k examples of each of U units are P (1 - exp(-U k / P)) distinct ones, P this
@@ -346,11 +348,17 @@ def distinct_examples(units: int, each: int, images: int) -> float:
     return pool * -math.expm1(-units * each / pool) if pool else 0.0
 
 
+def drawing_seconds(m: Measured) -> float:
+    """Seconds to draw one stimulus or turn one example at the model's input size."""
+    size = m.model.input_size if m.model is not None else 64
+    return COST_PER_PIXEL * size * size
+
+
 def cost(m: Measured) -> Cost:
     settings = m.config.tuning
     angles = len(joint_angles(settings.joint_step))
     shown = {layer.name: BANK + angles * distinct_examples(m.units[layer.name], settings.joint_examples, m.images)
              for layer in m.spatial}
-    return Cost([n * (m.shown(name) * PASSES + COST_PER_SHOWN) for name, n in shown.items()],
+    return Cost([n * (m.shown(name) * PASSES + drawing_seconds(m)) for name, n in shown.items()],
                 f"{sum(shown.values()):.0f} stimuli and turned examples x "
                 f"{max(m.shown_to.values(), default=m.forward) * 1e3:.2f} ms or less (a forward pass to the layer)")

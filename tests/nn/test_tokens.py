@@ -29,6 +29,7 @@ def test_grids_are_found_from_the_shape_and_the_input_size():
     assert grid_of((197, 768), 224) == Grid(14, 14, extra=1)  # ViT-B/16: a class token, 14 x 14 patches
     assert grid_of((201, 384), 224) == Grid(14, 14, extra=5)  # a class token and four registers
     assert grid_of((56, 56, 96), 224) == Grid(56, 56, tokens=False)  # Swin, channels last
+    assert grid_of((1, 1, 768), 32) == Grid(1, 1, tokens=False)  # ... its last stage at 32 px
     assert grid_of((64, 56, 56), 224) is None  # a convolution's map
     assert grid_of((1000,), 224) is None
     assert grid_of((197, 768), 225) is None  # 14 patches cannot tile 225 px
