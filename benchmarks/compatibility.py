@@ -1,8 +1,8 @@
 """The compatibility matrix: every torchvision classification architecture through every per-unit stage.
 
 Each architecture, with seeded random weights and a small input, gets the layers
-``atlas init`` would propose (the stem, and two consecutive layers midway, so that
-circuits apply), a few units each, and a sweep of every per-unit stage (feature
+``atlas init`` would propose (the stem, or a transformer's patch embedding, and two
+consecutive layers midway, so that circuits apply), a few units each, and a sweep of every per-unit stage (feature
 visualization, weights, examples, tuning, circuits, the null, families,
 polysemanticity) with tiny settings, then a render. For each stage the table says
 whether its layers got values or a stated reason (and which), from the site's
@@ -55,13 +55,17 @@ def layers_for(arch: str, size: int) -> list[str]:
     from atlas.config import ModelConfig
     from atlas.models import load_model
     from atlas.nn.capture import describe_layers
+    from atlas.stages.weights import input_conv
     from atlas.starter import propose_layers
 
     model = load_model(ModelConfig(name=arch, arch=f"torchvision:{arch}", layers=(), input_size=size),
                        root=Path.cwd(), key="")
     _, level = propose_layers(describe_layers(model.module, model.normalize(torch.zeros(1, 3, size, size))), 3)
     middle = max(len(level) // 2, 2)
-    return list(dict.fromkeys([level[0], *level[middle - 1:middle + 1]]))
+    stem = level[0]
+    if input_conv(model.module.get_submodule(stem)) is None:  # a transformer's blocks: its patch embedding
+        stem = next(name for name, module in model.module.named_modules() if module is input_conv(model.module))
+    return list(dict.fromkeys([stem, *level[middle - 1:middle + 1]]))
 
 
 def config_text(arch: str, layers: list[str], size: int) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from atlas.config import ModelConfig
@@ -50,7 +51,12 @@ class LoadedModel:
         return dataclasses.replace(self, module=module, **{"known_digest": None, **changes})
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], shape (N, 3, H, W), as the model expects them."""
+        """Images in [0, 1], shape (N, 3, H, W), as the model expects them: resized to its
+        size where it takes one size only (a vision transformer's position embeddings fix
+        its grid: its ``image_size``), as feature visualization's images need."""
+        fixed = getattr(self.module, "image_size", None)
+        if isinstance(fixed, int) and images.shape[-2:] != (fixed, fixed):
+            images = F.interpolate(images, size=(fixed, fixed), mode="bilinear", align_corners=False)
         mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
         return (images - mean) / std

@@ -117,6 +117,6 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
         side = 3 * model.input_size
         try:
             field, _ = _measure(model, layer, torch.randn(probes, 3, side, side, generator=generator).to(device))
-        except RuntimeError:  # the model accepts only its own input size
+        except (RuntimeError, AssertionError):  # the model accepts only its own input size (a ViT asserts it)
             pass
     return field

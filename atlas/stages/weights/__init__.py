@@ -144,7 +144,7 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
     if len(ys) == 0:
         return ExpandedWeights(source, target, list(units), np.zeros((len(units), channels, 1, 1)), 1, linear.used)
     window = _window(ys, xs, (height, width), (height // shapes[target][1], width // shapes[target][2]), centre)
-    passes = 1
+    passes, maps = 1, None
     for top, left, bottom, right, inner_centre in (window, (0, 0, height, width, centre)):
         try:
             maps = torch.cat([pass_(len(rows), (channels, bottom - top, right - left), inner_centre,
@@ -157,6 +157,8 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
         if torch.allclose(torch.einsum("u,uchw->chw", signs, maps), check[:, top:bottom, left:right],
                           rtol=1e-4, atol=1e-6 * float(check.abs().max())):
             break
+    if maps is None:
+        raise RuntimeError(f"expanded weights {source} -> {target}: the model fails on a replaced batch")
     y0, x0 = int(ys.min()) - top, int(xs.min()) - left
     weights = maps[:, :, y0:y0 + int(ys.max() - ys.min()) + 1, x0:x0 + int(xs.max() - xs.min()) + 1]
     return ExpandedWeights(source, target, list(units), weights.numpy(), passes, linear.used)
@@ -216,7 +218,13 @@ def _linear_backward(module: nn.Module, source_module: nn.Module, probe: torch.T
         lambda _m, _i, output: edited(output, probe.shape[-1], lambda _: replacement.clone()))
     try:
         with linear():
-            out = capture(module, probe, [target], detach=False)[target]
+            try:
+                out = capture(module, probe, [target], detach=False)[target]
+            except RuntimeError:
+                if batch == 1:
+                    raise
+                # A model that takes its batch size from the image (a ViT's reshape and class token).
+                out = capture(module, probe.expand(batch, -1, -1, -1), [target], detach=False)[target]
     finally:
         handle.remove()
     if len(out) != batch or not out.requires_grad:  # the replaced batch never reached the target
