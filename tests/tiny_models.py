@@ -182,3 +182,35 @@ class TokenNet(nn.Module):
 
 def make_token_net() -> TokenNet:
     return TokenNet().eval()
+
+
+class TokenBlock(nn.Module):
+    """Patches of 4 px (a 4 x 4 grid of a 16 px image) embedded by ``embed``, a class token
+    before them, one residual attention block (torch's multi-head attention, or a softmax
+    written out), then ``hidden`` reads the residual stream and ``mixed`` the attention's
+    output alone."""
+
+    def __init__(self, written_out: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.written_out = written_out
+        self.embed = nn.Conv2d(3, 6, 4, stride=4)
+        self.attention = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.hidden = nn.Linear(6, 5)
+        self.mixed = nn.Linear(6, 3)
+
+    def attend(self, x):
+        if not self.written_out:
+            return self.attention(x, x, x, need_weights=False)[0]
+        pattern = torch.softmax(x @ x.transpose(1, 2) / 6 ** 0.5, dim=-1)
+        return pattern @ x
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([torch.ones_like(tokens[:, :1]), tokens], dim=1)
+        attended = self.attend(tokens)
+        return self.hidden(tokens + attended), self.mixed(attended)
+
+
+def make_token_block() -> TokenBlock:
+    return TokenBlock().eval()

@@ -47,12 +47,13 @@ def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module
 
 
 def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
-            detach: bool = True, stop_early: bool = True,
+            detach: bool = True, stop_early: bool = True, as_maps: bool = True,
             reduce: Callable[[str, torch.Tensor], Any] | None = None) -> dict[str, Any]:
     """Run ``model(x)`` and return ``{layer: output}`` for each requested layer.
 
     With ``detach=False`` the outputs stay in the autograd graph (for feature
-    visualization); with ``stop_early`` the pass ends after the last layer needed.
+    visualization); with ``stop_early`` the pass ends after the last layer needed;
+    with ``as_maps=False`` a token layer's output is returned in its own layout.
     With ``reduce``, each output is replaced by ``reduce(layer, output)``, computed
     in the hook: a summary of a large map costs no copy of the map (and needs none,
     as nothing can overwrite the output before the hook returns).
@@ -65,7 +66,8 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *,
         def hook(module: nn.Module, inputs, output) -> None:
             if name in outputs:
                 return
-            tensor = as_map(output.detach() if detach else output, size)
+            tensor = output.detach() if detach else output
+            tensor = as_map(tensor, size) if as_maps else tensor
             outputs[name] = reduce(name, tensor) if reduce is not None else tensor.clone()
             if stop_early and len(outputs) == len(wanted):
                 raise _EnoughLayers

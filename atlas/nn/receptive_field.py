@@ -6,6 +6,11 @@ breaks on branches, skips and odd modules), we backpropagate from one position t
 the input over a few random images and take the bounding box of the pixels whose
 gradient is ever nonzero. Two neighbouring positions give the stride, so the box of
 any position follows by translation (clipped to the image).
+
+Through attention a patch's field is the whole image: every patch can change every
+token. A token layer (``atlas.nn.tokens``) whose measured field is the whole input is
+given the field of its patch and the patches around it (``local``), marked
+``through_attention``: examples are cut there and pages say why.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture
+from atlas.nn.tokens import grid_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,14 @@ class ReceptiveField:
     offset_x: float
     input_size: int
     effective: float = 0.0  # the diameter (pixels) of the centred disc holding 90% of the gradient's energy
+    through_attention: bool = False  # measured as the whole image; this is the patch and its neighbours
+
+    def local(self, patches: int = 3) -> "ReceptiveField":
+        """The field of a patch and its neighbours, ``patches`` patches across."""
+        size_y, size_x = round(patches * self.stride_y), round(patches * self.stride_x)
+        return ReceptiveField(size_y, size_x, self.stride_y, self.stride_x, -(patches // 2) * self.stride_y,
+                              -(patches // 2) * self.stride_x, self.input_size, float(max(size_y, size_x)),
+                              through_attention=True)
 
     def box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """(top, left, bottom, right), exclusive, of position (y, x), clipped to the image."""
@@ -111,8 +125,11 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
     only their own size keep the clipped measurement)."""
     device = next(iter(model.module.parameters()), torch.zeros(())).device
     generator = torch.Generator().manual_seed(seed)
-    field, clipped = _measure(model, layer, torch.randn(probes, 3, model.input_size, model.input_size,
-                                                         generator=generator).to(device))
+    probe = torch.randn(probes, 3, model.input_size, model.input_size, generator=generator).to(device)
+    field, clipped = _measure(model, layer, probe)
+    if clipped and field.size_y >= model.input_size and field.size_x >= model.input_size \
+            and _is_tokens(model, layer, probe[:1]):
+        return field.local()
     if clipped:
         side = 3 * model.input_size
         try:
@@ -120,3 +137,10 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
         except (RuntimeError, AssertionError):  # the model accepts only its own input size (a ViT asserts it)
             pass
     return field
+
+
+def _is_tokens(model: LoadedModel, layer: str, probe: torch.Tensor) -> bool:
+    """Whether ``layer`` outputs tokens (a transformer's), not a convolution's map."""
+    with torch.no_grad():
+        output = capture(model.module, probe, [layer], as_maps=False)[layer]
+    return grid_of(tuple(output.shape[1:]), probe.shape[-1]) is not None

@@ -197,6 +197,7 @@ class Unit:
     fraction_active: float | None = None
     negative_examples: list[Example] = field(default_factory=list)  # an unrectified layer's most negative
     unrectified: bool = False  # its layer is signed and no activation follows: no "active", two ends
+    through_attention: bool = False  # a token layer: its field is the whole image, its crops the patch and neighbours
     tuning: dict[str, Any] | None = None  # summary numbers, preferred stimuli, orientation curves
     takeover: list[dict[str, Any]] = field(default_factory=list)  # joint tuning: units owning each angle
     prev_url: str | None = None

@@ -210,6 +210,7 @@ class _Reader:
             u.histogram = summary["histogram"]
             u.fraction_active = summary["fraction_active"]
             u.unrectified = found.unrectified
+            u.through_attention = bool((found.receptive_field or {}).get("through_attention"))
             u.negative_examples = [self.example(ex, found, folder, here, u.index) for ex in summary.get("bottom", [])]
 
     def tuning(self, key: str, units: dict[int, Unit], base: str) -> None:

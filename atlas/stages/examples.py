@@ -301,8 +301,9 @@ def _write(ctx: StageContext, model: LoadedModel, key: str, layer: LayerInfo, su
         write(folder, Examples(
             units=units, grid=[height, width], input_size=model.input_size,
             response=summary.response.description, unrectified=summary.response.unrectified,
-            receptive_field=None if field_ is None else {"size": [field_.size_y, field_.size_x],
-                                                         "stride": [field_.stride_y, field_.stride_x]},
+            receptive_field=None if field_ is None else {
+                "size": [field_.size_y, field_.size_x], "stride": [field_.stride_y, field_.stride_x],
+                **({"through_attention": True} if field_.through_attention else {})},
             images={str(i): {"name": ctx.dataset.records[i].name, "label": ctx.dataset.records[i].label}
                     for i in sorted(crops.used)},
             sample=int(min(summary.reservoir.seen, summary.reservoir.size))))

@@ -13,6 +13,7 @@ from atlas.render.catalog import read_catalog
 from atlas.stages.circuits import no_answer
 from atlas.stages.weights import expanded_weights
 from tests.stages.test_circuits import loaded
+from tests.tiny_models import TokenBlock
 
 
 class Clamp(nn.Module):
@@ -198,34 +199,6 @@ def test_a_cancelling_circuit_is_stored_shown_and_cataloged_as_no_answer(tmp_pat
     page = (site / conv2["units"][0]["url"]).read_text()
     assert f"Circuit from <code>conv1</code>: no answer ({reason})." in page
     assert not list(site.glob("models/*/*/*/circuits/*.html"))  # no empty circuit pages
-
-
-class TokenBlock(nn.Module):
-    """Patches of 4 px (a 4 x 4 grid of a 16 px image) embedded by ``embed``, a class token
-    before them, one residual attention block (torch's multi-head attention, or a softmax
-    written out), then ``hidden`` reads the residual stream and ``mixed`` the attention's
-    output alone."""
-
-    def __init__(self, written_out: bool = False):
-        super().__init__()
-        torch.manual_seed(0)
-        self.written_out = written_out
-        self.embed = nn.Conv2d(3, 6, 4, stride=4)
-        self.attention = nn.MultiheadAttention(6, 2, batch_first=True)
-        self.hidden = nn.Linear(6, 5)
-        self.mixed = nn.Linear(6, 3)
-
-    def attend(self, x):
-        if not self.written_out:
-            return self.attention(x, x, x, need_weights=False)[0]
-        pattern = torch.softmax(x @ x.transpose(1, 2) / 6 ** 0.5, dim=-1)
-        return pattern @ x
-
-    def forward(self, x):
-        tokens = self.embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([torch.ones_like(tokens[:, :1]), tokens], dim=1)
-        attended = self.attend(tokens)
-        return self.hidden(tokens + attended), self.mixed(attended)
 
 
 @pytest.mark.parametrize("written_out", [False, True], ids=["multi-head attention", "softmax written out"])

@@ -41,3 +41,14 @@ def test_fields_are_found_through_relus_whatever_the_weights():
     net = nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2))
     field = receptive_field(wrap(net), "2")
     assert (field.size_y, field.stride_y) == (7, 4.0)
+
+
+def test_through_attention_a_patch_is_given_itself_and_its_neighbours_and_says_so():
+    from tests.tiny_models import TokenBlock, TokenNet
+
+    attended = receptive_field(wrap(TokenBlock(), size=16), "hidden")
+    assert attended.through_attention  # every patch reaches every token
+    assert (attended.size_y, attended.stride_y, attended.offset_y) == (12, 4, -4)  # 3 patches of 4 px, centred
+    assert attended.box(1, 2) == (0, 4, 12, 16)  # patch (1, 2) and the patches around it, clipped
+    own = receptive_field(wrap(TokenNet(), size=16), "mlp.0")  # each token on its own: no attention
+    assert not own.through_attention and (own.size_y, own.stride_y) == (4, 4)

@@ -1,0 +1,50 @@
+"""A transformer through a sweep and a render: its token layers are swept as maps, and
+its pages say what attention changes."""
+
+from __future__ import annotations
+
+from atlas.config import load_config
+from atlas.pipeline import sweep
+from atlas.render import render_site
+from atlas.render.catalog import read_catalog
+from tests.conftest import make_images, write_config
+
+CONFIG = """
+[data]
+images = "images"
+
+[sweep]
+cache = "cache"
+stages = ["featurevis", "examples", "tuning", "circuits"]
+
+[featurevis]
+steps = 4
+size = 16
+objectives = ["channel"]
+
+[examples]
+top = 2
+
+[[models]]
+name = "block"
+arch = "tests.tiny_models:make_token_block"
+layers = ["embed", "hidden"]
+input_size = 16
+"""
+
+
+def test_a_token_layer_is_swept_on_its_patch_grid_and_its_pages_say_what_attention_changes(tmp_path):
+    make_images(tmp_path / "images")
+    config = load_config(write_config(tmp_path, CONFIG))
+    sweep(config)
+    site = render_site(config).out
+    layers = read_catalog(site)["models"][0]["layers"]
+    hidden = next(layer for layer in layers if layer["name"] == "hidden")
+    assert hidden["shape"] == [5, 4, 4]  # 5 features on the 4 x 4 patch grid, the class token apart
+    unit = hidden["units"][0]
+    assert unit["examples"] and unit["tuning"]
+    page = (site / "models" / "block" / "hidden" / "0-15" / "0.html").read_text()
+    assert "the patch where it fired and the patches around it" in page
+    assert "stimuli drawn in the centre patch and the patches around it" in page
+    circuit = (site / "models" / "block" / "hidden" / "0-15" / "circuits" / "0.html").read_text()
+    assert "attention left out (the direct path" in circuit
