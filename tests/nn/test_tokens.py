@@ -42,6 +42,8 @@ def test_a_map_goes_back_to_the_layers_own_layout_with_its_other_tokens(grid):
     maps = grid.to_map(output)
     assert maps.shape == (2, 5, 4, 4)
     assert torch.equal(grid.from_map(maps, like=output), output)
+    if grid.tokens:  # the class and register tokens, apart
+        assert torch.equal(grid.extras(output), output[:, :2])
 
 
 def test_atlas_layers_states_the_layout_it_reads():
