@@ -91,22 +91,30 @@ def null_model(spec: ModelConfig, model: LoadedModel, kind: NullKind, seed: int,
     return permuted(model, seed)
 
 
+def _resetter(module: nn.Module):
+    """The method that draws ``module``'s own parameters again by its default
+    initialisation, or None (multi-head attention names it ``_reset_parameters``)."""
+    if hasattr(module, "reset_parameters"):
+        return module.reset_parameters
+    return module._reset_parameters if isinstance(module, nn.MultiheadAttention) else None
+
+
 def reset(module: nn.Module, seed: int) -> nn.Module:
-    """A copy of ``module`` with every submodule that has ``reset_parameters`` drawn
-    again by it (PyTorch's default initialisation; batch norms back to 0 and 1), seeded."""
+    """A copy of ``module`` with every submodule that can reset its parameters drawn
+    again (PyTorch's default initialisation; batch norms back to 0 and 1), seeded."""
     module = copy.deepcopy(module)
     torch.manual_seed(seed)
     with torch.no_grad():
         for submodule in module.modules():
-            if hasattr(submodule, "reset_parameters"):
-                submodule.reset_parameters()
+            if (draw := _resetter(submodule)) is not None:
+                draw()
     return module
 
 
 def reinitialised(model: LoadedModel, seed: int) -> LoadedModel | None:
-    """The model with every parameter drawn again by its layer's own ``reset_parameters``,
+    """The model with every parameter drawn again by its layer's own initialisation,
     or None where some parameter belongs to no layer that can reset it."""
-    resettable = [m for m in model.module.modules() if hasattr(m, "reset_parameters")]
+    resettable = [m for m in model.module.modules() if _resetter(m) is not None]
     covered = {id(p) for m in resettable for p in m.parameters(recurse=False)}
     if any(id(p) not in covered for p in model.module.parameters()):
         return None

@@ -77,3 +77,16 @@ def test_the_craft_trunk_loads_its_trained_weights_and_its_twin_does_not():
     assert isinstance(trained.features[10], nn.Conv2d) and trained.features[10].out_channels == 128  # conv2_2
     assert not torch.equal(trained.features[0].weight, untrained.features[0].weight)
     assert trained.features[1].running_var.mean() != 1.0  # trained batch norm statistics, not the defaults
+
+
+def test_multi_head_attention_is_drawn_again_by_its_own_initialisation():
+    from atlas.models import LoadedModel
+    from atlas.models.twin import reinitialised
+    from tests.tiny_models import TokenBlock
+
+    model = LoadedModel("m", "test", TokenBlock().eval(), (0.0,) * 3, (1.0,) * 3, 16, "d")
+    twin = reinitialised(model, seed=3)
+    assert twin is not None  # every parameter, the attention's projections included, can be drawn again
+    before, after = model.module.attention.in_proj_weight, twin.module.attention.in_proj_weight
+    assert not torch.equal(before, after) and after.std() > 0
+    assert torch.equal(reinitialised(model, seed=3).module.attention.in_proj_weight, after)  # seeded

@@ -208,6 +208,55 @@ def network(seed: int = 2) -> nn.Module:
     return make_network(seed)[0].module
 
 
+class GroundTruthViT(nn.Module):
+    """A vision transformer whose units are known: ``embed`` cuts patches of ``k`` px with
+    the first-layer kernels of ``first_layer`` (stride ``k``); a class token goes first;
+    one block adds attention, set so that each token attends to itself only (its values
+    the token, its output half of it), then an MLP whose hidden neuron j (``mlp.0``, GELU
+    after it) reads feature j of the residual stream."""
+
+    def __init__(self, kernels: list[np.ndarray], k: int, silent: bool):
+        super().__init__()
+        width = len(kernels)
+        self.embed = nn.Conv2d(3, width, k, stride=k)
+        self.register_buffer("cls", torch.zeros(1, 1, width))  # the class token: no parameter to train
+        self.attention = nn.MultiheadAttention(width, 1, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        eye = torch.eye(width)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.tensor(np.stack(kernels), dtype=torch.float32))
+            self.embed.bias.fill_(-0.2 if silent else 0.0)
+            self.attention.in_proj_weight.copy_(torch.cat([eye, eye, eye]))
+            self.attention.in_proj_bias.zero_()
+            self.attention.out_proj.weight.copy_(0.5 * eye)
+            self.attention.out_proj.bias.zero_()
+            self.mlp[0].weight.copy_(eye)
+            self.mlp[0].bias.zero_()
+            self.mlp[2].weight.copy_(eye)
+            self.mlp[2].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x - 0.5).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(patches), -1, -1), patches], dim=1)
+        alone = ~torch.eye(tokens.shape[1], dtype=torch.bool, device=x.device)  # each token sees itself only
+        tokens = tokens + self.attention(tokens, tokens, tokens, attn_mask=alone, need_weights=False)[0]
+        tokens = tokens + self.mlp(tokens)
+        return tokens[:, 0].sum(1)
+
+
+def make_transformer(seed: int) -> tuple[LoadedModel, Construction]:
+    """A seeded ground-truth vision transformer (``GroundTruthViT``): 8 x 8 patches of the
+    first-layer kernels' size; ``embed`` and ``mlp.0`` have the first layer's truths."""
+    rng = np.random.default_rng([seed, 7])
+    k = int(rng.choice([5, 7, 9, 11]))
+    silent = bool(rng.random() < 0.5)
+    kernels, truths = first_layer(k, rng)
+    net = GroundTruthViT(kernels, k, silent).eval().requires_grad_(False)
+    construction = Construction(k, k, False, "gelu", None, silent, {"embed": truths, "mlp.0": truths})
+    return LoadedModel(f"groundtruth-vit-{seed}", f"groundtruth-vit:{seed}", net, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+                       8 * k, f"groundtruth-vit-{seed}"), construction
+
+
 def _flipped(truth: UnitTruth) -> UnitTruth:
     if truth.color is None:
         return truth  # orientation and frequency do not depend on the sign

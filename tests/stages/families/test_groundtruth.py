@@ -106,3 +106,21 @@ def test_every_ground_truth_unit_lands_in_its_family(seed):
                 built += 1
                 kept += tested[u]["family"] == truth.family
     assert kept >= 0.75 * built
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_hand_built_transformers_units_land_in_their_family(seed):
+    """``make_transformer``: patches embedded by the first-layer kernels, attention set so
+    that each token sees itself only, MLP neurons that copy the embedding's features. The
+    patch embedding is a convolution over RGB and every unit is right (as a CNN's first
+    layer); the MLP's neurons are read as a map of patches and labelled by their tuning
+    alone (no kernel to fit): most are right, and against untrained twins none is named
+    into another family."""
+    model, construction = gt.make_transformer(seed)
+    truths = construction.layers["embed"]
+    found = gt.families_of(model, "embed", null=False)
+    assert [found[u]["family"] for u in range(len(truths))] == [t.family for t in truths]
+    hidden = gt.families_of(model, "mlp.0", null=False)
+    right = sum(hidden[u]["family"] == t.family for u, t in enumerate(truths))
+    assert right >= 0.85 * len(truths)
+    tested = gt.families_of(model, "mlp.0")
+    assert all(tested[u]["family"] in (t.family, "Ot") for u, t in enumerate(truths))
