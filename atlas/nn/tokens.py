@@ -8,9 +8,8 @@ positions, so every stage that reads a feature map reads a transformer's layer a
 reads a CNN's. The tokens that are not patches are kept apart (``Grid.extras``).
 
 The layout is found from the output's shape and the input's size, the way the model
-laid its patches out: a square grid of ``g`` x ``g`` patches, ``g`` dividing the input
-size (the patch embedding's stride times any merging since), after at most
-``MOST_EXTRA`` other tokens. A (C, H, H) map is a convolution's; (H, H, C), with
+laid its patches out: a square grid of ``g`` x ``g`` patches of 2 px or more (the patch
+embedding's stride times any merging since), after at most ``MOST_EXTRA`` other tokens. A (C, H, H) map is a convolution's; (H, H, C), with
 C != H, is channels-last (down to 1 x 1, as Swin's last stage at a small input).
 """
 
@@ -81,9 +80,11 @@ def grid_of(shape: tuple[int, ...], input_size: int) -> Grid | None:
 
 
 def _patches(side: int, input_size: int, least: int = 2) -> bool:
-    """Whether ``side`` patches can tile the input: at least ``least`` (a token sequence of
-    one patch and a class token is no grid to speak of), each a whole number of pixels."""
-    return least <= side < input_size and input_size % side == 0
+    """Whether ``side`` patches a side can come from the input: at least ``least`` (a token
+    sequence of one patch and a class token is no grid to speak of), each 2 px or more. A
+    patch embedding leaves out what its stride does not reach, so the input need not be a
+    whole number of patches (feature visualization's jittered images are not)."""
+    return least <= side <= input_size // 2
 
 
 def as_map(output: torch.Tensor, input_size: int) -> torch.Tensor:

@@ -32,7 +32,8 @@ def test_grids_are_found_from_the_shape_and_the_input_size():
     assert grid_of((1, 1, 768), 32) == Grid(1, 1, tokens=False)  # ... its last stage at 32 px
     assert grid_of((64, 56, 56), 224) is None  # a convolution's map
     assert grid_of((1000,), 224) is None
-    assert grid_of((197, 768), 225) is None  # 14 patches cannot tile 225 px
+    assert grid_of((197, 768), 230) == Grid(14, 14, extra=1)  # 16 px patches, the last 6 px left out
+    assert grid_of((197, 768), 20) is None  # 14 patches of 20 px would be 1 px each
     assert grid_of((3, 300), 224) is None  # too few tokens for a grid
 
 

@@ -124,3 +124,16 @@ def test_a_hand_built_transformers_units_land_in_their_family(seed):
     assert right >= 0.85 * len(truths)
     tested = gt.families_of(model, "mlp.0")
     assert all(tested[u]["family"] in (t.family, "Ot") for u, t in enumerate(truths))
+
+
+def test_a_hand_built_transformers_images_show_what_its_units_detect():
+    """Feature visualization of the patch embedding and of the MLP's neurons (a token
+    layer, read as a map of patches, at the jittered sizes the optimisation feeds it):
+    most images show the unit's orientation or color."""
+    model, construction = gt.make_transformer(0)
+    for layer, truths in construction.layers.items():
+        rendered = _render(model, layer, len(truths), size=model.input_size)
+        matches = [gt.image_matches(rendered.images[u], truth) for u, truth in enumerate(truths)]
+        checked = [m for m in matches if m is not None]
+        assert sum(checked) >= 0.8 * len(checked), layer
+        assert rendered.failed.sum() <= 1, layer
