@@ -64,7 +64,8 @@ def layers_for(arch: str, size: int) -> list[str]:
     middle = max(len(level) // 2, 2)
     stem = level[0]
     if input_conv(model.module.get_submodule(stem)) is None:  # a transformer's blocks: its patch embedding
-        stem = next(name for name, module in model.module.named_modules() if module is input_conv(model.module))
+        embedding = input_conv(model.module)
+        stem = next(name for name, module in model.module.named_modules() if module is embedding)
     return list(dict.fromkeys([stem, *level[middle - 1:middle + 1]]))
 
 
