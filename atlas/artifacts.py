@@ -191,6 +191,9 @@ class Weights(Record):
     kernel: list[int]
     stats: dict[str, dict[str, float]]  # unit -> kernel_stats' numbers (stages/weights/kernels.py), units with an answer
     no_answer: dict[str, str] = field(default_factory=dict)  # unit -> why its kernel is no answer (no image)
+    # [top, left, side] of the input (``atlas.nn.affine.Region``) where the kernels are a
+    # layer's gradients (it is affine in the pixels); None: a convolution's own weights
+    region: list[int] | None = None
 
     @staticmethod
     def image(unit: int | str) -> str:

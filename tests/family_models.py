@@ -2,8 +2,9 @@
 
 - ``early`` (conv over RGB, 11x11): Gabor edge detectors at four orientations,
   red-green and blue-yellow color contrast edges, red and blue center-surround spots;
-- ``lines`` (7x7, over a fixed 1x1 "retina" that passes RGB on: not a first layer,
-  whose linear filters would be Gabor-like): light-line detectors at eight orientations;
+- ``lines`` (7x7, over a fixed 1x1 "retina" that passes RGB on, then rectified: not a
+  linear filter of the image, which would be Gabor-like, as a first layer's are):
+  light-line detectors at eight orientations;
 - ``curves`` (conv over ``lines``): curve detectors at eight orientations, each
   adding up the line detectors tangent to an arc (the Curve Circuits construction).
 
@@ -124,7 +125,7 @@ class FamilyNet(nn.Module):
         self.early = nn.Conv2d(3, len(early), K, padding=K // 2)
         retina = nn.Conv2d(3, 4, 1, bias=False)  # RGB passed on, and a fourth channel of nothing
         lines = nn.Conv2d(4, len(LINE_AXES), LINE_K, padding=LINE_K // 2)
-        self.lines = nn.Sequential(retina, lines)
+        self.lines = nn.Sequential(retina, lines, nn.ReLU())
         conv = nn.Conv2d(len(LINE_AXES), len(curves), CURVE_K, padding=CURVE_K // 2)
         self.curves = nn.Sequential(conv, nn.ReLU())
         with torch.no_grad():

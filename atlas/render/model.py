@@ -189,6 +189,7 @@ class Unit:
     variants: list[Variant] = field(default_factory=list)
     weights: str | None = None
     weights_no_answer: str | None = None  # why its kernel is no answer (not finite, all zero)
+    weights_side: int | None = None  # pixels a side of its kernel where it is a gradient (an affine layer)
     examples: list[Example] = field(default_factory=list)  # strongest first, no two of one place
     duplicates: int = 0  # near-duplicates of a stronger example, left out of ``examples``
     quantiles: list[list[Example]] = field(default_factory=list)  # tenths of the range, top first

@@ -192,6 +192,7 @@ class _Reader:
                 continue
             units[unit].weights = self._copy(f"{unit_folder(base, unit)}/img/w-{records.Weights.image(unit)}",
                                              folder / records.Weights.image(unit))
+            units[unit].weights_side = found.region[2] if found.region else None
 
     def examples(self, key: str, units: dict[int, Unit], base: str) -> None:
         folder = self.store.path(records.Examples.STAGE, key)

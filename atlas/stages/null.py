@@ -3,8 +3,8 @@
 For every swept layer that tuning measured, the null networks (``atlas.models.twin``:
 untrained twins of the model's architecture, or its kernels permuted) are shown the
 same stimulus bank, drawn at the same place, and every channel of the layer responds;
-for a first layer, their kernels are measured as the weights stage measures the
-model's. The families stage reads these as the null distribution of each family's
+for a first layer (or one affine in the pixels), their kernels are measured as the
+weights stage measures the model's. The families stage reads these as the null distribution of each family's
 evidence (``atlas.stages.families.significance``).
 
 Twins are drawn until the layer has ``[null] units`` null units (at least two networks,
@@ -27,16 +27,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from atlas.artifacts import Null, Tuning, write
+from atlas.artifacts import Null, Tuning, Weights, write
 from atlas.data.bank import stimulus_bank
 from atlas.models import LoadedModel
 from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
-from atlas.nn.capture import find_modules
+from atlas.nn.affine import Region
 from atlas.nn.response import layer_response
 from atlas.seeds import derive_seed
 from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
 from atlas.stages.tuning import respond
-from atlas.stages.weights import input_conv
+from atlas.stages.weights import KernelSource
 from atlas.stages.weights.kernels import kernel_stats
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         kind = kind or null_kind(spec, model, ctx.config.root, settings.kind)
         tuning = ctx.store.read(Tuning, tuning_keys[0])
         count = networks_for(layer.channels, settings.units, settings.twins)
-        first = bool(ctx.artifacts[layer.name].get("weights"))
+        weights = ctx.artifacts[layer.name].get("weights")
+        # A first layer's kernels: a convolution's (True), or a layer's gradients over a region of the input.
+        first = (ctx.store.read(Weights, weights[0]).region or True) if weights else False
         seeds = [derive_seed(ctx.config.sweep.seed, STAGE, i) for i in range(count)]
         bank = {"input_size": model.input_size, "extent": tuning.extent, "centre": tuning.centre}
         key = artifact_key(
@@ -109,8 +111,9 @@ def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
                 responses[layer.name].append(respond(network, layer.name, banks[layer.name],
                                                      list(range(layer.channels)), ctx.device, response=response))
                 if job["first"]:
-                    conv = input_conv(find_modules(network.module, [layer.name])[layer.name])
-                    kernels[layer.name].append(kernel_stats(conv.weight.detach().cpu()))
+                    region = None if job["first"] is True else Region(*job["first"])
+                    kernels[layer.name].append(kernel_stats(
+                        KernelSource(region).kernels(network, layer.name, layer.channels)))
                 if i + 1 == len(job["seeds"]):
                     _write(ctx, key, kind, job, layer, responses.pop(layer.name), kernels.pop(layer.name))
             del network

@@ -67,6 +67,7 @@ class Construction:
     pool: str | None
     silent: bool
     layers: dict[str, list[UnitTruth]] = field(default_factory=dict)
+    mixing: float = 0.0  # a transformer's attention: the weight a patch gives each neighbour
 
 
 class GroundTruthNet(nn.Module):
@@ -211,22 +212,29 @@ def network(seed: int = 2) -> nn.Module:
 class GroundTruthViT(nn.Module):
     """A vision transformer whose units are known: ``embed`` cuts patches of ``k`` px with
     the first-layer kernels of ``first_layer`` (stride ``k``); a class token goes first;
-    one block adds attention, set so that each token attends to itself only (its values
-    the token, its output half of it), then an MLP whose hidden neuron j (``mlp.0``, GELU
-    after it) reads feature j of the residual stream."""
+    one block adds attention that you set, then an MLP whose hidden neuron j (``mlp.0``,
+    GELU after it) reads feature j of the residual stream.
 
-    def __init__(self, kernels: list[np.ndarray], k: int, silent: bool):
+    The attention's queries and keys are zero, so where a token looks is its mask alone:
+    each patch gives ``1 - 4 * mixing`` of its weight to itself and ``mixing`` to each of
+    its four neighbours (renormalised at the grid's edge); the class token sees itself.
+    Its values are the tokens and its output half of them, so the MLP's neuron j adds up
+    feature j over a patch and its neighbours, and is still affine in the pixels."""
+
+    def __init__(self, kernels: list[np.ndarray], k: int, silent: bool, grid: int = 8, mixing: float = 0.0):
         super().__init__()
         width = len(kernels)
         self.embed = nn.Conv2d(3, width, k, stride=k)
         self.register_buffer("cls", torch.zeros(1, 1, width))  # the class token: no parameter to train
+        self.mixing = mixing
+        self.register_buffer("mask", _neighbour_mask(grid, mixing))
         self.attention = nn.MultiheadAttention(width, 1, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
         eye = torch.eye(width)
         with torch.no_grad():
             self.embed.weight.copy_(torch.tensor(np.stack(kernels), dtype=torch.float32))
             self.embed.bias.fill_(-0.2 if silent else 0.0)
-            self.attention.in_proj_weight.copy_(torch.cat([eye, eye, eye]))
+            self.attention.in_proj_weight.copy_(torch.cat([0 * eye, 0 * eye, eye]))
             self.attention.in_proj_bias.zero_()
             self.attention.out_proj.weight.copy_(0.5 * eye)
             self.attention.out_proj.bias.zero_()
@@ -238,21 +246,39 @@ class GroundTruthViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patches = self.embed(x - 0.5).flatten(2).transpose(1, 2)
         tokens = torch.cat([self.cls.expand(len(patches), -1, -1), patches], dim=1)
-        alone = ~torch.eye(tokens.shape[1], dtype=torch.bool, device=x.device)  # each token sees itself only
-        tokens = tokens + self.attention(tokens, tokens, tokens, attn_mask=alone, need_weights=False)[0]
+        mask = self.mask if tokens.shape[1] == len(self.mask) else \
+            _neighbour_mask(math.isqrt(tokens.shape[1] - 1), self.mixing).to(x.device)  # another input size
+        tokens = tokens + self.attention(tokens, tokens, tokens, attn_mask=mask, need_weights=False)[0]
         tokens = tokens + self.mlp(tokens)
         return tokens[:, 0].sum(1)
 
 
+def _neighbour_mask(grid: int, mixing: float) -> torch.Tensor:
+    """An additive attention mask (1 + grid^2 tokens, the class token first): the log of the
+    weight each patch gives itself (``1 - 4 mixing``) and its four neighbours (``mixing``)."""
+    weights = torch.zeros(1 + grid * grid, 1 + grid * grid)
+    weights[0, 0] = 1.0
+    for y in range(grid):
+        for x in range(grid):
+            i = 1 + y * grid + x
+            weights[i, i] = 1 - 4 * mixing
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                if 0 <= y + dy < grid and 0 <= x + dx < grid and mixing > 0:
+                    weights[i, 1 + (y + dy) * grid + x + dx] = mixing
+    return weights.log()
+
+
 def make_transformer(seed: int) -> tuple[LoadedModel, Construction]:
     """A seeded ground-truth vision transformer (``GroundTruthViT``): 8 x 8 patches of the
-    first-layer kernels' size; ``embed`` and ``mlp.0`` have the first layer's truths."""
+    first-layer kernels' size, attention that mixes each patch with its neighbours or
+    not (``mixing`` 0 to 0.1); ``embed`` and ``mlp.0`` have the first layer's truths."""
     rng = np.random.default_rng([seed, 7])
     k = int(rng.choice([5, 7, 9, 11]))
     silent = bool(rng.random() < 0.5)
+    mixing = float(rng.choice([0.0, rng.uniform(0.05, 0.1)]))
     kernels, truths = first_layer(k, rng)
-    net = GroundTruthViT(kernels, k, silent).eval().requires_grad_(False)
-    construction = Construction(k, k, False, "gelu", None, silent, {"embed": truths, "mlp.0": truths})
+    net = GroundTruthViT(kernels, k, silent, 8, mixing).eval().requires_grad_(False)
+    construction = Construction(k, k, False, "gelu", None, silent, {"embed": truths, "mlp.0": truths}, mixing)
     return LoadedModel(f"groundtruth-vit-{seed}", f"groundtruth-vit:{seed}", net, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
                        8 * k, f"groundtruth-vit-{seed}"), construction
 
@@ -400,14 +426,14 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     from atlas.artifacts import Null
     from atlas.data.bank import field_centre, stimulus_bank
     from atlas.models.twin import PERMUTED, TWIN, permuted, reinitialised
-    from atlas.nn.capture import capture, find_modules
+    from atlas.nn.capture import capture
     from atlas.nn.receptive_field import receptive_field
     from atlas.nn.response import layer_response
     from atlas.stages import families, tuning
     from atlas.stages.families import taxonomy
     from atlas.stages.families.handwritten import Matches
     from atlas.stages.null import networks_for
-    from atlas.stages.weights import input_conv
+    from atlas.stages.weights import kernel_source
     from atlas.stages.weights.kernels import kernel_stats
 
     with torch.no_grad():
@@ -416,14 +442,13 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
     bank = stimulus_bank(model.input_size, extent, field_centre(field, model.input_size))
-    first = input_conv(find_modules(model.module, [layer])[layer])
-    first = first is not None and first.out_channels == len(units)  # as the weights stage decides
+    source = kernel_source(model, layer, len(units))  # as the weights stage decides
+    first = source is not None
 
     def measure(network: LoadedModel) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
         responses = tuning.respond(network, layer, bank, units, torch.device(device),
                                    response=layer_response(network, layer, device))
-        conv = input_conv(find_modules(network.module, [layer])[layer])
-        return responses, kernel_stats(conv.weight) if first else None
+        return responses, kernel_stats(source.kernels(network, layer, len(units))) if first else None
 
     responses, stats = measure(model)
     summaries = dict(zip(units, tuning.summarize(responses, bank)))

@@ -40,6 +40,8 @@ from torch import nn
 from atlas.artifacts import Weights, write
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
+from atlas.nn import affine
+from atlas.nn.affine import Region
 from atlas.nn.capture import capture, find_modules
 from atlas.nn.tokens import edited
 from atlas.nn.linearize import Held, Linearized
@@ -66,25 +68,56 @@ def kernel_images(weight: torch.Tensor) -> np.ndarray:
     return to_uint8((0.5 + 0.5 * w / scale).permute(0, 2, 3, 1).numpy())
 
 
+@dataclass(frozen=True)
+class KernelSource:
+    """Where a layer's units have kernels on the input: a convolution over RGB (its own
+    weights, ``region`` None) or a layer affine in the pixels (its gradients over ``region``)."""
+
+    region: Region | None = None
+
+    def kernels(self, model: LoadedModel, layer: str, channels: int) -> torch.Tensor:
+        """(channels, 3, k, k): every unit's kernel; of a null network too, where a
+        gradient is taken at the dataset's mean image whether or not it is affine."""
+        if self.region is None:
+            return input_conv(find_modules(model.module, [layer])[layer]).weight.detach().float().cpu()
+        return affine.input_kernels(model.module, layer, model.input_size, range(channels), self.region).float()
+
+
+def kernel_source(model: LoadedModel, layer: str, channels: int) -> KernelSource | None:
+    """How a layer's units are kernels on the input, or None: neither a convolution over
+    RGB nor affine in the pixels (or its kernels wider than ``affine.LARGEST``)."""
+    conv = input_conv(find_modules(model.module, [layer])[layer])
+    if conv is not None and conv.out_channels == channels:
+        return KernelSource()
+    if not affine.is_affine(model.module, layer, model.input_size):
+        return None
+    region = affine.kernel_region(model.module, layer, model.input_size, channels)
+    return KernelSource(region) if region is not None and region.side <= affine.LARGEST else None
+
+
 def run(ctx: StageContext, model: LoadedModel, layer: LayerInfo) -> list[str]:
-    """The kernels of a layer computed by one convolution over RGB (a first layer)."""
-    conv = input_conv(find_modules(model.module, [layer.name])[layer.name])
-    if conv is None or conv.out_channels != layer.channels:
+    """The kernels of a layer computed by one convolution over RGB (a first layer), or
+    of one that is affine in the pixels."""
+    source = kernel_source(model, layer.name, layer.channels)
+    if source is None:
         return []
+    region = source.region
+    # A convolution's key is as it was before affine layers had kernels: its artifacts stay valid.
+    where = {} if region is None else {"region": [region.top, region.left, region.side]}
     key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
-                       units=layer.units, size=IMAGE_SIZE)
+                       units=layer.units, size=IMAGE_SIZE, **where)
     with ctx.artifact(STAGE, key, model=model.name, layer=layer.name) as folder:
         if folder is not None:
-            weight = conv.weight.detach().float().cpu()
+            weight = source.kernels(model, layer.name, layer.channels)
             reasons = {u: why for u, why in no_answers(weight).items() if u in layer.units}
             weight = torch.where(weight.isfinite(), weight, torch.zeros(()))  # measure the others alone
             images, stats = kernel_images(weight), kernel_stats(weight)
             answered = [u for u in layer.units if u not in reasons]
             for unit in answered:
                 save_webp(images[unit], folder / Weights.image(unit), size=IMAGE_SIZE, lossless=True)
-            write(folder, Weights(units=list(layer.units), kernel=list(conv.kernel_size), stats={
+            write(folder, Weights(units=list(layer.units), kernel=list(weight.shape[-2:]), stats={
                 str(u): {name: round(float(v[u]), 4) for name, v in stats.items()} for u in answered},
-                no_answer={str(u): why for u, why in reasons.items()}))
+                no_answer={str(u): why for u, why in reasons.items()}, **where))
             ctx.unanswered(STAGE, f"{model.name} {layer.name}", reasons)
     return [key]
 
