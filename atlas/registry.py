@@ -77,6 +77,7 @@ class Objective:
     negative: bool = False  # minimises the unit's signed value (what turns it off): its activation is reported
     grouped: bool = False  # ``featurevis.diversity`` images per unit, pushed apart (lucent's diversity)
     along: bool = False  # a given direction of the whole layer, not a unit (an activation atlas cell)
+    extra_token: bool = False  # reads a token layer's class token: only layers that have one get its image
 
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
@@ -85,6 +86,8 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("negative", "minimises the channel (its activation is shown)", negative=True),
     Objective("diversity", "images excite the unit while differing from each other, showing the different things "
                            "it responds to", grouped=True),
+    Objective("class_token", "excites the unit at the class token, the token a vision transformer's classifier "
+                             "reads (it sees every patch through attention)", extra_token=True),
     Objective("direction", "excites a direction of the whole layer", along=True),
 )}
 

@@ -3,13 +3,20 @@ its pages say what attention changes."""
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from atlas.artifacts import Weights
 from atlas.config import load_config
+from atlas.models import LoadedModel
+from atlas.optvis.render import render_units
 from atlas.pipeline import sweep
 from atlas.render import render_site
 from atlas.render.catalog import read_catalog
+from atlas.stages.featurevis import layer_objectives
 from atlas.store import Store
 from tests.conftest import make_images, write_config
+from tests.tiny_models import TokenNet
 
 CONFIG = """
 [data]
@@ -79,3 +86,47 @@ def test_a_token_layer_affine_in_the_pixels_gets_kernels_and_its_page_says_why(t
     site = render_site(config).out
     page = (site / "models" / "tokens" / "mlp.0" / "0-15" / "0.html").read_text()
     assert "this layer is an affine function of the image" in page and "over the 4×4 px" in page
+
+
+def _tokens(**options) -> LoadedModel:
+    return LoadedModel("tokens", "test", TokenNet(**options).eval(), (0.0,) * 3, (1.0,) * 3, 16, "digest")
+
+
+def _render(model: LoadedModel, objectives: tuple[str, ...]):
+    return render_units(model, "mlp.0", [0, 1], objectives=objectives, diversity=1, diversity_weight=0.0,
+                        steps=48, size=16, lr=0.1, seed=0, device=torch.device("cpu"))
+
+
+def _red_then_blue(first: np.ndarray, second: np.ndarray) -> None:
+    """The first image is redder (red - green) than the second, the second bluer (blue -
+    the others' mean) than the first, each by 0.15 (in [0, 1] units)."""
+    (r1, g1, b1), (r2, g2, b2) = ((image.astype(float) / 255).reshape(-1, 3).mean(0) for image in (first, second))
+    assert (r1 - g1) - (r2 - g2) > 0.15 and (b2 - (r2 + g2) / 2) - (b1 - (r1 + g1) / 2) > 0.15
+
+
+def test_the_class_token_is_its_own_objective_where_it_reads_the_image():
+    """TokenNet(pooled=True)'s class token is the mean of the patches: unit 0 there is the
+    whole image's red - green, unit 1 its blue. Their class-token images are red and blue;
+    where the class token is a constant (TokenNet's 9, 0, 0) nothing raises it, and the
+    image says it failed."""
+    rendered = _render(_tokens(pooled=True), ("channel", "class_token"))
+    images = {(u, k): i for i, (u, k) in enumerate(zip(rendered.units, rendered.kinds))}
+    _red_then_blue(rendered.images[images[0, "class_token"]], rendered.images[images[1, "class_token"]])
+    assert not rendered.failed[[images[0, "class_token"], images[1, "class_token"]]].any()
+    constant = _render(_tokens(), ("class_token",))
+    assert constant.failed.all()
+
+
+def test_only_layers_with_a_class_token_get_its_objective():
+    default = ("channel", "neuron", "class_token")
+    assert layer_objectives(default, _tokens(), "mlp.0") == default
+    assert layer_objectives(default, _tokens(grid=True), "mlp.0") == ("channel", "neuron")  # channels last
+    assert layer_objectives(default, _tokens(), "embed") == ("channel", "neuron")  # a convolution's map
+
+
+def test_a_channels_last_layers_units_are_its_features_when_optimised():
+    """Swin's layout (B, H, W, C): each element optimises its own feature, not a row of
+    the grid (narrowing a layer reads dimension 1 as its channels: token layers are not
+    narrowed)."""
+    rendered = _render(_tokens(grid=True), ("channel",))
+    _red_then_blue(rendered.images[0], rendered.images[1])

@@ -150,11 +150,13 @@ class TokenNet(nn.Module):
     each embedded as its mean red, green and blue, one class token (9, 0, 0) before
     them; ``mixer`` (a residual MLP per token: hidden unit 0 = red - green of its own
     patch) and a class-token head. Token layout (B, 17, 3); ``grid`` gives it as
-    channels-last (B, 4, 4, 3) instead, as Swin does."""
+    channels-last (B, 4, 4, 3) instead, as Swin does. With ``pooled``, the class token is
+    the mean of the patches (as attention spread evenly would make it), so the MLP's
+    unit 0 at the class token is the whole image's red - green."""
 
-    def __init__(self, grid: bool = False):
+    def __init__(self, grid: bool = False, pooled: bool = False):
         super().__init__()
-        self.grid = grid
+        self.grid, self.pooled = grid, pooled
         self.embed = nn.Conv2d(3, 3, kernel_size=4, stride=4)
         self.mlp = nn.Sequential(nn.Linear(3, 2), nn.GELU(), nn.Linear(2, 3))
         self.head = nn.Linear(3, 2)
@@ -171,11 +173,12 @@ class TokenNet(nn.Module):
     def forward(self, x):
         patches = self.embed(x).flatten(2).transpose(1, 2)  # (B, 16, 3)
         if self.grid:
-            tokens = patches.reshape(-1, 4, 4, 3)
+            side = int(patches.shape[1] ** 0.5)
+            tokens = patches.reshape(-1, side, side, 3)
             return self.head(self.mlp(tokens).mean(dim=(1, 2)))
         cls = torch.zeros_like(patches[:, :1])
         cls[..., 0] = 9.0
-        tokens = torch.cat([cls, patches], dim=1)
+        tokens = torch.cat([patches.mean(1, keepdim=True) if self.pooled else cls, patches], dim=1)
         tokens = tokens + self.mlp(tokens)
         return self.head(tokens[:, 0])
 

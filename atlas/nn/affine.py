@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from atlas.nn.capture import capture
+from atlas.nn.capture import capture, device_of
 
 TOLERANCE = 1e-3  # of the responses' range: what float arithmetic leaves of an exact identity
 READS = 0.05  # of the largest weight: where a kernel reads the input (below: tails, or what attention mixes in)
@@ -49,15 +49,11 @@ class Region:
         return out
 
 
-def _device(module: nn.Module) -> torch.device:
-    return next(iter(module.parameters()), torch.zeros(())).device
-
-
 def is_affine(module: nn.Module, layer: str, size: int, seed: int = 0) -> bool:
     """Whether ``layer``'s output (a map) is an affine function of the input, checked on
     random images of ``size`` px."""
     a, b = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    probe = torch.stack([torch.zeros_like(a), a, b, a + b]).to(_device(module))
+    probe = torch.stack([torch.zeros_like(a), a, b, a + b]).to(device_of(module))
     with torch.no_grad():
         out = capture(module, probe, [layer])[layer]
     if out.dim() != 4:
@@ -71,7 +67,7 @@ def is_affine(module: nn.Module, layer: str, size: int, seed: int = 0) -> bool:
 def _gradients(module: nn.Module, layer: str, size: int, seeds: torch.Tensor) -> torch.Tensor:
     """(n, 3, size, size): row i is the gradient at a zero input of the layer's units at
     the centre of its map, weighted by ``seeds[i]`` (n, its first units)."""
-    x = torch.zeros(len(seeds), 3, size, size, device=_device(module), requires_grad=True)
+    x = torch.zeros(len(seeds), 3, size, size, device=device_of(module), requires_grad=True)
     out = capture(module, x, [layer], detach=False)[layer]
     grad_out = torch.zeros_like(out)
     grad_out[:, :seeds.shape[1], out.shape[2] // 2, out.shape[3] // 2] = seeds.to(out)

@@ -32,6 +32,11 @@ class _EnoughLayers(Exception):
     """Raised from a hook to end the forward pass early; never escapes `capture`."""
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """Where a module's parameters are (the CPU for one without any)."""
+    return next(iter(module.parameters()), torch.zeros(())).device
+
+
 def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
     """The modules named by ``layers``; an unknown name is an error with suggestions."""
     modules = dict(model.named_modules())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from atlas.models import LoadedModel
-from atlas.nn.capture import capture
+from atlas.nn.capture import capture, device_of
 from atlas.nn.tokens import grid_of
 
 
@@ -123,7 +123,7 @@ def receptive_field(model: LoadedModel, layer: str, *, probes: int = 16, seed: i
     size; a field that reaches their border is measured again on probes three times
     larger, so fields wider than the input are measured whole (models that accept
     only their own size keep the clipped measurement)."""
-    device = next(iter(model.module.parameters()), torch.zeros(())).device
+    device = device_of(model.module)
     generator = torch.Generator().manual_seed(seed)
     probe = torch.randn(probes, 3, model.input_size, model.input_size, generator=generator).to(device)
     field, clipped = _measure(model, layer, probe)

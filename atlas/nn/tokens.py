@@ -93,6 +93,15 @@ def as_map(output: torch.Tensor, input_size: int) -> torch.Tensor:
     return output if grid is None else grid.to_map(output)
 
 
+def split(output: torch.Tensor, input_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A layer's output as (its map, its other tokens as (B, D, extra)); the second is
+    None where the output is not a token layout with other tokens."""
+    grid = grid_of(tuple(output.shape[1:]), input_size)
+    if grid is None:
+        return output, None
+    return grid.to_map(output), grid.extras(output).transpose(1, 2) if grid.tokens and grid.extra else None
+
+
 def edited(output: torch.Tensor, input_size: int, edit: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``edit`` (of a map) applied to a layer's output, given back in the layer's own
     layout (the other tokens as they were): what a hook that changes a layer returns."""

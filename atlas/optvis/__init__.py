@@ -166,15 +166,16 @@ def unit_maps(acts: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
 
 
 def objective_values(response: torch.Tensor, signed: torch.Tensor, kinds: Sequence[str],
-                     images: torch.Tensor | None = None) -> torch.Tensor:
+                     images: torch.Tensor | None = None, extras: torch.Tensor | None = None) -> torch.Tensor:
     """Each batch element's objective value (to maximise), from its unit's map.
 
     response, signed: (N, H, W) or (N,), element i's own unit's response and its
     signed value before the activation (``atlas.nn.response``); kinds: the objective of
     each element (``atlas.optvis.objectives``: named, or the user's); images: the batch,
-    for objectives of the images themselves. Diversity elements use the channel
+    for objectives of the images themselves; extras: (N, tokens), the unit's response at
+    a token layer's other tokens (its class token). Diversity elements use the channel
     objective here; the group penalty is ``diversity_penalty``."""
-    return objectives.values(objectives.View(response, signed, images), kinds)
+    return objectives.values(objectives.View(response, signed, images, extras), kinds)
 
 
 def direction_values(acts: torch.Tensor, directions: torch.Tensor, origin: torch.Tensor | None = None,

@@ -14,7 +14,8 @@ caption, the words the unit page shows for it.
 
 The named objectives (``atlas.registry.OBJECTIVES``) are values of this module:
 ``channel`` (the mean over space), ``neuron`` (the centre position), ``negative``
-(minus the mean of the value before the activation); ``diversity`` is the channel
+(minus the mean of the value before the activation), ``class_token`` (a transformer's
+class token, which is at no position of the map); ``diversity`` is the channel
 objective on a group of images pushed apart (``atlas.optvis.diversity_penalty``), and
 ``direction`` a direction of the whole layer (``atlas.optvis.direction_values``).
 """
@@ -35,6 +36,9 @@ class View:
     response: torch.Tensor  # as the network reads it (``atlas.nn.response``)
     signed: torch.Tensor  # the same before the activation
     images: torch.Tensor | None = None  # (N, 3, S, S) in [0, 1], where the caller has them
+    # A token layer's unit at the tokens that are not patches, (N, extra), class token first
+    # (``atlas.nn.tokens``), as the network reads it; None where the caller did not read them.
+    extras: torch.Tensor | None = None
 
 
 class Objective:
@@ -76,8 +80,16 @@ channel = Objective(lambda v: spatial_mean(v.response), "the mean over space of 
 neuron = Objective(lambda v: centre(v.response), "the unit's response at the centre of the feature map")
 negative = Objective(lambda v: -spatial_mean(v.signed),
                      "minus the mean over space of the unit's value before its activation")
+def _class_token(view: View) -> torch.Tensor:
+    if view.extras is None or view.extras.shape[1] == 0:
+        raise ValueError("the class_token objective needs a token layer with a class token")
+    return view.extras[:, 0]
+
+
+class_token = Objective(_class_token, "the unit's response at the class token")
 l1 = Objective(lambda v: (v.images - 0.5).abs().flatten(1).mean(1), "the images' mean distance from grey")
-NAMED: dict[str, Objective] = {"channel": channel, "neuron": neuron, "negative": negative, "diversity": channel}
+NAMED: dict[str, Objective] = {"channel": channel, "neuron": neuron, "negative": negative, "diversity": channel,
+                               "class_token": class_token}
 
 
 def resolve(kind: str) -> Objective:

@@ -30,6 +30,7 @@ from atlas.models.stem import space_to_depth_stems
 from atlas.nn.capture import capture, layer_inputs
 from atlas.nn.narrow import NarrowedLayer, narrow_layer
 from atlas.nn.redirect import redirected_rectifiers
+from atlas.nn.tokens import grid_of, split
 from atlas.nn.response import Response, find_response
 from atlas.registry import objective
 from atlas.seeds import derive_seed
@@ -113,26 +114,40 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     with torch.no_grad():
         first = robustness(images()[:1], draws[0, :1])
         response = find_response(model.module, layer, model.normalize(first))
+        tokens = grid_of(tuple(capture(model.module, model.normalize(first), [layer], as_maps=False)[layer].shape[1:]),
+                         first.shape[-1]) is not None
+    extras = any(objective(kind).extra_token for kind in kinds)  # the class token is read too
     # The diversity penalty compares whole layers; every other objective reads one
-    # channel per element, so the layer computes only those (``atlas.nn.narrow``).
-    narrowed = None if groups and diversity_weight > 0 else _narrowed_layer(model, layer, element_units, images)
+    # channel per element, so the layer computes only those (``atlas.nn.narrow``), unless
+    # its channels are a token layer's features (narrowing reads dimension 1 as channels).
+    narrowed = None if (groups and diversity_weight > 0) or tokens else \
+        _narrowed_layer(model, layer, element_units, images)
 
-    def layer_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The layer's activations (None when narrowed) and each element's own unit's map."""
+    def layer_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """The layer's activations (None when narrowed), each element's own unit's map,
+        and its values at the layer's other tokens (None unless an objective reads them)."""
         x = model.normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if narrowed is not None:
-                return None, narrowed(*layer_inputs(model.module, x, layer))[:, 0].float()
-            acts = capture(model.module, x, [layer], detach=False)[layer].float()
-        return acts, optvis.unit_maps(acts, unit_index)
+                return None, narrowed(*layer_inputs(model.module, x, layer))[:, 0].float(), None
+            acts = capture(model.module, x, [layer], detach=False, as_maps=not extras)[layer].float()
+        others = None
+        if extras:
+            acts, others = split(acts, x.shape[-1])
+            others = None if others is None else optvis.unit_maps(others, unit_index)
+        return acts, optvis.unit_maps(acts, unit_index), others
 
-    def objectives_of(maps: torch.Tensor, x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+    def objectives_of(read: tuple, x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+        _, maps, others = read
         signed = response.signed(maps, unit_index)
-        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds, x)
+        if others is not None:
+            others = (response.signed if warm_up else response)(others, unit_index)
+        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds, x, others)
 
     def loss(x: torch.Tensor, warm_up: bool) -> torch.Tensor:
-        acts, maps = layer_maps(x)
-        values = objectives_of(maps, x, warm_up=warm_up)
+        read = layer_maps(x)
+        acts = read[0]
+        values = objectives_of(read, x, warm_up=warm_up)
         if groups and diversity_weight > 0:
             penalty = optvis.diversity_penalty(acts, groups)
             return -values.sum() + diversity_weight * values.detach().abs().mean() * penalty
@@ -140,12 +155,13 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
 
     with torch.no_grad():
         begun = images()
-        start = objectives_of(layer_maps(begun)[1], begun)
+        start = objectives_of(layer_maps(begun), begun)
     _optimise(images, loss, robustness, draws, lr=lr, redirect=redirect)
     with torch.no_grad():
         final = images()
-        maps = layer_maps(final)[1]
-        values = objectives_of(maps, final)
+        read = layer_maps(final)
+        maps = read[1]
+        values = objectives_of(read, final)
         random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
     negative = torch.tensor([objective(k).negative for k in kinds], device=device)
     # Report what the unit did, not the loss: a negative image's channel mean stays negative-signed.
@@ -230,18 +246,24 @@ def _random_probes(model: LoadedModel, layer: str, response: Response, units: Se
     units to one of them. The probes depend on the layer's seed only, never on the batch."""
     probes = probe_images(size, seed).to(device)
     x = model.normalize(probes).contiguous(memory_format=torch.channels_last)
-    acts = capture(model.module, x, [layer])[layer].float()  # (P, C, ...)
+    acts, others = split(capture(model.module, x, [layer], as_maps=False)[layer].float(), size)  # (P, C, ...)
     channels = torch.arange(acts.shape[1], device=device)
-    flat = acts.transpose(0, 1).reshape(acts.shape[1] * PROBES, *acts.shape[2:])  # channel-major
     index = channels.repeat_interleave(PROBES)
+
+    def channel_major(values: torch.Tensor) -> torch.Tensor:
+        return values.transpose(0, 1).reshape(values.shape[1] * PROBES, *values.shape[2:])
+
+    flat = channel_major(acts)
     rectified = response(flat, index)
     signed = response.signed(flat, index)
+    others = None if others is None else response(channel_major(others), index)
     means = (rectified.flatten(1).mean(1) if rectified.dim() > 1 else rectified).view(-1, PROBES)
     scale = float(means.abs().nan_to_num(0.0, 0.0, 0.0).max())  # a unit that is not finite has no scale
     best = []
     for unit, kind in zip(units, kinds):
         rows = slice(unit * PROBES, (unit + 1) * PROBES)
-        best.append(optvis.objective_values(rectified[rows], signed[rows], [kind] * PROBES, probes).max())
+        best.append(optvis.objective_values(rectified[rows], signed[rows], [kind] * PROBES, probes,
+                                            None if others is None else others[rows]).max())
     return torch.stack(best), scale
 
 

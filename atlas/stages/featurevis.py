@@ -42,6 +42,8 @@ from atlas.config import Config
 from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp
 from atlas.models import LoadedModel
+from atlas.nn.capture import capture, device_of
+from atlas.nn.tokens import split
 from atlas.optvis.render import FLOOR, GAIN, PROBES, Rendered, prepare, render_units
 from atlas.registry import OBJECTIVES, PRIMARY
 from atlas.seeds import derive_seed
@@ -72,9 +74,22 @@ def elements_per_unit(objectives: Sequence[str], diversity: int) -> int:
     return sum(diversity if registry.objective(kind).grouped else 1 for kind in objectives)
 
 
+def layer_objectives(objectives: Sequence[str], model: LoadedModel, layer: str) -> tuple[str, ...]:
+    """The objectives a layer's units get: one that reads a class token only where the
+    layer is a token layer that has one."""
+    if not any(registry.objective(kind).extra_token for kind in objectives):
+        return tuple(objectives)
+    blank = torch.zeros(1, 3, model.input_size, model.input_size, device=device_of(model.module))
+    with torch.no_grad():
+        output = capture(model.module, model.normalize(blank), [layer], as_maps=False)[layer]
+    extra = split(output, model.input_size)[1] is not None
+    return tuple(kind for kind in objectives if extra or not registry.objective(kind).extra_token)
+
+
 def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
     cfg = ctx.config.featurevis
-    params = {"objectives": list(cfg.objectives), "diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
+    objectives = {layer.name: layer_objectives(cfg.objectives, model, layer.name) for layer in layers}
+    params = {"diversity": cfg.diversity, "diversity_weight": cfg.diversity_weight,
               "steps": cfg.steps, "size": cfg.size, "lr": cfg.lr, "thumbnail": cfg.thumbnail,
               "seed": ctx.config.sweep.seed, "param": cfg.param, "redirect": cfg.redirect, "check": [PROBES, GAIN, FLOOR],
               "precision": resolve_precision(cfg.precision, ctx.device)}
@@ -82,7 +97,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     if custom:  # a user's objective is keyed by what it says it maximises, not its name alone
         params["custom"] = custom
     keys = {layer.name: [artifact_key(stage=STAGE, model=model_identity(model), layer=layer.name, units=units,
-                                      **params) for units in chunks(layer.units, CHUNK)] for layer in layers}
+                                      objectives=list(objectives[layer.name]), **params)
+                         for units in chunks(layer.units, CHUNK)] for layer in layers}
     pending = {layer.name: [(units, key) for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name])
                             if ctx.needs(STAGE, key, cost=len(units))] for layer in layers}
     if any(pending.values()):
@@ -91,7 +107,7 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
     with ctx.progress(total, f"{model.name}: feature vis") as bar:
         bar.update(total - sum(len(units) for todo in pending.values() for units, _ in todo))
         for layer in layers:
-            _render_pending(ctx, model, layer.name, pending[layer.name], bar)
+            _render_pending(ctx, model, layer.name, objectives[layer.name], pending[layer.name], bar)
             for units, key in zip(chunks(layer.units, CHUNK), keys[layer.name]):
                 ctx.store.record(STAGE, key, {"model": model.name, "layer": layer.name, "units": list(units)})
     ctx.sync()  # the report reads every chunk, some of which other ranks made
@@ -113,15 +129,15 @@ def _report_failures(ctx: StageContext, model: str, layer: LayerInfo, keys: list
         log.info("%s %s: feature visualization raised every unit's objective", model, layer.name)
 
 
-def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
+def _render_pending(ctx: StageContext, model: LoadedModel, layer: str, objectives: Sequence[str],
                     pending: list[tuple[tuple[int, ...], str]], bar) -> None:
     """Render pending chunks, several per optimisation (and one optimisation per
     worker), shrinking the batch on OOM."""
     cfg = ctx.config.featurevis
-    per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
+    per_unit = elements_per_unit(objectives, cfg.diversity)
     batch_units = cfg.batch or auto_batch(ctx.device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
     workers = workers_for(ctx.device, cfg.workers)
-    options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
+    options = dict(objectives=objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
                    steps=cfg.steps, size=cfg.size, lr=cfg.lr, param=cfg.param, redirect=cfg.redirect,
                    precision=resolve_precision(cfg.precision, ctx.device),
                    seed=derive_seed(ctx.config.sweep.seed, model.digest, layer), device=ctx.device)
@@ -142,7 +158,7 @@ def _render_pending(ctx: StageContext, model: LoadedModel, layer: str,
             pending[:0] = group
             continue
         for chunk_units, key in group:
-            _write_chunk(ctx, key, chunk_units, rendered)
+            _write_chunk(ctx, key, chunk_units, rendered, objectives)
             bar.update(len(chunk_units))
 
 
@@ -184,7 +200,8 @@ def auto_batch(device: torch.device, per_unit: int, side: int) -> int:
     return max(1, int(free * 0.5 / 40e6) // per_unit)
 
 
-def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: Rendered) -> None:
+def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: Rendered,
+                 objectives: Sequence[str]) -> None:
     """Files per unit: ``U.webp`` and ``U-thumb.webp`` (channel), ``U-neuron.webp``,
     ``U-negative.webp``, ``U-diversity-K.webp``; ``data.json`` has each one's
     activation, the same on its starting image and on the best random image, which
@@ -213,7 +230,7 @@ def _write_chunk(ctx: StageContext, key: str, units: tuple[int, ...], rendered: 
             save_webp(pixels, folder / Featurevis.image(unit, variant))
         write(folder, Featurevis(units=list(units), activation=activation, start=start, random=random,
                                  failed=failed, layer_mean=layer_mean, response=rendered.response, param=cfg.param,
-                                 objectives=list(cfg.objectives), diversity=cfg.diversity, size=cfg.size,
+                                 objectives=list(objectives), diversity=cfg.diversity, size=cfg.size,
                                  thumbnail=cfg.thumbnail))
 
 
@@ -250,11 +267,12 @@ def _batch_seconds(config: Config, model: LoadedModel, layer: LayerInfo, device:
                    probe_steps: tuple[int, int] = (2, 6)) -> tuple[float, float, int]:
     """(seconds per step, fixed seconds, units) of one full optimisation batch of the layer."""
     cfg = config.featurevis
-    per_unit = elements_per_unit(cfg.objectives, cfg.diversity)
+    objectives = layer_objectives(cfg.objectives, model, layer.name)
+    per_unit = elements_per_unit(objectives, cfg.diversity)
     workers = workers_for(device, cfg.workers)
     batch = cfg.batch or auto_batch(device, per_unit, cfg.size + 2 * optvis.Robustness.pad)
     units = list(layer.units[:batch * workers])
-    options = dict(objectives=cfg.objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
+    options = dict(objectives=objectives, diversity=cfg.diversity, diversity_weight=cfg.diversity_weight,
                    size=cfg.size, lr=cfg.lr, param=cfg.param, redirect=min(cfg.redirect, probe_steps[0]),
                    precision=resolve_precision(cfg.precision, device), seed=0, device=device)
     timed = []

@@ -283,6 +283,12 @@ def make_transformer(seed: int) -> tuple[LoadedModel, Construction]:
                        8 * k, f"groundtruth-vit-{seed}"), construction
 
 
+def transformer(seed: int = 0) -> nn.Module:
+    """The module of ``make_transformer(seed)``, for a config's ``arch =
+    "atlas.stages.families.groundtruth:transformer"`` (RGB in [0, 1], input ``8 k`` px)."""
+    return make_transformer(seed)[0].module
+
+
 def _flipped(truth: UnitTruth) -> UnitTruth:
     if truth.color is None:
         return truth  # orientation and frequency do not depend on the sign

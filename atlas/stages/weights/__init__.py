@@ -42,7 +42,7 @@ from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.nn import affine
 from atlas.nn.affine import Region
-from atlas.nn.capture import capture, find_modules
+from atlas.nn.capture import capture, device_of, find_modules
 from atlas.nn.tokens import edited
 from atlas.nn.linearize import Held, Linearized
 from atlas.stages import Cost, LayerInfo, Measured, StageContext, artifact_key, model_identity
@@ -159,7 +159,7 @@ def expanded_weights(model: LoadedModel, source: str, target: str, units: Sequen
     their gradients with the same signs must reproduce the full-size pass, or the
     window is abandoned for the full size."""
     module = model.module
-    device = next(iter(module.parameters()), torch.zeros(())).device
+    device = device_of(module)
     probe = torch.zeros(1, 3, model.input_size, model.input_size, device=device)
     held = Held.measure(module, model.normalize(images.to(device))) if images is not None else Held()
     linear = _Linear(module, held, (source, target))

@@ -5,9 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from atlas.artifacts import Examples
+from atlas.config import load_config
 from atlas.optvis.render import render_units
+from atlas.pipeline import sweep
 from atlas.stages.families import groundtruth as gt
+from atlas.store import Store
+from tests.conftest import write_config
 
 CPU = torch.device("cpu")
 
@@ -151,3 +157,58 @@ def test_a_hand_built_transformers_images_show_what_its_units_detect():
         checked = [m for m in matches if m is not None]
         assert sum(checked) >= 0.8 * len(checked), layer
         assert rendered.failed.sum() <= 1, layer
+
+
+EXAMPLES_CONFIG = """
+[data]
+images = "images"
+
+[sweep]
+cache = "cache"
+stages = ["examples"]
+
+[examples]
+top = 3
+
+[[models]]
+name = "handvit"
+arch = "handvit_{seed}:build"
+input_size = {size}
+mean = [0.0, 0.0, 0.0]
+std = [1.0, 1.0, 1.0]
+layers = ["mlp.0"]
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_hand_built_transformers_examples_are_cropped_at_the_patch_that_holds_their_pattern(tmp_path, seed,
+                                                                                             monkeypatch):
+    """One image per Gabor unit of ``mlp.0``: grey but for the unit's own kernel (its
+    luminance) in one patch, a different patch in each. Each Gabor unit's strongest
+    example is its own image, at that patch, and the crop is that patch, with its
+    neighbours where attention mixes them in (seed 3)."""
+    model, construction = gt.make_transformer(seed)
+    k, size = construction.kernel, model.input_size
+    gabors = [u for u, t in enumerate(construction.layers["mlp.0"]) if t.kind == gt.GABOR]
+    kernels = model.module.embed.weight.mean(1)
+    places = {}
+    (tmp_path / "images").mkdir()
+    for i, unit in enumerate(gabors):
+        row, col = 1 + 2 * (i // 3), 1 + 2 * (i % 3)
+        pixels = np.full((size, size), 0.5)
+        pixels[row * k:(row + 1) * k, col * k:(col + 1) * k] += 0.45 * (kernels[unit] / kernels[unit].abs().max()).numpy()
+        Image.fromarray((np.stack([pixels] * 3, -1) * 255).round().astype(np.uint8)).save(tmp_path / "images" / f"{unit}.png")
+        places[unit] = (row, col)
+    (tmp_path / f"handvit_{seed}.py").write_text("from atlas.stages.families.groundtruth import transformer\n"
+                                                 f"def build():\n    return transformer({seed})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = load_config(write_config(tmp_path, EXAMPLES_CONFIG.format(size=size, seed=seed)))
+    plan = sweep(config)
+    found = Store(config.resolve(config.sweep.cache)).read(Examples, plan.models[0].layers[0].key("examples"))
+    for unit in gabors:
+        best = found.units[str(unit)]["top"][0]
+        assert found.images[str(best["image"])]["name"] == f"{unit}.png"
+        row, col = places[unit]
+        margin = k if construction.mixing else 0
+        assert (best["y"], best["x"]) == (row, col)
+        assert best["box"] == [row * k - margin, col * k - margin, (row + 1) * k + margin, (col + 1) * k + margin]
