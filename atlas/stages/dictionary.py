@@ -107,8 +107,10 @@ def encoder_affine(trained: Trained) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pre_activations(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) or (B, C) activations -> (B, F, ...) feature pre-activations."""
-    if x.dim() == 4:
+    """Activations -> feature pre-activations, in the layer's own layout: (B, C, H, W) ->
+    (B, F, H, W); features last, (B, C), a transformer's tokens (B, T, C) or Swin's
+    channels-last (B, H, W, C) -> (B, ..., F)."""
+    if x.dim() == 4 and x.shape[1] == weight.shape[1]:
         return torch.einsum("fc,bchw->bfhw", weight, x) + bias[None, :, None, None]
     return x @ weight.T + bias
 
