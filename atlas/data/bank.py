@@ -22,6 +22,7 @@ PERIODIC_180 = {"line", "grating"}  # kinds whose orientation repeats every 180 
 ORIENTED = ("curve", "curved_edge", "edge", "color_edge", "high_low", "line", "grating")
 STRAIGHT = ("edge", "color_edge", "line", "grating")  # high-low boundaries are random texture: too noisy
 CURVED = ("curve", "curved_edge")
+SMALL_CENTRE = 0.5  # an effective diameter under this share of the field's extent gets spots of its own size
 
 
 
@@ -38,27 +39,48 @@ class Bank:
         return np.array([i for i, p in enumerate(self.params) if p["kind"] == name])
 
 
-def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None = None) -> Bank:
+def spot_scales(size: int, extent: float, effective: float | None) -> tuple[float, ...]:
+    """The diameters spots are drawn at on images of ``size``: the field's extent (at
+    least 6 px, at most the image), and its effective diameter where that is under
+    ``SMALL_CENTRE`` of the extent (a unit whose weight lies in the middle of a wide
+    field, through pooling or attention that mixes in neighbouring patches, prefers a
+    spot of its own size)."""
+    extent = float(min(max(extent, 6.0), size))
+    return (extent,) + ((effective,) if effective and effective < SMALL_CENTRE * extent else ())
+
+
+def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None = None,
+                  effective: float | None = None) -> Bank:
     """Every stimulus, drawn within a disc of diameter ``extent`` on grey, centred on the
     image or on ``centre`` (row, column; to the nearest half pixel: each stimulus is
-    drawn on a larger canvas whose centre lands there, and cut out).
+    drawn on a larger canvas whose centre lands there, and cut out); spots also at the
+    scale of the field's ``effective`` diameter where it is small (``spot_scales``).
 
     Tuning, the null, circuits and the families' evidence all ask for a layer's bank,
     and drawing one takes a quarter of a second or more: the last few are kept, their
     images read-only, and each caller gets its own lists."""
-    drawn = _drawn(size, float(extent), None if centre is None else tuple(float(c) for c in centre))
+    drawn = _drawn(size, float(extent), None if centre is None else tuple(float(c) for c in centre),
+                   None if effective is None else float(effective))
     return Bank(list(drawn.images), [dict(p) for p in drawn.params])
 
 
+def tuning_bank(size: int, tuning: dict[str, Any]) -> Bank:
+    """The bank the tuning stage showed a layer, drawn again from its record (``extent``,
+    ``centre``, ``effective``): a pure function of them and the input size."""
+    centre = tuning.get("centre")
+    return stimulus_bank(size, tuning["extent"], tuple(centre) if centre else None, tuning.get("effective"))
+
+
 @functools.lru_cache(maxsize=4)  # a bank of 224 px images holds about 0.5 GB
-def _drawn(size: int, extent: float, centre: tuple[float, float] | None) -> Bank:
-    bank = _draw(size, extent, centre)
+def _drawn(size: int, extent: float, centre: tuple[float, float] | None, effective: float | None) -> Bank:
+    bank = _draw(size, extent, centre, effective)
     for image in bank.images:
         image.setflags(write=False)
     return bank
 
 
-def _draw(size: int, extent: float, centre: tuple[float, float] | None = None) -> Bank:
+def _draw(size: int, extent: float, centre: tuple[float, float] | None = None,
+          effective: float | None = None) -> Bank:
     if centre is not None:
         margin = int(np.ceil(max(abs(c - (size - 1) / 2) for c in centre))) + 1
         canvas = size + 2 * margin
@@ -66,11 +88,12 @@ def _draw(size: int, extent: float, centre: tuple[float, float] | None = None) -
             canvas += 1
         middle = (canvas - 1) / 2
         top, left = (int(round(middle - c)) for c in centre)
-        bank = _draw(canvas, extent)
+        bank = _draw(canvas, extent, effective=effective)
         bank.images = [image[:, top:top + size, left:left + size].copy() for image in bank.images]
         return bank
     bank = Bank()
-    extent = float(min(max(extent, 6.0), size))
+    scales = spot_scales(size, extent, effective)
+    extent = scales[0]
     for orientation in ORIENTATIONS:
         for radius in (0.25 * extent, 0.5 * extent, extent):
             for ink, paper in ((1.0, 0.0), (0.0, 1.0)):
@@ -105,15 +128,16 @@ def _draw(size: int, extent: float, centre: tuple[float, float] | None = None) -
     colors = {**stimuli.HUES, "white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
     grey = (stimuli.GREY,) * 3
     for name, rgb in colors.items():
-        for radius in (0.15 * extent, 0.3 * extent):
+        for radius in (fraction * scale for scale in scales for fraction in (0.15, 0.3)):
             bank.add(stimuli.blob(size, radius, rgb, grey), extent, kind="blob", color=name, radius=round(radius, 2))
         # The same color over the whole receptive field: a centre-surround unit's
         # surround cancels its centre, so it prefers the spot.
         bank.add(stimuli.blob(size, extent, rgb, grey), extent, kind="field", color=name)
     for near, far in ((a, b) for a in stimuli.HUES for b in stimuli.HUES if a != b):
         # A spot on its opponent: what drives a color-opponent centre and its surround at once.
-        bank.add(stimuli.blob(size, 0.3 * extent, stimuli.HUES[near], stimuli.HUES[far]), extent,
-                 kind="blob", color=near, surround=far, radius=round(0.3 * extent, 2))
+        for scale in scales:
+            bank.add(stimuli.blob(size, 0.3 * scale, stimuli.HUES[near], stimuli.HUES[far]), extent,
+                     kind="blob", color=near, surround=far, radius=round(0.3 * scale, 2))
     return bank
 
 

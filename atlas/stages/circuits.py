@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Circuits, Examples, Tuning, write
-from atlas.data.bank import stimulus_bank
+from atlas.data.bank import stimulus_bank, tuning_bank
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, find_modules
 from atlas.nn.tokens import edited
@@ -190,8 +190,7 @@ def _probes(ctx: StageContext, model: LoadedModel, target: LayerInfo) -> dict[in
     found: dict[int, tuple[list, list]] = {}
     if inputs.get("tuning"):
         tuning = ctx.store.read(Tuning, inputs["tuning"][0]).json()
-        centre = tuning.get("centre")  # where the tuning stage drew them: on the centre unit's field
-        bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
+        bank = tuning_bank(model.input_size, tuning)  # drawn on the centre unit's field
         for unit, summary in tuning["units"].items():
             best = sorted(summary["preferred"].values(), key=lambda p: -p["response"])[:PROBES]
             found[int(unit)] = ([bank.images[p["index"]] for p in best], [(height // 2, width // 2)] * len(best))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from atlas.artifacts import Null, Tuning, Weights, write
-from atlas.data.bank import stimulus_bank
+from atlas.data.bank import spot_scales, stimulus_bank
 from atlas.models import LoadedModel
 from atlas.models.twin import NullKind, calibration_images, has_batchnorm, null_kind, null_model, recalibrate
 from atlas.nn.affine import Region
@@ -71,6 +71,8 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
         first = (ctx.store.read(Weights, weights[0]).region or True) if weights else False
         seeds = [derive_seed(ctx.config.sweep.seed, STAGE, i) for i in range(count)]
         bank = {"input_size": model.input_size, "extent": tuning.extent, "centre": tuning.centre}
+        if spot_scales(model.input_size, tuning.extent, tuning.effective)[1:]:  # spots at its effective scale too
+            bank["effective"] = tuning.effective
         key = artifact_key(
             stage=STAGE, format=FORMAT, kind=kind.method, layer=layer.name, seeds=seeds, first_layer=first,
             bank=bank, channels=layer.channels,
@@ -93,7 +95,7 @@ def _compute(ctx: StageContext, spec, model: LoadedModel, kind: NullKind,
     settings = ctx.config.null
     responses: dict[str, list[np.ndarray]] = {layer.name: [] for layer, _, _ in todo}
     kernels: dict[str, list[dict[str, np.ndarray]]] = {layer.name: [] for layer, _, _ in todo}
-    banks = {layer.name: stimulus_bank(job["input_size"], job["extent"], tuple(job["centre"]))
+    banks = {layer.name: stimulus_bank(job["input_size"], job["extent"], tuple(job["centre"]), job.get("effective"))
              for layer, _, job in todo}
     cached: list[torch.Tensor] | None = None  # the calibration images, loaded once
     count = max(len(job["seeds"]) for _, _, job in todo)

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlas.artifacts import Examples, Tuning, write
-from atlas.data.bank import CURVED, ORIENTED, PERIODIC_180, STRAIGHT, Bank, field_centre, resultant, stimulus_bank
+from atlas.data.bank import (CURVED, ORIENTED, PERIODIC_180, STRAIGHT, Bank, field_centre, resultant, spot_scales,
+                             stimulus_bank)
 from atlas.images import save_webp, to_uint8
 from atlas.models import LoadedModel
 from atlas.nn.capture import capture, layer_inputs
@@ -250,9 +251,13 @@ def run(ctx: StageContext, model: LoadedModel, layers: Sequence[LayerInfo]) -> d
                 bar.update(1)
                 continue  # stimuli need a spatial layer
             examples_key = (ctx.artifacts.get(layer.name, {}).get("examples") or [None])[0]
+            field_ = layer_receptive_field(ctx, model, layer.name)
+            # Spots at the effective scale change the bank: only those layers' keys name it.
+            small = spot_scales(model.input_size, max(field_.size_y, field_.size_x), round(field_.effective, 2))[1:]
             key = artifact_key(stage=STAGE, format=FORMAT, model=model_identity(model), layer=layer.name,
                                units=layer.units, input_size=model.input_size, examples=examples_key,
-                               joint=[joint_angles(ctx.config.tuning.joint_step), ctx.config.tuning.joint_examples])
+                               joint=[joint_angles(ctx.config.tuning.joint_step), ctx.config.tuning.joint_examples],
+                               **({"spots": small} if small else {}))
             keys[layer.name] = [key]
             if ctx.needs(STAGE, key, cost=len(layer.units)):
                 _compute(ctx, model, layer, key, examples_key)
@@ -285,7 +290,7 @@ def _top_examples(ctx: StageContext, model: LoadedModel, layer: LayerInfo, examp
 def _compute(ctx: StageContext, model: LoadedModel, layer: LayerInfo, key: str, examples_key: str | None) -> None:
     field_ = layer_receptive_field(ctx, model, layer.name)
     centre = field_centre(field_, model.input_size)
-    bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x), centre)
+    bank = stimulus_bank(model.input_size, max(field_.size_y, field_.size_x), centre, round(field_.effective, 2))
     response = layer_response(model, layer.name, ctx.device)  # a batch norm of negative scale flips a unit
     responses = respond(model, layer.name, bank, layer.units, ctx.device, response=response)
     reasons = no_answers(responses)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from atlas.data.bank import stimulus_bank
 from atlas.data.stimuli import curve, curve_bank, line, to_rgb
 
 
@@ -35,3 +36,19 @@ def test_banks_and_rgb():
     assert bank.shape == (2, 2, 16, 16)
     rgb = to_rgb(bank, ink=0.0, paper=1.0)
     assert rgb.shape == (2, 2, 3, 16, 16) and rgb.min() >= 0 and rgb.max() == 1.0
+
+
+def test_a_field_whose_weight_is_in_its_middle_gets_spots_of_that_size_too():
+    """A 21 px field with an effective diameter of 7 px (a patch whose attention mixes in
+    its neighbours): spots of 15% and 30% of both, the spot on its opponent at both; a
+    field whose effective diameter is over half its extent keeps the bank as it was."""
+    plain = stimulus_bank(56, 21)
+    small = stimulus_bank(56, 21, effective=7.0)
+    radii = {p["radius"] for p in small.params if p["kind"] == "blob" and "surround" not in p}
+    assert radii == {3.15, 6.3, 1.05, 2.1}
+    assert {p["radius"] for p in small.params if "surround" in p} == {6.3, 2.1}
+    assert len(small.params) == len(plain.params) + 8 * 2 + 30  # 8 colors x 2 sizes, 30 opponent pairs
+    wide = stimulus_bank(56, 21, effective=12.0)
+    assert wide.params == plain.params and all(np.array_equal(a, b) for a, b in zip(wide.images, plain.images))
+    spot = small.images[next(i for i, p in enumerate(small.params) if p.get("radius") == 1.05 and p["color"] == "white")]
+    assert (spot.mean(0) > 0.75).sum() <= 9  # about 3 px across

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas.artifacts import Circuits, Families, Null, Tuning, write
-from atlas.data.bank import Bank, stimulus_bank
+from atlas.data.bank import Bank, tuning_bank
 from atlas.models import LoadedModel
 from atlas.registry import PRIMARY
 from atlas.seeds import derive_seed
@@ -165,8 +165,7 @@ def layer_families(ctx: StageContext, model: LoadedModel, layer: LayerInfo, inpu
     dead = dead_units(units, responses, kernels, read.examples)
     live = [u for u in units if u not in dead]
     rows = [units.index(u) for u in live]
-    centre = tuning.get("centre")
-    bank = stimulus_bank(model.input_size, tuning["extent"], tuple(centre) if centre else None)
+    bank = tuning_bank(model.input_size, tuning)
     matcher = Matches(bank, tuning["extent"], DETECTORS)
     per_unit = label_units(live, summaries, responses[:, rows], params, kernels or None, tuning["extent"],
                            tuning.get("effective"), matches_of(matcher, summaries, responses[:, rows], live))

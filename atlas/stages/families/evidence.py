@@ -33,7 +33,7 @@ import torch
 
 from atlas import artifacts
 from atlas.data import stimuli
-from atlas.data.bank import stimulus_bank
+from atlas.data.bank import tuning_bank
 from atlas.models import LoadedModel
 from atlas.stages import LayerInfo, StageContext, layer_receptive_field
 from atlas.stages.families import handwritten
@@ -190,8 +190,7 @@ class Handwritten:
     def bank(self):
         """The tuning stage's stimulus bank, redrawn (it is a pure function of size and extent)."""
         if self._bank is None:
-            centre = self.tuning.get("centre")
-            self._bank = stimulus_bank(self.model.input_size, self.tuning["extent"], tuple(centre) if centre else None)
+            self._bank = tuning_bank(self.model.input_size, self.tuning)
         return self._bank
 
     @property

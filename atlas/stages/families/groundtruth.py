@@ -447,7 +447,7 @@ def families_of(model: LoadedModel, layer: str, device: torch.device | str = "cp
         units = list(range(capture(model.module, blank, [layer])[layer].shape[1]))
     field = receptive_field(model, layer)
     extent = max(field.size_y, field.size_x)
-    bank = stimulus_bank(model.input_size, extent, field_centre(field, model.input_size))
+    bank = stimulus_bank(model.input_size, extent, field_centre(field, model.input_size), round(field.effective, 2))
     source = kernel_source(model, layer, len(units))  # as the weights stage decides
     first = source is not None
 
