@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +55,14 @@ class Rendered:
     failed: np.ndarray  # (N,) bool: the image did not raise the objective clearly (``failures``)
     layer_mean: np.ndarray  # (N,) the layer's own channel mean on the final image, before any rectification
     response: str  # what the channel objective maximised (``atlas.nn.response``)
+
+
+class _Read(NamedTuple):
+    """What one forward pass of ``render_units`` reads of its layer."""
+
+    acts: torch.Tensor | None  # the layer's activations (None when narrowed)
+    maps: torch.Tensor  # each element's own unit's map
+    others: torch.Tensor | None = None  # its values at a token layer's other tokens, where an objective reads them
 
 
 def prepare(model: LoadedModel, layers: Sequence[str], device: torch.device) -> LoadedModel:
@@ -123,33 +131,29 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     narrowed = None if (groups and diversity_weight > 0) or tokens else \
         _narrowed_layer(model, layer, element_units, images)
 
-    def layer_maps(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """The layer's activations (None when narrowed), each element's own unit's map,
-        and its values at the layer's other tokens (None unless an objective reads them)."""
+    def layer_maps(x: torch.Tensor) -> _Read:
         x = model.normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if narrowed is not None:
-                return None, narrowed(*layer_inputs(model.module, x, layer))[:, 0].float(), None
+                return _Read(None, narrowed(*layer_inputs(model.module, x, layer))[:, 0].float())
             acts = capture(model.module, x, [layer], detach=False, as_maps=not extras)[layer].float()
         others = None
         if extras:
             acts, others = split(acts, x.shape[-1])
             others = None if others is None else optvis.unit_maps(others, unit_index)
-        return acts, optvis.unit_maps(acts, unit_index), others
+        return _Read(acts, optvis.unit_maps(acts, unit_index), others)
 
-    def objectives_of(read: tuple, x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
-        _, maps, others = read
-        signed = response.signed(maps, unit_index)
-        if others is not None:
-            others = (response.signed if warm_up else response)(others, unit_index)
-        return optvis.objective_values(signed if warm_up else response(maps, unit_index), signed, kinds, x, others)
+    def objectives_of(read: _Read, x: torch.Tensor, warm_up: bool = False) -> torch.Tensor:
+        signed = response.signed(read.maps, unit_index)
+        rectify = response.signed if warm_up else response
+        others = None if read.others is None else rectify(read.others, unit_index)
+        return optvis.objective_values(rectify(read.maps, unit_index), signed, kinds, x, others)
 
     def loss(x: torch.Tensor, warm_up: bool) -> torch.Tensor:
         read = layer_maps(x)
-        acts = read[0]
         values = objectives_of(read, x, warm_up=warm_up)
         if groups and diversity_weight > 0:
-            penalty = optvis.diversity_penalty(acts, groups)
+            penalty = optvis.diversity_penalty(read.acts, groups)
             return -values.sum() + diversity_weight * values.detach().abs().mean() * penalty
         return -values.sum()
 
@@ -160,7 +164,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     with torch.no_grad():
         final = images()
         read = layer_maps(final)
-        maps = read[1]
+        maps = read.maps
         values = objectives_of(read, final)
         random, scale = _random_probes(model, layer, response, element_units, kinds, size, seed, device)
     negative = torch.tensor([objective(k).negative for k in kinds], device=device)

@@ -234,7 +234,7 @@ class GroundTruthViT(nn.Module):
         with torch.no_grad():
             self.embed.weight.copy_(torch.tensor(np.stack(kernels), dtype=torch.float32))
             self.embed.bias.fill_(-0.2 if silent else 0.0)
-            self.attention.in_proj_weight.copy_(torch.cat([0 * eye, 0 * eye, eye]))
+            self.attention.in_proj_weight.copy_(torch.cat([torch.zeros_like(eye), torch.zeros_like(eye), eye]))
             self.attention.in_proj_bias.zero_()
             self.attention.out_proj.weight.copy_(0.5 * eye)
             self.attention.out_proj.bias.zero_()
