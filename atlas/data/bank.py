@@ -23,6 +23,7 @@ ORIENTED = ("curve", "curved_edge", "edge", "color_edge", "high_low", "line", "g
 STRAIGHT = ("edge", "color_edge", "line", "grating")  # high-low boundaries are random texture: too noisy
 CURVED = ("curve", "curved_edge")
 SMALL_CENTRE = 0.5  # an effective diameter under this share of the field's extent gets spots of its own size
+SMALLEST = 6.0  # pixels: the narrowest field stimuli are drawn in (a smaller one is drawn at this size)
 
 
 
@@ -41,12 +42,13 @@ class Bank:
 
 def spot_scales(size: int, extent: float, effective: float | None) -> tuple[float, ...]:
     """The diameters spots are drawn at on images of ``size``: the field's extent (at
-    least 6 px, at most the image), and its effective diameter where that is under
-    ``SMALL_CENTRE`` of the extent (a unit whose weight lies in the middle of a wide
-    field, through pooling or attention that mixes in neighbouring patches, prefers a
-    spot of its own size)."""
-    extent = float(min(max(extent, 6.0), size))
-    return (extent,) + ((effective,) if effective and effective < SMALL_CENTRE * extent else ())
+    least ``SMALLEST``, at most the image), and its effective diameter (at least
+    ``SMALLEST``) where that is under ``SMALL_CENTRE`` of the extent (a unit whose
+    weight lies in the middle of a wide field, through pooling or attention that mixes
+    in neighbouring patches, prefers a spot of its own size)."""
+    extent = float(min(max(extent, SMALLEST), size))
+    centre = max(effective or extent, SMALLEST)
+    return (extent,) + ((centre,) if centre < SMALL_CENTRE * extent else ())
 
 
 def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None = None,
@@ -59,8 +61,9 @@ def stimulus_bank(size: int, extent: float, centre: tuple[float, float] | None =
     Tuning, the null, circuits and the families' evidence all ask for a layer's bank,
     and drawing one takes a quarter of a second or more: the last few are kept, their
     images read-only, and each caller gets its own lists."""
-    drawn = _drawn(size, float(extent), None if centre is None else tuple(float(c) for c in centre),
-                   None if effective is None else float(effective))
+    # Decided at the image's size: a centred bank is drawn on a larger canvas.
+    small = tuple(float(d) for d in spot_scales(size, extent, effective)[1:])
+    drawn = _drawn(size, float(extent), None if centre is None else tuple(float(c) for c in centre), small)
     return Bank(list(drawn.images), [dict(p) for p in drawn.params])
 
 
@@ -72,15 +75,16 @@ def tuning_bank(size: int, tuning: dict[str, Any]) -> Bank:
 
 
 @functools.lru_cache(maxsize=4)  # a bank of 224 px images holds about 0.5 GB
-def _drawn(size: int, extent: float, centre: tuple[float, float] | None, effective: float | None) -> Bank:
-    bank = _draw(size, extent, centre, effective)
+def _drawn(size: int, extent: float, centre: tuple[float, float] | None, small: tuple[float, ...]) -> Bank:
+    bank = _draw(size, extent, centre, small)
     for image in bank.images:
         image.setflags(write=False)
     return bank
 
 
 def _draw(size: int, extent: float, centre: tuple[float, float] | None = None,
-          effective: float | None = None) -> Bank:
+          small: tuple[float, ...] = ()) -> Bank:
+    """The bank at ``size`` px, spots also at the diameters ``small``."""
     if centre is not None:
         margin = int(np.ceil(max(abs(c - (size - 1) / 2) for c in centre))) + 1
         canvas = size + 2 * margin
@@ -88,12 +92,12 @@ def _draw(size: int, extent: float, centre: tuple[float, float] | None = None,
             canvas += 1
         middle = (canvas - 1) / 2
         top, left = (int(round(middle - c)) for c in centre)
-        bank = _draw(canvas, extent, effective=effective)
+        bank = _draw(canvas, extent, small=small)
         bank.images = [image[:, top:top + size, left:left + size].copy() for image in bank.images]
         return bank
     bank = Bank()
-    scales = spot_scales(size, extent, effective)
-    extent = scales[0]
+    extent = float(min(max(extent, SMALLEST), size))
+    scales = (extent, *small)
     for orientation in ORIENTATIONS:
         for radius in (0.25 * extent, 0.5 * extent, extent):
             for ink, paper in ((1.0, 0.0), (0.0, 1.0)):
