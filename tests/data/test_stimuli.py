@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from atlas.data.bank import stimulus_bank
+from atlas.data.bank import spot_scales, stimulus_bank
 from atlas.data.stimuli import curve, curve_bank, line, to_rgb
 
 
@@ -52,3 +52,14 @@ def test_a_field_whose_weight_is_in_its_middle_gets_spots_of_that_size_too():
     assert wide.params == plain.params and all(np.array_equal(a, b) for a, b in zip(wide.images, plain.images))
     spot = small.images[next(i for i, p in enumerate(small.params) if p.get("radius") == 1.05 and p["color"] == "white")]
     assert (spot.mean(0) > 0.75).sum() <= 9  # about 3 px across
+
+
+def test_spots_at_the_effective_scale_are_decided_at_the_images_size():
+    """A field wider than the image is drawn at the image's size, and so are the spots
+    decided: a centred bank (drawn on a larger canvas) holds the same stimuli as the
+    null's and the tuning key's ``spot_scales`` say, and no spot is under the smallest field."""
+    plain = len(stimulus_bank(32, 59).params)
+    assert spot_scales(32, 59, 18.11) == (32.0,)
+    for centre in (None, (15.5, 15.5), (12.0, 20.0)):
+        assert len(stimulus_bank(32, 59, centre, 18.11).params) == plain
+    assert spot_scales(16, 1, 1.0) == (6.0,)  # a 1 px field is drawn at 6 px, its spots too
