@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from atlas.errors import AtlasError
-from atlas.nn.tokens import as_map, grid_of
+from atlas.nn.tokens import Grid, as_map, grid_of
 
 
 class _EnoughLayers(Exception):
@@ -113,6 +113,13 @@ def layer_inputs(model: nn.Module, x: torch.Tensor, layer: str) -> tuple:
     if not seen:
         raise AtlasError(f"layer {layer!r} was never called in the forward pass")
     return seen[0]
+
+
+def layer_grid(model: nn.Module, layer: str, x: torch.Tensor) -> Grid | None:
+    """The token layout of ``layer``'s output on input ``x`` (None: not a token layer)."""
+    with torch.no_grad():
+        output = capture(model, x, [layer], as_maps=False)[layer]
+    return grid_of(tuple(output.shape[1:]), x.shape[-1])
 
 
 def describe_layers(model: nn.Module, x: torch.Tensor) -> list[dict]:

@@ -27,10 +27,10 @@ from atlas.images import to_uint8
 from atlas.models import LoadedModel
 from atlas.models.fold import fold_batchnorms
 from atlas.models.stem import space_to_depth_stems
-from atlas.nn.capture import capture, layer_inputs
+from atlas.nn.capture import capture, layer_grid, layer_inputs
 from atlas.nn.narrow import NarrowedLayer, narrow_layer
 from atlas.nn.redirect import redirected_rectifiers
-from atlas.nn.tokens import grid_of, split
+from atlas.nn.tokens import split
 from atlas.nn.response import Response, find_response
 from atlas.registry import objective
 from atlas.seeds import derive_seed
@@ -122,8 +122,7 @@ def render_units(model: LoadedModel, layer: str, units: Sequence[int], *, object
     with torch.no_grad():
         first = robustness(images()[:1], draws[0, :1])
         response = find_response(model.module, layer, model.normalize(first))
-        tokens = grid_of(tuple(capture(model.module, model.normalize(first), [layer], as_maps=False)[layer].shape[1:]),
-                         first.shape[-1]) is not None
+        tokens = layer_grid(model.module, layer, model.normalize(first)) is not None
     extras = any(objective(kind).extra_token for kind in kinds)  # the class token is read too
     # The diversity penalty compares whole layers; every other objective reads one
     # channel per element, so the layer computes only those (``atlas.nn.narrow``), unless

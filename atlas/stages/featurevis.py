@@ -42,8 +42,7 @@ from atlas.config import Config
 from atlas.forked import can_fork, map_forked
 from atlas.images import save_webp
 from atlas.models import LoadedModel
-from atlas.nn.capture import capture, device_of
-from atlas.nn.tokens import split
+from atlas.nn.capture import device_of, layer_grid
 from atlas.optvis.render import FLOOR, GAIN, PROBES, Rendered, prepare, render_units
 from atlas.registry import OBJECTIVES, PRIMARY
 from atlas.seeds import derive_seed
@@ -80,9 +79,8 @@ def layer_objectives(objectives: Sequence[str], model: LoadedModel, layer: str) 
     if not any(registry.objective(kind).extra_token for kind in objectives):
         return tuple(objectives)
     blank = torch.zeros(1, 3, model.input_size, model.input_size, device=device_of(model.module))
-    with torch.no_grad():
-        output = capture(model.module, model.normalize(blank), [layer], as_maps=False)[layer]
-    extra = split(output, model.input_size)[1] is not None
+    grid = layer_grid(model.module, layer, model.normalize(blank))
+    extra = grid is not None and grid.tokens and grid.extra > 0
     return tuple(kind for kind in objectives if extra or not registry.objective(kind).extra_token)
 
 
